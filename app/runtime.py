@@ -1,0 +1,121 @@
+"""The composition root: builds the model, store, index, memory and chain once, and hands them out.
+
+Nothing heavy happens at import time; `build_runtime(settings)` does the work. Tests pass their
+own LLM bundle (a fake) and may skip the index.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from app.settings import Settings
+from chains.assemble import ContextAssembler
+from chains.memory import ShortTermMemory
+from chains.model import ModelBundle, build_model
+from chains.reply import ReplyResult, build_reply_chain, run_reply
+from chains.retrieve import LoreRetrieval, llama_index_search
+from chains.summary import build_summarizer
+from chains.types import ChatMessage
+from indexes.build import ensure_index
+from indexes.store import MessageStore
+from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever, build_embedding, chroma_client
+from prompts import Persona, PromptSet, load_persona, load_prompts
+
+logger = logging.getLogger(__name__)
+
+
+def open_lore_index(settings: Settings, store: MessageStore, build_if_missing: bool = True) -> LoreIndex | None:
+    """The lore index over embedded Chroma, built from the sample on first run; None if unusable."""
+    try:
+        index = LoreIndex(store, chroma_client(settings.chroma_path), build_embedding(), settings.CHROMA_COLLECTION)
+        if build_if_missing:
+            ensure_index(store, index, settings.SAMPLE_EXPORT)
+        index.open()
+        return index
+    except Exception as exc:  # the bot still answers, without lore
+        logger.warning("lore index unavailable, replies will have no lore: %s", exc)
+        return None
+
+
+@dataclass
+class Runtime:
+    """Everything a channel front-end (console or Discord) needs to answer messages."""
+
+    settings: Settings
+    persona: Persona
+    prompts: PromptSet
+    model: ModelBundle
+    store: MessageStore
+    lore_index: LoreIndex | None
+    memory: ShortTermMemory
+    chain: object
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def observe(self, channel_id: int, message: ChatMessage) -> None:
+        """Every channel message goes to short-term memory."""
+        self.memory.add(channel_id, message)
+
+    def reply(self, channel_id: int, message: ChatMessage) -> ReplyResult:
+        """Answer a message in character; the reply is remembered too. One reply at a time."""
+        with self._lock:
+            result = run_reply(self.chain, channel_id, message)
+        self.memory.add(channel_id, ChatMessage(author=self.persona.name, content=result.text, from_character=True))
+        return result
+
+    def reload_prompts(self) -> None:
+        """Re-read the persona and prompt files and rebuild the chain (the model stays loaded)."""
+        persona = load_persona(self.settings.PERSONA_FILE)
+        prompts = load_prompts(self.settings.PROMPTS_DIR)
+        with self._lock:
+            self.persona, self.prompts = persona, prompts
+            self.chain = compose_chain(self.settings, persona, prompts, self.model, self.lore_index, self.memory)
+            self.memory.summarizer = build_summarizer(self.model.llm, self.model.tokenizer, prompts, persona)
+        logger.info("prompts reloaded from %s and %s", self.settings.PROMPTS_DIR, self.settings.PERSONA_FILE)
+
+    def close(self) -> None:
+        self.memory.close()
+        self.store.close()
+
+
+def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, lore_index: LoreIndex | None, memory: ShortTermMemory):
+    """The reply chain from its parts."""
+    search = None
+    if lore_index is not None and settings.RAG_TOP_K > 0:
+        try:
+            weights = RetrievalWeights(
+                settings.W_SIM, settings.W_REC, settings.W_ENG, settings.LORE_BOOST,
+                settings.RECENCY_HALF_LIFE_DAYS, settings.MIN_SIMILARITY,
+            )  # fmt: skip
+            retriever = WeightedRetriever(lore_index.open(), weights, settings.RAG_TOP_K, settings.RAG_CANDIDATES)
+            search = llama_index_search(retriever)
+        except IndexUnavailable as exc:
+            logger.warning("replying without lore: %s", exc)
+    retrieval = LoreRetrieval(search, persona.lorebook, persona.lorebook_scan_depth)
+    assembler = ContextAssembler(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
+    counter = lambda text: len(model.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    return build_reply_chain(
+        model.llm, retrieval, assembler, memory, persona,
+        reply_max_chars=settings.REPLY_MAX_CHARS, timeout_s=settings.GENERATION_TIMEOUT_SECONDS,
+        token_counter=counter,
+    )  # fmt: skip
+
+
+def build_runtime(settings: Settings, model: ModelBundle | None = None, with_index: bool = True) -> Runtime:
+    """Build everything once from settings. Prompt errors and bad settings raise here, at start-up."""
+    persona = load_persona(settings.PERSONA_FILE)
+    prompts = load_prompts(settings.PROMPTS_DIR)
+    if settings.SEED is not None:
+        from transformers import set_seed
+
+        set_seed(settings.SEED)
+    model = model or build_model(settings)
+    store = MessageStore(settings.store_path)
+    lore_index = open_lore_index(settings, store) if with_index else None
+    summarizer = build_summarizer(model.llm, model.tokenizer, prompts, persona)
+    memory = ShortTermMemory(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL, summarizer)
+    chain = compose_chain(settings, persona, prompts, model, lore_index, memory)
+    return Runtime(settings, persona, prompts, model, store, lore_index, memory, chain)

@@ -1,0 +1,128 @@
+"""One typed settings object, read from the environment and `.env`.
+
+Secrets (the Discord token) come only from the environment; everything else has a documented
+default. `load_settings()` turns pydantic's validation errors into one readable `SettingsError`
+that names each bad variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that is not allowed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot. Field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True, env_ignore_empty=True
+    )
+
+    # Discord (used by the bot; the console needs none of them)
+    DISCORD_BOT_TOKEN: SecretStr | None = None
+    DISCORD_GUILD_ID: int | None = None
+    DISCORD_CHANNEL_ID: int | None = None
+
+    # Model
+    MODEL_NAME: str = Field(
+        DEFAULT_MODEL,
+        description="'smollm2-135m-instruct' (packaged, CPU), a hub id such as "
+        "mistralai/Mistral-7B-v0.3 already in the local cache, or a local model folder",
+    )
+    ADAPTER_PATH: Path | None = Field(None, description="LoRA adapter folder applied with peft")
+    ENABLE_QUANTIZATION: bool = Field(False, description="load the model in 4-bit NF4 (bitsandbytes)")
+    DEVICE: Literal["auto", "cpu", "cuda"] = "auto"
+    TORCH_DTYPE: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights dtype when not quantized; auto: bfloat16 (fp16 on GPUs without bf16)"
+    )
+    STATIC_CACHE: bool = Field(True, description="pre-allocated KV cache: less per-token overhead")
+    TEMPERATURE: float = Field(0.7, ge=0.0, le=2.0)
+    TOP_P: float = Field(0.9, gt=0.0, le=1.0)
+    REPETITION_PENALTY: float = Field(1.05, ge=1.0, le=2.0)
+    MAX_NEW_TOKENS: int = Field(60, ge=1, le=1024)
+    GENERATION_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
+    SEED: int | None = Field(None, description="fix sampling for reproducible replies")
+
+    # Context and memory
+    CONTEXT_TOKENS: int = Field(384, ge=128, le=32768, description="prompt budget in model tokens")
+    SHORT_TERM_WINDOW: int = Field(20, ge=1, le=500)
+    SUMMARIZE_INTERVAL: int = Field(5, ge=1, le=1000)
+    REPLY_MAX_CHARS: int = Field(600, ge=50, le=4000)
+
+    # Retrieval
+    RAG_TOP_K: int = Field(5, ge=0, le=50)
+    RAG_CANDIDATES: int = Field(20, ge=1, le=500, description="similarity hits re-ranked per query")
+    W_SIM: float = Field(0.7, ge=0.0)
+    W_REC: float = Field(0.15, ge=0.0)
+    W_ENG: float = Field(0.15, ge=0.0)
+    LORE_BOOST: float = Field(0.1, ge=0.0)
+    RECENCY_HALF_LIFE_DAYS: float = Field(180.0, gt=0)
+    MIN_SIMILARITY: float = Field(0.2, ge=-1.0, le=1.0, description="drop hits below this")
+    CHROMA_COLLECTION: str = "lore"
+
+    # Files
+    DATA_DIR: Path = Path("data")
+    PROMPTS_DIR: Path = Path("prompts")
+    PERSONA_FILE: Path = Field(
+        Path("prompts/persona.yaml"),
+        description="persona YAML, or a Character Card V2 (.json, or .png with a chara chunk)",
+    )
+    SAMPLE_EXPORT: Path = Path("data/sample/export.json")
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("MODEL_NAME", "CHROMA_COLLECTION")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.W_SIM + self.W_REC + self.W_ENG == 0:
+            raise ValueError("W_SIM, W_REC and W_ENG must not all be 0")
+        if self.MAX_NEW_TOKENS >= self.CONTEXT_TOKENS:
+            raise ValueError("MAX_NEW_TOKENS must be smaller than CONTEXT_TOKENS")
+        return self
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.DATA_DIR / "chroma"
+
+    @property
+    def store_path(self) -> Path:
+        return self.DATA_DIR / "messages.sqlite3"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.DATA_DIR / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.DATA_DIR / "logs"
+
+
+def _describe(error: dict) -> str:
+    loc = ".".join(str(part) for part in error.get("loc", ())) or "settings"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) or value is None else f"={value!r}"
+    message = error.get("msg", "invalid").removeprefix("Value error, ")
+    return f"{loc}{shown}: {message}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and `.env`; raise SettingsError naming bad variables."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = "\n".join(f"  {_describe(err)}" for err in exc.errors())
+        raise SettingsError(f"Invalid settings (see .env.example):\n{lines}") from None

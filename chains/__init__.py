@@ -1,0 +1,1 @@
+"""The reply chain (LCEL) and its stages, and the model factory."""

@@ -1,0 +1,71 @@
+"""Lore lookup for a reply: the weighted LlamaIndex retriever plus the card's lorebook entries.
+
+A missing or unreadable index never stops a reply: it is logged and the reply is made without lore.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from chains.types import ChatMessage, LoreItem
+from prompts import LorebookEntry
+
+logger = logging.getLogger(__name__)
+
+LoreSearch = Callable[[str], list[LoreItem]]
+
+
+def llama_index_search(retriever) -> LoreSearch:
+    """Adapt a LlamaIndex retriever (e.g. indexes.vector.WeightedRetriever) to a LoreSearch."""
+
+    def search(query: str) -> list[LoreItem]:
+        items = []
+        for hit in retriever.retrieve(query):
+            meta = hit.node.metadata
+            items.append(
+                LoreItem(
+                    content=hit.node.get_content(),
+                    author=str(meta.get("author", "")),
+                    date=str(meta.get("date", "")),
+                    score=float(hit.score or 0.0),
+                    source="index",
+                    scores=dict(meta.get("scores", {})),
+                    reasons=str(meta.get("lore_reasons", "")),
+                )
+            )
+        return items
+
+    return search
+
+
+def lorebook_hits(entries: Sequence[LorebookEntry], text: str) -> list[LoreItem]:
+    """Lorebook entries whose keys appear in the scanned text, highest priority first."""
+    hits = [e for e in entries if e.matches(text)]
+    hits.sort(key=lambda e: (-e.priority, e.insertion_order))
+    return [LoreItem(content=e.content, author="lorebook", score=1.0 + e.priority / 100, source="lorebook") for e in hits]
+
+
+class LoreRetrieval:
+    """The retrieve stage: index search (if any) and lorebook, failures downgraded to warnings."""
+
+    def __init__(self, search: LoreSearch | None, lorebook: Sequence[LorebookEntry] = (), scan_depth: int = 4) -> None:
+        self.search = search
+        self.lorebook = tuple(lorebook)
+        self.scan_depth = scan_depth
+        self.warning = "" if search else "no lore index: replying without lore"
+
+    def __call__(self, query: str, needs_lore: bool, recent: Sequence[ChatMessage] = ()) -> tuple[list[LoreItem], str]:
+        """Return (lore items, warning or '')."""
+        scanned = " ".join([m.content for m in list(recent)[-self.scan_depth :]] + [query])
+        items = lorebook_hits(self.lorebook, scanned)
+        if not needs_lore:
+            return items, ""
+        if self.search is None:
+            logger.warning(self.warning)
+            return items, self.warning
+        try:
+            return items + self.search(query), ""
+        except Exception as exc:  # an unreadable index must not cost the reply
+            logger.warning("lore index unreadable, replying without lore: %s", exc)
+            return items, f"lore index unreadable: {exc}"

@@ -1,0 +1,45 @@
+"""Records passed between the stages of the reply chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of the channel, as the chain sees it."""
+
+    author: str
+    content: str
+    author_id: int = 0
+    from_character: bool = False  # written by the bot itself
+    message_id: int | None = None
+    timestamp: datetime = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class LoreItem:
+    """A piece of lore or history found for the reply."""
+
+    content: str
+    author: str = ""
+    date: str = ""
+    score: float = 0.0
+    source: str = "index"  # "index" or "lorebook"
+    scores: dict = field(default_factory=dict)
+    reasons: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What validation decided about one generated reply."""
+
+    ok: bool
+    text: str
+    problems: tuple[str, ...] = ()
+    fixes: tuple[str, ...] = ()  # what was repaired in place (pings neutralised, lines dropped)

@@ -1,0 +1,39 @@
+"""The message record shared by the store, the importers and the index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class StoredMessage:
+    """One channel message as the store keeps it."""
+
+    id: int
+    channel_id: int
+    author_id: int
+    author_name: str
+    timestamp: datetime
+    content: str
+    author_display: str = ""
+    author_is_bot: bool = False
+    guild_id: int | None = None
+    type: str = "Default"
+    edited_at: datetime | None = None
+    reply_to: int | None = None
+    is_pinned: bool = False
+    reactions: dict[str, int] = field(default_factory=dict)
+    mentions: list[int] = field(default_factory=list)
+    attachments: list[str] = field(default_factory=list)
+    lore_score: float = 0.0
+    lore_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def reaction_count(self) -> int:
+        return sum(self.reactions.values())
+
+    @property
+    def speaker(self) -> str:
+        """The name shown to the model: nickname if set, else the username."""
+        return self.author_display or self.author_name
