@@ -25,7 +25,7 @@ HELP = """commands:
   /clear        forget this channel's short-term memory and summary
   /reload       re-read the persona and prompt files
   /help, /quit"""
-_NAMED = re.compile(r"^(?P<name>[\w.\-]{1,32}):\s*(?P<text>.*)$", re.S)
+_NAMED = re.compile(r"^(?P<name>[\w.\-]{1,32}):(?!//)\s*(?P<text>.*)$", re.S)
 
 
 @dataclass

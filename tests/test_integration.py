@@ -1,0 +1,64 @@
+"""End to end on the real default model (SmolLM2-135M-Instruct on the CPU) and the sample server."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.runtime import build_runtime
+from chains.types import ChatMessage
+from chains.validate import is_safe
+from tests.test_chain import HOSTILE_INPUTS
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path):
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "SEED": "1", "MODEL_CACHE_DIR": str(ROOT / "data" / "models")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "chat", "--once", "alice: @Susu what's the lore about the cursed cartridge?", "--explain"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("Susu: ") and len(lines[0]) > len("Susu: ")
+    assert lines[1] == "--- explain ---"
+    explain = proc.stdout
+    for expected in ("intent: lore", "lore (", "budget: ", "validation attempt 1", "timings: ", "generate "):
+        assert expected in explain
+    assert "Cursed Cartridge, what we know" in explain  # the pinned lore post was retrieved
+    assert "INFO" not in proc.stdout and "lore index rebuilt" in proc.stderr  # logs go to stderr
+
+
+def test_chat_once_without_explain_prints_exactly_one_line(tmp_path):
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "RAG_TOP_K": "0", "MODEL_CACHE_DIR": str(ROOT / "data" / "models")}
+    proc = subprocess.run([sys.executable, "-m", "app", "chat", "--once", "bob: @Susu hi!"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and len(proc.stdout.strip().splitlines()) >= 1 and proc.stdout.startswith("Susu: ")
+
+
+def test_bad_setting_stops_start_up_with_a_clear_message(tmp_path):
+    env = {**os.environ, "TEMPERATURE": "warm"}
+    proc = subprocess.run([sys.executable, "-m", "app", "chat", "--once", "hi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "TEMPERATURE='warm'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def real_runtime(tmp_path_factory):
+    from app.settings import load_settings
+
+    settings = load_settings(DATA_DIR=tmp_path_factory.mktemp("data"), SEED=7, MODEL_CACHE_DIR=ROOT / "data" / "models")
+    runtime = build_runtime(settings)
+    yield runtime
+    runtime.close()
+
+
+@pytest.mark.parametrize("text", HOSTILE_INPUTS, ids=range(len(HOSTILE_INPUTS)))
+def test_hostile_inputs_get_a_safe_in_character_reply_from_the_real_model(real_runtime, text):
+    result = real_runtime.reply(1, ChatMessage("alice", text))
+    assert result.text.strip() and is_safe(result.text)
+    assert not any(line.strip().lower().startswith(("bob:", "alice:")) for line in result.text.splitlines())
+    assert result.assembled.tokens <= real_runtime.settings.CONTEXT_TOKENS
+    assert len(result.text) <= real_runtime.settings.REPLY_MAX_CHARS
