@@ -1,0 +1,1 @@
+"""RAGAS evals of reply relevance (see README.md)."""

@@ -1,0 +1,1 @@
+"""LoRA training of the character's voice on the server's history (see README.md)."""
