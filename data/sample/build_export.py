@@ -59,12 +59,23 @@ def reactions(spec: str) -> list[dict]:
     ]
 
 
+def _chronological(path: Path) -> list[str]:
+    """The history's lines with its "@ DATE" blocks in date order (blocks may be written in any order)."""
+    blocks: list[list[str]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("@ ") or not blocks:
+            blocks.append([])
+        blocks[-1].append(line)
+    blocks.sort(key=lambda block: block[0] if block[0].startswith("@ ") else "")
+    return [line for block in blocks for line in block]
+
+
 def build() -> dict:
     messages: list[dict] = []
     latest_by: dict[str, str] = {}
     clock = datetime(2023, 1, 1, tzinfo=timezone.utc)
     seq = 0
-    for raw in (HERE / "history.txt").read_text(encoding="utf-8").splitlines():
+    for raw in _chronological(HERE / "history.txt"):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
