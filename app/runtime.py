@@ -73,7 +73,7 @@ class Runtime:
         with self._lock:
             self.persona, self.prompts = persona, prompts
             self.chain = compose_chain(self.settings, persona, prompts, self.model, self.lore_index, self.memory)
-            self.memory.summarizer = build_summarizer(self.model.llm, self.model.tokenizer, prompts, persona)
+            self.memory.summarizer = build_summarizer(self.model.llm, self.model.tokenizer, prompts, persona, self.model.lock)
         logger.info("prompts reloaded from %s and %s", self.settings.PROMPTS_DIR, self.settings.PERSONA_FILE)
 
     def close(self) -> None:
@@ -100,7 +100,7 @@ def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, mode
     return build_reply_chain(
         model.llm, retrieval, assembler, memory, persona,
         reply_max_chars=settings.REPLY_MAX_CHARS, timeout_s=settings.GENERATION_TIMEOUT_SECONDS,
-        token_counter=counter,
+        token_counter=counter, model_lock=model.lock,
     )  # fmt: skip
 
 
@@ -115,7 +115,7 @@ def build_runtime(settings: Settings, model: ModelBundle | None = None, with_ind
     model = model or build_model(settings)
     store = MessageStore(settings.store_path)
     lore_index = open_lore_index(settings, store) if with_index else None
-    summarizer = build_summarizer(model.llm, model.tokenizer, prompts, persona)
+    summarizer = build_summarizer(model.llm, model.tokenizer, prompts, persona, model.lock)
     memory = ShortTermMemory(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL, summarizer)
     chain = compose_chain(settings, persona, prompts, model, lore_index, memory)
     return Runtime(settings, persona, prompts, model, store, lore_index, memory, chain)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ class ModelBundle:
     parameters: int
     weight_bytes: int
     load_seconds: float
+    # One generation at a time: replies and background summaries share the model and its KV cache.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def describe(self) -> str:
         adapter = f" + LoRA {self.adapter}" if self.adapter else ""

@@ -10,6 +10,7 @@ Each stage is a named runnable that takes its parts as arguments, so tests hand 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -109,11 +110,17 @@ def build_reply_chain(
     reply_max_chars: int = 600,
     timeout_s: float = 30.0,
     token_counter=None,
+    model_lock: threading.Lock | None = None,
 ) -> Runnable:
     """Compose the reply chain. Input: {"channel_id": int, "message": ChatMessage}. Output: ReplyResult."""
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="generate")
     retry_kwargs = {"pipeline_kwargs": {"do_sample": True, "temperature": RETRY_TEMPERATURE}}
     tunable = type(llm).__name__ == "HuggingFacePipeline"
+    lock = model_lock or threading.Lock()
+
+    def invoke_locked(prompt: str, **kwargs: Any) -> str:
+        with lock:
+            return llm.invoke(prompt, **kwargs)
 
     def load_memory(state: dict) -> dict:
         snapshot = memory.snapshot(state["channel_id"])
@@ -138,7 +145,7 @@ def build_reply_chain(
 
     def generate(state: dict) -> dict:
         kwargs = retry_kwargs if state["attempts"] and tunable else {}
-        future = pool.submit(llm.invoke, state["context"].prompt, **kwargs)
+        future = pool.submit(invoke_locked, state["context"].prompt, **kwargs)
         try:
             raw = future.result(timeout=timeout_s)
         except FutureTimeout:
