@@ -119,7 +119,7 @@ class ContextAssembler:
 
         kept: list[ChatMessage] = []
         for item in reversed(history):  # newest first
-            line = item.content if item.from_character else f"{item.author}: {self.truncate(item.content, MAX_HISTORY_MESSAGE_TOKENS)}"
+            line = item.content if item.from_character else f"{speaker_label(item.author, self.persona.name)}: {self.truncate(item.content, MAX_HISTORY_MESSAGE_TOKENS)}"
             cost = self.count(line) + 6  # role markers of a turn
             if cost > left:
                 cut.append(f"{len(history) - len(kept)} older messages")
