@@ -1,10 +1,11 @@
-"""Command line: `python -m app chat [--once TEXT] [--explain]`."""
+"""Command line: `python -m app chat|index|backfill|forget ...` (`--help` on each)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from app.logs import setup_logging
 
@@ -31,6 +32,23 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history(args: argparse.Namespace) -> int:
+    from app import history
+    from app.settings import load_settings
+
+    settings = load_settings()
+    setup_logging(settings.LOG_LEVEL)
+    if args.command == "backfill":
+        return history.backfill(settings)
+    if args.command == "forget":
+        return history.forget(settings, args.user_id)
+    if args.action == "stats":
+        return history.stats(settings)
+    if args.action == "update":
+        return history.update(settings, args.source, args.any_channel)
+    return history.rebuild(settings, args.source, args.any_channel)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="The Discord character bot.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,15 +57,36 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--explain", action="store_true", help="print how each reply was made, stage by stage")
     chat.add_argument("--as", dest="speaker", default="you", help="the member you speak as (default: you)")
     chat.set_defaults(run=_chat)
+
+    index = sub.add_parser("index", help="import exports and build the lore index")
+    actions = index.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("rebuild", "import exports (optional), then rebuild the whole index from the store"),
+        ("update", "import a newer export and index only what changed"),
+    ):
+        parser_ = actions.add_parser(action, help=text)
+        parser_.add_argument("--from", dest="source", type=Path, required=action == "update", metavar="PATH",
+                             help="a DiscordChatExporter export (JSON, CSV, TXT, HTML) or a folder of them")
+        parser_.add_argument("--any-channel", action="store_true", help="accept exports of other channels than DISCORD_CHANNEL_ID")
+    actions.add_parser("stats", help="messages per member and month, lore, index size")
+    index.set_defaults(run=_history)
+    backfill = sub.add_parser("backfill", help="collect the channel's history from Discord (resumes where it stopped)")
+    backfill.set_defaults(run=_history)
+    forget = sub.add_parser("forget", help="remove a member's messages everywhere and skip them from now on")
+    forget.add_argument("user_id", type=int, metavar="USER_ID")
+    forget.set_defaults(run=_history)
     args = parser.parse_args(argv)
     setup_logging()
     from app.settings import SettingsError
     from chains.model import ModelLoadError
+    from indexes.backfill import BackfillError
+    from indexes.exports import ExportError
+    from indexes.vector import IndexUnavailable
     from prompts import PromptError
 
     try:
         return args.run(args)
-    except (SettingsError, PromptError, ModelLoadError) as exc:
+    except (SettingsError, PromptError, ModelLoadError, ExportError, BackfillError, IndexUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

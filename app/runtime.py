@@ -18,18 +18,18 @@ from chains.reply import ReplyResult, build_reply_chain, run_reply
 from chains.retrieve import LoreRetrieval, llama_index_search
 from chains.summary import build_summarizer
 from chains.types import ChatMessage
-from indexes.build import ensure_index
+from indexes.build import ensure_index, open_index
 from indexes.store import MessageStore
-from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever, build_embedding, chroma_client
+from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever
 from prompts import Persona, PromptSet, load_persona, load_prompts
 
 logger = logging.getLogger(__name__)
 
 
 def open_lore_index(settings: Settings, store: MessageStore, build_if_missing: bool = True) -> LoreIndex | None:
-    """The lore index over embedded Chroma, built from the sample on first run; None if unusable."""
+    """The lore index (embedded Chroma or a Chroma server), built from the sample on first run; None if unusable."""
     try:
-        index = LoreIndex(store, chroma_client(settings.chroma_path), build_embedding(), settings.CHROMA_COLLECTION)
+        index = open_index(settings, store)
         if build_if_missing:
             ensure_index(store, index, settings.SAMPLE_EXPORT)
         index.open()
@@ -90,7 +90,8 @@ def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, mode
                 settings.W_SIM, settings.W_REC, settings.W_ENG, settings.LORE_BOOST,
                 settings.RECENCY_HALF_LIFE_DAYS, settings.MIN_SIMILARITY,
             )  # fmt: skip
-            retriever = WeightedRetriever(lore_index.open(), weights, settings.RAG_TOP_K, settings.RAG_CANDIDATES)
+            lore_index.current()
+            retriever = WeightedRetriever(lore_index, weights, settings.RAG_TOP_K, settings.RAG_CANDIDATES)
             search = llama_index_search(retriever)
         except IndexUnavailable as exc:
             logger.warning("replying without lore: %s", exc)

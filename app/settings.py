@@ -8,10 +8,10 @@ that names each bad variable and what it accepts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -30,7 +30,11 @@ class Settings(BaseSettings):
     # Discord (used by the bot; the console needs none of them)
     DISCORD_BOT_TOKEN: SecretStr | None = None
     DISCORD_GUILD_ID: int | None = None
-    DISCORD_CHANNEL_ID: int | None = None
+    DISCORD_CHANNEL_ID: int | None = Field(None, description="the character's channel; imports of other channels are refused")
+    DISCORD_API_BASE: str = Field(
+        "https://discord.com/api/v10", description="REST base URL: Discord's own, or a REST proxy"
+    )
+    REQUESTS_PER_SECOND: float = Field(2.0, gt=0, le=50, description="backfill pace (history pages per second)")
 
     # Model
     MODEL_NAME: str = Field(
@@ -68,6 +72,26 @@ class Settings(BaseSettings):
     RECENCY_HALF_LIFE_DAYS: float = Field(180.0, gt=0)
     MIN_SIMILARITY: float = Field(0.2, ge=-1.0, le=1.0, description="drop hits below this")
     CHROMA_COLLECTION: str = "lore"
+    CHROMA_HOST: str | None = Field(None, description="a Chroma server (`chroma run`); unset: embedded Chroma under DATA_DIR")
+    CHROMA_PORT: int = Field(8000, ge=1, le=65535)
+    EMBED_DTYPE: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="embedding model dtype; auto: bfloat16 where the CPU/GPU has it natively"
+    )
+    INDEX_MIN_CHARS: int = Field(10, ge=0, description="shorter messages stay in the store but are not indexed")
+
+    # History import and lore
+    IMPORT_SKIP_BOTS: bool = True
+    IMPORT_SKIP_COMMANDS: bool = True
+    COMMAND_PREFIXES: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("!", "/", "?", "$", ".", ";;"), description="comma-separated prefixes of bot commands"
+    )
+    IMPORT_SKIP_SYSTEM: bool = Field(True, description="joins, pins, boosts, thread notices")
+    IMPORT_SKIP_LINK_ONLY: bool = True
+    IMPORT_MAX_CHARS: int = Field(4000, ge=100, description="longer messages are cut (with a warning)")
+    IMPORT_DAYFIRST: bool = Field(False, description="locale dates in CSV/TXT/HTML exports are day-first (24/11/2020)")
+    LORE_KEYWORDS: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated words that make a message lore (server names, events)"
+    )
 
     # Files
     DATA_DIR: Path = Path("data")
@@ -86,6 +110,13 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @field_validator("COMMAND_PREFIXES", "LORE_KEYWORDS", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:

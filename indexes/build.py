@@ -1,31 +1,32 @@
-"""Import an export into the store, score lore, and (re)build the index: the offline path."""
+"""Opening the store and index from settings, and the first-run build from the sample server."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from indexes.importers import ImportReport, read_json_export
-from indexes.lore import classify
+from indexes.filters import Filters
+from indexes.importer import ImportReport, import_exports
 from indexes.store import MessageStore
-from indexes.vector import LoreIndex
+from indexes.vector import LoreIndex, build_embedding, chroma_client
 
 logger = logging.getLogger(__name__)
 
 
-def import_export(store: MessageStore, path: Path, keywords: tuple[str, ...] = ()) -> ImportReport:
-    """Import one DiscordChatExporter JSON file and re-score lore; all or nothing."""
-    messages, report = read_json_export(path)
-    replies: dict[int, int] = {}
-    for m in messages:
-        if m.reply_to:
-            replies[m.reply_to] = replies.get(m.reply_to, 0) + 1
-    for key, value in store.reply_counts().items():
-        replies[key] = replies.get(key, 0) + value
-    classify(messages, replies, keywords)
-    store.upsert(messages)
-    logger.info("%s: %s", path, report.summary())
-    return report
+def open_index(settings, store: MessageStore, embed_model=None) -> LoreIndex:
+    """The lore index over embedded Chroma, or the Chroma server named by CHROMA_HOST/CHROMA_PORT."""
+    client = chroma_client(settings.chroma_path, settings.CHROMA_HOST, settings.CHROMA_PORT)
+    embed_model = embed_model or build_embedding(dtype=settings.EMBED_DTYPE)
+    return LoreIndex(store, client, embed_model, settings.CHROMA_COLLECTION, settings.INDEX_MIN_CHARS)
+
+
+def import_path(settings, store: MessageStore, path: Path, any_channel: bool = False, progress: bool | None = None) -> ImportReport:
+    """Import an export file or folder with the filters and lore keywords from settings."""
+    return import_exports(
+        store, path, Filters.from_settings(settings, store.opted_out()),
+        channel_id=None if any_channel else settings.DISCORD_CHANNEL_ID,
+        keywords=settings.LORE_KEYWORDS, dayfirst=settings.IMPORT_DAYFIRST, progress=progress,
+    )  # fmt: skip
 
 
 def ensure_index(store: MessageStore, index: LoreIndex, sample: Path | None) -> bool:
@@ -37,6 +38,6 @@ def ensure_index(store: MessageStore, index: LoreIndex, sample: Path | None) -> 
             logger.warning("no messages and no sample export: the lore index stays empty")
             return False
         logger.info("first run: importing the sample server from %s", sample)
-        import_export(store, sample)
+        import_exports(store, sample, Filters(opted_out=frozenset(store.opted_out())), progress=False)
     index.rebuild()
     return True

@@ -66,3 +66,22 @@ def classify(messages: list[StoredMessage], reply_counts: dict[int, int], keywor
         )
         lore += message.lore_score >= LORE_THRESHOLD
     return lore
+
+
+def classify_store(store, keywords: Iterable[str] = (), batch: int = 5000) -> int:
+    """Score every stored message; rows whose score or reasons change are rewritten. Returns the lore count."""
+    keywords = list(keywords)
+    replies = store.reply_counts()
+    changed: list[tuple[float, list[str], int]] = []
+    lore = 0
+    for message in store.iter_messages():
+        score, reasons = score_message(message, replies.get(message.id, 0), keywords)
+        lore += score >= LORE_THRESHOLD
+        if abs(score - message.lore_score) > 1e-9 or reasons != message.lore_reasons:
+            changed.append((score, reasons, message.id))
+            if len(changed) >= batch:
+                store.set_lore(changed)
+                changed = []
+    if changed:
+        store.set_lore(changed)
+    return lore

@@ -1,8 +1,11 @@
 """SQLite message store: the source of truth the lore index is derived from.
 
 Writes are idempotent by message id: importing the same message twice keeps one row, and a newer
-version (an edit) replaces the content. Each batch is one transaction, so a failed import leaves
-the store as it was before the batch.
+version (an edit) replaces the content; an older version never overwrites a newer one. Imports go
+through a staging table (`stage()`) and are merged in one short transaction, so a bad file leaves
+the store as it was and live writes are not held up while a large export is read. `stored_at` marks
+when each row last changed, so the index can pick up exactly what an import or the bot wrote.
+Members who opted out are recorded in `opted_out`; their messages are never written again.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from indexes.records import StoredMessage
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
+_MESSAGE_COLUMNS_DDL = """
     id INTEGER PRIMARY KEY,
     channel_id INTEGER NOT NULL,
     guild_id INTEGER,
@@ -37,36 +41,55 @@ CREATE TABLE IF NOT EXISTS messages (
     mentions TEXT NOT NULL DEFAULT '[]',
     attachments TEXT NOT NULL DEFAULT '[]',
     lore_score REAL NOT NULL DEFAULT 0,
-    lore_reasons TEXT NOT NULL DEFAULT '[]'
-);
+    lore_reasons TEXT NOT NULL DEFAULT '[]',
+    stored_at REAL NOT NULL DEFAULT 0
+"""
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS messages ({_MESSAGE_COLUMNS_DDL});
 CREATE INDEX IF NOT EXISTS messages_channel_time ON messages (channel_id, timestamp);
 CREATE INDEX IF NOT EXISTS messages_reply_to ON messages (reply_to);
 CREATE INDEX IF NOT EXISTS messages_author ON messages (author_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS opted_out (user_id INTEGER PRIMARY KEY, since TEXT NOT NULL);
 """
-
 _COLUMNS = (
     "id, channel_id, guild_id, author_id, author_name, author_display, author_is_bot, type, "
     "timestamp, edited_at, content, reply_to, is_pinned, reactions, reaction_count, mentions, "
-    "attachments, lore_score, lore_reasons"
+    "attachments, lore_score, lore_reasons, stored_at"
 )
-_UPSERT = f"""
-INSERT INTO messages ({_COLUMNS}) VALUES ({", ".join("?" * 19)})
+# A row changes only when the incoming version is at least as new as the stored one.
+_NEWER = "COALESCE(excluded.edited_at, '') >= COALESCE(messages.edited_at, '')"
+_CHANGED = (
+    "(excluded.content IS NOT messages.content OR excluded.edited_at IS NOT messages.edited_at "
+    "OR excluded.reactions IS NOT messages.reactions OR excluded.is_pinned IS NOT messages.is_pinned "
+    "OR excluded.author_display IS NOT messages.author_display)"
+)
+_ON_CONFLICT = f"""
 ON CONFLICT(id) DO UPDATE SET
     content = excluded.content, edited_at = excluded.edited_at, is_pinned = excluded.is_pinned,
     reactions = excluded.reactions, reaction_count = excluded.reaction_count,
-    author_display = excluded.author_display, lore_score = excluded.lore_score,
-    lore_reasons = excluded.lore_reasons
+    author_display = excluded.author_display, stored_at = excluded.stored_at
+WHERE {_NEWER} AND {_CHANGED}
 """
+_UPSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES ({', '.join('?' * 20)}) {_ON_CONFLICT}"
+PAGE = 2000
 
 
-def _row(m: StoredMessage) -> tuple:
+def _utc(moment: datetime) -> str:
+    """ISO 8601 in UTC, so that text order is time order."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def _row(m: StoredMessage, stored_at: float) -> tuple:
     return (
         m.id, m.channel_id, m.guild_id, m.author_id, m.author_name, m.author_display,
-        int(m.author_is_bot), m.type, m.timestamp.isoformat(),
-        m.edited_at.isoformat() if m.edited_at else None, m.content, m.reply_to, int(m.is_pinned),
+        int(m.author_is_bot), m.type, _utc(m.timestamp),
+        _utc(m.edited_at) if m.edited_at else None, m.content, m.reply_to, int(m.is_pinned),
         json.dumps(m.reactions, ensure_ascii=False), m.reaction_count, json.dumps(m.mentions),
         json.dumps(m.attachments, ensure_ascii=False), m.lore_score, json.dumps(m.lore_reasons),
+        stored_at,
     )  # fmt: skip
 
 
@@ -84,6 +107,55 @@ def _message(row: sqlite3.Row) -> StoredMessage:
     )  # fmt: skip
 
 
+@dataclass
+class MergeResult:
+    """What merging a staged export changed in the store."""
+
+    staged: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    opted_out: int = 0
+
+
+class Stage:
+    """A temporary table an export is read into before it is merged (see MessageStore.stage)."""
+
+    def __init__(self, store: MessageStore, name: str) -> None:
+        self.store, self.name, self.added = store, name, 0
+
+    def add(self, messages: Iterable[StoredMessage]) -> None:
+        now = time.time()
+        rows = [_row(m, now) for m in messages]
+        sql = f"INSERT INTO temp.{self.name} ({_COLUMNS}) VALUES ({', '.join('?' * 20)}) {_ON_CONFLICT.replace('messages.', f'{self.name}.')}"
+        with self.store._lock:
+            self.store._db.executemany(sql, rows)
+        self.added += len(rows)
+
+    def merge(self) -> MergeResult:
+        """Write the staged messages into the store in one transaction; returns the counts."""
+        stage, now = f"temp.{self.name}", time.time()
+        with self.store.transaction() as db:
+            db.execute(f"UPDATE {stage} SET stored_at = ?", (now,))
+            result = MergeResult(staged=db.execute(f"SELECT COUNT(*) FROM {stage}").fetchone()[0])
+            result.opted_out = db.execute(
+                f"SELECT COUNT(*) FROM {stage} WHERE author_id IN (SELECT user_id FROM opted_out)"
+            ).fetchone()[0]
+            result.new = db.execute(
+                f"SELECT COUNT(*) FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = s.id) "
+                "AND s.author_id NOT IN (SELECT user_id FROM opted_out)"
+            ).fetchone()[0]
+            before = db.total_changes
+            db.execute(
+                f"INSERT INTO messages ({_COLUMNS}) SELECT {_COLUMNS} FROM {stage} "
+                f"WHERE author_id NOT IN (SELECT user_id FROM opted_out) {_ON_CONFLICT}"
+            )
+            written = db.total_changes - before
+        result.updated = written - result.new
+        result.unchanged = result.staged - result.opted_out - written
+        return result
+
+
 class MessageStore:
     """Thread-safe access to the SQLite message store."""
 
@@ -91,11 +163,20 @@ class MessageStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
         self._db.executescript(SCHEMA)
+        self._db.execute("CREATE INDEX IF NOT EXISTS messages_stored_at ON messages (stored_at)")
+        self._stages = 0
+
+    def _migrate(self) -> None:
+        """Bring a store made by an earlier version up to the current schema."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
+        if columns and "stored_at" not in columns:
+            self._db.execute("ALTER TABLE messages ADD COLUMN stored_at REAL NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -113,35 +194,64 @@ class MessageStore:
                 raise
             self._db.execute("COMMIT")
 
-    def upsert(self, messages: Iterable[StoredMessage]) -> int:
-        """Insert or update messages by id in one transaction; returns how many were written."""
-        rows = [_row(m) for m in messages]
-        with self.transaction() as db:
-            db.executemany(_UPSERT, rows)
-        return len(rows)
-
-    def known_ids(self, ids: Iterable[int]) -> set[int]:
-        ids = list(ids)
-        found: set[int] = set()
+    @contextmanager
+    def stage(self) -> Iterator[Stage]:
+        """A staging table for one export: fill it with `add`, then `merge`; dropped in any case."""
         with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                sql = f"SELECT id FROM messages WHERE id IN ({', '.join('?' * len(chunk))})"
-                found.update(r[0] for r in self._db.execute(sql, chunk))
-        return found
+            self._stages += 1
+            name = f"stage_{self._stages}"
+            self._db.execute(f"CREATE TEMP TABLE {name} ({_MESSAGE_COLUMNS_DDL})")
+        try:
+            yield Stage(self, name)
+        finally:
+            with self._lock:
+                self._db.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+    def upsert(self, messages: Iterable[StoredMessage], meta: dict[str, str] | None = None) -> int:
+        """Insert or update messages by id in one transaction, with `meta` keys set in the same one.
+
+        Messages of members who opted out are dropped. Returns how many rows changed.
+        """
+        now = time.time()
+        with self.transaction() as db:
+            opted_out = self._opted_out(db)
+            rows = [_row(m, now) for m in messages if m.author_id not in opted_out]
+            before = db.total_changes
+            db.executemany(_UPSERT, rows)
+            changed = db.total_changes - before
+            for key, value in (meta or {}).items():
+                db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+        return changed
 
     def count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
 
+    def _select(self, where: str = "", args: tuple = ()) -> Iterator[StoredMessage]:
+        """Rows oldest first, read in pages by keyset (bounded memory, each page under the lock)."""
+        last: tuple = ("", -1)
+        condition = f"({where}) AND " if where else ""
+        while True:
+            sql = (
+                f"SELECT {_COLUMNS} FROM messages WHERE {condition}(timestamp, id) > (?, ?) "
+                "ORDER BY timestamp, id LIMIT ?"
+            )
+            with self._lock:
+                rows = self._db.execute(sql, (*args, *last, PAGE)).fetchall()
+            yield from (_message(r) for r in rows)
+            if len(rows) < PAGE:
+                return
+            last = (rows[-1]["timestamp"], rows[-1]["id"])
+
     def iter_messages(self, channel_id: int | None = None) -> Iterator[StoredMessage]:
-        """All messages, oldest first (optionally of one channel)."""
-        sql, args = f"SELECT {_COLUMNS} FROM messages", ()
-        if channel_id is not None:
-            sql, args = sql + " WHERE channel_id = ?", (channel_id,)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY timestamp, id", args).fetchall()
-        return (_message(r) for r in rows)
+        """All messages, oldest first (optionally of one channel), read page by page."""
+        if channel_id is None:
+            return self._select()
+        return self._select("channel_id = ?", (channel_id,))
+
+    def stored_since(self, since: float) -> Iterator[StoredMessage]:
+        """Messages written or changed at or after `since` (a time.time() value)."""
+        return self._select("stored_at >= ?", (since,))
 
     def recent(self, channel_id: int, limit: int) -> list[StoredMessage]:
         """The newest `limit` messages of a channel, oldest first."""
@@ -156,11 +266,63 @@ class MessageStore:
         with self._lock:
             return dict(self._db.execute(sql).fetchall())
 
+    def set_lore(self, scores: list[tuple[float, list[str], int]]) -> None:
+        """Store (score, reasons, id) lore classifications; the rows count as changed."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE messages SET lore_score = ?, lore_reasons = ?, stored_at = ? WHERE id = ?",
+                [(score, json.dumps(reasons), now, mid) for score, reasons, mid in scores],
+            )
+
+    # Opt-out and forgetting
+
+    def _opted_out(self, db: sqlite3.Connection) -> set[int]:
+        return {r[0] for r in db.execute("SELECT user_id FROM opted_out")}
+
+    def opted_out(self) -> set[int]:
+        with self._lock:
+            return self._opted_out(self._db)
+
+    def forget(self, user_id: int) -> int:
+        """Delete a member's messages and record the opt-out, in one transaction; returns the count."""
+        with self.transaction() as db:
+            deleted = db.execute("DELETE FROM messages WHERE author_id = ?", (user_id,)).rowcount
+            db.execute(
+                "INSERT INTO opted_out(user_id, since) VALUES(?, ?) ON CONFLICT(user_id) DO NOTHING",
+                (user_id, datetime.now().astimezone().isoformat(timespec="seconds")),
+            )
+        return deleted
+
+    # Statistics
+
+    def author_counts(self, limit: int = 20) -> list[tuple[str, int, int]]:
+        """(name, author id, messages) of the most active members."""
+        sql = (
+            "SELECT COALESCE(NULLIF(MAX(author_display), ''), MAX(author_name)), author_id, COUNT(*) AS n "
+            "FROM messages GROUP BY author_id ORDER BY n DESC LIMIT ?"
+        )
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(sql, (limit,))]
+
+    def month_counts(self) -> list[tuple[str, int]]:
+        sql = "SELECT substr(timestamp, 1, 7) AS month, COUNT(*) FROM messages GROUP BY month ORDER BY month"
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(sql)]
+
+    def lore_count(self, threshold: float) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM messages WHERE lore_score >= ?", (threshold,)).fetchone()[0]
+
     def get_meta(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set a meta key, or delete it when value is None."""
         with self.transaction() as db:
-            db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))

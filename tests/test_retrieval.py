@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from chains.retrieve import LoreRetrieval, llama_index_search
-from indexes.build import ensure_index, import_export
+from indexes.build import ensure_index
+from indexes.filters import Filters
+from indexes.importer import import_exports
 from indexes.records import StoredMessage
 from indexes.store import MessageStore
 from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever, build_embedding, chroma_client
@@ -41,7 +43,8 @@ def message(i, content, days_ago, reactions=0, pinned=False):
 def test_sample_server_is_imported_and_the_cursed_cartridge_is_found(store, tmp_path, embed_model):
     index = lore_index(store, tmp_path, embed_model)
     assert ensure_index(store, index, ROOT / "data" / "sample" / "export.json")
-    assert store.count() > 150 and index.size() == store.count()
+    assert store.count() > 150 and index.size() == sum(map(index.indexable, store.iter_messages()))
+    assert index.size() < store.count()  # "lol" and "gg" stay out of the index
     retriever = WeightedRetriever(index.open(), RetrievalWeights(), top_k=5, candidates=20, now=NOW)
     hits = llama_index_search(retriever)("what's the lore about the cursed cartridge?")
     assert any("Cursed Cartridge, what we know" in h.content for h in hits)
@@ -104,9 +107,11 @@ def test_lorebook_entries_are_found_by_keyword_in_recent_messages():
 
 
 def test_import_skips_bots_system_and_commands(store):
-    report = import_export(store, ROOT / "data" / "sample" / "export.json")
+    sample = ROOT / "data" / "sample" / "export.json"
+    report = import_exports(store, sample, Filters(), progress=False)
     assert report.skipped["bot"] == 2 and report.skipped["system"] >= 5 and report.skipped["command"] == 1
-    again = import_export(store, ROOT / "data" / "sample" / "export.json")
-    assert store.count() == report.kept == again.kept  # idempotent by message id
+    again = import_exports(store, sample, Filters(), progress=False)
+    assert store.count() == report.total("new") == again.total("duplicates")  # idempotent by message id
+    assert again.total("new") == again.total("updated") == 0
     pinned = [m for m in store.iter_messages() if m.is_pinned]
     assert pinned and all("pinned" in m.lore_reasons for m in pinned)

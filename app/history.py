@@ -1,0 +1,118 @@
+"""The history commands: `index rebuild|update|stats`, `backfill` and `forget`.
+
+Summaries go to stdout, logs and progress bars to stderr. Exit status: 0 done, 1 some export
+files failed (the others were imported), 2 nothing could be done (the error says why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.settings import Settings
+from indexes.build import import_path, open_index
+from indexes.lore import LORE_THRESHOLD
+from indexes.store import MessageStore
+
+logger = logging.getLogger(__name__)
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def _index_with_progress(index, total: int, description: str, run) -> int:
+    with tqdm(total=total, unit="msg", desc=description, leave=False) as bar:
+        return run(lambda done: bar.update(done - bar.n))
+
+
+def rebuild(settings: Settings, source: Path | None, any_channel: bool) -> int:
+    store = MessageStore(settings.store_path)
+    try:
+        status = 0
+        if source is not None:
+            report = import_path(settings, store, source, any_channel)
+            print(report.summary())
+            status = 1 if report.failed else 0
+        index = open_index(settings, store)
+        count = _index_with_progress(index, store.count(), "indexing", lambda p: index.rebuild(progress=p))
+        print(f"index       {count:,} messages in collection {index.active_name} (rebuilt, swapped in)")
+        return status
+    finally:
+        store.close()
+
+
+def update(settings: Settings, source: Path, any_channel: bool) -> int:
+    store = MessageStore(settings.store_path)
+    try:
+        report = import_path(settings, store, source, any_channel)
+        print(report.summary())
+        index = open_index(settings, store)
+        if index.active_name is None:
+            count = _index_with_progress(index, store.count(), "indexing", lambda p: index.rebuild(progress=p))
+            print(f"index       {count:,} messages (no index yet: built it)")
+        else:
+            count = index.add(store.stored_since(report.started_at))
+            print(f"index       {count:,} messages added or refreshed in {index.active_name}")
+        return 1 if report.failed else 0
+    finally:
+        store.close()
+
+
+def stats(settings: Settings) -> int:
+    store = MessageStore(settings.store_path)
+    try:
+        total = store.count()
+        print(
+            f"store       {settings.store_path}: {total:,} messages ({_megabytes(settings.store_path.stat().st_size)}), "
+            f"{store.lore_count(LORE_THRESHOLD):,} lore, {len(store.opted_out())} members opted out"
+        )
+        index = open_index(settings, store)
+        where = f"Chroma server {settings.CHROMA_HOST}:{settings.CHROMA_PORT}" if settings.CHROMA_HOST else (
+            f"{settings.chroma_path}, {_megabytes(_folder_bytes(settings.chroma_path))} on disk"
+        )  # fmt: skip
+        print(f"index       {index.active_name or 'not built'}: {index.size():,} messages ({where})")
+        print("authors")
+        for name, author_id, count in store.author_counts(15):
+            print(f"  {name[:24]:<24} {author_id:>20}  {count:>8,}")
+        print("months")
+        months = store.month_counts()
+        peak = max((n for _, n in months), default=1)
+        for month, count in months:
+            print(f"  {month}  {count:>8,}  {'#' * max(1, round(30 * count / peak))}")
+        return 0
+    finally:
+        store.close()
+
+
+def backfill(settings: Settings) -> int:
+    from indexes.backfill import backfill as run_backfill
+
+    store = MessageStore(settings.store_path)
+    try:
+        index = open_index(settings, store)
+        with tqdm(unit="msg", desc="backfill", leave=False) as bar:
+            report = asyncio.run(run_backfill(settings, store, index, progress=lambda n: bar.update(n - bar.n)))
+        print(report.summary())
+        return 0
+    finally:
+        store.close()
+
+
+def forget(settings: Settings, user_id: int) -> int:
+    from indexes.forget import forget_member
+
+    store = MessageStore(settings.store_path)
+    try:
+        index = open_index(settings, store)
+        print(forget_member(store, index, settings.DATA_DIR, user_id).summary())
+        return 0
+    finally:
+        store.close()

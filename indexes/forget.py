@@ -1,0 +1,77 @@
+"""Forgetting a member who opted out: store, index and training data, and no collecting again.
+
+Training samples (JSONL written by training.data_prep) carry the ids of every member whose words
+they contain in `author_ids`; each sample with the member's id is dropped, the file rewritten
+atomically. An adapter already trained still carries what it learned: retrain to drop that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexes.store import MessageStore
+from indexes.vector import LoreIndex
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ForgetReport:
+    user_id: int
+    messages: int = 0
+    indexed: int = 0
+    samples: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        samples = sum(self.samples.values())
+        files = ", ".join(f"{name} {n}" for name, n in self.samples.items()) or "no training data"
+        return (
+            f"member {self.user_id} opted out: {self.messages} messages removed from the store, "
+            f"{self.indexed} from the index, {samples} training samples removed ({files}); "
+            "later imports and backfills skip this member. Adapters trained earlier still carry "
+            "what they learned: retrain to drop it."
+        )
+
+
+def training_files(data_dir: Path) -> list[Path]:
+    return sorted([*data_dir.glob("*.jsonl"), *data_dir.glob("training/**/*.jsonl")])
+
+
+def scrub_jsonl(path: Path, user_id: int) -> int:
+    """Drop the samples that contain the member's words; returns how many were dropped."""
+    kept: list[str] = []
+    dropped = 0
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                sample = json.loads(line)
+            except json.JSONDecodeError:
+                kept.append(line)
+                continue
+            ids = sample.get("author_ids", []) if isinstance(sample, dict) else []
+            if user_id in ids or str(user_id) in map(str, ids):
+                dropped += 1
+            else:
+                kept.append(line)
+    if dropped:
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        temporary.write_text("".join(kept), encoding="utf-8")
+        os.replace(temporary, path)
+    return dropped
+
+
+def forget_member(store: MessageStore, index: LoreIndex | None, data_dir: Path, user_id: int) -> ForgetReport:
+    """Remove a member everywhere and record the opt-out (the store first: it gates everything else)."""
+    report = ForgetReport(user_id, messages=store.forget(user_id))
+    if index is not None:
+        report.indexed = index.forget(user_id)
+    for path in training_files(data_dir):
+        dropped = scrub_jsonl(path, user_id)
+        if dropped:
+            report.samples[path.name] = dropped
+    logger.info("%s", report.summary())
+    return report
