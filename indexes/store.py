@@ -57,19 +57,21 @@ _COLUMNS = (
     "timestamp, edited_at, content, reply_to, is_pinned, reactions, reaction_count, mentions, "
     "attachments, lore_score, lore_reasons, stored_at"
 )
-# A row changes only when the incoming version is at least as new as the stored one.
-_NEWER = "COALESCE(excluded.edited_at, '') >= COALESCE(messages.edited_at, '')"
-_CHANGED = (
-    "(excluded.content IS NOT messages.content OR excluded.edited_at IS NOT messages.edited_at "
-    "OR excluded.reactions IS NOT messages.reactions OR excluded.is_pinned IS NOT messages.is_pinned "
-    "OR excluded.author_display IS NOT messages.author_display)"
-)
+# Merging a version of a message that is already stored: a newer edit replaces the content;
+# reactions only grow, a pin stays, a nickname fills in. Anything else leaves the row untouched,
+# so two exports of the same message in different formats never flip it back and forth.
+_NEWER = "COALESCE(excluded.edited_at, '') > COALESCE(messages.edited_at, '')"
 _ON_CONFLICT = f"""
 ON CONFLICT(id) DO UPDATE SET
-    content = excluded.content, edited_at = excluded.edited_at, is_pinned = excluded.is_pinned,
-    reactions = excluded.reactions, reaction_count = excluded.reaction_count,
-    author_display = excluded.author_display, stored_at = excluded.stored_at
-WHERE {_NEWER} AND {_CHANGED}
+    content = CASE WHEN {_NEWER} THEN excluded.content ELSE messages.content END,
+    edited_at = CASE WHEN {_NEWER} THEN excluded.edited_at ELSE messages.edited_at END,
+    reactions = CASE WHEN excluded.reaction_count > messages.reaction_count THEN excluded.reactions ELSE messages.reactions END,
+    reaction_count = MAX(excluded.reaction_count, messages.reaction_count),
+    is_pinned = MAX(excluded.is_pinned, messages.is_pinned),
+    author_display = CASE WHEN messages.author_display = '' THEN excluded.author_display ELSE messages.author_display END,
+    stored_at = excluded.stored_at
+WHERE {_NEWER} OR excluded.reaction_count > messages.reaction_count OR excluded.is_pinned > messages.is_pinned
+    OR (messages.author_display = '' AND excluded.author_display != '')
 """
 _UPSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES ({', '.join('?' * 20)}) {_ON_CONFLICT}"
 PAGE = 2000

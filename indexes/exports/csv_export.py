@@ -42,9 +42,10 @@ class CsvExport(ExportReader):
         if missing:
             raise self.error("line 1", "not a DiscordChatExporter CSV export (no column " + ", ".join(missing) + ")")
         rows = csv.reader(lines, delimiter=delimiter, strict=True)
+        first_line = 2
         try:
             for row in rows:
-                where = f"line {rows.line_num + 1}"
+                where, first_line = f"line {first_line}", rows.line_num + 2
                 if not any(cell.strip() for cell in row):
                     continue
                 try:
@@ -52,7 +53,7 @@ class CsvExport(ExportReader):
                 except MessageProblem as exc:
                     yield where, exc
         except csv.Error as exc:
-            raise self.error(f"line {rows.line_num + 1}", f"broken CSV ({exc}); truncated export?") from None
+            raise self.error(f"line {first_line}", f"broken CSV ({exc}); truncated export?") from None
 
     def _message(self, row: list[str], columns: dict[str, int]) -> StoredMessage:
         def cell(name: str) -> str:

@@ -1,0 +1,139 @@
+"""Importing exports into the SQLite store: filters, idempotence, edits, all-or-nothing files."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from indexes.filters import Filters
+from indexes.importer import import_exports, import_file
+from indexes.lore import LORE_THRESHOLD
+from indexes.store import MessageStore
+
+FIXTURES = Path(__file__).parent / "fixtures" / "exports"
+JSON = FIXTURES / "Fixture Guild - tavern [555000000000000001].json"
+CHANNEL = 555000000000000001
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = MessageStore(tmp_path / "messages.sqlite3")
+    yield s
+    s.close()
+
+
+def snapshot(store):
+    return [(m.id, m.content, json.dumps(m.reactions), m.lore_score) for m in store.iter_messages()]
+
+
+def test_json_import_filters_and_counts_by_reason(store):
+    report = import_exports(store, JSON, Filters(), channel_id=CHANNEL, progress=False)
+    assert report.total("read") == 6 and report.total("new") == 3
+    assert report.skipped == {"system": 1, "bot": 1, "attachment_only": 1}
+    assert {m.content[:10] for m in store.iter_messages()} == {"Who rememb", "The oven c", "A poll abo"}
+    assert "6 read, 3 new" in report.summary() and "messages/s" in report.summary()
+
+
+def test_importing_twice_changes_nothing(store):
+    import_exports(store, FIXTURES, Filters(), progress=False)
+    before = snapshot(store)
+    again = import_exports(store, FIXTURES, Filters(), progress=False)
+    assert snapshot(store) == before
+    assert again.total("new") == again.total("updated") == 0 and again.total("duplicates") > 0
+
+
+def test_edits_replace_content_and_older_versions_do_not(store, tmp_path):
+    import_exports(store, JSON, Filters(), progress=False)
+    data = json.loads(JSON.read_text(encoding="utf-8"))
+    question = data["messages"][1]
+    question["content"], question["timestampEdited"] = "Who remembers the pizza outage? (edited again)", "2021-01-01T00:00:00+00:00"
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps(data), encoding="utf-8")
+    assert import_file(store, newer, Filters(), progress=False).updated == 1
+    assert "edited again" in next(m.content for m in store.iter_messages() if m.id == int(question["id"]))
+    assert import_file(store, JSON, Filters(), progress=False).updated == 0  # the older export loses
+    assert "edited again" in next(m.content for m in store.iter_messages() if m.id == int(question["id"]))
+
+
+def test_duplicate_ids_across_files_are_kept_once(store, tmp_path):
+    for name in ("2020.json", "2020-again.json"):
+        shutil.copy(JSON, tmp_path / name)
+    report = import_exports(store, tmp_path, Filters(), progress=False)
+    assert store.count() == 3
+    assert [f.new for f in report.files] == [3, 0] and report.files[1].duplicates == 3
+
+
+def test_a_truncated_file_imports_nothing_and_the_rest_goes_on(store, tmp_path):
+    import_exports(store, FIXTURES / "old-schema [555000000000000001].json", Filters(), progress=False)
+    before = snapshot(store)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "a-broken.json").write_bytes(JSON.read_bytes()[:-300])
+    shutil.copy(FIXTURES / "Fixture Guild - tavern [555000000000000001].txt", folder / "b-good.txt")
+    report = import_exports(store, folder, Filters(), progress=False)
+    assert [bool(f.error) for f in report.files] == [True, False]
+    assert "a-broken.json" in report.files[0].error and "truncated" in report.files[0].error
+    assert "FAILED" in report.summary()
+    assert set(before) <= set(snapshot(store)) and store.count() == len(before) + report.files[1].new
+    assert not any(m.id == 780000000000000003 for m in store.iter_messages())  # nothing of the broken file
+
+
+def test_export_of_another_channel_is_refused(store, tmp_path):
+    report = import_exports(store, JSON, Filters(), channel_id=123456789012345678, progress=False)
+    assert store.count() == 0
+    assert "channel 555000000000000001 (#tavern)" in report.files[0].error and "--any-channel" in report.files[0].error
+
+
+def test_a_one_megabyte_message_is_cut_with_a_warning(store, tmp_path, caplog):
+    data = json.loads(JSON.read_text(encoding="utf-8"))
+    data["messages"][1]["content"] = "pizza " * 180_000
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    report = import_exports(store, path, Filters(max_chars=4000), progress=False)
+    assert report.warnings["truncated"] == 1
+    assert max(len(m.content) for m in store.iter_messages()) == 4000
+    assert any("message #2" in r.getMessage() and "cut to 4,000" in r.getMessage() for r in caplog.records)
+
+
+def test_invalid_utf8_leaves_the_store_as_it_was(store, tmp_path):
+    import_exports(store, FIXTURES / "old-schema [555000000000000001].json", Filters(), progress=False)
+    before = snapshot(store)
+    path = tmp_path / "bad.json"
+    path.write_bytes(JSON.read_bytes().replace(b"legendary", b"legen\xffdary"))
+    report = import_exports(store, path, Filters(), progress=False)
+    assert "invalid UTF-8" in report.files[0].error and snapshot(store) == before
+
+
+def test_filters_are_configurable(store):
+    keep_all = Filters(skip_bots=False, skip_system=False, skip_commands=False)
+    report = import_exports(store, JSON, keep_all, progress=False)
+    assert report.skipped == {"attachment_only": 1} and store.count() == 5
+    assert Filters().is_command("!play x") and Filters().is_command("/roll 2d6")
+    assert not Filters().is_command("...so anyway") and not Filters().is_command("? what")
+    assert Filters(command_prefixes=(">",)).is_command(">help")
+
+
+def test_opted_out_members_are_not_imported_again(store):
+    import_exports(store, JSON, Filters(), progress=False)
+    assert store.forget(1001) == 1
+    report = import_exports(store, JSON, Filters(opted_out=frozenset(store.opted_out())), progress=False)
+    assert report.skipped["opted_out"] == 2 and all(m.author_id != 1001 for m in store.iter_messages())
+    assert store.upsert([m for m in store.iter_messages()][:1]) == 0  # unchanged rows are not rewritten
+
+
+def test_lore_is_classified_with_reasons(store):
+    import_exports(store, FIXTURES, Filters(), keywords=("speedrun",), progress=False)
+    story = next(m for m in store.iter_messages() if m.id == 780000000000000003)
+    assert story.lore_score >= LORE_THRESHOLD
+    assert "pinned" in story.lore_reasons and "7 reactions" in story.lore_reasons
+    assert any(r.startswith("keywords: speedrun") for r in story.lore_reasons)
+    assert store.lore_count(LORE_THRESHOLD) >= 1
+
+
+def test_stats_per_member_and_month(store):
+    import_exports(store, FIXTURES, Filters(), progress=False)
+    months = dict(store.month_counts())
+    assert set(months) == {"2019-05", "2020-11"}
+    names = [name for name, _, _ in store.author_counts()]
+    assert "Alice" in names and "Bobby" in names
