@@ -110,7 +110,8 @@ async def backfill(settings, store: MessageStore, index: LoreIndex | None, progr
         store.set_meta(pending_key, repr(time.time()))
     started = time.perf_counter()
     point_discord_at(settings.DISCORD_API_BASE)
-    client = discord.Client(intents=discord.Intents.none())
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here: no warning
+    client = discord.Client(intents=discord.Intents(guilds=True))
     try:
         await _login(client, token, settings.DISCORD_API_BASE)
         channel = await _channel(client, channel_id)
@@ -153,7 +154,8 @@ async def backfill(settings, store: MessageStore, index: LoreIndex | None, progr
         await client.close()
     report.lore = classify_store(store, settings.LORE_KEYWORDS)
     if index is not None:
-        report.indexed = index.add(store.stored_since(float(store.get_meta(pending_key))))
+        since = float(store.get_meta(pending_key))
+        report.indexed = index.add(store.stored_since(since)) if index.active_name else index.rebuild()
     store.set_meta(pending_key, None)
     report.seconds = time.perf_counter() - started
     return report
