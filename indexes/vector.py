@@ -170,11 +170,13 @@ class LoreIndex:
         self.store.set_meta(ACTIVE_KEY, name)
         # Anything written between the catch-up and the swap may have gone to the old collection.
         self._insert(index, self.store.stored_since(caught_up))
-        if previous and previous != name:
-            try:
-                self.client.delete_collection(previous)
-            except Exception:  # already gone: nothing to clean up
-                logger.debug("old collection %s was already removed", previous)
+        # The previous collection, and any left by a rebuild that was killed (names sort by start time).
+        for old in [c.name for c in self._collections()]:
+            if old < name or old == previous:
+                try:
+                    self.client.delete_collection(old)
+                except Exception:  # already gone: nothing to clean up
+                    logger.debug("old collection %s was already removed", old)
         logger.info("lore index rebuilt: %d messages in collection %s", collection.count(), name)
         return collection.count()
 
@@ -203,7 +205,7 @@ class LoreIndex:
 
     def _collections(self) -> Iterator:
         for collection in self.client.list_collections():
-            if collection.name.startswith(self.base_name + "-"):
+            if collection.name.startswith(self.base_name + "-") and collection.name[len(self.base_name) + 1 :][:1].isdigit():
                 yield collection
 
     def _drop_opted_out(self, collection) -> None:

@@ -1,0 +1,211 @@
+"""The lore index: Chroma server mode, atomic rebuilds, live ingestion during a rebuild, forgetting."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from indexes.filters import Filters
+from indexes.forget import forget_member
+from indexes.importer import import_exports
+from indexes.live import LiveIngestion
+from indexes.records import StoredMessage
+from indexes.store import MessageStore
+from indexes.vector import LoreIndex, RetrievalWeights, WeightedRetriever, build_embedding, chroma_client
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample" / "export.json"
+NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def embed_model():
+    return build_embedding()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = MessageStore(tmp_path / "messages.sqlite3")
+    yield s
+    s.close()
+
+
+def message(i, content, author=7, days_ago=1):
+    return StoredMessage(id=i, channel_id=1, author_id=author, author_name=f"user{author}", timestamp=NOW - timedelta(days=days_ago), content=content)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    binary = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("chroma run did not start")
+    yield port
+    process.terminate()
+    process.wait(20)
+
+
+def test_index_and_query_through_a_real_chroma_server(store, chroma_server, embed_model, tmp_path):
+    import_exports(store, SAMPLE, Filters(), progress=False)
+    client = chroma_client(tmp_path / "unused", host="127.0.0.1", port=chroma_server)
+    index = LoreIndex(store, client, embed_model)
+    assert index.rebuild() == sum(map(index.indexable, store.iter_messages()))
+    hits = WeightedRetriever(index, RetrievalWeights(), top_k=3, now=NOW).retrieve("what do we know about the cursed cartridge?")
+    assert any("Cursed Cartridge" in h.node.get_content() for h in hits)
+    assert not (tmp_path / "unused").exists()  # nothing embedded on disk: the server holds it
+    index.add([message(1, "the server mode indexes live messages too", days_ago=0)])
+    assert index.size() == client.get_collection(index.active_name).count()
+
+
+def test_a_crash_mid_rebuild_leaves_the_previous_index_working(store, embed_model, tmp_path, monkeypatch):
+    store.upsert([message(i, f"message number {i} about the arcade high scores") for i in range(1, 40)])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    before, size = index.active_name, index.size()
+
+    calls = {"n": 0}
+    original = type(index.current()).insert_nodes
+
+    def crash_after_first_batch(self, nodes, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed mid-rebuild")
+        return original(self, nodes, **kwargs)
+
+    monkeypatch.setattr("indexes.vector.INDEX_BATCH", 10)
+    monkeypatch.setattr(type(index.current()), "insert_nodes", crash_after_first_batch)
+    with pytest.raises(KeyboardInterrupt):
+        index.rebuild()
+    monkeypatch.undo()
+    assert index.active_name == before and index.size() == size
+    assert [c.name for c in index.client.list_collections()] == [before]  # the half-built one is gone
+    hits = WeightedRetriever(index, RetrievalWeights(), top_k=3, now=NOW).retrieve("arcade high scores")
+    assert len(hits) == 3
+
+
+def test_a_killed_rebuild_process_leaves_the_previous_index_working(tmp_path):
+    """SIGKILL cannot be caught: the pointer swap is the commit point, so the old index stays."""
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from indexes.store import MessageStore
+from indexes.vector import LoreIndex, build_embedding, chroma_client
+import indexes.vector as vector
+store = MessageStore(Path({str(tmp_path)!r}) / "messages.sqlite3")
+index = LoreIndex(store, chroma_client(Path({str(tmp_path)!r}) / "chroma"), build_embedding())
+if sys.argv[1] == "first":
+    from indexes.records import StoredMessage
+    from datetime import datetime, timezone
+    store.upsert([StoredMessage(id=i, channel_id=1, author_id=2, author_name="a", timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc), content=f"the pizza oven story number {{i}}") for i in range(1, 30)])
+    index.rebuild()
+    print(index.active_name)
+else:
+    vector.INDEX_BATCH = 5
+    index.rebuild(progress=lambda done: os.kill(os.getpid(), signal.SIGKILL) if done >= 10 else None)
+"""
+    path = tmp_path / "rebuild.py"
+    path.write_text(script)
+    first = subprocess.run([sys.executable, str(path), "first"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    active = first.stdout.strip().splitlines()[-1]
+    killed = subprocess.run([sys.executable, str(path), "second"], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9
+    store = MessageStore(tmp_path / "messages.sqlite3")
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), build_embedding())
+    assert index.active_name == active and index.size() == 29
+    assert WeightedRetriever(index, RetrievalWeights(), top_k=2, now=NOW).retrieve("pizza oven")
+    index.rebuild()  # the next rebuild works and clears the leftover collection
+    assert [c.name for c in index.client.list_collections()] == [index.active_name]
+    store.close()
+
+
+def test_live_ingestion_during_a_rebuild_loses_nothing(store, embed_model, tmp_path, monkeypatch):
+    store.upsert([message(i, f"old message {i} about speedrun routes and glitches") for i in range(1, 200)])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    ingest = LiveIngestion(store, index, Filters())
+    monkeypatch.setattr("indexes.vector.INDEX_BATCH", 16)
+    done = threading.Event()
+    live_ids = []
+
+    def chat():
+        i = 1000
+        while not done.is_set() or i < 1010:
+            assert ingest(message(i, f"live message {i} posted while the index was rebuilt", days_ago=0)) is None
+            live_ids.append(i)
+            i += 1
+            time.sleep(0.02)
+
+    talker = threading.Thread(target=chat)
+    talker.start()
+    index.rebuild()
+    done.set()
+    talker.join()
+    collection = index.client.get_collection(index.active_name)
+    indexed = set(collection.get(include=[])["ids"])
+    assert {str(i) for i in live_ids} <= indexed  # every live message reached the new index
+    assert len(indexed) == store.count() == 199 + len(live_ids)
+
+
+def test_live_ingestion_filters_and_indexes(store, embed_model, tmp_path):
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    store.upsert([message(1, "the first message of the channel history")])
+    index.rebuild()
+    ingest = LiveIngestion(store, index, Filters())
+    assert ingest(message(2, "!play something loud")) == "command"
+    bot = message(3, "I am a bot saying hello to everyone")
+    bot.author_is_bot = True
+    assert ingest(bot) == "bot"
+    assert ingest(message(4, "a new message about the pinball machine")) is None
+    assert ingest(message(4, "a new message about the pinball machine")) == "unchanged"
+    assert index.size() == 2
+    store.forget(7)
+    assert ingest(message(5, "this member has opted out meanwhile")) == "opted_out"
+
+
+def test_forget_removes_a_member_everywhere(store, embed_model, tmp_path):
+    import_exports(store, SAMPLE, Filters(), progress=False)
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    member = next(m.author_id for m in store.iter_messages() if m.author_name == "kiwi")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    samples = [{"messages": [], "author_ids": [member, 5]}, {"messages": [], "author_ids": [5]}, {"messages": [], "author_ids": [str(member)]}]
+    (data_dir / "training_data.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    report = forget_member(store, index, data_dir, member)
+    assert report.messages > 10 and report.indexed > 0 and report.samples == {"training_data.jsonl": 2}
+    assert all(m.author_id != member for m in store.iter_messages())
+    collection = index.client.get_collection(index.active_name)
+    assert collection.get(where={"author_id": str(member)}, include=[])["ids"] == []
+    assert [json.loads(line)["author_ids"] for line in (data_dir / "training_data.jsonl").read_text().splitlines()] == [[5]]
+    assert member in store.opted_out()
+    import_exports(store, SAMPLE, Filters(opted_out=frozenset(store.opted_out())), progress=False)
+    assert all(m.author_id != member for m in store.iter_messages())  # not collected again
+    index.rebuild()
+    assert index.client.get_collection(index.active_name).get(where={"author_id": str(member)}, include=[])["ids"] == []
