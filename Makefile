@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup chat test bench clean-state
+.PHONY: setup chat bot test bench clean-state
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ $(STAMP): requirements.txt constraints.txt requirements-models.txt
 
 chat: setup
 	$(PY) -m app chat
+
+# The character in Discord: needs DISCORD_BOT_TOKEN, DISCORD_GUILD_ID, DISCORD_CHANNEL_ID (see .env.example).
+bot: setup
+	$(PY) -m app bot
 
 test: setup
 	$(PY) -m pytest

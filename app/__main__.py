@@ -32,6 +32,32 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bot(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.bot import check_bot_settings, explain_startup_error, run_bot
+    from app.runtime import build_runtime
+    from app.settings import load_settings
+
+    settings = load_settings()
+    token = settings.DISCORD_BOT_TOKEN.get_secret_value() if settings.DISCORD_BOT_TOKEN else ""
+    setup_logging(settings.LOG_LEVEL, settings.logs_dir / "bot.log", settings.LOG_FILE_MAX_MB, settings.LOG_FILE_BACKUPS, secrets=[token])
+    check_bot_settings(settings)
+    runtime = build_runtime(settings)
+    try:
+        asyncio.run(run_bot(runtime, settings))
+    except Exception as exc:
+        message = explain_startup_error(exc)
+        if message is None:
+            raise
+        logger.error("%s", message)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.close()
+    return 0
+
+
 def _history(args: argparse.Namespace) -> int:
     from app import history
     from app.settings import load_settings
@@ -57,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--explain", action="store_true", help="print how each reply was made, stage by stage")
     chat.add_argument("--as", dest="speaker", default="you", help="the member you speak as (default: you)")
     chat.set_defaults(run=_chat)
+
+    bot = sub.add_parser("bot", help="run the character in its Discord channel (DISCORD_* settings)")
+    bot.set_defaults(run=_bot)
 
     index = sub.add_parser("index", help="import exports and build the lore index")
     actions = index.add_subparsers(dest="action", required=True)

@@ -1,10 +1,16 @@
-"""Logging set-up: one place, per-module loggers everywhere else. Logs go to stderr."""
+"""Logging set-up: one place, per-module loggers everywhere else.
+
+Logs go to stderr, and for the bot also to a rotating file. A filter on every handler replaces
+secrets (the bot token) wherever they would appear, whatever the library that logs them.
+"""
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
+from pathlib import Path
 
 NOISY = ("httpx", "urllib3", "chromadb", "sentence_transformers", "transformers", "llama_index", "filelock", "asyncio")
 
@@ -18,15 +24,42 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def setup_logging(level: str = "INFO") -> None:
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces each secret in a record's message (and traceback text) by [redacted]."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 8]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        for secret in self.secrets:
+            message = message.replace(secret, "[redacted]")
+            if record.exc_text:
+                record.exc_text = record.exc_text.replace(secret, "[redacted]")
+        record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(level: str = "INFO", log_file: Path | None = None, max_mb: float = 5.0, backups: int = 5, secrets: list[str] = ()) -> None:
+    """Console logging to stderr, plus a rotating log file when `log_file` is given."""
     quiet_libraries()
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        force=True,
-    )
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=int(max_mb * 1e6), backupCount=backups, encoding="utf-8"))
+    redact = RedactSecrets(list(secrets))
+    for handler in handlers:
+        handler.addFilter(redact)
+        handler.setFormatter(logging.Formatter(FORMAT, datefmt="%Y-%m-%d %H:%M:%S" if handler is not handlers[0] else "%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=handlers, force=True)
     for name in NOISY:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     try:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from app.settings import Settings
 from chains.assemble import ContextAssembler
@@ -19,6 +20,9 @@ from chains.retrieve import LoreRetrieval, llama_index_search
 from chains.summary import build_summarizer
 from chains.types import ChatMessage
 from indexes.build import ensure_index, open_index
+from indexes.filters import Filters
+from indexes.live import LiveIngestion
+from indexes.records import StoredMessage
 from indexes.store import MessageStore
 from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever
 from prompts import Persona, PromptSet, load_persona, load_prompts
@@ -51,9 +55,17 @@ class Runtime:
     lore_index: LoreIndex | None
     memory: ShortTermMemory
     chain: object
+    model_factory: Callable[[Settings], ModelBundle] = field(default=build_model, repr=False)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self.ingestion = LiveIngestion(
+            self.store, self.lore_index, Filters.from_settings(self.settings, self.store.opted_out()), self.settings.LORE_KEYWORDS
+        )
+
+    def ingest(self, message: StoredMessage) -> str | None:
+        """Live ingestion of one channel message (store + incremental index); see indexes.live."""
+        return self.ingestion(message)
 
     def observe(self, channel_id: int, message: ChatMessage) -> None:
         """Every channel message goes to short-term memory."""
@@ -75,6 +87,24 @@ class Runtime:
             self.chain = compose_chain(self.settings, persona, prompts, self.model, self.lore_index, self.memory)
             self.memory.summarizer = build_summarizer(self.model.llm, self.model.tokenizer, prompts, persona, self.model.lock)
         logger.info("prompts reloaded from %s and %s", self.settings.PROMPTS_DIR, self.settings.PERSONA_FILE)
+
+    def reload(self, settings: Settings) -> ModelBundle:
+        """Re-read settings, prompts and persona and load the model and adapter again, then swap.
+
+        The new model loads while the old one keeps answering; the swap waits for the reply in
+        progress. Memory, store and index stay as they are. Returns the new model bundle.
+        """
+        persona = load_persona(settings.PERSONA_FILE)
+        prompts = load_prompts(settings.PROMPTS_DIR)
+        model = self.model_factory(settings)
+        with self._lock, self.model.lock:
+            previous = self.model
+            self.settings, self.persona, self.prompts, self.model = settings, persona, prompts, model
+            self.chain = compose_chain(settings, persona, prompts, model, self.lore_index, self.memory)
+            self.memory.summarizer = build_summarizer(model.llm, model.tokenizer, prompts, persona, model.lock)
+        del previous
+        logger.info("reloaded: %s; prompts from %s, persona %s", model.describe(), settings.PROMPTS_DIR, settings.PERSONA_FILE)
+        return model
 
     def close(self) -> None:
         self.memory.close()
@@ -105,18 +135,22 @@ def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, mode
     )  # fmt: skip
 
 
-def build_runtime(settings: Settings, model: ModelBundle | None = None, with_index: bool = True) -> Runtime:
-    """Build everything once from settings. Prompt errors and bad settings raise here, at start-up."""
+def build_runtime(settings: Settings, model: ModelBundle | None = None, with_index: bool = True,
+                  model_factory: Callable[[Settings], ModelBundle] = build_model) -> Runtime:  # fmt: skip
+    """Build everything once from settings. Prompt errors and bad settings raise here, at start-up.
+
+    `model_factory` loads the model (again on reload); tests pass one that makes a scripted fake.
+    """
     persona = load_persona(settings.PERSONA_FILE)
     prompts = load_prompts(settings.PROMPTS_DIR)
     if settings.SEED is not None:
         from transformers import set_seed
 
         set_seed(settings.SEED)
-    model = model or build_model(settings)
+    model = model or model_factory(settings)
     store = MessageStore(settings.store_path)
     lore_index = open_lore_index(settings, store) if with_index else None
     summarizer = build_summarizer(model.llm, model.tokenizer, prompts, persona, model.lock)
     memory = ShortTermMemory(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL, summarizer)
     chain = compose_chain(settings, persona, prompts, model, lore_index, memory)
-    return Runtime(settings, persona, prompts, model, store, lore_index, memory, chain)
+    return Runtime(settings, persona, prompts, model, store, lore_index, memory, chain, model_factory)

@@ -34,7 +34,20 @@ class Settings(BaseSettings):
     DISCORD_API_BASE: str = Field(
         "https://discord.com/api/v10", description="REST base URL: Discord's own, or a REST proxy"
     )
+    DISCORD_GATEWAY_URL: str = Field(
+        "wss://gateway.discord.gg/", description="gateway websocket URL: Discord's own, or a gateway proxy"
+    )
     REQUESTS_PER_SECOND: float = Field(2.0, gt=0, le=50, description="backfill pace (history pages per second)")
+
+    # The bot in the channel
+    COMMAND_PREFIX: str = Field("!", min_length=1, max_length=5)
+    ADMIN_ROLE_IDS: Annotated[tuple[int, ...], NoDecode] = Field(
+        (), description="comma-separated role ids whose members may use admin commands (besides Manage Server)"
+    )
+    USER_COOLDOWN_SECONDS: float = Field(8.0, ge=0, description="one reply per member per this many seconds")
+    REPLY_QUEUE_LIMIT: int = Field(5, ge=1, le=1000, description="replies waiting; beyond it members get a busy line")
+    ALLOW_DMS: bool = Field(False, description="answer direct messages too")
+    REPLY_IN_THREADS: bool = Field(True, description="also live in threads under the channel")
 
     # Model
     MODEL_NAME: str = Field(
@@ -103,6 +116,9 @@ class Settings(BaseSettings):
     MODEL_CACHE_DIR: Path = Field(Path("data/models"), description="converted default model (made once)")
     SAMPLE_EXPORT: Path = Path("data/sample/export.json")
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    LOG_DIR: Path = Field(Path("logs"), description="the bot writes bot.log here (rotated)")
+    LOG_FILE_MAX_MB: float = Field(5.0, gt=0)
+    LOG_FILE_BACKUPS: int = Field(5, ge=0)
 
     @field_validator("MODEL_NAME", "CHROMA_COLLECTION")
     @classmethod
@@ -111,11 +127,13 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value.strip()
 
-    @field_validator("COMMAND_PREFIXES", "LORE_KEYWORDS", mode="before")
+    @field_validator("COMMAND_PREFIXES", "LORE_KEYWORDS", "ADMIN_ROLE_IDS", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, int):
+            return (value,)
         return value
 
     @model_validator(mode="after")
@@ -136,7 +154,7 @@ class Settings(BaseSettings):
 
     @property
     def logs_dir(self) -> Path:
-        return self.DATA_DIR / "logs"
+        return self.LOG_DIR
 
 
 def _describe(error: dict) -> str:

@@ -1,10 +1,18 @@
-"""A local fake of Discord's REST API on 127.0.0.1, for driving the real discord.py client.
+"""A local fake of Discord (REST and gateway) on 127.0.0.1, for driving the real discord.py client.
 
-It runs an aiohttp server on its own thread and event loop. It serves what discord.py needs for
-logging in and reading history (`GET /users/@me`, `GET /oauth2/applications/@me`, `GET /channels/{id}`, paginated
-`GET /channels/{id}/messages` with `after`/`before`/`limit`, newest first like Discord), checks the
-bot token, and records every request so tests can see what the client asked for. Point discord.py
-at it with DISCORD_API_BASE=fake.api_base.
+It runs an aiohttp server on its own thread and event loop.
+
+REST: what discord.py needs to log in (`GET /users/@me`, `GET /oauth2/applications/@me`), read
+history (`GET /channels/{id}` and paginated `GET /channels/{id}/messages`, newest first like
+Discord), post (`POST /channels/{id}/messages`, typing, reactions) and sync application commands.
+Posted messages are recorded with their arrival time and echoed back on the gateway as
+MESSAGE_CREATE from the bot, as Discord does.
+
+Gateway (websocket at /gateway): HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats answered
+with HEARTBEAT_ACK, RESUME with replay of missed events, RECONNECT on demand, and close code 4014
+when the message-content intent is not allowed. Tests inject MESSAGE_CREATE events with
+`send_message`. Point discord.py at it with DISCORD_API_BASE=fake.api_base and
+DISCORD_GATEWAY_URL=fake.gateway_url.
 """
 
 from __future__ import annotations
@@ -20,10 +28,22 @@ from aiohttp import web
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 TOKEN = "fake-token.for.tests"
+MESSAGE_CONTENT_INTENT = 1 << 15
+MANAGE_GUILD = 1 << 5
 
 
 def snowflake(moment: datetime, sequence: int = 0) -> int:
     return ((int(moment.timestamp() * 1000) - DISCORD_EPOCH_MS) << 22) | (sequence & 0xFFF)
+
+
+def now_snowflake() -> int:
+    """A fresh, increasing snowflake for the current time."""
+    global _sequence
+    _sequence += 1
+    return snowflake(datetime.now(timezone.utc), _sequence)
+
+
+_sequence = 0
 
 
 def _json(data, status: int = 200) -> web.Response:
@@ -44,15 +64,47 @@ class Recorded:
 
 
 @dataclass
+class Post:
+    """A message the bot posted, as Discord received it."""
+
+    channel_id: int
+    body: dict
+    at: float
+    id: int
+
+    @property
+    def content(self) -> str:
+        return self.body.get("content") or ""
+
+    @property
+    def reply_to(self) -> int | None:
+        reference = self.body.get("message_reference") or {}
+        return int(reference["message_id"]) if reference.get("message_id") else None
+
+
+@dataclass
 class FakeDiscord:
     guild_id: int = 900000000000000001
     channel_id: int = 900000000000000002
     bot_id: int = 900000000000000003
     bot_name: str = "Susu"
+    other_channel_id: int = 900000000000000004
+    owner_id: int = 900000000000000005
+    admin_role_id: int = 900000000000000006
     page_delay: float = 0.0
     forbidden: bool = False
+    allow_message_content: bool = True
+    heartbeat_interval_ms: int = 41250
     history: list[dict] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
+    posts: list[Post] = field(default_factory=list)
+    reactions: list[tuple[int, str]] = field(default_factory=list)
+    typing: list[float] = field(default_factory=list)
+    heartbeats: list[float] = field(default_factory=list)
+    identifies: int = 0
+    resumes: int = 0
+    sent_at: dict[int, float] = field(default_factory=dict)
+    commands: list[dict] = field(default_factory=list)
 
     # --- content -------------------------------------------------------------------------------
 
@@ -155,8 +207,198 @@ class FakeDiscord:
             rows = rows[-limit:]
         return _json(list(reversed(rows)))  # Discord answers newest first
 
+    async def _post_message(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        body = await request.json()
+        channel_id = int(request.match_info["channel_id"])
+        message_id = now_snowflake()
+        self.posts.append(Post(channel_id, body, time.monotonic(), message_id))
+        payload = self.message_payload(message_id, user_payload(self.bot_id, self.bot_name, bot=True), body.get("content") or "",
+                                       moment=datetime.now(timezone.utc), channel_id=channel_id)  # fmt: skip
+        reference = body.get("message_reference") or {}
+        if reference.get("message_id"):
+            payload["message_reference"] = {"message_id": str(reference["message_id"]), "channel_id": str(channel_id), "guild_id": str(self.guild_id)}
+            payload["type"] = 19
+        self.history.append(payload)
+        await self._dispatch("MESSAGE_CREATE", payload)
+        return _json(payload)
+
+    async def _typing(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        self.typing.append(time.monotonic())
+        return web.Response(status=204)
+
+    async def _react(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        self.reactions.append((int(request.match_info["message_id"]), request.match_info["emoji"]))
+        return web.Response(status=204)
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        wanted = request.match_info["message_id"]
+        found = next((m for m in self.history if m["id"] == wanted), None)
+        return _json(found) if found else _json({"message": "Unknown Message", "code": 10008}, status=404)
+
+    async def _sync_commands(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        body = await request.json()
+        self.commands = [
+            {**c, "id": str(now_snowflake()), "application_id": str(self.bot_id), "version": "1", "type": c.get("type", 1)}
+            for c in body
+        ]
+        return _json(self.commands)
+
+    async def _gateway_info(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
+
+    # --- gateway -------------------------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def guild_payload(self) -> dict:
+        def role(role_id: int, name: str, permissions: int, position: int) -> dict:
+            return {"id": str(role_id), "name": name, "permissions": str(permissions), "position": position, "color": 0,
+                    "hoist": False, "managed": False, "mentionable": False, "flags": 0}  # fmt: skip
+
+        def channel(channel_id: int, name: str, position: int) -> dict:
+            return {"id": str(channel_id), "type": 0, "name": name, "position": position, "permission_overwrites": [],
+                    "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0, "guild_id": str(self.guild_id)}  # fmt: skip
+
+        return {
+            "id": str(self.guild_id), "name": "Pixel Tavern", "owner_id": str(self.owner_id), "icon": None,
+            "roles": [role(self.guild_id, "@everyone", 0x400 | 0x800 | 0x10000, 0), role(self.admin_role_id, "Admins", MANAGE_GUILD, 1)],
+            "channels": [channel(self.channel_id, "tavern", 0), channel(self.other_channel_id, "off-topic", 1)],
+            "members": [{"user": user_payload(self.bot_id, self.bot_name, bot=True), "roles": [], "joined_at": "2020-01-01T00:00:00+00:00",
+                         "deaf": False, "mute": False, "flags": 0}],
+            "threads": [], "emojis": [], "stickers": [], "features": [], "member_count": 10, "large": False,
+            "unavailable": False, "joined_at": "2020-01-01T00:00:00+00:00", "voice_states": [], "presences": [],
+            "stage_instances": [], "guild_scheduled_events": [], "premium_tier": 0, "verification_level": 0,
+            "default_message_notifications": 0, "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0,
+            "system_channel_flags": 0, "preferred_locale": "en-US", "afk_timeout": 300, "afk_channel_id": None,
+            "system_channel_id": None, "vanity_url_code": None, "description": None, "banner": None, "splash": None,
+            "discovery_splash": None, "premium_subscription_count": 0,
+        }  # fmt: skip
+
+    async def _send(self, ws, payload: dict) -> None:
+        try:
+            await ws.send_str(json.dumps(payload))
+        except (ConnectionResetError, RuntimeError):
+            pass
+
+    async def _dispatch(self, event: str, data: dict) -> None:
+        self._seq += 1
+        frame = {"op": 0, "t": event, "s": self._seq, "d": data}
+        self._events.append(frame)
+        for ws in list(self._sockets):
+            await self._send(ws, frame)
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        await self._send(ws, {"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None})
+        async for frame in ws:
+            if frame.type != web.WSMsgType.TEXT:
+                continue
+            message = json.loads(frame.data)
+            op, data = message.get("op"), message.get("d")
+            if op == 1:
+                self.heartbeats.append(time.monotonic())
+                await self._send(ws, {"op": 11, "d": None, "s": None, "t": None})
+            elif op == 2:
+                self.identifies += 1
+                if data.get("token") != TOKEN:
+                    await ws.close(code=4004, message=b"Authentication failed.")
+                    break
+                if int(data.get("intents", 0)) & MESSAGE_CONTENT_INTENT and not self.allow_message_content:
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
+                    break
+                self._sockets.add(ws)
+                ready = {
+                    "v": 10, "user": {**user_payload(self.bot_id, self.bot_name, bot=True), "verified": True, "mfa_enabled": False, "flags": 0},
+                    "guilds": [{"id": str(self.guild_id), "unavailable": True}], "session_id": "fake-session",
+                    "resume_gateway_url": self.gateway_url, "application": {"id": str(self.bot_id), "flags": 0},
+                    "private_channels": [], "relationships": [],
+                }  # fmt: skip
+                await self._dispatch("READY", ready)
+                await self._dispatch("GUILD_CREATE", self.guild_payload())
+            elif op == 6:
+                self.resumes += 1
+                self._sockets.add(ws)
+                for event in [e for e in self._events if e["s"] > int(data.get("seq") or 0)]:
+                    await self._send(ws, event)
+                await self._dispatch("RESUMED", {})
+        self._sockets.discard(ws)
+        return ws
+
+    def call(self, coroutine):
+        """Run a coroutine on the fake's loop from another thread and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    def send_message(self, content: str, author_id: int = 1001, name: str = "alice", *, bot: bool = False, channel_id: int | None = None,
+                     reply_to: int | None = None, mention_bot: bool = False, roles: tuple[int, ...] = (), message_id: int | None = None) -> int:  # fmt: skip
+        """A member posts in a channel: MESSAGE_CREATE on the gateway. Returns the message id."""
+        message_id = message_id or now_snowflake()
+        author = user_payload(author_id, name, bot=bot)
+        if mention_bot:
+            content = f"<@{self.bot_id}> {content}"
+        payload = self.message_payload(message_id, author, content, moment=datetime.now(timezone.utc), channel_id=channel_id)
+        payload["member"]["roles"] = [str(r) for r in roles]
+        if f"<@{self.bot_id}>" in content:
+            payload["mentions"] = [user_payload(self.bot_id, self.bot_name, bot=True)]
+        if reply_to:
+            referenced = next((m for m in self.history if m["id"] == str(reply_to)), None)
+            payload["message_reference"] = {"message_id": str(reply_to), "channel_id": str(channel_id or self.channel_id), "guild_id": str(self.guild_id)}
+            payload["referenced_message"] = referenced
+            payload["type"] = 19
+        self.history.append(payload)
+        self.sent_at[message_id] = time.monotonic()
+        self.call(self._dispatch("MESSAGE_CREATE", payload))
+        return message_id
+
+    def edit_message(self, message_id: int, content: str, mention_bot: bool = False) -> None:
+        """A member edits a message: MESSAGE_UPDATE on the gateway."""
+        payload = next(m for m in self.history if m["id"] == str(message_id))
+        payload["content"] = f"<@{self.bot_id}> {content}" if mention_bot else content
+        payload["edited_timestamp"] = datetime.now(timezone.utc).isoformat()
+        if mention_bot:
+            payload["mentions"] = [user_payload(self.bot_id, self.bot_name, bot=True)]
+        self.call(self._dispatch("MESSAGE_UPDATE", payload))
+
+    def redeliver(self, message_id: int) -> None:
+        """Deliver the same MESSAGE_CREATE again (as a replay after a reconnect could)."""
+        payload = next(m for m in self.history if m["id"] == str(message_id))
+        self.call(self._dispatch("MESSAGE_CREATE", payload))
+
+    def request_reconnect(self) -> None:
+        """Op 7 RECONNECT: the client must reconnect and RESUME."""
+
+        async def reconnect() -> None:
+            for ws in list(self._sockets):
+                self._sockets.discard(ws)
+                await self._send(ws, {"op": 7, "d": None, "s": None, "t": None})
+
+        self.call(reconnect())
+
+    def replies_to(self, message_id: int) -> list[Post]:
+        return [p for p in self.posts if p.reply_to == message_id]
+
     def start(self) -> FakeDiscord:
+        self._seq = 0
+        self._events: list[dict] = []
+        self._sockets: set = set()
         app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/api/v10/gateway", self._gateway_info)
+        app.router.add_get("/api/v10/gateway/bot", self._gateway_info)
+        app.router.add_post("/api/v10/channels/{channel_id}/messages", self._post_message)
+        app.router.add_get("/api/v10/channels/{channel_id}/messages/{message_id}", self._get_message)
+        app.router.add_post("/api/v10/channels/{channel_id}/typing", self._typing)
+        app.router.add_put("/api/v10/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me", self._react)
+        app.router.add_put("/api/v10/applications/{app_id}/guilds/{guild_id}/commands", self._sync_commands)
+        app.router.add_put("/api/v10/applications/{app_id}/commands", self._sync_commands)
         app.router.add_get("/api/v10/users/@me", self._me)
         app.router.add_get("/api/v10/oauth2/applications/@me", self._application)
         app.router.add_get("/api/v10/channels/{channel_id}", self._channel)

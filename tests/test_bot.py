@@ -1,0 +1,321 @@
+"""The bot through the real discord.py client, against the local fake Discord (REST + gateway)."""
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from langchain_core.language_models.llms import LLM
+
+from app.bot import COOLDOWN_REACTION, CharacterBot, explain_startup_error, point_gateway_at
+from app.runtime import build_runtime
+from app.settings import load_settings
+from app.split import split_message
+from indexes.backfill import point_discord_at
+from tests.fake_discord import TOKEN, FakeDiscord
+
+ALICE, BOB, ADMIN = 1001, 1002, 1003
+REPLY = "Mrrp, the cursed cartridge still hums at night, traveler."
+
+
+class ScriptedLLM(LLM):
+    """A model stand-in: answers from a list, optionally slowly, or raises."""
+
+    responses: list[str] = [REPLY]
+    delay: float = 0.0
+    error: str = ""
+    calls: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _call(self, prompt: str, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> str:
+        if self.delay:
+            time.sleep(self.delay)
+        if self.error:
+            raise RuntimeError(self.error)
+        self.calls += 1
+        return self.responses[(self.calls - 1) % len(self.responses)]
+
+
+async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Harness:
+    def __init__(self, fake: FakeDiscord, bot: CharacterBot, llm: ScriptedLLM) -> None:
+        self.fake, self.bot, self.llm = fake, bot, llm
+
+    async def say(self, content: str, author: int = ALICE, **kwargs) -> int:
+        return await asyncio.to_thread(self.fake.send_message, content, author, f"user{author}", **kwargs)
+
+    async def answered(self, message_id: int, count: int = 1, timeout: float = 20.0) -> list:
+        await until(lambda: len(self.fake.replies_to(message_id)) >= count, timeout, f"a reply to {message_id}")
+        return self.fake.replies_to(message_id)
+
+    async def quiet(self, seconds: float = 0.5) -> None:
+        await asyncio.sleep(seconds)
+
+
+@pytest.fixture
+async def start_bot(tmp_path, tokenizer):
+    from chains.model import ModelBundle
+
+    started: list[tuple[FakeDiscord, CharacterBot, asyncio.Task, Any]] = []
+
+    def bundle(llm: LLM) -> ModelBundle:
+        return ModelBundle(llm=llm, tokenizer=tokenizer, model=None, name="scripted", device="cpu", quantized=False,
+                           adapter=None, parameters=0, weight_bytes=0, load_seconds=0.0)  # fmt: skip
+
+    async def start(llm: ScriptedLLM | None = None, fake: FakeDiscord | None = None, **overrides) -> Harness:
+        fake = (fake or FakeDiscord()).start()
+        llm = llm or ScriptedLLM()
+        values = dict(
+            DATA_DIR=tmp_path / "data", LOG_DIR=tmp_path / "logs", DISCORD_BOT_TOKEN=TOKEN, DISCORD_GUILD_ID=fake.guild_id,
+            DISCORD_CHANNEL_ID=fake.channel_id, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url,
+            USER_COOLDOWN_SECONDS=0, RAG_TOP_K=0, SUMMARIZE_INTERVAL=1000, ADMIN_ROLE_IDS=str(fake.admin_role_id),
+        )  # fmt: skip
+        settings = load_settings(**{**values, **overrides})
+        runtime = build_runtime(settings, model=bundle(llm), with_index=False, model_factory=lambda s: bundle(ScriptedLLM(responses=["reloaded"])))
+        point_discord_at(settings.DISCORD_API_BASE)
+        point_gateway_at(settings.DISCORD_GATEWAY_URL)
+        bot = CharacterBot(runtime, settings)
+        task = asyncio.create_task(bot.start(TOKEN))
+        started.append((fake, bot, task, runtime))
+        await asyncio.wait_for(bot.wait_until_ready(), 20)
+        return Harness(fake, bot, llm)
+
+    yield start
+    for fake, bot, task, runtime in started:
+        for post in fake.posts:  # on every post, whatever the model wrote: no @everyone/@here/roles
+            mentions = post.body.get("allowed_mentions") or {}
+            assert mentions.get("parse", []) == [] and not mentions.get("roles"), post.body
+            assert len(post.content) <= 2000
+        await bot.close()
+        await asyncio.gather(task, return_exceptions=True)
+        fake.stop()
+        runtime.close()
+    point_discord_at("https://discord.com/api/v10")
+    point_gateway_at("wss://gateway.discord.gg/")
+
+
+async def test_a_mention_gets_a_reply_to_that_message_pinging_only_its_author(start_bot):
+    h = await start_bot()
+    asked = await h.say("what's the lore about the cursed cartridge?", mention_bot=True)
+    (post,) = await h.answered(asked)
+    assert post.content == REPLY
+    assert post.body["allowed_mentions"] == {"parse": [], "users": [ALICE], "replied_user": True}
+    assert h.fake.typing  # the typing indicator was shown
+    stored = [m.id for m in h.bot.runtime.store.iter_messages()]
+    assert asked in stored  # live ingestion
+
+
+async def test_replying_to_the_bot_is_a_trigger_and_plain_messages_are_only_remembered(start_bot):
+    h = await start_bot()
+    first = await h.say("hello there", mention_bot=True)
+    (bot_post,) = await h.answered(first)
+    plain = await h.say("just chatting with bob, no need to answer")
+    follow_up = await h.say("and what happened after that?", author=BOB, reply_to=bot_post.id)
+    await h.answered(follow_up)
+    await h.quiet()
+    assert h.fake.replies_to(plain) == [] and len(h.fake.posts) == 2
+    assert plain in {m.id for m in h.bot.runtime.store.iter_messages()}
+    memory = h.bot.runtime.memory.snapshot(h.fake.channel_id).messages
+    assert any("just chatting" in m.content for m in memory)
+
+
+async def test_other_channels_other_bots_and_itself_are_ignored(start_bot):
+    llm = ScriptedLLM(responses=["<@900000000000000003> hey Susu, answer yourself!"])
+    h = await start_bot(llm)
+    elsewhere = await h.say("hi from off-topic", mention_bot=True, channel_id=h.fake.other_channel_id)
+    robot = await h.say("beep boop", author=999, bot=True, mention_bot=True)
+    asked = await h.say("say something", mention_bot=True)
+    await h.answered(asked)
+    await h.quiet(1.0)
+    assert len(h.fake.posts) == 1  # its own message mentioning itself did not start a loop
+    assert not h.fake.replies_to(elsewhere) and not h.fake.replies_to(robot)
+    assert llm.calls == 1
+
+
+async def test_long_replies_are_split_at_2000_characters(start_bot):
+    long_reply = " ".join(f"meow{i}" for i in range(500))  # about 3,400 characters
+    h = await start_bot(ScriptedLLM(responses=[long_reply]), REPLY_MAX_CHARS=4000)
+    asked = await h.say("tell me everything", mention_bot=True)
+    await until(lambda: len(h.fake.posts) >= 2, what="two chunks")
+    await h.quiet()
+    posts = h.fake.posts
+    assert len(posts) == 2 and posts[0].reply_to == asked and posts[1].reply_to is None
+    assert all(len(p.content) <= 2000 for p in posts)
+    assert " ".join(p.content for p in posts).split() == long_reply.split()  # no word broken or lost
+
+
+def test_split_keeps_code_blocks_closed_and_words_whole():
+    text = "intro " * 300 + "\n```python\n" + "\n".join(f"x_{i} = {i}" for i in range(400)) + "\n```\nthe end"
+    chunks = split_message(text)
+    assert all(len(c) <= 2000 for c in chunks) and len(chunks) >= 3
+    for chunk in chunks:
+        assert chunk.count("```") % 2 == 0  # every chunk opens and closes its code block
+    assert chunks[1].lstrip().startswith(("intro", "```python")) and chunks[2].startswith("```python")
+    words = " ".join(chunks).replace("```python", " ").replace("```", " ").split()
+    assert words == text.replace("```python", " ").replace("```", " ").split()
+
+
+async def test_model_output_cannot_ping_everyone_or_roles(start_bot):
+    h = await start_bot(ScriptedLLM(responses=["@everyone @here <@&900000000000000006> the tavern is on fire!"]))
+    asked = await h.say("anything new?", mention_bot=True)
+    (post,) = await h.answered(asked)
+    assert "@everyone" not in post.content and "<@&" not in post.content
+
+
+async def test_cooldown_gets_a_reaction_instead_of_silence(start_bot):
+    h = await start_bot(USER_COOLDOWN_SECONDS=60)
+    first = await h.say("first question", mention_bot=True)
+    second = await h.say("second question right away", mention_bot=True)
+    await h.answered(first)
+    await until(lambda: h.fake.reactions, what="a reaction")
+    assert h.fake.reactions == [(second, COOLDOWN_REACTION)] and not h.fake.replies_to(second)
+
+
+async def test_a_full_queue_gets_the_busy_line(start_bot):
+    h = await start_bot(ScriptedLLM(delay=0.6), REPLY_QUEUE_LIMIT=2)
+    asked = [await h.say(f"question {i}", author=2000 + i, mention_bot=True) for i in range(6)]
+    for message_id in asked:
+        await h.answered(message_id, timeout=30)
+    busy = [p for p in h.fake.posts if p.content in h.bot.runtime.persona.busy_lines or "busy" in p.content.lower()]
+    assert busy and h.bot.stats.busy == len(busy)
+    answered = [p for p in h.fake.posts if p.content == REPLY]
+    assert len(answered) + len(busy) == 6
+    order = [p.reply_to for p in answered]
+    assert order == sorted(order)  # replies in the order they were asked
+
+
+async def test_a_burst_of_50_mentions_in_10_seconds(start_bot):
+    h = await start_bot(ScriptedLLM(delay=0.05), USER_COOLDOWN_SECONDS=2, REPLY_QUEUE_LIMIT=5)
+    asked = []
+    for i in range(50):
+        asked.append(await h.say(f"burst {i}", author=3000 + i % 10, mention_bot=True))
+        await asyncio.sleep(0.2)
+
+    def settled():
+        reacted = {m for m, _ in h.fake.reactions}
+        return all(h.fake.replies_to(m) or m in reacted for m in asked)
+
+    await until(settled, timeout=60, what="every burst message answered or declined")
+    reacted = {m for m, _ in h.fake.reactions}
+    assert all(len(h.fake.replies_to(m)) + (m in reacted) == 1 for m in asked)  # exactly one answer each
+    assert not h.bot.is_closed()
+    after = await h.say("still there?", author=4242, mention_bot=True)
+    await h.answered(after)
+
+
+async def test_generation_never_blocks_the_heartbeat(start_bot):
+    h = await start_bot(ScriptedLLM(delay=2.5), fake=FakeDiscord(heartbeat_interval_ms=250))
+    asked = await h.say("think hard about this", mention_bot=True)
+    started = time.monotonic()
+    await h.answered(asked)
+    during = [t for t in h.fake.heartbeats if started < t < started + 2.4]
+    assert len(during) >= 4  # about one every 0.25 s while the model was busy
+
+
+async def test_a_generation_error_sends_the_fallback_line(start_bot):
+    h = await start_bot(ScriptedLLM(error="CUDA out of memory"))
+    asked = await h.say("are you there?", mention_bot=True)
+    (post,) = await h.answered(asked)
+    assert post.content in [h.bot.runtime.persona.render(line) for line in h.bot.runtime.persona.fallback_lines]
+    h.bot.runtime.reply = lambda *a, **k: (_ for _ in ()).throw(ValueError("broken chain"))
+    again = await h.say("and now?", mention_bot=True)
+    (post,) = await h.answered(again)
+    assert post.content == h.bot.runtime.persona.fallback()
+
+
+async def test_reconnect_resumes_without_duplicate_replies(start_bot):
+    h = await start_bot()
+    asked = await h.say("before the reconnect", mention_bot=True)
+    await h.answered(asked)
+    await asyncio.to_thread(h.fake.request_reconnect)
+    await until(lambda: h.fake.resumes == 1, what="a RESUME")
+    await asyncio.to_thread(h.fake.redeliver, asked)
+    after = await h.say("after the reconnect", mention_bot=True)
+    await h.answered(after)
+    await h.quiet()
+    assert len(h.fake.replies_to(asked)) == 1 and h.fake.identifies == 1
+
+
+async def test_a_message_edited_into_a_mention_is_not_answered(start_bot):
+    h = await start_bot()
+    plain = await h.say("nothing to see here")
+    await asyncio.to_thread(h.fake.edit_message, plain, "actually answer me", True)
+    await h.quiet(1.0)
+    assert not h.fake.posts
+    stored = next(m for m in h.bot.runtime.store.iter_messages() if m.id == plain)
+    assert "actually answer me" in stored.content  # the edit still reaches the store
+
+
+async def test_admin_commands_and_refusals(start_bot):
+    h = await start_bot()
+    refused = await h.say("!stats", author=BOB)
+    (post,) = await h.answered(refused)
+    assert "Only server admins" in post.content
+    stats = await h.say("!stats", author=ADMIN, roles=(h.fake.admin_role_id,))
+    (post,) = await h.answered(stats)
+    assert "uptime" in post.content and "P95" in post.content and "tokens/s" in post.content and "scripted" in post.content
+    await h.answered(await h.say("remember this", mention_bot=True))
+    assert h.bot.runtime.memory.snapshot(h.fake.channel_id).messages
+    cleared = await h.say("!clearstm", author=ADMIN, roles=(h.fake.admin_role_id,))
+    await h.answered(cleared)
+    assert not h.bot.runtime.memory.snapshot(h.fake.channel_id).messages
+    reload = await h.say("!reload", author=ADMIN, roles=(h.fake.admin_role_id,))
+    (post,) = await h.answered(reload)
+    assert post.content.startswith("Reloaded")
+    asked = await h.say("who are you now?", mention_bot=True)
+    (post,) = await h.answered(asked)
+    assert post.content == "reloaded"  # the new model answers, without a restart
+    assert {c["name"] for c in h.fake.commands} >= {"stats", "reload", "clearstm", "forgetme"}  # also slash commands
+
+
+async def test_forgetme_removes_a_member_and_stops_collecting(start_bot):
+    h = await start_bot()
+    await h.say("my first message in the tavern", author=BOB)
+    await h.say("my second message in the tavern", author=BOB)
+    await until(lambda: sum(m.author_id == BOB for m in h.bot.runtime.store.iter_messages()) == 2)
+    forget = await h.say("!forgetme", author=BOB)
+    (post,) = await h.answered(forget)
+    assert "2 of your messages were removed" in post.content
+    await h.say("a message after opting out", author=BOB)
+    await h.quiet(0.5)
+    assert not any(m.author_id == BOB for m in h.bot.runtime.store.iter_messages())
+    assert BOB in h.bot.runtime.store.opted_out()
+
+
+async def test_startup_errors_say_what_to_fix(tmp_path):
+    import discord
+
+    fake = FakeDiscord(allow_message_content=False).start()
+    point_discord_at(fake.api_base)
+    point_gateway_at(fake.gateway_url)
+    try:
+        for token, expected in (("wrong-token", "Reset Token"), (TOKEN, "MESSAGE CONTENT INTENT")):
+            client = discord.Client(intents=discord.Intents(guilds=True, guild_messages=True, message_content=True))
+            with pytest.raises(Exception) as error:
+                async with client:
+                    await asyncio.wait_for(client.start(token), 20)
+            assert expected in (explain_startup_error(error.value) or ""), error.value
+    finally:
+        fake.stop()
+        point_discord_at("https://discord.com/api/v10")
+        point_gateway_at("wss://gateway.discord.gg/")
+
+
+def test_missing_bot_settings_are_named():
+    from app.bot import check_bot_settings
+    from app.settings import SettingsError
+
+    with pytest.raises(SettingsError) as error:
+        check_bot_settings(load_settings(DISCORD_BOT_TOKEN=None, DISCORD_GUILD_ID=None, DISCORD_CHANNEL_ID=None))
+    for name in ("DISCORD_BOT_TOKEN", "DISCORD_GUILD_ID", "DISCORD_CHANNEL_ID", "Reset Token", "Copy Channel ID"):
+        assert name in str(error.value)
