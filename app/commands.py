@@ -24,6 +24,24 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REFUSAL = "Only server admins (Manage Server, or an admin role) can use that."
+# Settings the running bot keeps until a restart (its connection, files and queue).
+RESTART_ONLY = (
+    "DISCORD_BOT_TOKEN", "DISCORD_GUILD_ID", "DISCORD_CHANNEL_ID", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL",
+    "DATA_DIR", "CHROMA_HOST", "CHROMA_PORT", "CHROMA_COLLECTION", "EMBED_DTYPE", "LOG_DIR", "COMMAND_PREFIX",
+    "ALLOW_DMS", "REPLY_QUEUE_LIMIT",
+)  # fmt: skip
+
+
+def reread_settings(current):
+    """Settings from the environment and .env again; the restart-only ones keep their running value.
+
+    Returns (settings, names of restart-only settings whose new value waits for a restart).
+    """
+    from app.settings import load_settings
+
+    fresh = load_settings()
+    waiting = [name for name in RESTART_ONLY if getattr(fresh, name) != getattr(current, name)]
+    return load_settings(**{name: getattr(current, name) for name in RESTART_ONLY}), waiting
 
 
 def is_admin():
@@ -73,15 +91,14 @@ class AdminCommands(commands.Cog, name="Character"):
     @commands.hybrid_command(description="Re-read prompts and settings, reload the model and adapter")
     @is_admin()
     async def reload(self, ctx: commands.Context) -> None:
-        from app.settings import load_settings
-
         await ctx.defer()
         started = time.perf_counter()
-        settings = await asyncio.to_thread(load_settings)
+        settings, waiting = await asyncio.to_thread(reread_settings, self.bot.settings)
         model = await asyncio.to_thread(self.bot.runtime.reload, settings)
         self.bot.settings = settings
         self.bot.cooldowns = commands.CooldownMapping.from_cooldown(1, settings.USER_COOLDOWN_SECONDS, commands.BucketType.user)
-        await ctx.reply(f"Reloaded in {time.perf_counter() - started:.1f} s: {model.describe()}.", mention_author=False)
+        note = f" Changed, used after a restart: {', '.join(waiting)}." if waiting else ""
+        await ctx.reply(f"Reloaded in {time.perf_counter() - started:.1f} s: {model.describe()}.{note}", mention_author=False)
 
     @commands.hybrid_command(description="Clear this channel's short-term memory and summary")
     @is_admin()
