@@ -1,4 +1,4 @@
-"""`python -m bench reply|import|bigjson|retrieval`: run a benchmark and print its figures."""
+"""`python -m bench reply|bot|import|bigjson|retrieval`: run a benchmark and print its figures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", choices=["reply", "import", "bigjson", "retrieval"], help="which benchmark to run")
+    parser.add_argument("name", choices=["reply", "bot", "import", "bigjson", "retrieval"], help="which benchmark to run")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where to save the JSON figures")
     parser.add_argument("--messages", type=int, default=63_000, help="import: messages in the generated export")
     parser.add_argument("--gigabytes", type=float, default=1.0, help="bigjson: size of the generated export")
@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import reply
 
         print(reply.report(reply.run(args.out)))
+        return 0
+    if args.name == "bot":
+        from bench import bot
+
+        print(bot.report(bot.run(args.out)))
         return 0
     from bench import history
 

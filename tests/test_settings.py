@@ -48,3 +48,25 @@ def test_env_example_documents_every_setting():
     text = (ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.M))
     assert set(Settings.model_fields) <= documented, set(Settings.model_fields) - documented
+
+
+def test_secrets_are_redacted_from_every_log_line(tmp_path):
+    import logging
+
+    from app.logs import setup_logging
+
+    token = "MTA5.secret-token.value"
+    setup_logging("INFO", tmp_path / "bot.log", secrets=[token])
+    try:
+        log = logging.getLogger("redaction-test")
+        log.info("connecting with %s", token)
+        try:
+            raise RuntimeError(f"bad header Authorization: Bot {token}")
+        except RuntimeError:
+            log.exception("request failed")
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        written = (tmp_path / "bot.log").read_text()
+        assert token not in written and written.count("[redacted]") >= 2 and "request failed" in written
+    finally:
+        setup_logging("INFO")
