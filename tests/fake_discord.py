@@ -91,6 +91,7 @@ class FakeDiscord:
     other_channel_id: int = 900000000000000004
     owner_id: int = 900000000000000005
     admin_role_id: int = 900000000000000006
+    dm_channel_id: int = 900000000000000007
     page_delay: float = 0.0
     forbidden: bool = False
     allow_message_content: bool = True
@@ -338,14 +339,18 @@ class FakeDiscord:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     def send_message(self, content: str, author_id: int = 1001, name: str = "alice", *, bot: bool = False, channel_id: int | None = None,
-                     reply_to: int | None = None, mention_bot: bool = False, roles: tuple[int, ...] = (), message_id: int | None = None) -> int:  # fmt: skip
-        """A member posts in a channel: MESSAGE_CREATE on the gateway. Returns the message id."""
+                     reply_to: int | None = None, mention_bot: bool = False, roles: tuple[int, ...] = (), message_id: int | None = None,
+                     dm: bool = False) -> int:  # fmt: skip
+        """A member posts in a channel (or `dm`: a direct message): MESSAGE_CREATE. Returns the message id."""
         message_id = message_id or now_snowflake()
         author = user_payload(author_id, name, bot=bot)
         if mention_bot:
             content = f"<@{self.bot_id}> {content}"
         payload = self.message_payload(message_id, author, content, moment=datetime.now(timezone.utc), channel_id=channel_id)
         payload["member"]["roles"] = [str(r) for r in roles]
+        if dm:
+            del payload["guild_id"], payload["member"]
+            payload["channel_id"] = str(channel_id or self.dm_channel_id)
         if f"<@{self.bot_id}>" in content:
             payload["mentions"] = [user_payload(self.bot_id, self.bot_name, bot=True)]
         if reply_to:

@@ -319,3 +319,34 @@ def test_missing_bot_settings_are_named():
         check_bot_settings(load_settings(DISCORD_BOT_TOKEN=None, DISCORD_GUILD_ID=None, DISCORD_CHANNEL_ID=None))
     for name in ("DISCORD_BOT_TOKEN", "DISCORD_GUILD_ID", "DISCORD_CHANNEL_ID", "Reset Token", "Copy Channel ID"):
         assert name in str(error.value)
+
+
+async def test_direct_messages_are_ignored_unless_enabled(start_bot):
+    h = await start_bot()
+    ignored = await h.say("psst, a secret for you", dm=True)
+    await h.quiet(1.0)
+    assert not h.fake.replies_to(ignored) and not any(m.id == ignored for m in h.bot.runtime.store.iter_messages())
+
+
+async def test_direct_messages_when_enabled_are_answered_but_never_stored(start_bot):
+    h = await start_bot(ALLOW_DMS=True)
+    asked = await h.say("psst, what is the tavern's secret?", dm=True)
+    (post,) = await h.answered(asked)
+    assert post.channel_id == h.fake.dm_channel_id
+    assert not any(m.id == asked for m in h.bot.runtime.store.iter_messages())
+
+
+async def test_an_exception_in_a_command_gives_a_short_message_and_a_logged_traceback(start_bot, caplog):
+    h = await start_bot()
+
+    def broken(channel_id):
+        raise OSError("disk on fire")
+
+    h.bot.runtime.memory.clear = broken
+    asked = await h.say("!clearstm", author=ADMIN, roles=(h.fake.admin_role_id,))
+    (post,) = await h.answered(asked)
+    assert post.content == "That did not work; the details are in the bot's log."
+    record = next(r for r in caplog.records if "command clearstm failed" in r.getMessage())
+    assert record.exc_info and "disk on fire" in str(record.exc_info[1])
+    again = await h.say("still alive?", mention_bot=True)
+    await h.answered(again)
