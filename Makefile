@@ -28,8 +28,11 @@ chat: setup
 bot: setup
 	$(PY) -m app bot
 
+# The suite, then the relevance evals on the sample server and their gate (evals/thresholds.yaml).
 test: setup
 	$(PY) -m pytest
+	$(PY) -m evals run
+	$(PY) -m evals gate
 
 bench: setup
 	$(PY) -m bench reply

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         (), description="comma-separated words that make a message lore (server names, events)"
     )
 
+    # Evals
+    EVAL_JUDGE_MODEL: str | None = Field(
+        None, description="a model the factory can load, to judge response relevancy and faithfulness"
+    )
+
     # Files
     DATA_DIR: Path = Path("data")
     PROMPTS_DIR: Path = Path("prompts")

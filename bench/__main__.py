@@ -1,4 +1,8 @@
-"""`python -m bench reply|bot|import|bigjson|retrieval`: run a benchmark and print its figures."""
+"""`python -m bench reply|bot|import|bigjson|retrieval|all`: run benchmarks and print their figures.
+
+`all` runs every benchmark (the 1 GB `bigjson` only with --with-bigjson) and writes one markdown
+report, with the machine it ran on, to bench/results/report.md.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,15 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", choices=["reply", "bot", "import", "bigjson", "retrieval"], help="which benchmark to run")
+    parser.add_argument("name", choices=["reply", "bot", "import", "bigjson", "retrieval", "all"], help="which benchmark to run")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where to save the JSON figures")
     parser.add_argument("--messages", type=int, default=63_000, help="import: messages in the generated export")
     parser.add_argument("--gigabytes", type=float, default=1.0, help="bigjson: size of the generated export")
     parser.add_argument("--sizes", default="10000,100000", help="retrieval: index sizes, comma-separated")
+    parser.add_argument("--with-bigjson", action="store_true", help="all: include the 1 GB streaming import (about 10 minutes)")
     args = parser.parse_args(argv)
+    if args.name == "all":
+        return run_all(args)
     if args.name == "reply":
         from bench import reply
 
@@ -38,6 +45,53 @@ def main(argv: list[str] | None = None) -> int:
         print(history.report_retrieval(result))
     history.save(args.out, args.name, result)
     return 0
+
+
+def run_all(args) -> int:
+    """Every benchmark in turn, one markdown report."""
+    import time
+
+    from bench import bot, history, reply
+    from bench.machine import describe, memory_bandwidth_gbs
+
+    sections = []
+    started = time.perf_counter()
+    steps = [
+        ("reply", lambda: reply.report(reply.run(args.out))),
+        ("bot", lambda: bot.report(bot.run(args.out))),
+        ("import", lambda: _saved(history, args.out, "import", history.run_import(args.messages), history.report_import)),
+        ("retrieval", lambda: _saved(history, args.out, "retrieval", history.run_retrieval(tuple(int(s) for s in args.sizes.split(","))), history.report_retrieval)),
+    ]  # fmt: skip
+    if args.with_bigjson:
+        steps.append(("bigjson", lambda: _saved(history, args.out, "bigjson", history.run_bigjson(args.gigabytes), history.report_bigjson)))
+    for name, step in steps:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        text = step()
+        print(text, flush=True)
+        sections.append(text)
+    header = [
+        "# Benchmark report",
+        "",
+        f"- machine: {describe()}, memory copy bandwidth {memory_bandwidth_gbs():.1f} GB/s",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M')}, all benchmarks in {time.perf_counter() - started:.0f} s",
+        "- training throughput: not measured yet (training is not built)",
+        "",
+    ]
+    body = "\n".join(_as_markdown(section) for section in sections)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.md").write_text("\n".join(header) + body + "\n", encoding="utf-8")
+    print(f"report written to {args.out / 'report.md'}")
+    return 0
+
+
+def _as_markdown(section: str) -> str:
+    title, _, rest = section.partition("\n")
+    return f"## {title.lstrip('# ')}\n\n```\n{rest}\n```\n"
+
+
+def _saved(history, out, name, result, render) -> str:
+    history.save(out, name, result)
+    return render(result)
 
 
 if __name__ == "__main__":

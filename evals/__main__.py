@@ -1,0 +1,104 @@
+"""`python -m evals run|gate|make`: relevance evals of the character's replies (see README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_SET = Path("evals/datasets/sample_server.yaml")
+EVAL_SEED = 1234
+
+
+def _run(args) -> int:
+    from app.logs import setup_logging
+    from app.settings import load_settings
+    from evals.dataset import load_dataset
+    from evals.gate import THRESHOLDS
+    from evals.report import write_report
+    from evals.runner import RUNS_DIR, previous_run, run_eval, table
+
+    overrides = {"PROMPTS_DIR": args.prompts} if args.prompts else {}
+    settings = load_settings(**overrides)
+    if settings.SEED is None:  # runs compare prompts and models, not sampling luck
+        settings = load_settings(**overrides, SEED=EVAL_SEED)
+    setup_logging("WARNING")
+    eval_set = load_dataset(args.dataset)
+    run = run_eval(settings, eval_set, runs_dir=args.runs, limit=args.limit, progress=lambda line: print(line, file=sys.stderr))
+    default_prompts = str(load_settings().PROMPTS_DIR)
+    baseline = previous_run(args.runs, run.id, run.dataset, default_prompts if args.prompts else None)
+    report = write_report(run, baseline, args.thresholds)
+    print(table(run))
+    print(f"\nrun saved in {run.path}; report: {report}")
+    if baseline:
+        changes = ", ".join(
+            f"{m} {v - baseline['means'][m]:+.3f}" for m, v in run.means.items()
+            if v is not None and baseline["means"].get(m) is not None
+        )  # fmt: skip
+        print(f"against {baseline['id']} (prompts {baseline['prompts_dir']}): {changes}")
+    return 0
+
+
+def _gate(args) -> int:
+    from evals.gate import check, load_thresholds
+    from evals.runner import load_run
+
+    runs = sorted(p for p in args.runs.glob("*") if (p / "run.json").is_file()) if args.runs.is_dir() else []
+    run_path = args.run or (runs[-1] if runs else None)
+    if run_path is None:
+        print("error: no eval run yet: run `python -m evals run` first", file=sys.stderr)
+        return 2
+    passed, lines = check(load_run(run_path), load_thresholds(args.thresholds))
+    print(f"gate on {run_path}:")
+    print("\n".join(lines))
+    print("gate passed" if passed else "gate FAILED: a metric is below its threshold")
+    return 0 if passed else 1
+
+
+def _make(args) -> int:
+    from app.settings import load_settings
+    from evals.make import make_from_export
+    from prompts import load_persona
+
+    character = load_persona(load_settings().PERSONA_FILE).name
+    count = make_from_export(args.source, args.out, character, args.limit)
+    print(f"{count} draft samples written to {args.out}: review them before use")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from evals.gate import THRESHOLDS
+    from evals.runner import RUNS_DIR
+
+    parser = argparse.ArgumentParser(prog="python -m evals", description="Relevance evals of the character's replies.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the real chain over an eval set and score it with ragas")
+    run.add_argument("--dataset", type=Path, default=DEFAULT_SET)
+    run.add_argument("--prompts", type=Path, help="a prompts folder to compare against the current one")
+    run.add_argument("--limit", type=int, help="only the first N questions")
+    run.set_defaults(handler=_run)
+    gate = sub.add_parser("gate", help="exit non-zero when the latest run is below a threshold")
+    gate.add_argument("--run", type=Path, help="a run directory (default: the latest)")
+    gate.set_defaults(handler=_gate)
+    make = sub.add_parser("make", help="draft an eval set from an export, for review")
+    make.add_argument("--from", dest="source", type=Path, required=True)
+    make.add_argument("--out", type=Path, default=Path("evals/datasets/drafted.yaml"))
+    make.add_argument("--limit", type=int, default=40)
+    make.set_defaults(handler=_make)
+    for p in (run, gate):
+        p.add_argument("--runs", type=Path, default=RUNS_DIR, help="where runs are saved")
+        p.add_argument("--thresholds", type=Path, default=THRESHOLDS)
+    args = parser.parse_args(argv)
+    from app.settings import SettingsError
+    from evals.dataset import DatasetError
+    from prompts import PromptError
+
+    try:
+        return args.handler(args)
+    except (SettingsError, DatasetError, PromptError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

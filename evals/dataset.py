@@ -1,0 +1,69 @@
+"""Eval sets: plain YAML files of questions, who asks, reference answers and reference contexts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+INTENTS = {"lore", "question", "greeting", "banter", "request", "feedback", "off_topic"}
+
+
+class DatasetError(ValueError):
+    """An eval set cannot be used; the message names the file and the sample."""
+
+
+@dataclass(frozen=True)
+class EvalSample:
+    id: str
+    question: str
+    reference: str
+    asker: str = "member"
+    intent: str = "question"
+    reference_contexts: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    path: Path
+    samples: tuple[EvalSample, ...]
+
+
+def load_dataset(path: Path) -> EvalSet:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DatasetError(f"{path}: cannot read the eval set: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("samples"), list) or not data["samples"]:
+        raise DatasetError(f"{path}: expected a mapping with a non-empty 'samples' list")
+    samples, seen = [], set()
+    for position, raw in enumerate(data["samples"], start=1):
+        where = f"{path}: sample #{position}"
+        if not isinstance(raw, dict):
+            raise DatasetError(f"{where}: must be a mapping")
+        missing = [k for k in ("id", "question", "reference") if not str(raw.get(k) or "").strip()]
+        if missing:
+            raise DatasetError(f"{where}: missing {', '.join(missing)}")
+        if raw["id"] in seen:
+            raise DatasetError(f"{where}: duplicate id {raw['id']!r}")
+        seen.add(raw["id"])
+        intent = str(raw.get("intent", "question"))
+        if intent not in INTENTS:
+            raise DatasetError(f"{where} ({raw['id']}): intent {intent!r} is not one of {', '.join(sorted(INTENTS))}")
+        samples.append(EvalSample(
+            id=str(raw["id"]), question=str(raw["question"]), reference=str(raw["reference"]),
+            asker=str(raw.get("asker") or "member"), intent=intent,
+            reference_contexts=tuple(str(c) for c in raw.get("reference_contexts") or ()),
+        ))  # fmt: skip
+    return EvalSet(str(data.get("name") or path.stem), path, tuple(samples))
+
+
+def save_dataset(eval_set_name: str, samples: list[EvalSample], path: Path, header: str = "") -> None:
+    body = {"name": eval_set_name, "samples": [
+        {"id": s.id, "intent": s.intent, "asker": s.asker, "question": s.question, "reference": s.reference,
+         "reference_contexts": list(s.reference_contexts)} for s in samples
+    ]}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")

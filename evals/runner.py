@@ -1,0 +1,163 @@
+"""`python -m evals run`: the real chain over an eval set, scored with ragas, saved as a run.
+
+A run directory `evals/runs/<run-id>/` holds `run.json` (settings, prompt file hashes, model,
+means per metric), `samples.jsonl` (each question, reply, retrieved contexts and scores) and
+`report.md` with `chart.svg`, compared with the previous run on the same eval set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evals.dataset import EvalSet
+from evals.metrics import JUDGED, OFFLINE, PERSONA, Scored, Scorer, mean
+
+logger = logging.getLogger(__name__)
+
+RUNS_DIR = Path("evals/runs")
+EVAL_CHANNEL_ID = 1100000000000000099
+SAFE_SETTINGS = (
+    "MODEL_NAME", "ADAPTER_PATH", "ENABLE_QUANTIZATION", "TORCH_DTYPE", "TEMPERATURE", "TOP_P", "REPETITION_PENALTY",
+    "MAX_NEW_TOKENS", "SEED", "CONTEXT_TOKENS", "REPLY_MAX_CHARS", "RAG_TOP_K", "RAG_CANDIDATES", "W_SIM", "W_REC",
+    "W_ENG", "LORE_BOOST", "RECENCY_HALF_LIFE_DAYS", "MIN_SIMILARITY", "PROMPTS_DIR", "PERSONA_FILE",
+)  # fmt: skip
+
+
+@dataclass
+class SampleResult:
+    id: str
+    intent: str
+    asker: str
+    question: str
+    reference: str
+    reply: str
+    retrieved_contexts: list[str]
+    reference_contexts: list[str]
+    scores: dict[str, float | None]
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    id: str
+    path: Path
+    dataset: str
+    prompts_dir: str
+    model: str
+    means: dict[str, float | None]
+    samples: list[SampleResult]
+
+
+def prompt_hashes(prompts_dir: Path, persona_file: Path) -> dict[str, str]:
+    files = sorted(p for p in prompts_dir.iterdir() if p.is_file() and p.suffix in {".txt", ".yaml", ".json", ".png"})
+    if persona_file.is_file() and persona_file not in files:
+        files.append(persona_file)
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files}
+
+
+def run_eval(settings, eval_set: EvalSet, runtime=None, scorer: Scorer | None = None, runs_dir: Path = RUNS_DIR, limit: int | None = None, progress=print) -> Run:
+    """Answer every question with the real chain, score the answers, save the run."""
+    from app.runtime import build_runtime
+    from chains.types import ChatMessage
+
+    runtime = runtime or build_runtime(settings)
+    scorer = scorer or Scorer(judge_llm=_judge(settings))
+    samples = eval_set.samples[:limit] if limit else eval_set.samples
+    results = []
+    for number, sample in enumerate(samples, start=1):
+        runtime.memory.clear(EVAL_CHANNEL_ID)
+        started = time.perf_counter()
+        message = ChatMessage(author=sample.asker, content=sample.question, author_id=number, message_id=number)
+        runtime.observe(EVAL_CHANNEL_ID, message)
+        result = runtime.reply(EVAL_CHANNEL_ID, message)
+        seconds = time.perf_counter() - started
+        retrieved = [item.content for item in result.lore if item.source == "index"]
+        scores = scorer.score(Scored(sample.question, result.text, sample.reference, retrieved, list(sample.reference_contexts)))
+        scores["in_character"] = 1.0 if result.ok else 0.0
+        scores["under_length_cap"] = 1.0 if len(result.text) <= settings.REPLY_MAX_CHARS else 0.0
+        problems = [p for verdict in result.attempts for p in verdict.problems]
+        results.append(SampleResult(sample.id, sample.intent, sample.asker, sample.question, sample.reference, result.text,
+                                    retrieved, list(sample.reference_contexts), scores, seconds, problems))  # fmt: skip
+        progress(f"[{number}/{len(samples)}] {sample.id}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in scores.items()))
+    metrics = [m for m in (*OFFLINE, *JUDGED, *PERSONA) if any(m in r.scores for r in results)]
+    means = {m: mean(r.scores.get(m) for r in results) for m in metrics}
+    run_id, path = _new_run_dir(runs_dir, eval_set.name)
+    run = Run(run_id, path, eval_set.name, str(settings.PROMPTS_DIR), runtime.model.describe(), means, results)
+    record = {
+        "id": run_id, "dataset": eval_set.name, "dataset_file": str(eval_set.path), "samples": len(results),
+        "prompts_dir": str(settings.PROMPTS_DIR), "model": run.model, "means": means,
+        "settings": {k: str(getattr(settings, k)) for k in SAFE_SETTINGS},
+        "prompt_files": prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE),
+        "judge": getattr(settings, "EVAL_JUDGE_MODEL", None),
+    }  # fmt: skip
+    (path / "run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    with open(path / "samples.jsonl", "w", encoding="utf-8") as out:
+        for r in results:
+            out.write(json.dumps(r.__dict__, ensure_ascii=False) + "\n")
+    return run
+
+
+def _new_run_dir(runs_dir: Path, name: str) -> tuple[str, Path]:
+    """A fresh run directory; ids sort by time (to the millisecond)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        now = time.time()
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}-{name}"
+        try:
+            (runs_dir / run_id).mkdir()
+            return run_id, runs_dir / run_id
+        except FileExistsError:
+            time.sleep(0.002)
+
+
+def _judge(settings):
+    """The judge model as a LangChain LLM, when EVAL_JUDGE_MODEL names one."""
+    name = getattr(settings, "EVAL_JUDGE_MODEL", None)
+    if not name:
+        return None
+    from chains.model import build_model
+
+    judge_settings = settings.model_copy(update={"MODEL_NAME": name, "ADAPTER_PATH": None, "MAX_NEW_TOKENS": 512, "CONTEXT_TOKENS": 4096})
+    return build_model(judge_settings).llm
+
+
+def _fmt(value: float | None) -> str:
+    return "  -  " if value is None else f"{value:.3f}"
+
+
+def load_run(path: Path) -> dict:
+    record = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    record["path"] = path
+    return record
+
+
+def previous_run(runs_dir: Path, current: str, dataset: str, prompts_dir: str | None = None) -> dict | None:
+    """The latest earlier run on the same eval set (with the given prompts, if any)."""
+    if not runs_dir.is_dir():
+        return None
+    for path in sorted((p for p in runs_dir.iterdir() if (p / "run.json").is_file()), reverse=True):
+        if path.name >= current:
+            continue
+        record = load_run(path)
+        if record["dataset"] == dataset and (prompts_dir is None or record["prompts_dir"] == prompts_dir):
+            return record
+    return None
+
+
+def table(run: Run) -> str:
+    """Per-sample and per-metric table for the terminal."""
+    metrics = list(run.means)
+    short = {m: m.replace("context_", "ctx_").replace("semantic_similarity", "similarity").replace("under_length_cap", "len_ok")[:11] for m in metrics}
+    header = f"{'sample':<22} {'intent':<9} " + " ".join(f"{short[m]:>11}" for m in metrics)
+    lines = [header, "-" * len(header)]
+    for r in run.samples:
+        lines.append(f"{r.id[:22]:<22} {r.intent[:9]:<9} " + " ".join(f"{_fmt(r.scores.get(m)):>11}" for m in metrics))
+    lines.append("-" * len(header))
+    lines.append(f"{'mean':<32} " + " ".join(f"{_fmt(run.means[m]):>11}" for m in metrics))
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""Eval plumbing: ragas metrics move the right way, the gate fails below a threshold, runs are saved."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evals.dataset import DatasetError, EvalSample, EvalSet, load_dataset
+from evals.gate import check, load_thresholds
+from evals.metrics import Scored, Scorer
+from evals.report import write_report
+from evals.runner import previous_run, run_eval
+
+ROOT = Path(__file__).resolve().parent.parent
+LORE = "The Golden Joystick 2024 goes to tomasz, who repaired 30 Game Boys for the children's hospital during the Charity Drive."
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return Scorer()
+
+
+def test_a_perfect_answer_beats_a_wrong_one_on_every_metric(scorer):
+    perfect = scorer.score(Scored("who won the golden joystick in 2024?", "tomasz won it for repairing 30 Game Boys for the hospital.",
+                                  "tomasz, who repaired 30 Game Boys for the children's hospital.", [LORE], [LORE]))  # fmt: skip
+    wrong = scorer.score(Scored("who won the golden joystick in 2024?", "I like turtles and the weather in Paris.",
+                                "tomasz, who repaired 30 Game Boys for the children's hospital.", ["lol", "gg"], [LORE]))  # fmt: skip
+    assert perfect["context_precision"] > 0.9 and wrong["context_precision"] < 0.1
+    assert perfect["context_recall"] > 0.9 and wrong["context_recall"] < 0.1
+    assert perfect["semantic_similarity"] > wrong["semantic_similarity"] + 0.3
+
+
+def test_retrieval_is_not_scored_without_reference_contexts(scorer):
+    scores = scorer.score(Scored("hi!", "mrrp, hello!", "Hello, welcome!", ["some lore"], []))
+    assert scores["context_precision"] is None and scores["context_recall"] is None and scores["semantic_similarity"] > 0
+
+
+def test_the_gate_fails_when_a_threshold_is_above_the_score(tmp_path):
+    run = {"dataset": "sample_server", "means": {"context_recall": 0.7, "semantic_similarity": 0.26}}
+    passed, lines = check(run, {"sample_server": {"context_recall": 0.6, "semantic_similarity": 0.2}})
+    assert passed and all(line.startswith("PASS") for line in lines)
+    passed, lines = check(run, {"sample_server": {"context_recall": 0.6, "semantic_similarity": 0.85}})
+    assert not passed and any(line.startswith("FAIL") and "semantic_similarity" in line for line in lines)
+    assert not check(run, {"other": {"x": 0.1}})[0]  # no thresholds for this set: fail, do not pass silently
+
+
+def test_shipped_thresholds_cover_the_sample_set():
+    thresholds = load_thresholds(ROOT / "evals" / "thresholds.yaml")["sample_server"]
+    assert {"context_precision", "context_recall", "semantic_similarity", "in_character", "under_length_cap"} <= set(thresholds)
+
+
+def test_the_shipped_eval_set_has_30_questions_of_every_intent():
+    eval_set = load_dataset(ROOT / "evals" / "datasets" / "sample_server.yaml")
+    assert len(eval_set.samples) >= 30
+    assert {"lore", "banter", "greeting", "question", "off_topic"} <= {s.intent for s in eval_set.samples}
+    export = (ROOT / "data" / "sample" / "export.json").read_text(encoding="utf-8")
+    for sample in eval_set.samples:  # every reference context is a real message of the sample server
+        for context in sample.reference_contexts:
+            assert json.dumps(context, ensure_ascii=False)[1:-1] in export, (sample.id, context)
+
+
+def test_broken_eval_sets_are_refused_with_the_sample(tmp_path):
+    path = tmp_path / "set.yaml"
+    path.write_text(yaml.safe_dump({"samples": [{"id": "a", "question": "q?", "reference": "r"}, {"id": "a", "question": "q", "reference": "r"}]}))
+    with pytest.raises(DatasetError, match="sample #2: duplicate id 'a'"):
+        load_dataset(path)
+    path.write_text(yaml.safe_dump({"samples": [{"id": "a", "question": "q?"}]}))
+    with pytest.raises(DatasetError, match="sample #1: missing reference"):
+        load_dataset(path)
+
+
+def test_a_run_is_saved_reported_and_compared(tmp_path, settings, fake_bundle, scorer):
+    from app.runtime import build_runtime
+
+    eval_set = EvalSet("tiny", tmp_path / "tiny.yaml", (
+        EvalSample("joystick", "@Susu who won the golden joystick in 2024?", "tomasz won it.", "lin", "lore", (LORE,)),
+        EvalSample("hello", "hi @Susu", "mrrp, hello!", "bob", "greeting"),
+    ))  # fmt: skip
+    runtime = build_runtime(settings, model=fake_bundle(["Mrrp, tomasz won the golden joystick, purr."]), with_index=False)
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text("tiny:\n  semantic_similarity: 0.1\n")
+    first = run_eval(settings, eval_set, runtime=runtime, scorer=scorer, runs_dir=tmp_path / "runs", progress=lambda _: None)
+    second = run_eval(settings, eval_set, runtime=runtime, scorer=scorer, runs_dir=tmp_path / "runs", progress=lambda _: None)
+    runtime.close()
+    assert second.id > first.id
+    baseline = previous_run(tmp_path / "runs", second.id, "tiny")
+    assert baseline["id"] == first.id
+    report = write_report(second, baseline, thresholds).read_text()
+    assert f"compared with: `{first.id}`" in report and "chart.svg" in report and "| semantic_similarity |" in report
+    assert "gap of" in report and "joystick" in report
+    record = json.loads((second.path / "run.json").read_text())
+    assert record["samples"] == 2 and record["prompt_files"] and record["settings"]["MODEL_NAME"]
+    assert "DISCORD_BOT_TOKEN" not in json.dumps(record)
+    lines = [json.loads(line) for line in (second.path / "samples.jsonl").read_text().splitlines()]
+    assert lines[0]["reply"].startswith("Mrrp") and lines[0]["reference_contexts"] == [LORE]
+    assert lines[1]["scores"]["context_precision"] is None
+    assert (second.path / "chart.svg").read_text().startswith("<svg")
+
+
+def test_make_drafts_lore_and_answered_questions(tmp_path):
+    from evals.make import make_from_export
+
+    out = tmp_path / "drafted.yaml"
+    count = make_from_export(ROOT / "data" / "sample" / "export.json", out, "Susu", limit=40)
+    drafted = load_dataset(out)
+    assert count == len(drafted.samples) >= 10
+    intents = {s.intent for s in drafted.samples}
+    assert intents == {"lore", "question"}
+    assert any("Cursed Cartridge" in c for s in drafted.samples for c in s.reference_contexts)
+    assert out.read_text().startswith("# DRAFT")
