@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         (), description="comma-separated words that make a message lore (server names, events)"
     )
 
+    # Training (unset: the recipe's value)
+    EPOCHS: float | None = Field(None, gt=0, description="training epochs (overrides the recipe)")
+    GRADIENT_ACCUMULATION_STEPS: int | None = Field(None, ge=1, description="overrides the recipe")
+    LEARNING_RATE: float | None = Field(None, gt=0, description="overrides the recipe")
+    USE_FP16: bool | None = Field(None, description="true: fp16 (bf16 where the GPU supports it); false: fp32")
+
     # Evals
     EVAL_JUDGE_MODEL: str | None = Field(
         None, description="a model the factory can load, to judge response relevancy and faithfulness"

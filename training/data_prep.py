@@ -1,0 +1,184 @@
+"""`python -m training.data_prep`: the message store as conversation samples for LoRA training.
+
+Each sample is the channel's preceding messages as context (a user turn of `name: text` lines)
+and the next message as the target (the assistant turn), in the chat format the trainer applies
+with the model's own template. Samples carry `author_ids` (everyone whose words are in them), so
+`forget` can remove a member from the data. Targets from bots, commands, members who opted out,
+very short or link-only messages and near-duplicates are dropped. The split is by time: the
+newest `--validation` share is held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import sys
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexes.filters import Filters
+from indexes.records import StoredMessage
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OUT = Path("data/training_data.jsonl")
+MIN_SAMPLES = 20
+SYSTEM = "You are a member of the {server} Discord channel. Reply to the conversation in the community's own voice, as one short chat message."
+
+
+class NotEnoughData(ValueError):
+    """Too few samples to train on."""
+
+
+@dataclass
+class PrepReport:
+    read: int = 0
+    kept: int = 0
+    train: int = 0
+    validation: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(self.dropped.items())) or "none"
+        return (
+            f"messages    {self.read:,} read\n"
+            f"samples     {self.kept:,} kept ({self.train:,} train, {self.validation:,} validation by time)\n"
+            f"dropped     {sum(self.dropped.values()):,} targets ({reasons})"
+        )
+
+
+def _fingerprint(text: str) -> str:
+    """Same text up to case, punctuation, digits and spacing: a near-duplicate."""
+    return re.sub(r"[\W\d_]+", "", text.lower())
+
+
+def build_samples(messages: list[StoredMessage], context: int = 6, min_chars: int = 8, persona_user: int | None = None,
+                  opted_out: set[int] = frozenset(), server: str = "server") -> tuple[list[dict], PrepReport]:  # fmt: skip
+    """Samples in time order and what was dropped, by reason."""
+    report = PrepReport()
+    filters = Filters(opted_out=frozenset(opted_out))
+    samples: list[dict] = []
+    seen: set[str] = set()
+    history: dict[int, deque] = {}
+    system = SYSTEM.format(server=server)
+    for message in messages:
+        report.read += 1
+        window = history.setdefault(message.channel_id, deque(maxlen=context))
+        reason = filters.reason(message)
+        if reason is None and len(message.content.strip()) < min_chars:
+            reason = "too_short"
+        if reason is None and persona_user is not None and message.author_id != persona_user:
+            reason = "other_member"
+        if reason is None and not window:
+            reason = "no_context"
+        if reason is None:
+            fingerprint = _fingerprint(message.content)
+            if fingerprint in seen:
+                reason = "near_duplicate"
+            seen.add(fingerprint)
+        if reason:
+            report.dropped[reason] += 1
+        else:
+            samples.append({
+                "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": "\n".join(f"{m.speaker}: {m.content}" for m in window)},
+                    {"role": "assistant", "content": message.content.strip()},
+                ],
+                "author_ids": sorted({m.author_id for m in window} | {message.author_id}),
+                "target_author": message.speaker,
+                "timestamp": message.timestamp.isoformat(),
+            })  # fmt: skip
+        if filters.reason(message) is None:  # context keeps every kept channel message
+            window.append(message)
+    report.kept = len(samples)
+    return samples, report
+
+
+def split_by_time(samples: list[dict], validation: float) -> None:
+    """Mark the newest `validation` share as validation, the rest as train (in place)."""
+    held_out = max(1, int(round(len(samples) * validation))) if samples and validation > 0 else 0
+    for i, sample in enumerate(samples):
+        sample["split"] = "validation" if i >= len(samples) - held_out else "train"
+
+
+def write_jsonl(samples: list[dict], path: Path) -> str:
+    """Write atomically; returns the sha256 of the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    digest = hashlib.sha256()
+    with open(temporary, "w", encoding="utf-8") as out:
+        for sample in samples:
+            line = json.dumps(sample, ensure_ascii=False) + "\n"
+            digest.update(line.encode("utf-8"))
+            out.write(line)
+    temporary.replace(path)
+    return digest.hexdigest()
+
+
+def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
+    """Samples of a JSONL file and one warning per corrupt line (with its line number)."""
+    samples, problems = [], []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                sample = json.loads(line)
+                if not isinstance(sample, dict) or not isinstance(sample.get("messages"), list):
+                    raise ValueError("no 'messages' list")
+            except ValueError as exc:
+                problems.append(f"{path}: line {number}: skipped, not a training sample ({exc})")
+                continue
+            samples.append(sample)
+    return samples, problems
+
+
+def prepare(settings, out: Path = DEFAULT_OUT, context: int = 6, min_chars: int = 8, persona_user: int | None = None,
+            validation: float = 0.1, min_samples: int = MIN_SAMPLES) -> PrepReport:  # fmt: skip
+    from indexes.store import MessageStore
+
+    store = MessageStore(settings.store_path)
+    try:
+        messages = list(store.iter_messages(settings.DISCORD_CHANNEL_ID))
+        samples, report = build_samples(messages, context, min_chars, persona_user, store.opted_out())
+    finally:
+        store.close()
+    if len(samples) < min_samples:
+        raise NotEnoughData(f"not enough data ({len(samples)} samples, need {min_samples}): import more history first")
+    split_by_time(samples, validation)
+    report.validation = sum(s["split"] == "validation" for s in samples)
+    report.train = len(samples) - report.validation
+    write_jsonl(samples, out)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.logs import setup_logging
+    from app.settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m training.data_prep", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--context", type=int, default=6, help="preceding messages per sample")
+    parser.add_argument("--min-chars", type=int, default=8, help="shorter targets are dropped")
+    parser.add_argument("--persona-user", type=int, metavar="ID", help="learn one member's voice: only their messages are targets")
+    parser.add_argument("--validation", type=float, default=0.1, help="newest share held out for validation")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    setup_logging(settings.LOG_LEVEL)
+    try:
+        report = prepare(settings, args.out, args.context, args.min_chars, args.persona_user, args.validation)
+    except NotEnoughData as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"written     {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""`python -m training.train_lora --recipe training/recipes/NAME.yaml`: a LoRA adapter on the chat history.
+
+trl's SFTTrainer trains a peft LoRA (QLoRA when the recipe or ENABLE_QUANTIZATION asks for 4-bit)
+on the samples of `training.data_prep`, as prompt/completion pairs so that the loss is on the
+reply only. Every argument is logged at start; the progress bar shows an ETA; checkpoints are
+written to `adapters/<name>.work/` and `--resume` continues from the last one. The finished
+adapter replaces `adapters/<name>/` only at the very end (the old one is kept as
+`<name>.previous`), so an interrupted or failed run leaves the adapter in use untouched. The adapter
+folder holds `training_meta.json`: base model, data hash, sample counts, validation loss before
+and after, throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from training.data_prep import DEFAULT_OUT, NotEnoughData, read_jsonl
+
+logger = logging.getLogger(__name__)
+
+ADAPTERS_DIR = Path("adapters")
+META_FILE = "training_meta.json"
+MIN_TRAIN_SAMPLES = 8
+
+
+class RecipeError(ValueError):
+    """A recipe file cannot be used; the message names the file and the key."""
+
+
+@dataclass
+class Recipe:
+    name: str
+    base_model: str
+    epochs: float = 1.0
+    max_steps: int = -1
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    max_length: int = 512
+    precision: str = "fp32"
+    gradient_checkpointing: bool = False
+    quantization: bool = False
+    packing: bool = False
+    lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"})
+    save_steps: int = 50
+    eval_steps: int = 50
+    logging_steps: int = 10
+    seed: int = 1234
+
+
+def load_recipe(path: Path, settings=None) -> Recipe:
+    """A recipe, with the EPOCHS/GRADIENT_ACCUMULATION_STEPS/LEARNING_RATE/USE_FP16/ENABLE_QUANTIZATION settings on top."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        recipe = Recipe(**data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise RecipeError(f"{path}: cannot read the recipe: {exc}") from None
+    except TypeError as exc:
+        raise RecipeError(f"{path}: {exc} (see training/recipes/cpu-smoke.yaml for the keys)") from None
+    if recipe.precision not in ("fp32", "fp16", "bf16"):
+        raise RecipeError(f"{path}: precision must be fp32, fp16 or bf16, not {recipe.precision!r}")
+    if settings is not None:
+        if settings.EPOCHS is not None:
+            recipe.epochs = settings.EPOCHS
+        if settings.GRADIENT_ACCUMULATION_STEPS is not None:
+            recipe.gradient_accumulation_steps = settings.GRADIENT_ACCUMULATION_STEPS
+        if settings.LEARNING_RATE is not None:
+            recipe.learning_rate = settings.LEARNING_RATE
+        if settings.USE_FP16 is not None:
+            recipe.precision = "fp16" if settings.USE_FP16 else "fp32"
+        if settings.ENABLE_QUANTIZATION:
+            recipe.quantization = True
+    return recipe
+
+
+@dataclass
+class TrainResult:
+    adapter: Path
+    steps: int
+    train_samples: int
+    validation_samples: int
+    loss_first: float
+    loss_last: float
+    validation_loss_before: float | None
+    validation_loss_after: float | None
+    tokens: int
+    seconds: float
+    peak_memory_mb: float
+    resumed_from: str | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def _precision(recipe: Recipe, device: str) -> dict:
+    import torch
+
+    if recipe.precision == "fp32" or device != "cuda":
+        if recipe.precision != "fp32":
+            logger.warning("precision %s needs a GPU: training in fp32 on %s", recipe.precision, device)
+        return {}
+    if recipe.precision == "bf16" or torch.cuda.is_bf16_supported():
+        return {"bf16": True}
+    return {"fp16": True}
+
+
+def load_base(recipe: Recipe, settings):
+    """The base model and tokenizer for training (4-bit for QLoRA)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from chains.model import DEFAULT_MODEL, _quantization_config, default_model_folder, resolve_device
+
+    device = resolve_device(settings.DEVICE)
+    source = default_model_folder(settings.MODEL_CACHE_DIR) if recipe.base_model == DEFAULT_MODEL else recipe.base_model
+    kwargs: dict = {}
+    if recipe.quantization:
+        kwargs["quantization_config"] = _quantization_config(device)
+        kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}
+    else:
+        kwargs["dtype"] = torch.float32 if device == "cpu" else torch.float16
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if not recipe.quantization:
+        model.to(device)
+    return model, tokenizer, device
+
+
+def _as_prompt_completion(samples: list[dict]) -> list[dict]:
+    """Conversation samples as prompt/completion: the loss is on the reply only."""
+    return [{"prompt": s["messages"][:-1], "completion": s["messages"][-1:]} for s in samples]
+
+
+def _peak_memory_mb(device: str) -> float:
+    import resource
+
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 1e6
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train(recipe: Recipe, settings, data: Path = DEFAULT_OUT, name: str | None = None, resume: bool = False,
+          adapters_dir: Path = ADAPTERS_DIR, callbacks: list | None = None, progress: bool = True) -> TrainResult:  # fmt: skip
+    """Train the recipe on the prepared data; returns figures; the adapter is swapped in at the end."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    name = name or recipe.name
+    if not data.is_file():
+        raise NotEnoughData(f"no training data at {data}: run `python -m training.data_prep` first")
+    samples, problems = read_jsonl(data)
+    for problem in problems:
+        logger.warning("%s", problem)
+    train_samples = [s for s in samples if s.get("split", "train") == "train"]
+    validation_samples = [s for s in samples if s.get("split") == "validation"]
+    if len(train_samples) < MIN_TRAIN_SAMPLES:
+        raise NotEnoughData(f"not enough data ({len(train_samples)} samples, need {MIN_TRAIN_SAMPLES})")
+    work, final = adapters_dir / f"{name}.work", adapters_dir / name
+    checkpoint = resume and any(work.glob("checkpoint-*"))
+    if resume and not checkpoint:
+        logger.warning("--resume: no checkpoint in %s, starting from the beginning", work)
+    if not resume and work.exists():
+        shutil.rmtree(work)
+
+    model, tokenizer, device = load_base(recipe, settings)
+    config = SFTConfig(
+        output_dir=str(work),
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps,
+        per_device_train_batch_size=recipe.per_device_batch_size,
+        per_device_eval_batch_size=recipe.per_device_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,  # a ratio when below 1
+        max_length=recipe.max_length,
+        packing=recipe.packing,
+        gradient_checkpointing=recipe.gradient_checkpointing,
+        logging_steps=recipe.logging_steps,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if validation_samples else "no",
+        eval_steps=recipe.eval_steps,
+        report_to="none",
+        seed=recipe.seed,
+        disable_tqdm=not progress,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=device == "cpu",
+        **_precision(recipe, device),
+    )  # fmt: skip
+    lora = LoraConfig(
+        r=recipe.lora.get("r", 8), lora_alpha=recipe.lora.get("alpha", 16), lora_dropout=recipe.lora.get("dropout", 0.05),
+        target_modules=recipe.lora.get("target_modules", "all-linear"), task_type="CAUSAL_LM",
+    )  # fmt: skip
+    logger.info("training %s on %d samples (%d validation) from %s", name, len(train_samples), len(validation_samples), data)
+    logger.info("recipe: %s", json.dumps(asdict(recipe)))
+    logger.info("arguments: %s", config.to_json_string())
+    trainer = SFTTrainer(
+        model=model, args=config, processing_class=tokenizer, peft_config=lora, callbacks=callbacks,
+        train_dataset=Dataset.from_list(_as_prompt_completion(train_samples)),
+        eval_dataset=Dataset.from_list(_as_prompt_completion(validation_samples)) if validation_samples else None,
+    )  # fmt: skip
+    before = _validation_loss(trainer) if validation_samples and not checkpoint else None
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if checkpoint else None)
+    seconds = time.perf_counter() - started
+    after = _validation_loss(trainer) if validation_samples else None
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    result = TrainResult(
+        adapter=final, steps=trainer.state.global_step, train_samples=len(train_samples),
+        validation_samples=len(validation_samples), loss_first=losses[0] if losses else float("nan"),
+        loss_last=losses[-1] if losses else float("nan"), validation_loss_before=before, validation_loss_after=after,
+        tokens=tokens, seconds=seconds, peak_memory_mb=_peak_memory_mb(device),
+        resumed_from=str(work) if checkpoint else None,
+    )  # fmt: skip
+    _publish(trainer, tokenizer, recipe, result, data, final)
+    return result
+
+
+def _validation_loss(trainer) -> float | None:
+    """Validation loss, or None when no validation sample fits in max_length."""
+    loss = trainer.evaluate().get("eval_loss")
+    if loss is None:
+        logger.warning("no validation loss: every validation sample is longer than max_length (raise it in the recipe)")
+    return loss
+
+
+def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: Path, final: Path) -> None:
+    """Write the adapter next to the current one, then swap: the old one becomes <name>.previous."""
+    staging = final.with_name(final.name + ".new")
+    if staging.exists():
+        shutil.rmtree(staging)
+    trainer.model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    meta = {
+        "base_model": recipe.base_model, "recipe": asdict(recipe),
+        "data": {"path": str(data), "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+                 "train_samples": result.train_samples, "validation_samples": result.validation_samples},
+        "validation_loss_before": result.validation_loss_before, "validation_loss_after": result.validation_loss_after,
+        "steps": result.steps, "train_loss_first": result.loss_first, "train_loss_last": result.loss_last,
+        "tokens": result.tokens, "seconds": round(result.seconds, 1), "tokens_per_second": round(result.tokens_per_second, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }  # fmt: skip
+    (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    previous = final.with_name(final.name + ".previous")
+    if final.exists():
+        if previous.exists():
+            shutil.rmtree(previous)
+        final.replace(previous)
+    staging.replace(final)
+    logger.info("adapter written to %s (previous one kept as %s)", final, previous.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.logs import setup_logging
+    from app.settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m training.train_lora", description="Train a LoRA adapter on the prepared chat history.")
+    parser.add_argument("--recipe", type=Path, required=True, help="training/recipes/NAME.yaml")
+    parser.add_argument("--data", type=Path, default=DEFAULT_OUT, help="samples from python -m training.data_prep")
+    parser.add_argument("--name", help="adapter name (default: the recipe's)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    setup_logging(settings.LOG_LEVEL)
+    try:
+        recipe = load_recipe(args.recipe, settings)
+        result = train(recipe, settings, args.data, args.name, args.resume)
+    except (RecipeError, NotEnoughData) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"adapter     {result.adapter} ({result.steps} steps{', resumed' if result.resumed_from else ''})\n"
+        f"loss        train {result.loss_first:.3f} -> {result.loss_last:.3f}; validation "
+        f"{result.validation_loss_before if result.validation_loss_before is not None else '-'} -> {result.validation_loss_after}\n"
+        f"throughput  {result.tokens_per_second:,.0f} tokens/s ({result.tokens:,} tokens in {result.seconds:.0f} s), "
+        f"peak memory {result.peak_memory_mb:,.0f} MB\n"
+        f"use it      ADAPTER_PATH={result.adapter} (then !reload in Discord)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
