@@ -58,6 +58,16 @@ def _bot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from app.settings import load_settings
+    from app.train import main_train
+
+    overrides = {"TRAIN_RECIPE": args.recipe} if args.recipe else {}
+    settings = load_settings(**overrides)
+    setup_logging(settings.LOG_LEVEL)
+    return main_train(settings)
+
+
 def _history(args: argparse.Namespace) -> int:
     from app import history
     from app.settings import load_settings
@@ -86,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
 
     bot = sub.add_parser("bot", help="run the character in its Discord channel (DISCORD_* settings)")
     bot.set_defaults(run=_bot)
+
+    train = sub.add_parser("train", help="prepare training data from the store and train a LoRA adapter (separate process)")
+    train.add_argument("--recipe", type=Path, help="a training recipe (default: TRAIN_RECIPE)")
+    train.set_defaults(run=_train)
 
     index = sub.add_parser("index", help="import exports and build the lore index")
     actions = index.add_subparsers(dest="action", required=True)

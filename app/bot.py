@@ -107,6 +107,7 @@ class CharacterBot(commands.Bot):
         self._own_messages: collections.deque[int] = collections.deque(maxlen=REMEMBERED_IDS)
         self._busy_lines = itertools.count()
         self._worker: asyncio.Task | None = None
+        self.training: asyncio.Task | None = None
 
     async def setup_hook(self) -> None:
         from app.commands import AdminCommands

@@ -106,6 +106,36 @@ class AdminCommands(commands.Cog, name="Character"):
         self.bot.runtime.memory.clear(ctx.channel.id)
         await ctx.reply("Short-term memory of this channel cleared.", mention_author=False)
 
+    @commands.hybrid_command(description="Train the character's voice on the channel history (LoRA, in the background)")
+    @is_admin()
+    async def train(self, ctx: commands.Context) -> None:
+        from app.train import run_training
+
+        bot = self.bot
+        if bot.training is not None and not bot.training.done():
+            await ctx.reply("Training is already running; I will say when it is done.", mention_author=False)
+            return
+        settings = bot.settings
+        await ctx.reply(f"Training started with {settings.TRAIN_RECIPE.name}: data prep, then LoRA. This takes a while.", mention_author=False)
+
+        async def train_then_report() -> None:
+            result = await run_training(settings)
+            if not result.ok:
+                await ctx.send(f"Training failed at {result.step} (exit {result.returncode}); the current adapter stays in use. "
+                               f"Details in {settings.logs_dir / 'train.log'}.")  # fmt: skip
+                return
+            note = f"Adapter ready: {result.adapter}. Set ADAPTER_PATH to it and !reload."
+            if settings.TRAIN_AUTO_RELOAD:
+                try:
+                    model = await asyncio.to_thread(bot.runtime.reload, bot.runtime.settings.model_copy(update={"ADAPTER_PATH": result.adapter}))
+                    note = f"New voice loaded: {model.describe()}."
+                except Exception as exc:  # a refused adapter keeps the current model
+                    logger.exception("loading the new adapter failed")
+                    note = f"Adapter ready at {result.adapter}, but loading it failed: {exc}"
+            await ctx.send(f"Training done. {note}")
+
+        bot.training = asyncio.create_task(train_then_report(), name="train")
+
     @commands.hybrid_command(description="Remove your messages from the character's memory and stop collecting them")
     async def forgetme(self, ctx: commands.Context) -> None:
         runtime = self.bot.runtime

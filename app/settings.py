@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     )
 
     # Training (unset: the recipe's value)
+    TRAIN_RECIPE: Path = Field(Path("training/recipes/cpu-smoke.yaml"), description="recipe used by !train and python -m app train")
+    TRAIN_AUTO_RELOAD: bool = Field(False, description="after !train succeeds, load the new adapter into the running bot")
+    ADAPTERS_DIR: Path = Field(Path("adapters"), description="trained adapters go to ADAPTERS_DIR/<recipe name>/")
     EPOCHS: float | None = Field(None, gt=0, description="training epochs (overrides the recipe)")
     GRADIENT_ACCUMULATION_STEPS: int | None = Field(None, ge=1, description="overrides the recipe")
     LEARNING_RATE: float | None = Field(None, gt=0, description="overrides the recipe")
@@ -162,6 +165,10 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.DATA_DIR / "messages.sqlite3"
+
+    @property
+    def training_data(self) -> Path:
+        return self.DATA_DIR / "training_data.jsonl"
 
     @property
     def logs_dir(self) -> Path:

@@ -13,12 +13,14 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", choices=["reply", "bot", "import", "bigjson", "retrieval", "all"], help="which benchmark to run")
+    parser.add_argument("name", choices=["reply", "bot", "import", "bigjson", "retrieval", "training", "all"], help="which benchmark to run")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where to save the JSON figures")
     parser.add_argument("--messages", type=int, default=63_000, help="import: messages in the generated export")
     parser.add_argument("--gigabytes", type=float, default=1.0, help="bigjson: size of the generated export")
     parser.add_argument("--sizes", default="10000,100000", help="retrieval: index sizes, comma-separated")
     parser.add_argument("--with-bigjson", action="store_true", help="all: include the 1 GB streaming import (about 10 minutes)")
+    parser.add_argument("--recipe", type=Path, default=Path("training/recipes/cpu-smoke.yaml"), help="training: the recipe")
+    parser.add_argument("--steps", type=int, default=10, help="training: optimizer steps to measure")
     args = parser.parse_args(argv)
     if args.name == "all":
         return run_all(args)
@@ -31,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import bot
 
         print(bot.report(bot.run(args.out)))
+        return 0
+    if args.name == "training":
+        from bench import training
+
+        print(training.report(training.run(args.out, args.recipe, args.steps)))
         return 0
     from bench import history
 
@@ -51,7 +58,7 @@ def run_all(args) -> int:
     """Every benchmark in turn, one markdown report."""
     import time
 
-    from bench import bot, history, reply
+    from bench import bot, history, reply, training
     from bench.machine import describe, memory_bandwidth_gbs
 
     sections = []
@@ -61,6 +68,7 @@ def run_all(args) -> int:
         ("bot", lambda: bot.report(bot.run(args.out))),
         ("import", lambda: _saved(history, args.out, "import", history.run_import(args.messages), history.report_import)),
         ("retrieval", lambda: _saved(history, args.out, "retrieval", history.run_retrieval(tuple(int(s) for s in args.sizes.split(","))), history.report_retrieval)),
+        ("training", lambda: training.report(training.run(args.out, args.recipe, args.steps))),
     ]  # fmt: skip
     if args.with_bigjson:
         steps.append(("bigjson", lambda: _saved(history, args.out, "bigjson", history.run_bigjson(args.gigabytes), history.report_bigjson)))
@@ -74,7 +82,6 @@ def run_all(args) -> int:
         "",
         f"- machine: {describe()}, memory copy bandwidth {memory_bandwidth_gbs():.1f} GB/s",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}, all benchmarks in {time.perf_counter() - started:.0f} s",
-        "- training throughput: not measured yet (training is not built)",
         "",
     ]
     body = "\n".join(_as_markdown(section) for section in sections)

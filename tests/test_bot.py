@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -350,3 +351,38 @@ async def test_an_exception_in_a_command_gives_a_short_message_and_a_logged_trac
     assert record.exc_info and "disk on fire" in str(record.exc_info[1])
     again = await h.say("still alive?", mention_bot=True)
     await h.answered(again)
+
+
+@pytest.mark.slow
+async def test_train_runs_in_a_separate_process_and_swaps_the_adapter_in(start_bot, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from indexes.records import StoredMessage
+    from indexes.store import MessageStore
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        "name: tiny\nbase_model: smollm2-135m-instruct\nmax_steps: 2\nper_device_batch_size: 2\nmax_length: 192\n"
+        "lora: {r: 4, alpha: 8, dropout: 0.0, target_modules: [q_proj, v_proj]}\nsave_steps: 100\neval_steps: 100\n"
+    )
+    h = await start_bot(TRAIN_RECIPE=recipe, TRAIN_AUTO_RELOAD=True, ADAPTERS_DIR=tmp_path / "adapters",
+                        MODEL_CACHE_DIR=Path(__file__).resolve().parent.parent / "data" / "models")  # fmt: skip
+    admin = {"author": ADMIN, "roles": (h.fake.admin_role_id,)}
+    failed = await h.say("!train", **admin)
+    await until(lambda: any("Training failed at data_prep" in p.content for p in h.fake.posts), timeout=120, what="the failure")
+    assert not (tmp_path / "adapters" / "tiny").exists()
+
+    words = "cartridge arcade joystick tavern speedrun pixel maze ghost cabinet tetris".split()
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    store = MessageStore(h.bot.settings.store_path)
+    store.upsert([
+        StoredMessage(id=i, channel_id=h.fake.channel_id, author_id=10 + i % 4, author_name=f"m{i % 4}", timestamp=start + timedelta(minutes=i),
+                      content=f"the {words[i % 10]} and the {words[(i * 3) % 10]} story number {words[(i * 7) % 10]} {chr(97 + i % 26)}{chr(97 + i // 26)}")
+        for i in range(60)
+    ])  # fmt: skip
+    store.close()
+    await h.say("!train", **admin)
+    await until(lambda: any(p.content.startswith("Training done") for p in h.fake.posts), timeout=600, what="training")
+    done = next(p.content for p in h.fake.posts if p.content.startswith("Training done"))
+    assert "New voice loaded" in done and (tmp_path / "adapters" / "tiny" / "adapter_config.json").is_file()
+    assert failed and (tmp_path / "logs" / "train.log").read_text()

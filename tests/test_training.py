@@ -134,6 +134,17 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
         assert bundle.adapter == "voice" and bundle.quantized is quantized
         assert isinstance(bundle.llm.invoke("Hello"), str)
 
+    from chains.model import ModelLoadError
+    from training.evaluate import compare
+
+    comparison = compare(settings, adapters / "voice", training_data, examples=1)
+    assert comparison.samples == 4 and comparison.adapter_perplexity < comparison.base_perplexity
+    assert "validation perplexity on 4 samples" in comparison.summary() and len(comparison.replies) == 1
+    config = adapters / "voice" / "adapter_config.json"
+    config.write_text(config.read_text().replace("smollm2-135m-instruct", "Mistral-7B-v0.3"))
+    with pytest.raises(ModelLoadError, match="Mistral-7B-v0.3.*smollm2-135m-instruct"):
+        compare(settings, adapters / "voice", training_data)
+
 
 @pytest.mark.slow
 def test_an_interrupted_run_keeps_the_adapter_and_resumes(settings, training_data, tmp_path):

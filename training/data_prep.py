@@ -25,7 +25,6 @@ from indexes.records import StoredMessage
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path("data/training_data.jsonl")
 MIN_SAMPLES = 20
 SYSTEM = "You are a member of the {server} Discord channel. Reply to the conversation in the community's own voice, as one short chat message."
 
@@ -138,10 +137,11 @@ def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
     return samples, problems
 
 
-def prepare(settings, out: Path = DEFAULT_OUT, context: int = 6, min_chars: int = 8, persona_user: int | None = None,
+def prepare(settings, out: Path | None = None, context: int = 6, min_chars: int = 8, persona_user: int | None = None,
             validation: float = 0.1, min_samples: int = MIN_SAMPLES) -> PrepReport:  # fmt: skip
     from indexes.store import MessageStore
 
+    out = out or settings.training_data
     store = MessageStore(settings.store_path)
     try:
         messages = list(store.iter_messages(settings.DISCORD_CHANNEL_ID))
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m training.data_prep", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, help="default: DATA_DIR/training_data.jsonl")
     parser.add_argument("--context", type=int, default=6, help="preceding messages per sample")
     parser.add_argument("--min-chars", type=int, default=8, help="shorter targets are dropped")
     parser.add_argument("--persona-user", type=int, metavar="ID", help="learn one member's voice: only their messages are targets")
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
-    print(f"written     {args.out}")
+    print(f"written     {args.out or settings.training_data}")
     return 0
 
 

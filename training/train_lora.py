@@ -24,11 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from training.data_prep import DEFAULT_OUT, NotEnoughData, read_jsonl
+from training.data_prep import NotEnoughData, read_jsonl
 
 logger = logging.getLogger(__name__)
 
-ADAPTERS_DIR = Path("adapters")
 META_FILE = "training_meta.json"
 MIN_TRAIN_SAMPLES = 8
 
@@ -154,14 +153,16 @@ def _peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train(recipe: Recipe, settings, data: Path = DEFAULT_OUT, name: str | None = None, resume: bool = False,
-          adapters_dir: Path = ADAPTERS_DIR, callbacks: list | None = None, progress: bool = True) -> TrainResult:  # fmt: skip
+def train(recipe: Recipe, settings, data: Path | None = None, name: str | None = None, resume: bool = False,
+          adapters_dir: Path | None = None, callbacks: list | None = None, progress: bool = True) -> TrainResult:  # fmt: skip
     """Train the recipe on the prepared data; returns figures; the adapter is swapped in at the end."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     name = name or recipe.name
+    data = data or settings.training_data
+    adapters_dir = adapters_dir or settings.ADAPTERS_DIR
     if not data.is_file():
         raise NotEnoughData(f"no training data at {data}: run `python -m training.data_prep` first")
     samples, problems = read_jsonl(data)
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m training.train_lora", description="Train a LoRA adapter on the prepared chat history.")
     parser.add_argument("--recipe", type=Path, required=True, help="training/recipes/NAME.yaml")
-    parser.add_argument("--data", type=Path, default=DEFAULT_OUT, help="samples from python -m training.data_prep")
+    parser.add_argument("--data", type=Path, help="samples from python -m training.data_prep (default: DATA_DIR/training_data.jsonl)")
     parser.add_argument("--name", help="adapter name (default: the recipe's)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
     args = parser.parse_args(argv)
