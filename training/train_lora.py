@@ -156,6 +156,7 @@ def _peak_memory_mb(device: str) -> float:
 def train(recipe: Recipe, settings, data: Path | None = None, name: str | None = None, resume: bool = False,
           adapters_dir: Path | None = None, callbacks: list | None = None, progress: bool = True) -> TrainResult:  # fmt: skip
     """Train the recipe on the prepared data; returns figures; the adapter is swapped in at the end."""
+    import datasets
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -179,6 +180,8 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
     if not resume and work.exists():
         shutil.rmtree(work)
 
+    if not progress:
+        datasets.disable_progress_bars()
     model, tokenizer, device = load_base(recipe, settings)
     config = SFTConfig(
         output_dir=str(work),
