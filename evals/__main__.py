@@ -26,7 +26,7 @@ def _run(args) -> int:
     eval_set = load_dataset(args.dataset)
     run = run_eval(settings, eval_set, runs_dir=args.runs, limit=args.limit, progress=lambda line: print(line, file=sys.stderr))
     default_prompts = str(load_settings().PROMPTS_DIR)
-    baseline = previous_run(args.runs, run.id, run.dataset, default_prompts if args.prompts else None)
+    baseline = previous_run(args.runs, run.id, run.dataset, default_prompts if args.prompts else None, len(run.samples))
     report = write_report(run, baseline, args.thresholds)
     print(table(run))
     print(f"\nrun saved in {run.path}; report: {report}")

@@ -137,15 +137,16 @@ def load_run(path: Path) -> dict:
     return record
 
 
-def previous_run(runs_dir: Path, current: str, dataset: str, prompts_dir: str | None = None) -> dict | None:
-    """The latest earlier run on the same eval set (with the given prompts, if any)."""
+def previous_run(runs_dir: Path, current: str, dataset: str, prompts_dir: str | None = None, samples: int | None = None) -> dict | None:
+    """The latest earlier run on the same eval set and questions (with the given prompts, if any)."""
     if not runs_dir.is_dir():
         return None
     for path in sorted((p for p in runs_dir.iterdir() if (p / "run.json").is_file()), reverse=True):
         if path.name >= current:
             continue
         record = load_run(path)
-        if record["dataset"] == dataset and (prompts_dir is None or record["prompts_dir"] == prompts_dir):
+        same_questions = samples is None or record.get("samples") == samples
+        if record["dataset"] == dataset and same_questions and (prompts_dir is None or record["prompts_dir"] == prompts_dir):
             return record
     return None
 

@@ -86,6 +86,7 @@ def test_a_run_is_saved_reported_and_compared(tmp_path, settings, fake_bundle, s
     assert second.id > first.id
     baseline = previous_run(tmp_path / "runs", second.id, "tiny")
     assert baseline["id"] == first.id
+    assert previous_run(tmp_path / "runs", second.id, "tiny", samples=3) is None  # other questions: no comparison
     report = write_report(second, baseline, thresholds).read_text()
     assert f"compared with: `{first.id}`" in report and "chart.svg" in report and "| semantic_similarity |" in report
     assert "gap of" in report and "joystick" in report

@@ -179,3 +179,13 @@ def test_a_bad_recipe_is_named(tmp_path, settings):
         load_recipe(path, settings)
     overridden = load_recipe(ROOT / "training" / "recipes" / "cpu-smoke.yaml", settings.model_copy(update={"LEARNING_RATE": 0.01, "EPOCHS": 3}))
     assert overridden.learning_rate == 0.01 and overridden.epochs == 3
+
+
+@pytest.mark.slow
+def test_qlora_trains_on_the_4bit_base(settings, training_data, tmp_path):
+    from training.train_lora import train
+
+    recipe = smoke_recipe(settings.model_copy(update={"ENABLE_QUANTIZATION": True}), max_steps=2)
+    assert recipe.quantization
+    result = train(recipe, settings, training_data, "qlora", adapters_dir=tmp_path / "adapters", progress=False)
+    assert result.steps == 2 and (tmp_path / "adapters" / "qlora" / "adapter_model.safetensors").is_file()
