@@ -78,3 +78,21 @@ def prompt_set():
     from prompts import load_prompts
 
     return load_prompts(ROOT / "prompts")
+
+
+@pytest.fixture(scope="session")
+def embed_model():
+    """The packaged embedding model, loaded once."""
+    from indexes.vector import build_embedding
+
+    return build_embedding()
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An empty SQLite message store in a temporary folder."""
+    from indexes.store import MessageStore
+
+    s = MessageStore(tmp_path / "messages.sqlite3")
+    yield s
+    s.close()

@@ -4,23 +4,13 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from indexes.filters import Filters
 from indexes.importer import import_exports, import_file
 from indexes.lore import LORE_THRESHOLD
-from indexes.store import MessageStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "exports"
 JSON = FIXTURES / "Fixture Guild - tavern [555000000000000001].json"
 CHANNEL = 555000000000000001
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = MessageStore(tmp_path / "messages.sqlite3")
-    yield s
-    s.close()
 
 
 def snapshot(store):

@@ -25,18 +25,6 @@ SAMPLE = ROOT / "data" / "sample" / "export.json"
 NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="module")
-def embed_model():
-    return build_embedding()
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = MessageStore(tmp_path / "messages.sqlite3")
-    yield s
-    s.close()
-
-
 def message(i, content, author=7, days_ago=1):
     return StoredMessage(id=i, channel_id=1, author_id=author, author_name=f"user{author}", timestamp=NOW - timedelta(days=days_ago), content=content)
 

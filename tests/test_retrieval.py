@@ -10,23 +10,10 @@ from indexes.build import ensure_index
 from indexes.filters import Filters
 from indexes.importer import import_exports
 from indexes.records import StoredMessage
-from indexes.store import MessageStore
-from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever, build_embedding, chroma_client
+from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever, chroma_client
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def embed_model():
-    return build_embedding()
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = MessageStore(tmp_path / "messages.sqlite3")
-    yield s
-    s.close()
 
 
 def lore_index(store, tmp_path, embed_model):
