@@ -28,7 +28,7 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
-def _index_with_progress(index, total: int, description: str, run) -> int:
+def _index_with_progress(total: int, description: str, run) -> int:
     with tqdm(total=total, unit="msg", desc=description, leave=False) as bar:
         return run(lambda done: bar.update(done - bar.n))
 
@@ -42,7 +42,7 @@ def rebuild(settings: Settings, source: Path | None, any_channel: bool) -> int:
             print(report.summary())
             status = 1 if report.failed else 0
         index = open_index(settings, store)
-        count = _index_with_progress(index, store.count(), "indexing", lambda p: index.rebuild(progress=p))
+        count = _index_with_progress(store.count(), "indexing", lambda p: index.rebuild(progress=p))
         print(f"index       {count:,} messages in collection {index.active_name} (rebuilt, swapped in)")
         return status
     finally:
@@ -56,7 +56,7 @@ def update(settings: Settings, source: Path, any_channel: bool) -> int:
         print(report.summary())
         index = open_index(settings, store)
         if index.active_name is None:
-            count = _index_with_progress(index, store.count(), "indexing", lambda p: index.rebuild(progress=p))
+            count = _index_with_progress(store.count(), "indexing", lambda p: index.rebuild(progress=p))
             print(f"index       {count:,} messages (no index yet: built it)")
         else:
             count = index.add(store.stored_since(report.started_at))

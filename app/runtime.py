@@ -83,10 +83,14 @@ class Runtime:
         persona = load_persona(self.settings.PERSONA_FILE)
         prompts = load_prompts(self.settings.PROMPTS_DIR)
         with self._lock:
-            self.persona, self.prompts = persona, prompts
-            self.chain = compose_chain(self.settings, persona, prompts, self.model, self.lore_index, self.memory)
-            self.memory.summarizer = build_summarizer(self.model.llm, self.model.tokenizer, prompts, persona, self.model.lock)
+            self._swap(self.settings, persona, prompts, self.model)
         logger.info("prompts reloaded from %s and %s", self.settings.PROMPTS_DIR, self.settings.PERSONA_FILE)
+
+    def _swap(self, settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle) -> None:
+        """Put new parts in place and rebuild the chain and summarizer over them (caller holds the lock)."""
+        self.settings, self.persona, self.prompts, self.model = settings, persona, prompts, model
+        self.chain = compose_chain(settings, persona, prompts, model, self.lore_index, self.memory)
+        self.memory.summarizer = build_summarizer(model.llm, model.tokenizer, prompts, persona, model.lock)
 
     def reload(self, settings: Settings) -> ModelBundle:
         """Re-read settings, prompts and persona and load the model and adapter again, then swap.
@@ -98,11 +102,7 @@ class Runtime:
         prompts = load_prompts(settings.PROMPTS_DIR)
         model = self.model_factory(settings)
         with self._lock, self.model.lock:
-            previous = self.model
-            self.settings, self.persona, self.prompts, self.model = settings, persona, prompts, model
-            self.chain = compose_chain(settings, persona, prompts, model, self.lore_index, self.memory)
-            self.memory.summarizer = build_summarizer(model.llm, model.tokenizer, prompts, persona, model.lock)
-        del previous
+            self._swap(settings, persona, prompts, model)
         logger.info("reloaded: %s; prompts from %s, persona %s", model.describe(), settings.PROMPTS_DIR, settings.PERSONA_FILE)
         return model
 

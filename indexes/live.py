@@ -9,7 +9,7 @@ next rebuild or `index update` indexes it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from indexes.filters import Filters
 from indexes.lore import score_message
@@ -34,7 +34,7 @@ class LiveIngestion:
         filters = self.filters
         opted_out = self.store.opted_out()
         if opted_out != filters.opted_out:
-            self.filters = filters = Filters(**{**filters.__dict__, "opted_out": frozenset(opted_out)})
+            self.filters = filters = replace(filters, opted_out=frozenset(opted_out))
         reason = filters.reason(message)
         if reason:
             return reason

@@ -262,11 +262,15 @@ class MessageStore:
             rows = self._db.execute(sql, (channel_id, limit)).fetchall()
         return [_message(r) for r in reversed(rows)]
 
-    def reply_counts(self) -> dict[int, int]:
-        """How many replies each message received."""
-        sql = "SELECT reply_to, COUNT(*) FROM messages WHERE reply_to IS NOT NULL GROUP BY reply_to"
+    def reply_counts(self, ids: list[int] | None = None) -> dict[int, int]:
+        """How many replies each message received (only the given messages, when ids are given)."""
+        if ids is None:
+            sql, args = "SELECT reply_to, COUNT(*) FROM messages WHERE reply_to IS NOT NULL GROUP BY reply_to", ()
+        else:
+            marks = ", ".join("?" * len(ids))
+            sql, args = f"SELECT reply_to, COUNT(*) FROM messages WHERE reply_to IN ({marks}) GROUP BY reply_to", tuple(ids)
         with self._lock:
-            return dict(self._db.execute(sql).fetchall())
+            return dict(self._db.execute(sql, args).fetchall())
 
     def set_lore(self, scores: list[tuple[float, list[str], int]]) -> None:
         """Store (score, reasons, id) lore classifications; the rows count as changed."""

@@ -141,7 +141,6 @@ class LoreIndex:
 
     def _insert(self, index: VectorStoreIndex, messages: Iterable[StoredMessage], progress: Callable[[int], None] | None = None, replace: bool = True) -> int:
         """Embed and insert messages in batches (replacing earlier versions); returns how many."""
-        replies = self.store.reply_counts()
         count = 0
         for group in batched((m for m in messages if self.indexable(m)), INDEX_BATCH * 4):
             # Similar lengths embed together: far less padding (3x faster on chat with a few long posts).
@@ -149,6 +148,8 @@ class LoreIndex:
             for batch in batched(group, INDEX_BATCH):
                 if replace:
                     index.vector_store.delete_nodes([str(m.id) for m in batch])
+                # Replies of this batch only: live ingestion indexes one message at a time.
+                replies = self.store.reply_counts([m.id for m in batch])
                 index.insert_nodes([to_node(m, m.reaction_count + replies.get(m.id, 0)) for m in batch])
                 count += len(batch)
                 if progress:
