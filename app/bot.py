@@ -180,14 +180,14 @@ class CharacterBot(commands.Bot):
         if context.valid:
             await self.invoke(context)
             return
-        await asyncio.to_thread(self._observe, message, chat)
+        # Memory and the queue before any thread hop, so replies follow the order messages came in.
+        self.runtime.observe(message.channel.id, chat)
         if triggered:
             await self._request_reply(message, chat)
+        if not isinstance(message.channel, discord.DMChannel):  # direct messages are never stored
+            await asyncio.to_thread(self._ingest, message)
 
-    def _observe(self, message: discord.Message, chat: ChatMessage) -> None:
-        self.runtime.observe(message.channel.id, chat)
-        if isinstance(message.channel, discord.DMChannel):
-            return  # direct messages are private: never stored or indexed
+    def _ingest(self, message: discord.Message) -> None:
         try:
             self.runtime.ingest(from_discord(message))
         except Exception:  # the reply still happens; the store catches up on the next import
