@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+from chains.config import DEFAULT_MODEL, ModelConfig
 
 
 class SettingsError(ValueError):
@@ -46,10 +46,15 @@ class Settings(BaseSettings):
     )
     USER_COOLDOWN_SECONDS: float = Field(8.0, ge=0, description="one reply per member per this many seconds")
     REPLY_QUEUE_LIMIT: int = Field(5, ge=1, le=1000, description="replies waiting; beyond it members get a busy line")
+    STREAM_REPLIES: bool = Field(True, description="post a reply at its first sentence and edit it as it grows")
+    STREAM_EDIT_SECONDS: float = Field(1.0, ge=0.2, le=10, description="least time between two edits of a streamed reply")
     ALLOW_DMS: bool = Field(False, description="answer direct messages too")
     REPLY_IN_THREADS: bool = Field(True, description="also live in threads under the channel")
 
     # Model
+    ENGINE: Literal["auto", "transformers", "llamacpp", "openai"] = Field(
+        "auto", description="auto: openai if OPENAI_BASE_URL is set, transformers with CUDA or 4-bit, else llamacpp"
+    )
     MODEL_NAME: str = Field(
         DEFAULT_MODEL,
         description="'smollm2-135m-instruct' (packaged, CPU), a hub id such as "
@@ -58,10 +63,17 @@ class Settings(BaseSettings):
     ADAPTER_PATH: Path | None = Field(None, description="LoRA adapter folder applied with peft")
     ENABLE_QUANTIZATION: bool = Field(False, description="load the model in 4-bit NF4 (bitsandbytes)")
     DEVICE: Literal["auto", "cpu", "cuda"] = "auto"
+    ENGINE_THREADS: int | None = Field(None, ge=1, le=512, description="CPU threads for generation and embeddings; unset: every usable core")
+    OPENAI_BASE_URL: str | None = Field(None, description="an OpenAI-compatible server (vLLM, llama.cpp server, TGI), e.g. http://gpu-box:8000/v1")
+    OPENAI_MODEL: str | None = Field(None, description="the model name the server serves (default: MODEL_NAME)")
+    OPENAI_ADAPTER: str | None = Field(None, description="a LoRA adapter by the name the server serves it under")
+    OPENAI_API_KEY: SecretStr | None = Field(None, description="the server's API key, if it wants one")
     TORCH_DTYPE: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights dtype when not quantized; auto: bfloat16 (fp16 on GPUs without bf16)"
     )
-    STATIC_CACHE: bool = Field(True, description="pre-allocated KV cache: less per-token overhead")
+    STATIC_CACHE: bool = Field(
+        False, description="transformers: a pre-allocated KV cache instead of reusing the cache of the shared prompt prefix"
+    )
     TEMPERATURE: float = Field(0.7, ge=0.0, le=2.0)
     TOP_P: float = Field(0.9, gt=0.0, le=1.0)
     REPETITION_PENALTY: float = Field(1.05, ge=1.0, le=2.0)
@@ -156,7 +168,21 @@ class Settings(BaseSettings):
             raise ValueError("W_SIM, W_REC and W_ENG must not all be 0")
         if self.MAX_NEW_TOKENS >= self.CONTEXT_TOKENS:
             raise ValueError("MAX_NEW_TOKENS must be smaller than CONTEXT_TOKENS")
+        if self.ENGINE == "openai" and not self.OPENAI_BASE_URL:
+            raise ValueError("ENGINE=openai needs OPENAI_BASE_URL (the server's /v1 URL)")
         return self
+
+    def model_options(self) -> ModelConfig:
+        """The model configuration `chains/` works with."""
+        return ModelConfig(
+            model_name=self.MODEL_NAME, engine=self.ENGINE, adapter_path=self.ADAPTER_PATH, quantization=self.ENABLE_QUANTIZATION,
+            device=self.DEVICE, dtype=self.TORCH_DTYPE, static_cache=self.STATIC_CACHE, cache_dir=self.MODEL_CACHE_DIR,
+            threads=self.ENGINE_THREADS, context_tokens=self.CONTEXT_TOKENS, max_new_tokens=self.MAX_NEW_TOKENS,
+            temperature=self.TEMPERATURE, top_p=self.TOP_P, repetition_penalty=self.REPETITION_PENALTY,
+            timeout_s=self.GENERATION_TIMEOUT_SECONDS, seed=self.SEED, openai_base_url=self.OPENAI_BASE_URL,
+            openai_model=self.OPENAI_MODEL, openai_adapter=self.OPENAI_ADAPTER,
+            openai_api_key=self.OPENAI_API_KEY.get_secret_value() if self.OPENAI_API_KEY else None,
+        )  # fmt: skip
 
     @property
     def chroma_path(self) -> Path:

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 RUNS_DIR = Path("evals/runs")
 EVAL_CHANNEL_ID = 1100000000000000099
 SAFE_SETTINGS = (
-    "MODEL_NAME", "ADAPTER_PATH", "ENABLE_QUANTIZATION", "TORCH_DTYPE", "TEMPERATURE", "TOP_P", "REPETITION_PENALTY",
+    "ENGINE", "MODEL_NAME", "ADAPTER_PATH", "ENABLE_QUANTIZATION", "TORCH_DTYPE", "TEMPERATURE", "TOP_P", "REPETITION_PENALTY",
     "MAX_NEW_TOKENS", "SEED", "CONTEXT_TOKENS", "REPLY_MAX_CHARS", "RAG_TOP_K", "RAG_CANDIDATES", "W_SIM", "W_REC",
     "W_ENG", "LORE_BOOST", "RECENCY_HALF_LIFE_DAYS", "MIN_SIMILARITY", "PROMPTS_DIR", "PERSONA_FILE",
 )  # fmt: skip
@@ -124,7 +124,7 @@ def _judge(settings):
     from chains.model import build_model
 
     judge_settings = settings.model_copy(update={"MODEL_NAME": name, "ADAPTER_PATH": None, "MAX_NEW_TOKENS": 512, "CONTEXT_TOKENS": 4096})
-    return build_model(judge_settings).llm
+    return build_model(judge_settings.model_options()).llm
 
 
 def _fmt(value: float | None) -> str:

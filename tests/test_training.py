@@ -129,17 +129,21 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
     meta = json.loads((adapters / "voice" / META_FILE).read_text())
     assert meta["base_model"] == "smollm2-135m-instruct" and len(meta["data"]["sha256"]) == 64 and meta["data"]["train_samples"] == 16
     assert (adapters / "voice.previous" / "marker").is_file()  # the old adapter is kept aside
-    for quantized in (False, True):
-        bundle = build_model(settings.model_copy(update={"ADAPTER_PATH": adapters / "voice", "ENABLE_QUANTIZATION": quantized, "MAX_NEW_TOKENS": 8}))
-        assert bundle.adapter == "voice" and bundle.quantized is quantized
+    for engine, quantized in (("transformers", False), ("transformers", True), ("llamacpp", False)):
+        options = settings.model_copy(update={"ADAPTER_PATH": adapters / "voice", "ENABLE_QUANTIZATION": quantized, "MAX_NEW_TOKENS": 8, "ENGINE": engine})
+        bundle = build_model(options.model_options())
+        assert bundle.adapter == "voice" and bundle.quantized is quantized and bundle.engine == engine
         assert isinstance(bundle.llm.invoke("Hello"), str)
+        bundle.close()
+    assert list((settings.MODEL_CACHE_DIR / "lora").glob("voice-*.gguf"))  # converted once for llama.cpp
 
     from chains.model import ModelLoadError
     from training.evaluate import compare
 
-    comparison = compare(settings, adapters / "voice", training_data, examples=1)
-    assert comparison.samples == 4 and comparison.adapter_perplexity < comparison.base_perplexity
-    assert "validation perplexity on 4 samples" in comparison.summary() and len(comparison.replies) == 1
+    for engine in ("transformers", "llamacpp"):  # the adapter helps on both engines
+        comparison = compare(settings, adapters / "voice", training_data, examples=1, engine=engine)
+        assert comparison.samples == 4 and comparison.adapter_perplexity < comparison.base_perplexity, engine
+        assert "validation perplexity on 4 samples" in comparison.summary() and len(comparison.replies) == 1
     config = adapters / "voice" / "adapter_config.json"
     config.write_text(config.read_text().replace("smollm2-135m-instruct", "Mistral-7B-v0.3"))
     with pytest.raises(ModelLoadError, match="Mistral-7B-v0.3.*smollm2-135m-instruct"):

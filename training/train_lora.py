@@ -115,27 +115,15 @@ def _precision(recipe: Recipe, device: str) -> dict:
 
 
 def load_base(recipe: Recipe, settings):
-    """The base model and tokenizer for training (4-bit for QLoRA)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The base model and tokenizer for training (4-bit for QLoRA), loaded as serving loads it."""
+    from dataclasses import replace
 
-    from chains.model import DEFAULT_MODEL, _quantization_config, default_model_folder, resolve_device
+    from chains.model import load_transformers, resolve_device
 
     device = resolve_device(settings.DEVICE)
-    source = default_model_folder(settings.MODEL_CACHE_DIR) if recipe.base_model == DEFAULT_MODEL else recipe.base_model
-    kwargs: dict = {}
-    if recipe.quantization:
-        kwargs["quantization_config"] = _quantization_config(device)
-        kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}
-    else:
-        kwargs["dtype"] = torch.float32 if device == "cpu" else torch.float16
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    if not recipe.quantization:
-        model.to(device)
-    return model, tokenizer, device
+    config = replace(settings.model_options(), model_name=recipe.base_model, quantization=recipe.quantization, adapter_path=None)
+    dtype = None if recipe.quantization else ("float32" if device == "cpu" else "float16")
+    return load_transformers(config, dtype=dtype, with_adapter=False)
 
 
 def _as_prompt_completion(samples: list[dict]) -> list[dict]:
