@@ -1,8 +1,11 @@
 """Short-term memory: per channel, the last SHORT_TERM_WINDOW messages and a rolling summary.
 
-Every message of the channel is added. Every SUMMARIZE_INTERVAL messages the summary is refreshed
-by the summarizer (an LLM prompt) on a background thread, never on the reply path: a reply reads
-whatever summary is current.
+Every message of the channel is added. Every SUMMARIZE_INTERVAL messages the summary is due for a
+refresh: the memory hands a summary task to the generation service (`schedule`), which runs it
+only while no reply is waiting and coalesces requests per channel. The task takes the messages
+since the last summary when it runs (so a late refresh covers everything), and gives them back if
+it is preempted or fails, to be summarized with the next ones. A reply reads whatever summary is
+current; it never waits for one.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from chains.generation import BackgroundTask, GenerationRequest
 from chains.types import ChatMessage
 
 logger = logging.getLogger(__name__)
 
-Summarizer = Callable[[str, list[ChatMessage]], str]
+SummaryRequest = Callable[[str, list[ChatMessage]], GenerationRequest]  # (previous summary, new messages)
+Schedule = Callable[[Hashable, BackgroundTask], bool]
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class MemorySnapshot:
 
     messages: tuple[ChatMessage, ...] = ()
     summary: str = ""
+    first_position: int = 0  # the channel position (count of messages before it) of messages[0]
 
 
 @dataclass
@@ -34,70 +39,89 @@ class _Channel:
     window: deque
     summary: str = ""
     since_summary: list[ChatMessage] = field(default_factory=list)
-    pending: Future | None = None
+    in_flight: list[ChatMessage] = field(default_factory=list)
+    added: int = 0  # messages added since the channel was first seen (or cleared)
     generation: int = 0  # bumped by clear(), so a summary started before a clear is dropped
+
+
+class _SummaryTask:
+    """One channel's summary refresh, run by the generation service when it is idle."""
+
+    def __init__(self, memory: ShortTermMemory, channel_id: int) -> None:
+        self.memory, self.channel_id = memory, channel_id
+        self.generation = 0
+
+    def prepare(self) -> GenerationRequest | None:
+        memory = self.memory
+        with memory._lock:
+            channel = memory._channel(self.channel_id)
+            if not channel.since_summary or memory.summary_request is None:
+                return None
+            batch, channel.since_summary = channel.since_summary, []
+            channel.in_flight, self.generation, previous = batch, channel.generation, channel.summary
+        return memory.summary_request(previous, batch)
+
+    def finish(self, text: str) -> None:
+        with self.memory._lock:
+            channel = self.memory._channel(self.channel_id)
+            if channel.generation == self.generation:
+                channel.in_flight = []
+                if text.strip():
+                    channel.summary = text.strip()
+        logger.debug("summary refreshed for channel %s: %s", self.channel_id, text.strip())
+
+    def abort(self, reason: str) -> None:
+        with self.memory._lock:
+            channel = self.memory._channel(self.channel_id)
+            if channel.generation == self.generation:
+                channel.since_summary = channel.in_flight + channel.since_summary
+                channel.in_flight = []
+        logger.debug("summary of channel %s postponed: %s", self.channel_id, reason)
 
 
 class ShortTermMemory:
     """Per-channel message window and rolling summary."""
 
-    def __init__(self, window: int, summarize_interval: int, summarizer: Summarizer | None = None) -> None:
+    def __init__(self, window: int, summarize_interval: int, summary_request: SummaryRequest | None = None, schedule: Schedule | None = None) -> None:
         self.window = window
         self.interval = summarize_interval
-        self.summarizer = summarizer
+        self.summary_request = summary_request
+        self.schedule = schedule
         self._channels: dict[int, _Channel] = {}
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summarizer")
 
     def _channel(self, channel_id: int) -> _Channel:
         if channel_id not in self._channels:
             self._channels[channel_id] = _Channel(window=deque(maxlen=self.window))
         return self._channels[channel_id]
 
-    def add(self, channel_id: int, message: ChatMessage) -> Future | None:
-        """Remember a message; returns the background summary job if this one triggered it."""
+    def add(self, channel_id: int, message: ChatMessage) -> bool:
+        """Remember a message; True when it made a summary refresh due (and it was handed on)."""
         with self._lock:
             channel = self._channel(channel_id)
             channel.window.append(message)
+            channel.added += 1
             channel.since_summary.append(message)
-            if self.summarizer is None or len(channel.since_summary) < self.interval:
-                return None
-            if channel.pending is not None and not channel.pending.done():
-                return None  # the running refresh will be followed by the next interval
-            batch, channel.since_summary = channel.since_summary, []
-            job = self._executor.submit(self._refresh, channel_id, channel.summary, batch, channel.generation)
-            channel.pending = job
-            return job
-
-    def _refresh(self, channel_id: int, previous: str, batch: list[ChatMessage], generation: int) -> str:
-        try:
-            summary = self.summarizer(previous, batch).strip()  # type: ignore[misc]
-        except Exception:
-            logger.exception("summary refresh failed for channel %s; keeping the previous one", channel_id)
-            with self._lock:
-                channel = self._channel(channel_id)
-                channel.since_summary = batch + channel.since_summary
-            return previous
-        with self._lock:
-            channel = self._channel(channel_id)
-            if channel.generation == generation and summary:
-                channel.summary = summary
-        logger.debug("summary refreshed for channel %s: %s", channel_id, summary)
-        return summary
+            due = self.summary_request is not None and self.schedule is not None and len(channel.since_summary) >= self.interval
+        if due:
+            self.schedule(("summary", channel_id), _SummaryTask(self, channel_id))
+        return due
 
     def snapshot(self, channel_id: int) -> MemorySnapshot:
         with self._lock:
             channel = self._channel(channel_id)
-            return MemorySnapshot(tuple(channel.window), channel.summary)
+            return MemorySnapshot(tuple(channel.window), channel.summary, channel.added - len(channel.window))
 
     def clear(self, channel_id: int) -> None:
-        """Forget this channel's window and summary (a running refresh is discarded)."""
+        """Forget this channel's window and summary (a summary being made is discarded)."""
         with self._lock:
             channel = self._channel(channel_id)
             channel.window.clear()
             channel.since_summary.clear()
+            channel.in_flight = []
             channel.summary = ""
+            channel.added = 0
             channel.generation += 1
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing to stop: summaries run on the generation service."""

@@ -1,11 +1,32 @@
-import threading
+"""Short-term memory: per-channel windows and the rolling summary, refreshed through the generation service."""
 
+import pytest
+
+from chains.generation import GenerationRequest, GenerationService
 from chains.memory import ShortTermMemory
 from chains.types import ChatMessage
+from tests.fakes import ScriptedLLM, wait_until
 
 
 def msg(i: int, author: str = "alice") -> ChatMessage:
     return ChatMessage(author=author, content=f"message {i}", message_id=i)
+
+
+def summary_request(previous: str, batch: list[ChatMessage]) -> GenerationRequest:
+    return GenerationRequest(f"previous: {previous} | new: {', '.join(m.content for m in batch)}", slot=1)
+
+
+@pytest.fixture
+def service_for():
+    made = []
+
+    def make(llm):
+        made.append(GenerationService(llm, background_idle_s=0))
+        return made[-1]
+
+    yield make
+    for service in made:
+        service.close()
 
 
 def test_window_is_per_channel_and_bounded():
@@ -15,53 +36,55 @@ def test_window_is_per_channel_and_bounded():
     memory.add(2, msg(99))
     assert [m.message_id for m in memory.snapshot(1).messages] == [2, 3, 4]
     assert [m.message_id for m in memory.snapshot(2).messages] == [99]
+    assert memory.snapshot(1).first_position == 2 and memory.snapshot(2).first_position == 0
 
 
-def test_summary_refreshes_every_interval_in_the_background():
-    release = threading.Event()
-    seen = []
-
-    def slow_summarizer(previous, batch):
-        release.wait(5)
-        seen.append((previous, [m.message_id for m in batch]))
-        return f"summary after {batch[-1].message_id}"
-
-    memory = ShortTermMemory(window=10, summarize_interval=3, summarizer=slow_summarizer)
-    assert memory.add(1, msg(1)) is None and memory.add(1, msg(2)) is None
-    job = memory.add(1, msg(3))
-    assert job is not None
-    # the summarizer is still blocked: reading memory (the reply path) does not wait for it
-    assert memory.snapshot(1).summary == "" and not job.done()
-    release.set()
-    job.result(5)
-    assert memory.snapshot(1).summary == "summary after 3"
-    for i in (4, 5):
+def test_summary_refreshes_every_interval_in_the_background(service_for):
+    llm = ScriptedLLM(responses=["summary one", "summary two"])
+    service = service_for(llm)
+    memory = ShortTermMemory(window=10, summarize_interval=3, summary_request=summary_request, schedule=service.background)
+    assert not memory.add(1, msg(1)) and not memory.add(1, msg(2))
+    assert memory.add(1, msg(3))
+    assert wait_until(lambda: memory.snapshot(1).summary == "summary one")
+    for i in (4, 5, 6):
         memory.add(1, msg(i))
-    memory.add(1, msg(6)).result(5)
-    assert seen[-1] == ("summary after 3", [4, 5, 6])
-    assert memory.snapshot(1).summary == "summary after 6"
+    assert wait_until(lambda: memory.snapshot(1).summary == "summary two")
+    assert llm.prompts == ["previous:  | new: message 1, message 2, message 3", "previous: summary one | new: message 4, message 5, message 6"]
 
 
-def test_failed_summary_keeps_the_previous_one_and_retries_later():
-    calls = []
+def test_a_late_summary_covers_every_message_since_the_last_one(service_for):
+    llm = ScriptedLLM(responses=["reply", "summary"], delay=0.3)
+    service = service_for(llm)
+    memory = ShortTermMemory(window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background)
+    job = service.reply(GenerationRequest("a reply keeps the model busy"))
+    for i in range(1, 6):  # due at 2 and at 4: one task, coalesced
+        memory.add(1, msg(i))
+    "".join(job.pieces())
+    assert wait_until(lambda: memory.snapshot(1).summary == "summary")
+    assert llm.prompts[1] == "previous:  | new: message 1, message 2, message 3, message 4, message 5" and llm.calls == 2
 
-    def flaky(previous, batch):
-        calls.append(len(batch))
-        if len(calls) == 1:
-            raise RuntimeError("model crashed")
-        return "ok"
 
-    memory = ShortTermMemory(window=10, summarize_interval=2, summarizer=flaky)
+def test_failed_summary_keeps_the_previous_one_and_retries_with_the_next_messages(service_for):
+    llm = ScriptedLLM(responses=["ok"], error="model crashed")
+    service = service_for(llm)
+    memory = ShortTermMemory(window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background)
     memory.add(1, msg(1))
-    memory.add(1, msg(2)).result(5)
+    memory.add(1, msg(2))
+    assert wait_until(lambda: llm.calls == 1) and service.wait_idle(5)
     assert memory.snapshot(1).summary == ""
-    memory.add(1, msg(3)).result(5)  # the failed batch is summarized with the next one
-    assert calls == [2, 3] and memory.snapshot(1).summary == "ok"
+    llm.error = ""
+    memory.add(1, msg(3))  # the failed batch is summarized with the next one
+    assert wait_until(lambda: memory.snapshot(1).summary == "ok")
+    assert llm.prompts[-1] == "previous:  | new: message 1, message 2, message 3"
 
 
-def test_clear_forgets_window_and_summary():
-    memory = ShortTermMemory(window=5, summarize_interval=1, summarizer=lambda p, b: "s")
-    memory.add(1, msg(1)).result(5)
+def test_clear_forgets_window_and_summary_and_discards_a_summary_in_progress(service_for):
+    llm = ScriptedLLM(responses=["stale summary " * 10], piece_delay=0.02)
+    service = service_for(llm)
+    memory = ShortTermMemory(window=5, summarize_interval=1, summary_request=summary_request, schedule=service.background)
+    memory.add(1, msg(1))
+    assert wait_until(lambda: llm.pieces > 0)
     memory.clear(1)
+    assert service.wait_idle(10)
     snap = memory.snapshot(1)
     assert snap.messages == () and snap.summary == ""

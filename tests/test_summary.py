@@ -1,52 +1,39 @@
-"""The rolling summary made by the LLM, and its sharing of the model with replies."""
+"""The rolling summary's prompt, and the summary sharing the model with replies through the generation service."""
 
 import threading
-import time
-
-from langchain_core.language_models import FakeListLLM
 
 from app.runtime import build_runtime
-from chains.summary import build_summarizer
+from chains.generation import BACKGROUND_SLOT
+from chains.summary import build_summary_request
 from chains.types import ChatMessage
+from tests.fakes import ScriptedLLM, wait_until
 
 
-STATE = {"active": 0, "most": 0, "prompts": []}
+def test_summary_request_uses_the_prompt_file_and_the_chat_template(tokenizer, prompt_set, persona):
+    request = build_summary_request(tokenizer, prompt_set, persona)
+    made = request("earlier: greetings", [ChatMessage("bob", "who holds the record?"), ChatMessage("Susu", "kiwi!", from_character=True)])
+    assert "Earlier summary: earlier: greetings" in made.prompt and "bob: who holds the record?" in made.prompt and "Susu: kiwi!" in made.prompt
+    assert "<|im_start|>user" in made.prompt and "SmolLM" not in made.prompt
+    assert made.slot == BACKGROUND_SLOT and made.temperature == 0.0  # its own cache slot, greedy
 
 
-class CountingLLM(FakeListLLM):
-    """Records in STATE how many calls run at once and the prompts it was given."""
-
-    def _call(self, prompt, *args, **kwargs):
-        STATE["active"] += 1
-        STATE["most"] = max(STATE["most"], STATE["active"])
-        STATE["prompts"].append(prompt)
-        time.sleep(0.3)
-        STATE["active"] -= 1
-        return "kiwi holds the tetris record; bob asked about it."
-
-
-def test_summarizer_uses_the_prompt_file_and_the_chat_template(tokenizer, prompt_set, persona):
-    llm = CountingLLM(responses=["x"])
-    summarize = build_summarizer(llm, tokenizer, prompt_set, persona)
-    out = summarize("earlier: greetings", [ChatMessage("bob", "who holds the record?"), ChatMessage("Susu", "kiwi!", from_character=True)])
-    prompt = STATE["prompts"][-1]
-    assert out.startswith("kiwi holds")
-    assert "Earlier summary: earlier: greetings" in prompt and "bob: who holds the record?" in prompt and "Susu: kiwi!" in prompt
-    assert "<|im_start|>user" in prompt and "SmolLM" not in prompt
+def test_a_long_backlog_is_cut_to_the_budget_keeping_the_newest(tokenizer, prompt_set, persona):
+    request = build_summary_request(tokenizer, prompt_set, persona, budget=300)
+    made = request("", [ChatMessage("bob", f"message number {i} " + "blah " * 40) for i in range(30)])
+    assert len(tokenizer.encode(made.prompt, add_special_tokens=False)) <= 300 and "message number 29" in made.prompt
 
 
 def test_summary_and_reply_never_generate_at_the_same_time(settings, fake_bundle):
     bundle = fake_bundle(["x"])
-    bundle.llm = CountingLLM(responses=["x"])
-    STATE.update(active=0, most=0)
+    bundle.llm = ScriptedLLM(responses=["kiwi holds the tetris record; bob asked about it."], piece_delay=0.02)
     settings = settings.model_copy(update={"SUMMARIZE_INTERVAL": 2})
     runtime = build_runtime(settings, model=bundle, with_index=False)
+    runtime.service.background_idle_s = 0
     runtime.observe(1, ChatMessage("alice", "one", message_id=1))
-    job = runtime.memory.add(1, ChatMessage("bob", "two", message_id=2))  # starts the background summary
+    runtime.observe(1, ChatMessage("bob", "two", message_id=2))  # starts the background summary
     reply = threading.Thread(target=runtime.reply, args=(1, ChatMessage("bob", "@Susu hi", message_id=3)))
     reply.start()
     reply.join(10)
-    job.result(10)
-    assert STATE["most"] == 1
-    assert runtime.memory.snapshot(1).summary.startswith("kiwi holds")
+    assert wait_until(lambda: runtime.memory.snapshot(1).summary.startswith("kiwi holds"))
+    assert bundle.llm.most_running == 1
     runtime.close()
