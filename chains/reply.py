@@ -1,62 +1,69 @@
 """The reply chain: one declarative LCEL pipeline from a channel message to an in-character reply.
 
-    memory -> preprocess -> retrieve -> assemble -> (generate -> validate, retried once)
-           -> result, with an in-character fallback line if generation fails or times out
+    memory -> preprocess -> retrieve -> assemble -> respond
 
-Each stage is a named runnable that takes its parts as arguments, so tests hand in fakes.
-`StageTimer` (a callback handler) records how long each named stage took.
+`respond` streams: it hands the prompt to the generation service and yields `ReplyResult`s as the
+reply grows (`partial=True`, the text already repaired and safe to show), then the final one. A
+reply that fails validation is generated once more, then replaced by an in-character fallback
+line, as is a generation error or timeout. (The retry lives inside the streaming stage: LangChain's
+`with_retry`/`with_fallbacks` cannot retry a stream that has already yielded.)
+
+`chain.stream(...)` / `chain.astream(...)` give every step; `chain.invoke(...)` gives the final
+result. `StageTimer` (a callback handler) records how long each named stage took.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
+import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.language_models import BaseLLM
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
 from chains.assemble import Assembled, ContextAssembler
+from chains.engines.base import GenerationStats
+from chains.generation import REPLY_SLOT, GenerationRequest, GenerationService, Job
 from chains.memory import ShortTermMemory
 from chains.preprocess import Analysis, analyze
 from chains.retrieve import LoreRetrieval
 from chains.types import ChatMessage, LoreItem, Verdict
-from chains.validate import validate
+from chains.validate import stream_view, validate
 from prompts import Persona
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("memory", "preprocess", "retrieve", "assemble", "generate", "validate", "fallback")
+STAGES = ("memory", "preprocess", "retrieve", "assemble", "first_token", "generate", "validate", "fallback")
 RETRY_TEMPERATURE = 0.9
+ATTEMPTS = 2
+# Past this share of MAX_NEW_TOKENS a reply ends at its next sentence end, rather than being cut
+# mid-sentence by the token limit (and the member waits for fewer tokens).
+WRAP_UP_FRACTION = 0.6
+_SENTENCE_END = re.compile(r"[.!?…][\"')\]*]*\s*$")
 EMPTY_MESSAGE_TEXT = "(mentions you without saying anything)"
 
 
 class InvalidReply(Exception):
-    """A generated reply failed validation (the chain retries once, then falls back)."""
+    """A generated reply failed validation twice."""
 
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(", ".join(verdict.problems))
         self.verdict = verdict
 
 
-class GenerationTimeout(Exception):
-    """Generation took longer than GENERATION_TIMEOUT_SECONDS."""
-
-
 @dataclass
 class ReplyResult:
-    """The reply and everything `--explain` shows about how it was made."""
+    """The reply (or, with `partial`, the part of it that is safe to show so far) and how it was made."""
 
     text: str
     ok: bool  # False when the fallback line was used
+    partial: bool = False
     analysis: Analysis | None = None
     lore: list[LoreItem] = field(default_factory=list)
     lore_warning: str = ""
@@ -65,6 +72,12 @@ class ReplyResult:
     error: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     generated_tokens: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens the engine took from its KV cache instead of computing
+    engine: GenerationStats | None = None  # the engine's own figures for the last generation
+
+    def __add__(self, other: ReplyResult) -> ReplyResult:
+        return other  # streamed results: the later one holds everything (invoke() keeps the last)
 
 
 class StageTimer(BaseCallbackHandler):
@@ -91,6 +104,21 @@ class StageTimer(BaseCallbackHandler):
         self._stop(run_id)
 
 
+def template_stops(tokenizer) -> tuple[str, ...]:
+    """Where a turn of the chat template ends or the next begins: a reply stops there."""
+    stops = [getattr(tokenizer, "eos_token", None)]
+    template = getattr(tokenizer, "chat_template", None)
+    if template:
+        turns = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}, {"role": "user", "content": "z"}]
+        try:
+            rendered = tokenizer.apply_chat_template(turns, tokenize=False)
+        except Exception:  # a template with other rules: the end-of-sequence token is enough
+            rendered = ""
+        after_reply = rendered[rendered.find("y") + 1 : rendered.find("z")] if "y" in rendered else ""
+        stops += [t for t in getattr(tokenizer, "all_special_tokens", ()) if t and t in after_reply]
+    return tuple(dict.fromkeys(s for s in stops if s))
+
+
 def _history_before(messages: Sequence[ChatMessage], trigger: ChatMessage) -> list[ChatMessage]:
     """The remembered messages that came before the trigger (the trigger itself excluded)."""
     for i in range(len(messages) - 1, -1, -1):
@@ -100,8 +128,102 @@ def _history_before(messages: Sequence[ChatMessage], trigger: ChatMessage) -> li
     return list(messages)
 
 
+class _Drafting:
+    """One reply's attempts: what to generate, what to show as it streams, and how it ends."""
+
+    def __init__(self, state: dict, persona: Persona, max_chars: int, stops: tuple[str, ...], token_counter, max_new_tokens: int | None) -> None:
+        self.state, self.persona, self.max_chars, self.token_counter = state, persona, max_chars, token_counter
+        self.wrap_up = int(max_new_tokens * WRAP_UP_FRACTION) if max_new_tokens else None
+        history = state["memory"]["history"]
+        context: Assembled = state["context"]
+        self.members = {m.author for m in history if not m.from_character} | {state["message"].author} | set(context.speakers)
+        speaker_stops = tuple(f"\n{name}:" for name in context.speakers if name.lower() != persona.name.lower())
+        self.stops = stops + speaker_stops
+        self.attempts: list[Verdict] = []
+        self.timings: dict[str, float] = defaultdict(float)
+        self.raw = self.shown = ""
+        self.job: Job | None = None
+        self.stats = None
+
+    def request(self) -> GenerationRequest:
+        self.raw = self.shown = ""
+        self.ended, self.pieces = False, 0
+        retry = RETRY_TEMPERATURE if self.attempts else None
+        return GenerationRequest(self.state["context"].prompt, temperature=retry, stop=self.stops, slot=REPLY_SLOT)
+
+    def started(self, job: Job) -> None:
+        self.job = job
+
+    def feed(self, piece: str) -> ReplyResult | None:
+        """Take a piece; returns a partial result when the safe text grew. Sets `ended` at another speaker's line."""
+        self.raw += piece
+        self.pieces += 1
+        view, self.ended = stream_view(self.raw, self.persona.name, self.max_chars, self.members)
+        if self.wrap_up and self.pieces >= self.wrap_up and _SENTENCE_END.search(self.raw):
+            self.ended = True  # long enough, and a sentence just ended: the reply ends here
+            view = stream_view(self.raw + "\n", self.persona.name, self.max_chars, self.members)[0]
+        if view and view != self.shown:
+            self.shown = view
+            return self._result(Verdict(ok=True, text=view), partial=True)
+        return None
+
+    ended = False
+    pieces = 0
+
+    def finish(self) -> ReplyResult | None:
+        """The generation is over: the final result, or None when it should be generated again."""
+        self._account()
+        started = time.perf_counter()
+        message = self.state["message"]
+        verdict = validate(self.raw, message.content, self.persona.name, self.max_chars, self.members)
+        self.timings["validate"] += time.perf_counter() - started
+        self.attempts.append(verdict)
+        if verdict.ok:
+            return self._result(verdict)
+        if len(self.attempts) >= ATTEMPTS:
+            return self.fallback(InvalidReply(verdict))
+        return None
+
+    def fallback(self, error: BaseException) -> ReplyResult:
+        if self.job is not None and self.job.finished is None:
+            self.job.cancel()
+        self._account()
+        if isinstance(error, InvalidReply):
+            logger.warning("reply failed validation twice (%s); using the fallback line", error)
+        else:
+            logger.error("generation failed; using the fallback line", exc_info=error)
+        reason = f"{type(error).__name__}: {error}"
+        verdict = Verdict(ok=False, text=self.persona.fallback(len(self.attempts)), problems=("fallback", reason))
+        return self._result(verdict)
+
+    def _account(self) -> None:
+        job, self.job = self.job, None
+        if job is None:
+            return
+        job.cancel()  # if the reader stopped early (another speaker's line), the engine stops now
+        job.wait(5.0)
+        if job.first_piece_seconds is not None and "first_token" not in self.timings:
+            self.timings["first_token"] = job.first_piece_seconds
+        self.timings["generate"] += (job.finished or time.monotonic()) - job.submitted
+        self.stats = job.stats
+
+    def _result(self, verdict: Verdict, partial: bool = False) -> ReplyResult:
+        state, stats = self.state, self.stats
+        generated = stats.generated_tokens if stats and stats.generated_tokens else 0
+        if not generated and self.token_counter and self.attempts and not partial:
+            generated = self.token_counter(self.attempts[-1].text)
+        return ReplyResult(
+            text=verdict.text, ok=verdict.ok, partial=partial, analysis=state["analysis"], lore=state["lore"]["items"],
+            lore_warning=state["lore"]["warning"], assembled=state["context"], attempts=list(self.attempts),
+            error=verdict.problems[1] if not verdict.ok and len(verdict.problems) > 1 else "",
+            timings=dict(self.timings), generated_tokens=generated,
+            prompt_tokens=stats.prompt_tokens if stats else 0, reused_tokens=stats.cached_tokens if stats else 0,
+            engine=stats,
+        )  # fmt: skip
+
+
 def build_reply_chain(
-    llm: BaseLLM,
+    service: GenerationService,
     retrieval: LoreRetrieval,
     assembler: ContextAssembler,
     memory: ShortTermMemory,
@@ -109,22 +231,16 @@ def build_reply_chain(
     *,
     reply_max_chars: int = 600,
     timeout_s: float = 30.0,
+    stops: tuple[str, ...] = (),
     token_counter=None,
-    model_lock: threading.Lock | None = None,
+    max_new_tokens: int | None = None,
 ) -> Runnable:
-    """Compose the reply chain. Input: {"channel_id": int, "message": ChatMessage}. Output: ReplyResult."""
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="generate")
-    retry_kwargs = {"pipeline_kwargs": {"do_sample": True, "temperature": RETRY_TEMPERATURE}}
-    tunable = type(llm).__name__ == "HuggingFacePipeline"
-    lock = model_lock or threading.Lock()
-
-    def invoke_locked(prompt: str, **kwargs: Any) -> str:
-        with lock:
-            return llm.invoke(prompt, **kwargs)
+    """Compose the reply chain. Input: {"channel_id": int, "message": ChatMessage}. Output: ReplyResult(s)."""
 
     def load_memory(state: dict) -> dict:
         snapshot = memory.snapshot(state["channel_id"])
-        return {"history": _history_before(snapshot.messages, state["message"]), "summary": snapshot.summary}
+        history = _history_before(snapshot.messages, state["message"])
+        return {"history": history, "summary": snapshot.summary, "first_position": snapshot.first_position}
 
     def preprocess(state: dict) -> Analysis:
         return analyze(state["message"].content, persona.name)
@@ -136,76 +252,83 @@ def build_reply_chain(
 
     def assemble(state: dict) -> Assembled:
         return assembler.assemble(
-            state["message"],
-            state["analysis"].query or EMPTY_MESSAGE_TEXT,
-            state["memory"]["history"],
-            state["lore"]["items"],
-            state["memory"]["summary"],
-        )
+            state["message"], state["analysis"].query or EMPTY_MESSAGE_TEXT, state["memory"]["history"],
+            state["lore"]["items"], state["memory"]["summary"], state["memory"]["first_position"],
+        )  # fmt: skip
 
-    def generate(state: dict) -> dict:
-        kwargs = retry_kwargs if state["attempts"] and tunable else {}
-        future = pool.submit(invoke_locked, state["context"].prompt, **kwargs)
-        try:
-            raw = future.result(timeout=timeout_s)
-        except FutureTimeout:
-            raise GenerationTimeout(f"generation took longer than {timeout_s:.0f}s") from None
-        return {**state, "raw": raw}
+    def drafting(state: dict) -> _Drafting:
+        return _Drafting(state, persona, reply_max_chars, stops, token_counter, max_new_tokens)
 
-    def check(state: dict) -> Verdict:
-        members = {m.author for m in state["memory"]["history"]} | {state["message"].author}
-        verdict = validate(state["raw"], state["message"].content, persona.name, reply_max_chars, members)
-        state["attempts"].append(verdict)
-        if not verdict.ok:
-            raise InvalidReply(verdict)
-        return verdict
+    def respond(state: dict) -> Iterator[ReplyResult]:
+        draft = drafting(state)
+        while True:
+            job = service.reply(draft.request(), timeout_s)
+            draft.started(job)
+            try:
+                with contextlib.closing(job.pieces()) as pieces:
+                    for piece in pieces:
+                        if update := draft.feed(piece):
+                            yield update
+                        if draft.ended:
+                            break
+            except Exception as exc:
+                yield draft.fallback(exc)
+                return
+            if final := draft.finish():
+                yield final
+                return
 
-    def fallback(state: dict) -> Verdict:
-        error = state.get("error")
-        if isinstance(error, InvalidReply):
-            logger.warning("reply failed validation twice (%s); using the fallback line", error)
-        else:
-            logger.error("generation failed; using the fallback line", exc_info=error)
-        reason = f"{type(error).__name__}: {error}"
-        return Verdict(ok=False, text=persona.fallback(len(state["attempts"])), problems=("fallback", reason))
+    async def arespond(state: dict) -> AsyncIterator[ReplyResult]:
+        draft = drafting(state)
+        while True:
+            job = service.reply(draft.request(), timeout_s)
+            draft.started(job)
+            pieces = job.apieces()
+            try:
+                async for piece in pieces:
+                    if update := draft.feed(piece):
+                        yield update
+                    if draft.ended:
+                        break
+            except Exception as exc:
+                yield draft.fallback(exc)
+                return
+            finally:
+                await pieces.aclose()
+            if final := draft.finish():
+                yield final
+                return
 
-    def result(state: dict) -> ReplyResult:
-        verdict: Verdict = state["verdict"]
-        tokens = token_counter(state["attempts"][-1].text) if token_counter and state["attempts"] else 0
-        return ReplyResult(
-            text=verdict.text,
-            ok=verdict.ok,
-            analysis=state["analysis"],
-            lore=state["lore"]["items"],
-            lore_warning=state["lore"]["warning"],
-            assembled=state["context"],
-            attempts=list(state["attempts"]),
-            error=verdict.problems[1] if not verdict.ok and len(verdict.problems) > 1 else "",
-            generated_tokens=tokens,
-        )
-
-    draft = (
-        RunnableLambda(generate, name="generate") | RunnableLambda(check, name="validate")
-    ).with_retry(retry_if_exception_type=(InvalidReply,), stop_after_attempt=2, wait_exponential_jitter=False)
-    reply = draft.with_fallbacks(
-        [RunnableLambda(fallback, name="fallback")], exceptions_to_handle=(Exception,), exception_key="error"
-    )
     return (
-        RunnablePassthrough.assign(attempts=lambda _: [])
-        | RunnablePassthrough.assign(memory=RunnableLambda(load_memory, name="memory"))
+        RunnablePassthrough.assign(memory=RunnableLambda(load_memory, name="memory"))
         | RunnablePassthrough.assign(analysis=RunnableLambda(preprocess, name="preprocess"))
         | RunnablePassthrough.assign(lore=RunnableLambda(retrieve, name="retrieve"))
         | RunnablePassthrough.assign(context=RunnableLambda(assemble, name="assemble"))
-        | RunnablePassthrough.assign(verdict=reply)
-        | RunnableLambda(result, name="result")
+        | RunnableLambda(respond, afunc=arespond, name="respond")
     ).with_config(run_name="reply")
+
+
+def _finish(result: ReplyResult, timer: StageTimer, started: float) -> ReplyResult:
+    result.timings = {**timer.seconds, **result.timings, "total": time.perf_counter() - started}
+    return result
+
+
+def stream_reply(chain: Runnable, channel_id: int, message: ChatMessage) -> Iterator[ReplyResult]:
+    """The chain's results as they come; the last one is final and carries the timings."""
+    timer, started = StageTimer(), time.perf_counter()
+    for result in chain.stream({"channel_id": channel_id, "message": message}, config={"callbacks": [timer]}):
+        yield result if result.partial else _finish(result, timer, started)
+
+
+async def astream_reply(chain: Runnable, channel_id: int, message: ChatMessage) -> AsyncIterator[ReplyResult]:
+    """`stream_reply` for an event loop (the chain's `.astream`)."""
+    timer, started = StageTimer(), time.perf_counter()
+    async for result in chain.astream({"channel_id": channel_id, "message": message}, config={"callbacks": [timer]}):
+        yield result if result.partial else _finish(result, timer, started)
 
 
 def run_reply(chain: Runnable, channel_id: int, message: ChatMessage) -> ReplyResult:
     """Invoke the chain with a StageTimer and attach the timings (seconds per stage, and total)."""
-    timer = StageTimer()
-    started = time.perf_counter()
+    timer, started = StageTimer(), time.perf_counter()
     result: ReplyResult = chain.invoke({"channel_id": channel_id, "message": message}, config={"callbacks": [timer]})
-    result.timings = dict(timer.seconds)
-    result.timings["total"] = time.perf_counter() - started
-    return result
+    return _finish(result, timer, started)

@@ -14,6 +14,10 @@ import yaml
 from langchain_core.prompts import PromptTemplate
 
 REQUIRED_PROMPTS = ("system", "summarize", "lore")
+# Prompt files a prompts folder made for an earlier version may lack: their shipped text is used then.
+OPTIONAL_PROMPTS = {
+    "context": "---\ndescription: what the character remembers for this reply\nvariables: [summary, lore]\n---\n{summary}\n{lore}\n",
+}
 
 
 class PromptError(ValueError):
@@ -44,6 +48,7 @@ class PromptSet:
     system: PromptFile
     summarize: PromptFile
     lore: PromptFile
+    context: PromptFile  # the summary and the lore, placed right before the message
     headings: dict[str, str]
 
 
@@ -63,9 +68,9 @@ def _split_header(text: str, path: Path) -> tuple[dict, str]:
     return meta, body.strip("\n")
 
 
-def load_prompt(path: Path) -> PromptFile:
-    """Load one prompt file and check its declared variables against the template."""
-    text = path.read_text(encoding="utf-8")
+def load_prompt(path: Path, text: str | None = None) -> PromptFile:
+    """Load one prompt file (or `text` standing for it) and check its declared variables against the template."""
+    text = path.read_text(encoding="utf-8") if text is None else text
     meta, body = _split_header(text, path)
     declared = meta.get("variables")
     if not isinstance(declared, list) or not all(isinstance(v, str) for v in declared):
@@ -91,6 +96,9 @@ def load_prompts(folder: Path) -> PromptSet:
         if not path.is_file():
             raise PromptError(f"{path}: prompt file is missing")
         files[name] = load_prompt(path)
+    for name, shipped in OPTIONAL_PROMPTS.items():
+        path = folder / f"{name}.txt"
+        files[name] = load_prompt(path) if path.is_file() else load_prompt(path, shipped)
     headings_path = folder / "sections.yaml"
     headings = yaml.safe_load(headings_path.read_text(encoding="utf-8")) if headings_path.is_file() else {}
     if not isinstance(headings, dict):

@@ -55,3 +55,38 @@ def test_character_own_messages_are_assistant_turns_and_name_clash_is_labelled(t
     assert "susu (member): I am the real susu" in out.prompt
     assert "<|im_start|>assistant\nmrrp, hello" in out.prompt
     assert speaker_label("Su\nsu:", "Susu") == "Su su"
+
+
+STRICT_TEMPLATE = (  # like Mistral's: a system message only first, then user and assistant alternating
+    "{% for m in messages %}{% if m['role'] == 'system' and not loop.first %}{{ raise_exception('roles must alternate') }}{% endif %}"
+    "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+)
+NO_SYSTEM_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+    "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+)
+
+
+def with_template(tokenizer, template):
+    import copy
+
+    other = copy.deepcopy(tokenizer)
+    other.chat_template = template
+    return other
+
+
+def test_lore_is_a_system_turn_right_before_the_message_where_the_template_allows(tokenizer, prompt_set, persona):
+    out = make(tokenizer, prompt_set, persona, 2000).assemble(ChatMessage("alice", "x"), "hi", history(2), LORE[:1], "")
+    lore_turn = out.prompt.index("<|im_start|>system\nTavern lore")
+    assert out.prompt.index("message number 1") < lore_turn < out.prompt.index("alice: hi")
+
+
+def test_templates_that_refuse_a_second_system_turn_get_the_lore_in_the_last_user_turn(tokenizer, prompt_set, persona):
+    strict = make(with_template(tokenizer, STRICT_TEMPLATE), prompt_set, persona, 2000)
+    out = strict.assemble(ChatMessage("alice", "x"), "hi", history(2), LORE[:1], "")
+    assert out.prompt.startswith("[system] You are Susu") and out.prompt.count("[system]") == 1
+    last_user = out.prompt[out.prompt.rindex("[user]") :]
+    assert "Tavern lore" in last_user and last_user.index("Tavern lore") < last_user.index("alice: hi")
+    folded = make(with_template(tokenizer, NO_SYSTEM_TEMPLATE), prompt_set, persona, 2000)
+    out = folded.assemble(ChatMessage("alice", "x"), "hi", [], LORE[:1], "")
+    assert "[system]" not in out.prompt and out.prompt.startswith("[user] You are Susu") and "Tavern lore" in out.prompt

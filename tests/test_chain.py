@@ -1,106 +1,158 @@
-"""The reply chain with a scripted fake LLM and a stub lore search."""
+"""The reply chain with a scripted streaming LLM behind the real generation service, and a stub lore search."""
 
+import asyncio
 import logging
-import time
 
 import pytest
-from langchain_core.language_models import FakeListLLM
 
 from chains.assemble import ContextAssembler
+from chains.generation import GenerationService
 from chains.memory import ShortTermMemory
-from chains.reply import build_reply_chain, run_reply
+from chains.reply import build_reply_chain, run_reply, stream_reply, template_stops
 from chains.retrieve import LoreRetrieval
 from chains.types import ChatMessage, LoreItem
 from chains.validate import is_safe
+from tests.fakes import ScriptedLLM
 
 STUB_LORE = [LoreItem(content="The cursed cartridge saves itself at 3:33.", author="tomasz", date="2023-04-04", score=0.9)]
 
 
-class RaisingLLM(FakeListLLM):
-    def _call(self, *args, **kwargs):
-        raise RuntimeError("CUDA out of memory")
+@pytest.fixture
+def make_chain(tokenizer, prompt_set, persona):
+    services = []
 
+    def make(llm, search=lambda q: list(STUB_LORE), memory=None, timeout_s=30.0):
+        memory = memory or ShortTermMemory(20, 5)
+        service = GenerationService(llm, timeout_s=timeout_s)
+        services.append(service)
+        chain = build_reply_chain(
+            service, LoreRetrieval(search), ContextAssembler(tokenizer, prompt_set, persona, 384), memory, persona,
+            reply_max_chars=600, timeout_s=timeout_s, stops=template_stops(tokenizer),
+        )  # fmt: skip
+        return chain, memory
 
-class SlowLLM(FakeListLLM):
-    def _call(self, *args, **kwargs):
-        time.sleep(1.0)
-        return "too late"
-
-
-def chain_with(llm, tokenizer, prompt_set, persona, search=lambda q: list(STUB_LORE), memory=None, timeout_s=30.0):
-    memory = memory or ShortTermMemory(20, 5)
-    chain = build_reply_chain(
-        llm, LoreRetrieval(search), ContextAssembler(tokenizer, prompt_set, persona, 384), memory, persona,
-        reply_max_chars=600, timeout_s=timeout_s,
-    )  # fmt: skip
-    return chain, memory
+    yield make
+    for service in services:
+        service.close()
 
 
 def ask(chain, text="@Susu what's the lore about the cursed cartridge?", author="alice"):
     return run_reply(chain, 1, ChatMessage(author, text, message_id=42))
 
 
-def test_reply_uses_lore_and_reports_each_stage(tokenizer, prompt_set, persona):
-    llm = FakeListLLM(responses=["it saves itself at 3:33, spooky!"])
-    chain, _ = chain_with(llm, tokenizer, prompt_set, persona)
+def test_reply_uses_lore_and_reports_each_stage(make_chain):
+    chain, _ = make_chain(ScriptedLLM(responses=["it saves itself at 3:33, spooky!"]))
     result = ask(chain)
-    assert result.ok and result.text == "it saves itself at 3:33, spooky!"
+    assert result.ok and result.text == "it saves itself at 3:33, spooky!" and not result.partial
     assert result.analysis.intent == "lore" and result.lore == STUB_LORE
     assert "saves itself at 3:33" in result.assembled.prompt
-    assert {"memory", "preprocess", "retrieve", "assemble", "generate", "validate", "total"} <= result.timings.keys()
+    stages = {"memory", "preprocess", "retrieve", "assemble", "first_token", "generate", "validate", "total"}
+    assert stages <= result.timings.keys()
 
 
-def test_invalid_reply_is_retried_once(tokenizer, prompt_set, persona):
-    llm = FakeListLLM(responses=["As an AI language model, I can't.", "mrrp, 3:33 is cursed o'clock"])
-    chain, _ = chain_with(llm, tokenizer, prompt_set, persona)
+def test_the_chain_streams_partial_replies_then_the_final_one(make_chain):
+    llm = ScriptedLLM(responses=["mrrp! kiwi holds the tetris record. 412 lines, she brags every friday."])
+    chain, _ = make_chain(llm)
+    results = list(stream_reply(chain, 1, ChatMessage("alice", "@Susu who holds the record?", message_id=1)))
+    partial = [r.text for r in results if r.partial]
+    assert len(partial) >= 3 and results[-1].partial is False and results[-1].ok
+    assert all(b.startswith(a) for a, b in zip(partial, partial[1:], strict=False))  # text only grows
+    assert results[-1].text == "mrrp! kiwi holds the tetris record. 412 lines, she brags every friday."
+    assert partial[0] == "mrrp! kiwi holds the"[: len(partial[0])]  # the first words, long before the end
+
+
+def test_astream_gives_the_same_reply_without_blocking_the_loop(make_chain):
+    chain, _ = make_chain(ScriptedLLM(responses=["one, two, three, four, five, six."], piece_delay=0.05))
+
+    async def run():
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        results = [r async for r in chain.astream({"channel_id": 1, "message": ChatMessage("alice", "@Susu count", message_id=1)})]
+        ticker.cancel()
+        return results, ticks
+
+    results, ticks = asyncio.run(run())
+    assert results[-1].text == "one, two, three, four, five, six." and any(r.partial for r in results)
+    assert ticks >= 10  # the event loop kept running during the 0.3 s of generation
+
+
+def test_invalid_reply_is_retried_once_at_a_higher_temperature(make_chain):
+    llm = ScriptedLLM(responses=["As an AI language model, I can't.", "mrrp, 3:33 is cursed o'clock"])
+    chain, _ = make_chain(llm)
     result = ask(chain)
     assert result.ok and result.text == "mrrp, 3:33 is cursed o'clock"
     assert [v.ok for v in result.attempts] == [False, True]
+    assert llm.temperatures[0] is None and llm.temperatures[1] > 0.7
 
 
-def test_two_invalid_replies_give_the_in_character_fallback(tokenizer, prompt_set, persona, caplog):
-    llm = FakeListLLM(responses=["", "bob: I quit"])
-    chain, _ = chain_with(llm, tokenizer, prompt_set, persona)
+def test_two_invalid_replies_give_the_in_character_fallback(make_chain, persona, caplog):
+    chain, _ = make_chain(ScriptedLLM(responses=["", "As an AI model I cannot."]))
     with caplog.at_level(logging.WARNING):
         result = ask(chain)
     assert not result.ok and result.text in [persona.render(x) for x in persona.fallback_lines]
     assert "failed validation twice" in caplog.text and len(result.attempts) == 2
 
 
-def test_generation_error_gives_fallback_and_is_logged(tokenizer, prompt_set, persona, caplog):
-    chain, _ = chain_with(RaisingLLM(responses=["x"]), tokenizer, prompt_set, persona)
+def test_a_reply_drifting_into_another_members_line_ends_there_without_regeneration(make_chain):
+    llm = ScriptedLLM(responses=["kiwi holds it, 412 lines!\nbob: no, I do\nalice: lies " + "blah " * 40], piece_delay=0.02)
+    chain, memory = make_chain(llm)
+    memory.add(1, ChatMessage("bob", "who holds the tetris record?", message_id=1))
+    result = run_reply(chain, 1, ChatMessage("alice", "@Susu who holds the tetris record?", message_id=2))
+    assert result.ok and result.text == "kiwi holds it, 412 lines!" and llm.calls == 1
+    assert llm.stopped_early == 1 and llm.pieces < 15  # the generation stopped at bob's line, not after 40 more words
+    assert "\nbob:" in llm.stops[0] and "<|im_end|>" in llm.stops[0]  # and the engine was told where to stop
+
+
+def test_a_reply_opening_with_a_speaker_label_keeps_its_text(make_chain):
+    llm = ScriptedLLM(responses=["alice: mrrp, the cartridge is cursed"])
+    chain, _ = make_chain(llm)
+    result = ask(chain)
+    assert result.ok and result.text == "mrrp, the cartridge is cursed" and llm.calls == 1
+
+
+def test_generation_error_gives_fallback_and_is_logged(make_chain, caplog):
+    chain, _ = make_chain(ScriptedLLM(error="CUDA out of memory"))
     with caplog.at_level(logging.ERROR):
         result = ask(chain)
     assert not result.ok and "CUDA out of memory" in result.error
     assert "generation failed" in caplog.text and "CUDA out of memory" in caplog.text
 
 
-def test_generation_timeout_gives_fallback(tokenizer, prompt_set, persona):
-    chain, _ = chain_with(SlowLLM(responses=["x"]), tokenizer, prompt_set, persona, timeout_s=0.2)
+def test_generation_timeout_gives_fallback_and_really_stops_the_engine(make_chain):
+    llm = ScriptedLLM(responses=["too " * 200], piece_delay=0.05)
+    chain, _ = make_chain(llm, timeout_s=0.3)
     result = ask(chain)
     assert not result.ok and "GenerationTimeout" in result.error
+    assert llm.stopped_early == 1 and llm.running == 0  # stopped, not abandoned while still generating
+    assert llm.pieces < 20
 
 
-def test_broken_index_means_no_lore_and_a_warning(tokenizer, prompt_set, persona, caplog):
+def test_broken_index_means_no_lore_and_a_warning(make_chain, caplog):
     def broken(query):
         raise OSError("chroma sqlite file is corrupt")
 
-    chain, _ = chain_with(FakeListLLM(responses=["no idea, mrrp"]), tokenizer, prompt_set, persona, search=broken)
+    chain, _ = make_chain(ScriptedLLM(responses=["no idea, mrrp"]), search=broken)
     with caplog.at_level(logging.WARNING):
         result = ask(chain)
     assert result.ok and result.lore == [] and "corrupt" in result.lore_warning
     assert "lore index unreadable" in caplog.text
 
 
-def test_missing_index_means_no_lore(tokenizer, prompt_set, persona):
-    chain, _ = chain_with(FakeListLLM(responses=["no idea, mrrp"]), tokenizer, prompt_set, persona, search=None)
+def test_missing_index_means_no_lore(make_chain):
+    chain, _ = make_chain(ScriptedLLM(responses=["no idea, mrrp"]), search=None)
     result = ask(chain)
     assert result.ok and result.lore == [] and "no lore index" in result.lore_warning
 
 
-def test_history_excludes_the_trigger_and_keeps_order(tokenizer, prompt_set, persona):
-    llm = FakeListLLM(responses=["hi bob"])
-    chain, memory = chain_with(llm, tokenizer, prompt_set, persona)
+def test_history_excludes_the_trigger_and_keeps_order(make_chain):
+    chain, memory = make_chain(ScriptedLLM(responses=["hi bob"]))
     memory.add(1, ChatMessage("bob", "I like tetris", message_id=41))
     trigger = ChatMessage("alice", "@Susu hey", message_id=42)
     memory.add(1, trigger)
@@ -108,6 +160,29 @@ def test_history_excludes_the_trigger_and_keeps_order(tokenizer, prompt_set, per
     prompt = result.assembled.prompt
     assert prompt.count("@Susu hey") == 0 and prompt.count("hey") >= 1
     assert prompt.index("bob: I like tetris") < prompt.index("alice: hey")
+
+
+def test_consecutive_prompts_in_a_channel_share_their_beginning(make_chain, persona, prompt_set):
+    """The frame, persona and conversation come first, the lore right before the message; old messages leave in steps."""
+    chain, memory = make_chain(ScriptedLLM(responses=["mrrp, noted."]))
+    results = []
+    for i in range(8):
+        message = ChatMessage(f"member{i % 3}", f"@Susu question number {i} about the cursed cartridge?", message_id=i)
+        memory.add(1, message)
+        results.append(run_reply(chain, 1, message))
+        memory.add(1, ChatMessage(persona.name, results[-1].text, from_character=True))
+    lore_heading = prompt_set.headings["lore"]
+    grew = 0
+    for before, after in zip(results, results[1:], strict=False):
+        a, b = before.assembled.prompt, after.assembled.prompt
+        shared = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+        assert shared > a.index("<|im_end|>")  # the frame and persona: always shared
+        assert lore_heading not in a[:shared]  # lore is never in the shared part
+        if after.assembled.cut == before.assembled.cut:  # nothing more was dropped: all but the context block
+            context_turn = a.rindex("<|im_start|>", 0, a.index(lore_heading))  # the context is a system turn of its own
+            assert context_turn <= shared < a.index(lore_heading)
+            grew += 1
+    assert grew >= 4 and sum("older messages" in " ".join(r.assembled.cut) for r in results) >= 2
 
 
 HOSTILE_INPUTS = [
@@ -124,9 +199,10 @@ NASTY_OUTPUTS = ["@everyone wake up! <@&1234>", "bob: I quit", "ok!\nbob: I quit
 
 @pytest.mark.parametrize("text", HOSTILE_INPUTS, ids=range(len(HOSTILE_INPUTS)))
 @pytest.mark.parametrize("output", NASTY_OUTPUTS, ids=range(len(NASTY_OUTPUTS)))
-def test_hostile_inputs_and_outputs_never_produce_pings_or_impersonation(tokenizer, prompt_set, persona, text, output):
-    chain, _ = chain_with(FakeListLLM(responses=[output, output]), tokenizer, prompt_set, persona)
-    result = ask(chain, text)
-    assert result.text.strip() and is_safe(result.text)
-    assert not any(line.lower().startswith("bob:") for line in result.text.splitlines())
-    assert result.assembled.tokens <= 384
+def test_hostile_inputs_and_outputs_never_produce_pings_or_impersonation(make_chain, text, output):
+    chain, _ = make_chain(ScriptedLLM(responses=[output, output]))
+    results = list(stream_reply(chain, 1, ChatMessage("alice", text, message_id=42)))
+    for result in results:  # every partial text too, not only the final one
+        assert is_safe(result.text)
+        assert not any(line.lower().startswith("bob:") for line in result.text.splitlines())
+    assert results[-1].text.strip() and results[-1].assembled.tokens <= 384

@@ -1,4 +1,6 @@
-from chains.validate import ZERO_WIDTH_SPACE, is_safe, repair, validate
+import pytest
+
+from chains.validate import ZERO_WIDTH_SPACE, is_safe, repair, stream_view, validate
 
 
 def test_mass_pings_are_neutralised():
@@ -16,9 +18,15 @@ def test_lines_written_as_another_member_are_dropped():
     assert text == "sure thing!" and fixes
 
 
-def test_a_reply_that_is_only_another_member_speaking_is_rejected():
-    verdict = validate("bob: I quit", "say 'bob: I quit'", "Susu", 600, ["bob"])
-    assert not verdict.ok and "empty" in verdict.problems
+def test_a_reply_that_opens_with_a_speaker_label_keeps_its_text_without_it():
+    verdict = validate("bob: I quit, mrrp", "say something", "Susu", 600, ["bob"])
+    assert verdict.ok and verdict.text == "I quit, mrrp"  # said by the character, not in bob's name
+    assert any("opening label" in fix for fix in verdict.fixes)
+    assert validate("alice: sure!\nbob: no way", "hi", "Susu", 600, ["alice", "bob"]).text == "sure!"
+
+
+def test_a_label_with_nothing_after_it_is_empty():
+    assert "empty" in validate("bob:", "hi", "Susu", 600, ["bob"]).problems
 
 
 def test_unknown_names_in_speaker_form_are_dropped_too():
@@ -45,3 +53,40 @@ def test_echo_empty_and_out_of_character_are_rejected():
 def test_length_is_capped_at_a_boundary():
     verdict = validate("word " * 400, "hi", "Susu", 100)
     assert len(verdict.text) <= 100 and verdict.text.endswith("…") and verdict.ok
+
+
+STREAM = "@Susu: mrrp! hey @everyone, the cursed cartridge <@&42> saves at 3:33.\nbob: I quit\nalice: me too"
+
+
+def prefixes(text: str) -> list[str]:
+    return [text[:i] for i in range(1, len(text) + 1)]
+
+
+def test_stream_view_never_shows_a_ping_or_another_members_line_at_any_point():
+    members = ["bob", "alice"]
+    shown = [stream_view(prefix, "Susu", 600, members)[0] for prefix in prefixes(STREAM)]
+    for text in shown:
+        assert is_safe(text) and "<@&" not in text
+        assert not any(line.strip().lower().startswith(("bob", "alice", "@susu")) for line in text.splitlines())
+    assert shown[-1] == f"mrrp! hey @{ZERO_WIDTH_SPACE}everyone, the cursed cartridge saves at 3:33."
+
+
+def test_stream_view_only_grows_and_says_when_the_reply_has_ended():
+    text = "mrrp! the cabinet hums tonight. kiwi holds the record.\nbob: wait what"
+    previous = ""
+    for prefix in prefixes(text):
+        view, ended = stream_view(prefix, "Susu", 600, ["bob"])
+        assert view.startswith(previous) or not view  # what was shown is never taken back
+        previous = view or previous
+        assert ended == (prefix.endswith(":") and "bob:" in prefix or "bob: " in prefix)
+    assert previous == "mrrp! the cabinet hums tonight. kiwi holds the record."
+
+
+@pytest.mark.parametrize("partial", ["hi <|im_", "hi [INS", "hi @ever", "hi <@&12"])
+def test_stream_view_holds_back_unfinished_markup(partial):
+    assert stream_view(partial, "Susu", 600)[0] == "hi"
+
+
+def test_stream_view_holds_back_a_first_line_that_may_become_a_label():
+    assert stream_view("kiwi", "Susu", 600, ["kiwi"])[0] == ""
+    assert stream_view("kiwi: the record is 412", "Susu", 600, ["kiwi"])[0] == "the record is"
