@@ -137,16 +137,16 @@ def test_live_ingestion_during_a_rebuild_loses_nothing(store, embed_model, tmp_p
     store.upsert([message(i, f"old message {i} about speedrun routes and glitches") for i in range(1, 200)])
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
     index.rebuild()
-    ingest = LiveIngestion(store, index, Filters())
+    ingest = LiveIngestion(store, index, Filters(), batch_delay=0.05)
     monkeypatch.setattr("indexes.vector.INDEX_BATCH", 16)
     done = threading.Event()
-    live_ids = []
+    live_ids, refused = [], []
 
     def chat():
         i = 1000
         while not done.is_set() or i < 1010:
-            assert ingest(message(i, f"live message {i} posted while the index was rebuilt", days_ago=0)) is None
-            live_ids.append(i)
+            reason = ingest(message(i, f"live message {i} posted while the index was rebuilt", days_ago=0))
+            (refused if reason else live_ids).append((i, reason) if reason else i)
             i += 1
             time.sleep(0.02)
 
@@ -155,26 +155,80 @@ def test_live_ingestion_during_a_rebuild_loses_nothing(store, embed_model, tmp_p
     index.rebuild()
     done.set()
     talker.join()
+    assert ingest.flush(60)
+    ingest.close()
     collection = index.client.get_collection(index.active_name)
     indexed = set(collection.get(include=[])["ids"])
+    assert refused == [] and len(live_ids) >= 10
     assert {str(i) for i in live_ids} <= indexed  # every live message reached the new index
     assert len(indexed) == store.count() == 199 + len(live_ids)
 
 
-def test_live_ingestion_filters_and_indexes(store, embed_model, tmp_path):
+class CountingIndex:
+    """Wraps a LoreIndex and records each batch it is asked to add."""
+
+    def __init__(self, index):
+        self.index, self.batches = index, []
+
+    def add(self, messages):
+        self.batches.append([m.id for m in messages])
+        return self.index.add(messages)
+
+
+def test_live_ingestion_filters_stores_at_once_and_indexes_in_batches(store, embed_model, tmp_path):
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
     store.upsert([message(1, "the first message of the channel history")])
     index.rebuild()
-    ingest = LiveIngestion(store, index, Filters())
+    counting = CountingIndex(index)
+    ingest = LiveIngestion(store, counting, Filters(), batch_delay=0.3)
     assert ingest(message(2, "!play something loud")) == "command"
     bot = message(3, "I am a bot saying hello to everyone")
     bot.author_is_bot = True
     assert ingest(bot) == "bot"
-    assert ingest(message(4, "a new message about the pinball machine")) is None
-    assert ingest(message(4, "a new message about the pinball machine")) == "unchanged"
-    assert index.size() == 2
+    for i in range(4, 9):
+        assert ingest(message(i, f"a new message {i} about the pinball machine")) is None
+    assert ingest(message(4, "a new message 4 about the pinball machine")) == "unchanged"
+    assert {4, 5, 6, 7, 8} <= {m.id for m in store.iter_messages()}  # stored at once
+    assert ingest.flush(30)
+    assert counting.batches == [[4, 5, 6, 7, 8]] and index.size() == 6  # one embedding batch for the burst
     store.forget(7)
-    assert ingest(message(5, "this member has opted out meanwhile")) == "opted_out"
+    assert ingest(message(9, "this member has opted out meanwhile")) == "opted_out"
+    ingest.close()
+
+
+def test_live_indexing_waits_while_a_reply_is_generating(store, embed_model, tmp_path):
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    store.upsert([message(1, "the first message of the channel history")])
+    index.rebuild()
+    replying = threading.Event()
+    replying.set()
+    asked = threading.Event()
+
+    def wait_for_replies(timeout):
+        asked.set()
+        deadline = time.monotonic() + timeout
+        while replying.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not replying.is_set()
+
+    ingest = LiveIngestion(store, index, Filters(), wait_for_replies=wait_for_replies, batch_delay=0.0)
+    assert ingest(message(2, "a message posted while the character is answering")) is None
+    assert asked.wait(10)  # the indexer is holding its batch until the reply is done
+    assert index.size() == 1 and ingest.waiting == 1 and not ingest.flush(0.01)
+    replying.clear()
+    assert ingest.flush(30) and index.size() == 2
+    ingest.close()
+
+
+def test_a_member_who_opts_out_before_indexing_is_left_out(store, embed_model, tmp_path):
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    store.upsert([message(1, "the first message of the channel history")])
+    index.rebuild()
+    ingest = LiveIngestion(store, index, Filters(), batch_delay=0.3)
+    assert ingest(message(2, "a message by a member who will opt out", author=9)) is None
+    forget_member(store, index, tmp_path, 9)
+    assert ingest.flush(30) and index.size() == 1
+    ingest.close()
 
 
 def test_forget_removes_a_member_everywhere(store, embed_model, tmp_path):
