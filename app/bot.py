@@ -2,13 +2,17 @@
 
 Every message in the channel (and its threads, if enabled) goes to live ingestion (store, index)
 and short-term memory. A message that @mentions the bot or replies to one of its messages asks
-for a reply: it joins a bounded queue that one worker drains in order, generating off the event
-loop (so heartbeats go on) while the typing indicator shows. Each member has a cooldown; a member
-over it gets a reaction, and a full queue gets an in-character busy line: never silence.
+for a reply: it joins a bounded queue that one worker drains in order. The chain streams on the
+event loop (`astream`; generation runs on the generation service's thread, so heartbeats go on)
+while the typing indicator shows; the reply is posted at its first sentence and edited as it grows
+(STREAM_REPLIES, see app.delivery). A member with a reply still pending, or whose last reply was
+delivered less than USER_COOLDOWN_SECONDS ago, gets a reaction instead; a full queue gets an
+in-character busy line: never silence.
 
 Replies answer the triggering message, are split at 2,000 characters, and may ping only the member
-they answer (`allowed_mentions`), whatever the model writes. The bot ignores itself and other
-bots, so it cannot loop, and answers each message once even if Discord delivers it again.
+they answer (`allowed_mentions`, on posts and edits), whatever the model writes. The bot ignores
+itself and other bots, so it cannot loop, and answers each message once even if Discord delivers
+it again.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import time
 from dataclasses import dataclass, field
 
 import discord
+from aiolimiter import AsyncLimiter
 from discord.ext import commands
 
+from app.delivery import EDIT_WINDOW_SECONDS, EDITS_PER_WINDOW, StreamedReply, safe_call
 from app.runtime import Runtime
 from app.settings import Settings
-from app.split import split_message
 from chains.types import ChatMessage
 from indexes.backfill import from_discord, point_discord_at
 
@@ -53,20 +58,29 @@ class BotStats:
     busy: int = 0
     cooled_down: int = 0
     latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
+    first_words: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
     tokens: int = 0
     generate_seconds: float = 0.0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
 
-    def record(self, seconds: float, generated_tokens: int, generate_seconds: float, ok: bool) -> None:
+    def record(self, seconds: float, generated_tokens: int, generate_seconds: float, ok: bool,
+               first_words: float | None = None, prompt_tokens: int = 0, reused_tokens: int = 0) -> None:  # fmt: skip
         self.replies += 1
         self.fallbacks += not ok
         self.latencies.append(seconds)
+        if first_words is not None:
+            self.first_words.append(first_words)
         self.tokens += generated_tokens
         self.generate_seconds += generate_seconds
+        self.prompt_tokens += prompt_tokens
+        self.reused_tokens += reused_tokens
 
-    def percentile(self, q: float) -> float:
-        if not self.latencies:
+    def percentile(self, q: float, values: collections.deque | None = None) -> float:
+        values = self.latencies if values is None else values
+        if not values:
             return 0.0
-        ordered = sorted(self.latencies)
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
     @property
@@ -103,6 +117,8 @@ class CharacterBot(commands.Bot):
         self.stats = BotStats()
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=settings.REPLY_QUEUE_LIMIT)
         self.cooldowns = commands.CooldownMapping.from_cooldown(1, settings.USER_COOLDOWN_SECONDS, commands.BucketType.user)
+        self._pending_authors: set[int] = set()  # members with a reply queued or being made
+        self._edits = AsyncLimiter(EDITS_PER_WINDOW, EDIT_WINDOW_SECONDS)
         self._answered: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._own_messages: collections.deque[int] = collections.deque(maxlen=REMEMBERED_IDS)
         self._busy_lines = itertools.count()
@@ -203,11 +219,14 @@ class CharacterBot(commands.Bot):
             logger.exception("live ingestion failed for the edit of message %s", after.id)
 
     async def _request_reply(self, message: discord.Message, chat: ChatMessage) -> None:
-        retry_after = self.cooldowns.get_bucket(message).update_rate_limit()
-        if retry_after:
+        """Queue a reply, unless the member has one pending or got one too recently (then: a reaction)."""
+        pending = message.author.id in self._pending_authors
+        retry_after = self.cooldowns.get_bucket(message).get_retry_after()
+        if pending or retry_after:
             self.stats.cooled_down += 1
-            logger.info("%s is on cooldown (%.1f s left): reacting instead of replying", message.author, retry_after)
-            await self._safe(message.add_reaction(COOLDOWN_REACTION))
+            why = "a reply is still pending" if pending else f"cooldown, {retry_after:.1f} s left"
+            logger.info("%s asked again (%s): reacting instead of replying", message.author, why)
+            await safe_call(message.add_reaction(COOLDOWN_REACTION))
             return
         try:
             self.queue.put_nowait(Job(message, chat, time.monotonic()))
@@ -215,6 +234,8 @@ class CharacterBot(commands.Bot):
             self.stats.busy += 1
             logger.info("reply queue full (%d): busy line for %s", self.queue.maxsize, message.author)
             await self._send_reply(message, self.runtime.persona.busy(next(self._busy_lines)))
+            return
+        self._pending_authors.add(message.author.id)
 
     # --- replies -------------------------------------------------------------------------------
 
@@ -230,38 +251,36 @@ class CharacterBot(commands.Bot):
                 self.queue.task_done()
 
     async def _answer(self, job: Job) -> None:
+        """Stream the reply into Discord; the member's cooldown starts when it is delivered."""
         channel_id = job.message.channel.id
+        reply = StreamedReply(job.message, self._edits, self.settings.STREAM_EDIT_SECONDS)
+        result = None
         try:
-            async with job.message.channel.typing():
-                result = await asyncio.to_thread(self.runtime.reply, channel_id, job.chat)
-            text, ok, tokens, generate = result.text, result.ok, result.generated_tokens, result.timings.get("generate", 0.0)
-        except Exception:
-            logger.exception("generation failed for message %s: sending the fallback line", job.message.id)
-            text, ok, tokens, generate = self.runtime.persona.fallback(), False, 0, 0.0
-        await self._send_reply(job.message, text)
-        self.stats.record(time.monotonic() - job.received, tokens, generate, ok)
+            try:
+                async with job.message.channel.typing():
+                    async for result in self.runtime.astream(channel_id, job.chat):
+                        if result.partial and self.settings.STREAM_REPLIES:
+                            await reply.update(result.text)
+            except Exception:
+                logger.exception("generation failed for message %s: sending the fallback line", job.message.id)
+                result = None
+            if result is None or result.partial:
+                await reply.finish(self.runtime.persona.fallback())
+                self.stats.record(time.monotonic() - job.received, 0, 0.0, False)
+                return
+            await reply.finish(result.text)
+            first = reply.first_visible - job.received if reply.first_visible else None
+            self.stats.record(
+                time.monotonic() - job.received, result.generated_tokens, result.timings.get("generate", 0.0), result.ok,
+                first, result.prompt_tokens, result.reused_tokens,
+            )  # fmt: skip
+        finally:
+            self._pending_authors.discard(job.message.author.id)
+            self.cooldowns.get_bucket(job.message).update_rate_limit()  # counts from the delivered reply
 
     async def _send_reply(self, message: discord.Message, text: str) -> None:
-        """Answer `message`: the first chunk as a reply pinging only its author, the rest after it."""
-        only_author = discord.AllowedMentions(everyone=False, roles=False, users=[message.author], replied_user=True)
-        chunks = split_message(text) or [self.runtime.persona.fallback()]
-        first = True
-        for chunk in chunks:
-            if first:
-                sent = await self._safe(message.reply(chunk, allowed_mentions=only_author, mention_author=True))
-                if sent is None:  # the message was deleted meanwhile: post without the reference
-                    sent = await self._safe(message.channel.send(chunk, allowed_mentions=only_author))
-                first = False
-            else:
-                await self._safe(message.channel.send(chunk, allowed_mentions=only_author))
-
-    async def _safe(self, coroutine):
-        """Run a Discord call; a refused one (deleted message, missing permission) is logged, not raised."""
-        try:
-            return await coroutine
-        except discord.HTTPException as exc:
-            logger.warning("Discord refused a call: %s %s", exc.status, exc.text)
-            return None
+        """Answer `message` at once (busy lines): the first chunk as a reply pinging only its author, the rest after it."""
+        await StreamedReply(message, self._edits).finish(text)
 
     async def on_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
         from app.commands import on_command_error

@@ -82,7 +82,10 @@ class AdminCommands(commands.Cog, name="Character"):
             f"**messages seen** {stats.seen:,}, **replies** {stats.replies:,} ({stats.fallbacks} fallback), "
             f"**busy** {stats.busy}, **cooldowns** {stats.cooled_down}",
             f"**reply latency** P50 {stats.percentile(50):.1f} s, P95 {stats.percentile(95):.1f} s "
-            f"(last {len(stats.latencies)}), **generation** {stats.tokens_per_second:.1f} tokens/s",
+            f"(last {len(stats.latencies)}), **first words** P50 {stats.percentile(50, stats.first_words):.1f} s, "
+            f"P95 {stats.percentile(95, stats.first_words):.1f} s, **generation** {stats.tokens_per_second:.1f} tokens/s",
+            f"**prompt tokens** {stats.prompt_tokens:,}: {stats.reused_tokens:,} reused from the engine's cache, "
+            f"{stats.prompt_tokens - stats.reused_tokens:,} computed",
             f"**model** {runtime.model.describe()}",
             f"**memory** {_memory_mb():,.0f} MB, **lore index** {index_size:,} messages, **queue** {bot.queue.qsize()}/{bot.queue.maxsize}",
         ]

@@ -57,13 +57,31 @@ class Console:
         self._ids = itertools.count(1)
 
     def say(self, author: str, text: str, force_reply: bool = False) -> str | None:
-        """One message into the channel; returns the character's reply if it answered."""
+        """One message into the channel; returns the character's reply if it answered.
+
+        The reply is printed word by word as it is generated (with STREAM_REPLIES); if the final,
+        validated text is not what was printed so far (a retry, the fallback line), it is printed again.
+        """
         message = ChatMessage(author=author, content=text, author_id=abs(hash(author)) % 10**12, message_id=next(self._ids))
         self.runtime.observe(CONSOLE_CHANNEL_ID, message)
         if not (force_reply or mentions(text, self.runtime.persona.name)):
             return None
-        result = self.runtime.reply(CONSOLE_CHANNEL_ID, message)
-        print(f"{self.runtime.persona.name}: {result.text}", file=self.out, flush=True)
+        name = self.runtime.persona.name
+        if not self.runtime.settings.STREAM_REPLIES:
+            result = self.runtime.reply(CONSOLE_CHANNEL_ID, message)
+            print(f"{name}: {result.text}", file=self.out, flush=True)
+        else:
+            printed = None
+            for result in self.runtime.stream(CONSOLE_CHANNEL_ID, message):
+                if printed is not None and not result.text.startswith(printed):
+                    print(file=self.out)  # the reply was rewritten: start over on a new line
+                    printed = None
+                if printed is None:
+                    print(f"{name}: ", end="", file=self.out, flush=True)
+                    printed = ""
+                print(result.text[len(printed) :], end="", file=self.out, flush=True)
+                printed = result.text
+            print(file=self.out, flush=True)
         if self.show_explain:
             print(explain(result), file=self.out, flush=True)
         return result.text

@@ -1,4 +1,4 @@
-"""The composition root: builds the model, store, index, memory and chain once, and hands them out.
+"""The composition root: builds the model, the generation service, store, index, memory and chain once.
 
 Nothing heavy happens at import time; `build_runtime(settings)` does the work. Tests pass their
 own LLM bundle (a fake) and may skip the index.
@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 from app.settings import Settings
 from chains.assemble import ContextAssembler
+from chains.generation import GenerationService
 from chains.memory import ShortTermMemory
 from chains.model import ModelBundle, build_model
-from chains.reply import ReplyResult, build_reply_chain, run_reply
+from chains.reply import ReplyResult, astream_reply, build_reply_chain, run_reply, stream_reply, template_stops
 from chains.retrieve import LoreRetrieval, llama_index_search
-from chains.summary import build_summarizer
+from chains.summary import build_summary_request
 from chains.types import ChatMessage
 from indexes.build import ensure_index, open_index
 from indexes.filters import Filters
@@ -28,6 +29,11 @@ from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, Weight
 from prompts import Persona, PromptSet, load_persona, load_prompts
 
 logger = logging.getLogger(__name__)
+REPLY_DRAIN_SECONDS = 60.0  # on reload, how long the old model may finish the reply it is making
+
+
+def default_model_factory(settings: Settings) -> ModelBundle:
+    return build_model(settings.model_options())
 
 
 def open_lore_index(settings: Settings, store: MessageStore, build_if_missing: bool = True) -> LoreIndex | None:
@@ -51,67 +57,97 @@ class Runtime:
     persona: Persona
     prompts: PromptSet
     model: ModelBundle
+    service: GenerationService
     store: MessageStore
     lore_index: LoreIndex | None
     memory: ShortTermMemory
     chain: object
-    model_factory: Callable[[Settings], ModelBundle] = field(default=build_model, repr=False)
+    model_factory: Callable[[Settings], ModelBundle] = field(default=default_model_factory, repr=False)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+        self._swap_lock = threading.Lock()
         self.ingestion = LiveIngestion(
-            self.store, self.lore_index, Filters.from_settings(self.settings, self.store.opted_out()), self.settings.LORE_KEYWORDS
-        )
+            self.store, self.lore_index, Filters.from_settings(self.settings, self.store.opted_out()), self.settings.LORE_KEYWORDS,
+            wait_for_replies=lambda timeout: self.service.wait_for_replies(timeout),
+        )  # fmt: skip
 
     def ingest(self, message: StoredMessage) -> str | None:
-        """Live ingestion of one channel message (store + incremental index); see indexes.live."""
+        """Live ingestion of one channel message: stored now, indexed in the background (see indexes.live)."""
         return self.ingestion(message)
 
     def observe(self, channel_id: int, message: ChatMessage) -> None:
         """Every channel message goes to short-term memory."""
         self.memory.add(channel_id, message)
 
+    def remember_reply(self, channel_id: int, text: str) -> None:
+        """The character's own reply joins the channel's short-term memory."""
+        self.memory.add(channel_id, ChatMessage(author=self.persona.name, content=text, from_character=True))
+
     def reply(self, channel_id: int, message: ChatMessage) -> ReplyResult:
-        """Answer a message in character; the reply is remembered too. One reply at a time."""
-        with self._lock:
-            result = run_reply(self.chain, channel_id, message)
-        self.memory.add(channel_id, ChatMessage(author=self.persona.name, content=result.text, from_character=True))
+        """Answer a message in character (the final result only); the reply is remembered too."""
+        result = run_reply(self.chain, channel_id, message)
+        self.remember_reply(channel_id, result.text)
         return result
+
+    def stream(self, channel_id: int, message: ChatMessage) -> Iterator[ReplyResult]:
+        """Answer a message, yielding the safe part of the reply as it grows, then the final result."""
+        for result in stream_reply(self.chain, channel_id, message):
+            if not result.partial:
+                self.remember_reply(channel_id, result.text)
+            yield result
+
+    async def astream(self, channel_id: int, message: ChatMessage) -> AsyncIterator[ReplyResult]:
+        """`stream` for an event loop: nothing blocks the loop."""
+        async for result in astream_reply(self.chain, channel_id, message):
+            if not result.partial:
+                self.remember_reply(channel_id, result.text)
+            yield result
 
     def reload_prompts(self) -> None:
         """Re-read the persona and prompt files and rebuild the chain (the model stays loaded)."""
         persona = load_persona(self.settings.PERSONA_FILE)
         prompts = load_prompts(self.settings.PROMPTS_DIR)
-        with self._lock:
-            self._swap(self.settings, persona, prompts, self.model)
+        with self._swap_lock:
+            self._swap(self.settings, persona, prompts, self.model, self.service)
         logger.info("prompts reloaded from %s and %s", self.settings.PROMPTS_DIR, self.settings.PERSONA_FILE)
 
-    def _swap(self, settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle) -> None:
-        """Put new parts in place and rebuild the chain and summarizer over them (caller holds the lock)."""
-        self.settings, self.persona, self.prompts, self.model = settings, persona, prompts, model
-        self.chain = compose_chain(settings, persona, prompts, model, self.lore_index, self.memory)
-        self.memory.summarizer = build_summarizer(model.llm, model.tokenizer, prompts, persona, model.lock)
+    def _swap(self, settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, service: GenerationService) -> None:
+        """Put new parts in place and rebuild the chain and the summary prompt over them."""
+        self.settings, self.persona, self.prompts, self.model, self.service = settings, persona, prompts, model, service
+        self.memory.summary_request = build_summary_request(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
+        self.memory.schedule = service.background
+        self.chain = compose_chain(settings, persona, prompts, model, service, self.lore_index, self.memory)
 
     def reload(self, settings: Settings) -> ModelBundle:
         """Re-read settings, prompts and persona and load the model and adapter again, then swap.
 
-        The new model loads while the old one keeps answering; the swap waits for the reply in
-        progress. Memory, store and index stay as they are. Returns the new model bundle.
+        The new model loads while the old one keeps answering; replies already asked of the old one
+        finish on it, then it is freed. Memory, store and index stay as they are.
         """
         persona = load_persona(settings.PERSONA_FILE)
         prompts = load_prompts(settings.PROMPTS_DIR)
         model = self.model_factory(settings)
-        with self._lock, self.model.lock:
-            self._swap(settings, persona, prompts, model)
+        service = GenerationService(model.llm, timeout_s=settings.GENERATION_TIMEOUT_SECONDS)
+        with self._swap_lock:
+            old_model, old_service = self.model, self.service
+            self._swap(settings, persona, prompts, model, service)
+        old_service.wait_for_replies(REPLY_DRAIN_SECONDS)
+        old_service.close()
+        if old_model is not model:
+            old_model.close()
         logger.info("reloaded: %s; prompts from %s, persona %s", model.describe(), settings.PROMPTS_DIR, settings.PERSONA_FILE)
         return model
 
     def close(self) -> None:
+        self.ingestion.close()
+        self.service.close()
+        self.model.close()
         self.memory.close()
         self.store.close()
 
 
-def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, lore_index: LoreIndex | None, memory: ShortTermMemory):
+def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, service: GenerationService,
+                  lore_index: LoreIndex | None, memory: ShortTermMemory):  # fmt: skip
     """The reply chain from its parts."""
     search = None
     if lore_index is not None and settings.RAG_TOP_K > 0:
@@ -129,28 +165,32 @@ def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, mode
     assembler = ContextAssembler(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
     counter = lambda text: len(model.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     return build_reply_chain(
-        model.llm, retrieval, assembler, memory, persona,
-        reply_max_chars=settings.REPLY_MAX_CHARS, timeout_s=settings.GENERATION_TIMEOUT_SECONDS,
-        token_counter=counter, model_lock=model.lock,
+        service, retrieval, assembler, memory, persona, reply_max_chars=settings.REPLY_MAX_CHARS,
+        timeout_s=settings.GENERATION_TIMEOUT_SECONDS, stops=template_stops(model.tokenizer), token_counter=counter,
+        max_new_tokens=settings.MAX_NEW_TOKENS,
     )  # fmt: skip
 
 
 def build_runtime(settings: Settings, model: ModelBundle | None = None, with_index: bool = True,
-                  model_factory: Callable[[Settings], ModelBundle] = build_model) -> Runtime:  # fmt: skip
+                  model_factory: Callable[[Settings], ModelBundle] = default_model_factory) -> Runtime:  # fmt: skip
     """Build everything once from settings. Prompt errors and bad settings raise here, at start-up.
 
     `model_factory` loads the model (again on reload); tests pass one that makes a scripted fake.
     """
+    import torch
+
     persona = load_persona(settings.PERSONA_FILE)
     prompts = load_prompts(settings.PROMPTS_DIR)
+    torch.set_num_threads(settings.model_options().thread_count)  # embeddings (and transformers) use these
     if settings.SEED is not None:
         from transformers import set_seed
 
         set_seed(settings.SEED)
     model = model or model_factory(settings)
+    service = GenerationService(model.llm, timeout_s=settings.GENERATION_TIMEOUT_SECONDS)
     store = MessageStore(settings.store_path)
     lore_index = open_lore_index(settings, store) if with_index else None
-    summarizer = build_summarizer(model.llm, model.tokenizer, prompts, persona, model.lock)
-    memory = ShortTermMemory(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL, summarizer)
-    chain = compose_chain(settings, persona, prompts, model, lore_index, memory)
-    return Runtime(settings, persona, prompts, model, store, lore_index, memory, chain, model_factory)
+    summary = build_summary_request(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
+    memory = ShortTermMemory(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL, summary, service.background)
+    chain = compose_chain(settings, persona, prompts, model, service, lore_index, memory)
+    return Runtime(settings, persona, prompts, model, service, store, lore_index, memory, chain, model_factory)

@@ -4,9 +4,9 @@ It runs an aiohttp server on its own thread and event loop.
 
 REST: what discord.py needs to log in (`GET /users/@me`, `GET /oauth2/applications/@me`), read
 history (`GET /channels/{id}` and paginated `GET /channels/{id}/messages`, newest first like
-Discord), post (`POST /channels/{id}/messages`, typing, reactions) and sync application commands.
-Posted messages are recorded with their arrival time and echoed back on the gateway as
-MESSAGE_CREATE from the bot, as Discord does.
+Discord), post and edit (`POST /channels/{id}/messages`, `PATCH .../messages/{id}`, typing,
+reactions) and sync application commands. Posts and edits are recorded with their arrival time
+and echoed back on the gateway as MESSAGE_CREATE / MESSAGE_UPDATE from the bot, as Discord does.
 
 Gateway (websocket at /gateway): HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats answered
 with HEARTBEAT_ACK, RESUME with replay of missed events, RECONNECT on demand, and close code 4014
@@ -83,6 +83,20 @@ class Post:
 
 
 @dataclass
+class Edit:
+    """An edit of one of the bot's messages, as Discord received it."""
+
+    channel_id: int
+    message_id: int
+    body: dict
+    at: float
+
+    @property
+    def content(self) -> str:
+        return self.body.get("content") or ""
+
+
+@dataclass
 class FakeDiscord:
     guild_id: int = 900000000000000001
     channel_id: int = 900000000000000002
@@ -99,6 +113,7 @@ class FakeDiscord:
     history: list[dict] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
     posts: list[Post] = field(default_factory=list)
+    edits: list[Edit] = field(default_factory=list)
     reactions: list[tuple[int, str]] = field(default_factory=list)
     typing: list[float] = field(default_factory=list)
     heartbeats: list[float] = field(default_factory=list)
@@ -222,6 +237,20 @@ class FakeDiscord:
             payload["type"] = 19
         self.history.append(payload)
         await self._dispatch("MESSAGE_CREATE", payload)
+        return _json(payload)
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        body = await request.json()
+        message_id = int(request.match_info["message_id"])
+        payload = next((m for m in self.history if m["id"] == str(message_id)), None)
+        if payload is None:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        self.edits.append(Edit(int(request.match_info["channel_id"]), message_id, body, time.monotonic()))
+        if "content" in body:
+            payload["content"] = body["content"] or ""
+        payload["edited_timestamp"] = datetime.now(timezone.utc).isoformat()
+        await self._dispatch("MESSAGE_UPDATE", payload)
         return _json(payload)
 
     async def _typing(self, request: web.Request) -> web.Response:
@@ -390,6 +419,14 @@ class FakeDiscord:
     def replies_to(self, message_id: int) -> list[Post]:
         return [p for p in self.posts if p.reply_to == message_id]
 
+    def edits_of(self, post_id: int) -> list[Edit]:
+        return [e for e in self.edits if e.message_id == post_id]
+
+    def shown(self, post: Post) -> str:
+        """What a post says now: its last edit, or what was posted."""
+        edits = self.edits_of(post.id)
+        return edits[-1].content if edits else post.content
+
     def start(self) -> FakeDiscord:
         self._seq = 0
         self._events: list[dict] = []
@@ -400,6 +437,7 @@ class FakeDiscord:
         app.router.add_get("/api/v10/gateway/bot", self._gateway_info)
         app.router.add_post("/api/v10/channels/{channel_id}/messages", self._post_message)
         app.router.add_get("/api/v10/channels/{channel_id}/messages/{message_id}", self._get_message)
+        app.router.add_patch("/api/v10/channels/{channel_id}/messages/{message_id}", self._edit_message)
         app.router.add_post("/api/v10/channels/{channel_id}/typing", self._typing)
         app.router.add_put("/api/v10/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me", self._react)
         app.router.add_put("/api/v10/applications/{app_id}/guilds/{guild_id}/commands", self._sync_commands)

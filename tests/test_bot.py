@@ -14,30 +14,10 @@ from app.settings import load_settings
 from app.split import split_message
 from indexes.backfill import point_discord_at
 from tests.fake_discord import TOKEN, FakeDiscord
+from tests.fakes import ScriptedLLM
 
 ALICE, BOB, ADMIN = 1001, 1002, 1003
-REPLY = "Mrrp, the cursed cartridge still hums at night, traveler."
-
-
-class ScriptedLLM(LLM):
-    """A model stand-in: answers from a list, optionally slowly, or raises."""
-
-    responses: list[str] = [REPLY]
-    delay: float = 0.0
-    error: str = ""
-    calls: int = 0
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted"
-
-    def _call(self, prompt: str, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> str:
-        if self.delay:
-            time.sleep(self.delay)
-        if self.error:
-            raise RuntimeError(self.error)
-        self.calls += 1
-        return self.responses[(self.calls - 1) % len(self.responses)]
+REPLY = ScriptedLLM().responses[0]
 
 
 async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
@@ -61,6 +41,10 @@ class Harness:
 
     async def quiet(self, seconds: float = 0.5) -> None:
         await asyncio.sleep(seconds)
+
+    async def delivered(self, replies: int = 1, timeout: float = 20.0) -> None:
+        """Until the bot has finished `replies` replies (the last edit included)."""
+        await until(lambda: self.bot.stats.replies >= replies, timeout, f"{replies} finished replies")
 
 
 @pytest.fixture
@@ -93,7 +77,7 @@ async def start_bot(tmp_path, tokenizer):
 
     yield start
     for fake, bot, task, runtime in started:
-        for post in fake.posts:  # on every post, whatever the model wrote: no @everyone/@here/roles
+        for post in [*fake.posts, *fake.edits]:  # on every post and edit, whatever the model wrote
             mentions = post.body.get("allowed_mentions") or {}
             assert mentions.get("parse", []) == [] and not mentions.get("roles"), post.body
             assert len(post.content) <= 2000
@@ -147,12 +131,12 @@ async def test_long_replies_are_split_at_2000_characters(start_bot):
     long_reply = " ".join(f"meow{i}" for i in range(500))  # about 3,400 characters
     h = await start_bot(ScriptedLLM(responses=[long_reply]), REPLY_MAX_CHARS=4000)
     asked = await h.say("tell me everything", mention_bot=True)
-    await until(lambda: len(h.fake.posts) >= 2, what="two chunks")
-    await h.quiet()
+    await h.delivered()
     posts = h.fake.posts
     assert len(posts) == 2 and posts[0].reply_to == asked and posts[1].reply_to is None
-    assert all(len(p.content) <= 2000 for p in posts)
-    assert " ".join(p.content for p in posts).split() == long_reply.split()  # no word broken or lost
+    shown = [h.fake.shown(p) for p in posts]  # the first one was streamed: its last edit is what members see
+    assert all(len(text) <= 2000 for text in shown)
+    assert " ".join(shown).split() == long_reply.split()  # no word broken or lost
 
 
 def test_split_keeps_code_blocks_closed_and_words_whole():
@@ -180,6 +164,58 @@ async def test_cooldown_gets_a_reaction_instead_of_silence(start_bot):
     await h.answered(first)
     await until(lambda: h.fake.reactions, what="a reaction")
     assert h.fake.reactions == [(second, COOLDOWN_REACTION)] and not h.fake.replies_to(second)
+
+
+async def test_a_streamed_reply_is_posted_at_its_first_sentence_then_edited_to_the_final_text(start_bot):
+    text = "Mrrp! the cursed cartridge hums at night. kiwi says it saves itself at 3:33. nobody knows why, traveler."
+    h = await start_bot(ScriptedLLM(responses=[text], piece_delay=0.06), STREAM_EDIT_SECONDS=0.25)
+    asked = await h.say("tell me about the cartridge", mention_bot=True)
+    await h.delivered()
+    (post,) = h.fake.replies_to(asked)
+    edits = h.fake.edits_of(post.id)
+    assert post.content == "Mrrp!"  # posted as soon as the first sentence was there
+    assert edits and h.fake.shown(post) == text and len(h.fake.posts) == 1
+    moments = [post.at] + [e.at for e in edits[:-1]]
+    assert all(b - a >= 0.24 for a, b in zip(moments, moments[1:]))  # growing edits are paced
+    assert all(e.body["allowed_mentions"] == {"parse": [], "users": [ALICE], "replied_user": True} for e in edits)
+    assert h.bot.stats.first_words and h.bot.stats.first_words[0] < h.bot.stats.latencies[0]
+
+
+async def test_no_post_or_edit_ever_shows_a_ping_or_another_members_line(start_bot):
+    text = "mrrp! calling @everyone now. and <@&900000000000000006> too! the tavern is loud tonight.\nuser1002: I quit\nmore"
+    h = await start_bot(ScriptedLLM(responses=[text], piece_delay=0.05), STREAM_EDIT_SECONDS=0.2)
+    await h.say("the tavern is quiet today", author=BOB)
+    asked = await h.say("make some noise", mention_bot=True)
+    await h.delivered()
+    (post,) = h.fake.replies_to(asked)
+    seen = [post.content, *(e.content for e in h.fake.edits_of(post.id))]
+    assert len(seen) >= 2
+    for content in seen:  # not even for one edit
+        assert "@everyone" not in content and "<@&" not in content and "user1002:" not in content
+    assert h.fake.shown(post) == "mrrp! calling @\u200beveryone now. and too! the tavern is loud tonight."
+
+
+async def test_streaming_can_be_turned_off(start_bot):
+    text = "Mrrp! one sentence. then another one, traveler."
+    h = await start_bot(ScriptedLLM(responses=[text], piece_delay=0.05), STREAM_REPLIES=False)
+    asked = await h.say("hello", mention_bot=True)
+    await h.delivered()
+    (post,) = h.fake.replies_to(asked)
+    assert post.content == text and not h.fake.edits
+
+
+async def test_the_cooldown_counts_from_the_delivered_reply_and_a_pending_member_gets_a_reaction(start_bot):
+    h = await start_bot(ScriptedLLM(delay=1.0), USER_COOLDOWN_SECONDS=2)
+    first = await h.say("first question", mention_bot=True)
+    impatient = await h.say("hello??", mention_bot=True)  # while the first reply is still being made
+    await h.delivered()
+    right_after = await h.say("thanks! and one more thing", mention_bot=True)  # within the cooldown after delivery
+    await until(lambda: len(h.fake.reactions) == 2, what="two reactions")
+    await asyncio.sleep(2.1)  # the cooldown passes, counted from the delivered reply
+    later = await h.say("and now?", mention_bot=True)
+    await h.answered(later)
+    assert h.fake.reactions == [(impatient, COOLDOWN_REACTION), (right_after, COOLDOWN_REACTION)]
+    assert len(h.fake.replies_to(first)) == 1 and not h.fake.replies_to(impatient) and not h.fake.replies_to(right_after)
 
 
 async def test_a_full_queue_gets_the_busy_line(start_bot):
@@ -228,7 +264,11 @@ async def test_a_generation_error_sends_the_fallback_line(start_bot):
     asked = await h.say("are you there?", mention_bot=True)
     (post,) = await h.answered(asked)
     assert post.content in [h.bot.runtime.persona.render(line) for line in h.bot.runtime.persona.fallback_lines]
-    h.bot.runtime.reply = lambda *a, **k: (_ for _ in ()).throw(ValueError("broken chain"))
+    async def broken(*args, **kwargs):
+        raise ValueError("broken chain")
+        yield  # an async generator, like Runtime.astream
+
+    h.bot.runtime.astream = broken
     again = await h.say("and now?", mention_bot=True)
     (post,) = await h.answered(again)
     assert post.content == h.bot.runtime.persona.fallback()

@@ -1,4 +1,6 @@
-"""End to end on the real default model (SmolLM2-135M-Instruct on the CPU) and the sample server."""
+"""End to end on the real default model (SmolLM2-135M-Instruct on the CPU) and the sample server, on every engine:
+llama.cpp in the process (the default), transformers through HuggingFacePipeline (the GPU production path),
+and an OpenAI-compatible server (a real llama.cpp HTTP server on 127.0.0.1)."""
 
 import os
 import subprocess
@@ -16,8 +18,29 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path):
-    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "SEED": "1", "MODEL_CACHE_DIR": str(ROOT / "data" / "models")}
+@pytest.fixture(scope="module")
+def openai_server():
+    import xllamacpp
+
+    from chains.model import packaged_gguf
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(packaged_gguf())
+    params.n_ctx = 4096
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 2
+    params.verbosity = -1
+    params.api_keys = ["integration-key"]
+    server = xllamacpp.Server(params)
+    yield server
+    del server
+
+
+@pytest.mark.parametrize("engine", ["llamacpp", "transformers", "openai"])
+def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path, engine, request):
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "SEED": "1", "MODEL_CACHE_DIR": str(ROOT / "data" / "models"), "ENGINE": engine}
+    if engine == "openai":
+        server = request.getfixturevalue("openai_server")
+        env.update(OPENAI_BASE_URL=server.listening_address + "/v1", OPENAI_API_KEY="integration-key")
     proc = subprocess.run(
         [sys.executable, "-m", "app", "chat", "--once", "alice: @Susu what's the lore about the cursed cartridge?", "--explain"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
@@ -25,10 +48,11 @@ def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     reply, _, explain = proc.stdout.partition("\n--- explain ---\n")
     assert reply.startswith("Susu: ") and len(reply.strip()) > len("Susu:") and explain
-    for expected in ("intent: lore", "lore (", "budget: ", "validation attempt 1", "timings: ", "generate "):
+    for expected in ("intent: lore", "lore (", "budget: ", "validation attempt 1", "timings: ", "generate ", "prompt: "):
         assert expected in explain
     assert "Cursed Cartridge, what we know" in explain  # the pinned lore post was retrieved
     assert "INFO" not in proc.stdout and "lore index rebuilt" in proc.stderr  # logs go to stderr
+    assert f"via {engine}" in proc.stderr  # the engine asked for answered
 
 
 def test_chat_once_without_explain_prints_only_the_reply(tmp_path):

@@ -1,0 +1,96 @@
+"""Delivering a reply in Discord: posted at its first sentence, edited as it grows, the validated text last.
+
+Every text handed to `update` is already safe (the chain repairs partial replies exactly as it
+repairs final ones), and every post and edit carries `allowed_mentions` that let it ping only the
+member it answers. Edits are paced: at least `edit_seconds` apart while the reply grows, and all
+of them through a limiter that keeps under Discord's edit rate limit (5 per 5 seconds per channel).
+A reply longer than 2,000 characters streams its first message; the rest follows when it is final.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import discord
+from aiolimiter import AsyncLimiter
+
+from app.split import split_message
+
+logger = logging.getLogger(__name__)
+
+EDITS_PER_WINDOW, EDIT_WINDOW_SECONDS = 5, 5.0  # Discord's limit on editing messages in one channel
+FIRST_POST_CHARS = 160  # a first sentence that runs on this long is posted before it ends
+_SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
+
+
+def complete_sentences(text: str) -> str:
+    """The text up to the end of its last complete sentence ('' if none has ended yet)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    if ends:
+        return text[: ends[-1]].rstrip()
+    return text if len(text) >= FIRST_POST_CHARS else ""
+
+
+async def safe_call(coroutine):
+    """Run a Discord call; a refused one (deleted message, missing permission) is logged, not raised."""
+    try:
+        return await coroutine
+    except discord.HTTPException as exc:
+        logger.warning("Discord refused a call: %s %s", exc.status, exc.text)
+        return None
+
+
+class StreamedReply:
+    """One reply to `message`, shown as it is generated."""
+
+    def __init__(self, message: discord.Message, limiter: AsyncLimiter, edit_seconds: float = 1.0) -> None:
+        self.message = message
+        self.limiter = limiter
+        self.edit_seconds = edit_seconds
+        self.allowed = discord.AllowedMentions(everyone=False, roles=False, users=[message.author], replied_user=True)
+        self.sent: discord.Message | None = None
+        self.shown = ""
+        self.first_visible: float | None = None  # time.monotonic() of the first post
+        self._last_edit = 0.0
+
+    async def _post(self, text: str) -> discord.Message | None:
+        sent = await safe_call(self.message.reply(text, allowed_mentions=self.allowed, mention_author=True))
+        if sent is None:  # the message was deleted meanwhile: post without the reference
+            sent = await safe_call(self.message.channel.send(text, allowed_mentions=self.allowed))
+        if sent is not None and self.first_visible is None:
+            self.first_visible = time.monotonic()
+        return sent
+
+    async def _edit(self, text: str) -> None:
+        async with self.limiter:
+            edited = await safe_call(self.sent.edit(content=text, allowed_mentions=self.allowed))
+        if edited is not None:
+            self.shown = text
+        self._last_edit = time.monotonic()
+
+    async def update(self, text: str) -> None:
+        """The reply so far (safe text): post it at its first sentence, then edit it, paced."""
+        chunks = split_message(text)
+        if not chunks:
+            return
+        if self.sent is None:
+            first = complete_sentences(chunks[0])
+            if first:
+                self.sent = await self._post(first)
+                self.shown, self._last_edit = first, time.monotonic()
+            return
+        visible = chunks[0] if len(chunks) == 1 else complete_sentences(chunks[0]) or chunks[0]
+        if visible != self.shown and time.monotonic() - self._last_edit >= self.edit_seconds:
+            await self._edit(visible)
+
+    async def finish(self, text: str) -> None:
+        """The final, validated text: the last edit (or the first post), then any further 2,000-character parts."""
+        chunks = split_message(text) or [text]
+        if self.sent is None:
+            self.sent = await self._post(chunks[0])
+        elif chunks[0] != self.shown:
+            await self._edit(chunks[0])
+        for chunk in chunks[1:]:
+            await safe_call(self.message.channel.send(chunk, allowed_mentions=self.allowed))
