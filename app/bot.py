@@ -272,7 +272,7 @@ class CharacterBot(commands.Bot):
             first = reply.first_visible - job.received if reply.first_visible else None
             self.stats.record(
                 time.monotonic() - job.received, result.generated_tokens, result.timings.get("generate", 0.0), result.ok,
-                first, result.prompt_tokens, result.reused_tokens,
+                first, result.prompt_tokens if result.reuse_reported else 0, result.reused_tokens,
             )  # fmt: skip
         finally:
             self._pending_authors.discard(job.message.author.id)

@@ -21,7 +21,7 @@ from app.split import split_message
 logger = logging.getLogger(__name__)
 
 EDITS_PER_WINDOW, EDIT_WINDOW_SECONDS = 5, 5.0  # Discord's limit on editing messages in one channel
-FIRST_POST_CHARS = 160  # a first sentence that runs on this long is posted before it ends
+FIRST_POST_CHARS = 60  # a first sentence that runs on longer is posted before it ends (cut at a word)
 _SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
 
 

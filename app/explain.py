@@ -38,9 +38,11 @@ def explain(result: ReplyResult) -> str:
         lines.append(f"fallback line used: {result.error}")
     timings = " ".join(f"{k} {_ms(result.timings[k])}" for k in (*STAGES, "total") if k in result.timings)
     lines.append(f"timings: {timings}")
-    if result.prompt_tokens:
+    if result.prompt_tokens and result.reuse_reported:
         computed = result.prompt_tokens - result.reused_tokens
         lines.append(f"prompt: {result.prompt_tokens} tokens, {result.reused_tokens} reused from the engine's cache, {computed} computed")
+    elif result.prompt_tokens:
+        lines.append(f"prompt: {result.prompt_tokens} tokens (the engine did not report how many it reused)")
     if result.generated_tokens:
         lines.append(f"generated: {result.generated_tokens} tokens")
     return "\n".join(lines)

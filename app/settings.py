@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     ADAPTER_PATH: Path | None = Field(None, description="LoRA adapter folder applied with peft")
     ENABLE_QUANTIZATION: bool = Field(False, description="load the model in 4-bit NF4 (bitsandbytes)")
     DEVICE: Literal["auto", "cpu", "cuda"] = "auto"
+    LLAMACPP_WEIGHTS: Literal["as-is", "q8_0"] = Field(
+        "as-is", description="llamacpp: read the GGUF as it is, or re-lay its matrices out as Q8_0 once (faster prompts, 2x the memory)"
+    )
     ENGINE_THREADS: int | None = Field(None, ge=1, le=512, description="CPU threads for generation and embeddings; unset: every usable core")
     OPENAI_BASE_URL: str | None = Field(None, description="an OpenAI-compatible server (vLLM, llama.cpp server, TGI), e.g. http://gpu-box:8000/v1")
     OPENAI_MODEL: str | None = Field(None, description="the model name the server serves (default: MODEL_NAME)")
@@ -177,6 +180,7 @@ class Settings(BaseSettings):
         return ModelConfig(
             model_name=self.MODEL_NAME, engine=self.ENGINE, adapter_path=self.ADAPTER_PATH, quantization=self.ENABLE_QUANTIZATION,
             device=self.DEVICE, dtype=self.TORCH_DTYPE, static_cache=self.STATIC_CACHE, cache_dir=self.MODEL_CACHE_DIR,
+            llamacpp_weights=self.LLAMACPP_WEIGHTS,
             threads=self.ENGINE_THREADS, context_tokens=self.CONTEXT_TOKENS, max_new_tokens=self.MAX_NEW_TOKENS,
             temperature=self.TEMPERATURE, top_p=self.TOP_P, repetition_penalty=self.REPETITION_PENALTY,
             timeout_s=self.GENERATION_TIMEOUT_SECONDS, seed=self.SEED, openai_base_url=self.OPENAI_BASE_URL,

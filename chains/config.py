@@ -34,6 +34,7 @@ class ModelConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # weights dtype of the transformers engine
     static_cache: bool = False  # transformers: pre-allocated KV cache instead of prefix reuse
+    llamacpp_weights: str = "as-is"  # llamacpp: "as-is" reads the GGUF file directly; "q8_0" re-lays it out once
     cache_dir: Path = Path("data/models")
     threads: int | None = None  # None: every usable core
     context_tokens: int = 384

@@ -300,6 +300,11 @@ def _build_llamacpp(config: ModelConfig) -> ModelBundle:
             f"ENGINE=llamacpp needs a GGUF file, but MODEL_NAME={config.model_name} is not one "
             "(convert it with llama.cpp's convert_hf_to_gguf.py, or use ENGINE=transformers)"
         )
+    tokenizer = gguf_tokenizer(model, config.cache_dir)
+    if config.llamacpp_weights == "q8_0":
+        from chains.engines.gguf_weights import as_q8_0
+
+        model = as_q8_0(model, config.cache_dir)
     lora = None
     if config.adapter_path:
         check_adapter_base(config.adapter_path, config.model_name)
@@ -307,7 +312,6 @@ def _build_llamacpp(config: ModelConfig) -> ModelBundle:
             lora = gguf_lora_for(config.adapter_path, model, config.cache_dir)
         except (EngineError, OSError, ValueError) as exc:
             raise ModelLoadError(f"ADAPTER_PATH={config.adapter_path}: {exc}") from exc
-    tokenizer = gguf_tokenizer(model, config.cache_dir)
     slot = config.context_tokens + config.max_new_tokens + SLOT_MARGIN_TOKENS
     try:
         server = start_server(model, slot_tokens=slot, threads=config.thread_count, lora=lora, seed=config.seed)
@@ -318,7 +322,9 @@ def _build_llamacpp(config: ModelConfig) -> ModelBundle:
         top_p=config.top_p, repeat_penalty=config.repetition_penalty, seed=config.seed,
     )  # fmt: skip
     parameters, weight_bytes = _gguf_size(model)
-    name = config.model_name if config.model_name == DEFAULT_MODEL else model.name
+    name = config.model_name if config.model_name == DEFAULT_MODEL else Path(config.model_name).name
+    if config.llamacpp_weights == "q8_0":
+        name += " (as Q8_0)"
 
     def close() -> None:
         llm.server = None  # the last reference: xllamacpp stops the server when it is freed

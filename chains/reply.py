@@ -74,6 +74,7 @@ class ReplyResult:
     generated_tokens: int = 0
     prompt_tokens: int = 0
     reused_tokens: int = 0  # prompt tokens the engine took from its KV cache instead of computing
+    reuse_reported: bool = False  # False when the engine did not say (a server's stream closed early)
     engine: GenerationStats | None = None  # the engine's own figures for the last generation
 
     def __add__(self, other: ReplyResult) -> ReplyResult:
@@ -217,8 +218,8 @@ class _Drafting:
             lore_warning=state["lore"]["warning"], assembled=state["context"], attempts=list(self.attempts),
             error=verdict.problems[1] if not verdict.ok and len(verdict.problems) > 1 else "",
             timings=dict(self.timings), generated_tokens=generated,
-            prompt_tokens=stats.prompt_tokens if stats else 0, reused_tokens=stats.cached_tokens if stats else 0,
-            engine=stats,
+            prompt_tokens=(stats.prompt_tokens if stats and stats.prompt_tokens else state["context"].tokens),
+            reused_tokens=stats.cached_tokens if stats else 0, reuse_reported=bool(stats and stats.prompt_tokens), engine=stats,
         )  # fmt: skip
 
 

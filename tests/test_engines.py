@@ -110,6 +110,43 @@ def test_unsupported_adapters_are_refused_with_what_to_do(tmp_path, config):
         build_model(replace(config, adapter_path=adapter))
 
 
+PAIRS = [
+    ("Who holds the tetris record in the tavern?", "kiwi does, with 412 lines on the original game boy."),
+    ("When is speedrun night?", "every friday at 20:00 utc in the tavern voice channel, hosted by mira."),
+    ("What is the cursed cartridge?", "a grey unlabeled moonlit maze cartridge that saves itself at 3:33 in the morning."),
+]
+
+
+def perplexity(bundle) -> float:
+    import math
+
+    from chains.engines.llamacpp import score
+
+    total = tokens = 0
+    for question, answer in PAIRS:
+        logprob, count = score(bundle.llm, chat(bundle, question), answer)
+        total, tokens = total + logprob, tokens + count
+    return math.exp(-total / tokens)
+
+
+def test_q8_0_weights_are_made_once_and_score_like_the_packaged_file(config, llamacpp, tmp_path):
+    import gguf
+
+    from chains.engines.gguf_weights import as_q8_0
+
+    relaid = build_model(replace(config, llamacpp_weights="q8_0", cache_dir=tmp_path))
+    made = as_q8_0(packaged_gguf(), tmp_path)
+    assert relaid.llm.model_path == str(made) and "(as Q8_0)" in relaid.describe()
+    modified = made.stat().st_mtime_ns
+    assert as_q8_0(packaged_gguf(), tmp_path) == made and made.stat().st_mtime_ns == modified  # made once
+    reader = gguf.GGUFReader(made)
+    assert {t.tensor_type.name for t in reader.tensors if len(t.shape) == 2} == {"Q8_0"}
+    original = gguf.GGUFReader(packaged_gguf())
+    assert reader.fields["tokenizer.chat_template"].contents() == original.fields["tokenizer.chat_template"].contents()
+    assert abs(perplexity(relaid) / perplexity(llamacpp) - 1) < 0.1  # the same weights, laid out differently
+    relaid.close()
+
+
 # --- an OpenAI-compatible server ---------------------------------------------------------------
 
 
