@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,10 +93,13 @@ class StreamingPipeline(HuggingFacePipeline):
                 streamer.end()
 
         worker = threading.Thread(target=generate, name="generate", daemon=True)
+        started, first = time.perf_counter(), None
         worker.start()
         scanner = StopScanner(stop or ())
         try:
             for text in streamer:
+                if first is None:
+                    first = time.perf_counter()
                 passed = scanner.feed(text)
                 if passed:
                     yield passed
@@ -110,6 +114,8 @@ class StreamingPipeline(HuggingFacePipeline):
         finally:
             closed.set()  # a consumer that stops early stops generate() at its next token
             worker.join()
+            if first is not None:  # the streamer's first text comes after the prompt and the first token
+                stats.prefill_seconds, stats.decode_seconds = first - started, time.perf_counter() - first
             if "error" in outcome:
                 raise EngineError(f"transformers generation failed: {outcome['error']}") from outcome["error"]
             sequences = outcome.get("sequences")
