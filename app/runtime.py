@@ -76,6 +76,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self._swap_lock = threading.Lock()
+        self.known_names: set[str] = self.store.author_names()  # a reply never speaks as any of them
         self.ingestion = LiveIngestion(
             self.store, self.lore_index, Filters.from_settings(self.settings, self.store.opted_out()), self.settings.LORE_KEYWORDS,
             wait_for_replies=lambda timeout: self.service.wait_for_replies(timeout),
@@ -83,10 +84,13 @@ class Runtime:
 
     def ingest(self, message: StoredMessage) -> str | None:
         """Live ingestion of one channel message: stored now, indexed in the background (see indexes.live)."""
+        self.known_names.update(n for n in (message.author_name, message.author_display) if n)
         return self.ingestion(message)
 
     def observe(self, channel_id: int, message: ChatMessage) -> None:
         """Every channel message goes to short-term memory."""
+        if not message.from_character:
+            self.known_names.add(message.author)
         self.memory.add(channel_id, message)
 
     def remember_reply(self, channel_id: int, text: str) -> None:
@@ -126,7 +130,7 @@ class Runtime:
         self.settings, self.persona, self.prompts, self.model, self.service = settings, persona, prompts, model, service
         self.memory.summary_request = build_summary_request(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
         self.memory.schedule = service.background
-        self.chain = compose_chain(settings, persona, prompts, model, service, self.lore_index, self.memory)
+        self.chain = compose_chain(settings, persona, prompts, model, service, self.lore_index, self.memory, lambda: self.known_names)
 
     def reload(self, settings: Settings) -> ModelBundle:
         """Re-read settings, prompts and persona and load the model and adapter again, then swap.
@@ -157,7 +161,7 @@ class Runtime:
 
 
 def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, service: GenerationService,
-                  lore_index: LoreIndex | None, memory: ShortTermMemory):  # fmt: skip
+                  lore_index: LoreIndex | None, memory: ShortTermMemory, known_names: Callable[[], set[str]] | None = None):  # fmt: skip
     """The reply chain from its parts."""
     search = None
     if lore_index is not None and settings.RAG_TOP_K > 0:
@@ -177,7 +181,7 @@ def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, mode
     return build_reply_chain(
         service, retrieval, assembler, memory, persona, reply_max_chars=settings.REPLY_MAX_CHARS,
         timeout_s=settings.GENERATION_TIMEOUT_SECONDS, stops=template_stops(model.tokenizer), token_counter=counter,
-        max_new_tokens=settings.MAX_NEW_TOKENS,
+        max_new_tokens=settings.MAX_NEW_TOKENS, known_names=known_names,
     )  # fmt: skip
 
 
@@ -202,5 +206,6 @@ def build_runtime(settings: Settings, model: ModelBundle | None = None, with_ind
     lore_index = open_lore_index(settings, store) if with_index else None
     summary = build_summary_request(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
     memory = ShortTermMemory(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL, summary, service.background)
-    chain = compose_chain(settings, persona, prompts, model, service, lore_index, memory)
-    return Runtime(settings, persona, prompts, model, service, store, lore_index, memory, chain, model_factory)
+    runtime = Runtime(settings, persona, prompts, model, service, store, lore_index, memory, None, model_factory)
+    runtime.chain = compose_chain(settings, persona, prompts, model, service, lore_index, memory, lambda: runtime.known_names)
+    return runtime

@@ -24,6 +24,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from chains.names import SpecialTokenGuard, one_line, skeleton
 from chains.types import ChatMessage, LoreItem
 from prompts import Persona, PromptSet
 
@@ -50,9 +51,13 @@ class Assembled:
 
 
 def speaker_label(name: str, character: str) -> str:
-    """A member's name as shown to the model; never the character's own name."""
-    clean = re.sub(r"[\r\n:]+", " ", name).strip() or "someone"
-    return f"{clean} (member)" if clean.lower() == character.lower() else clean
+    """A member's name as shown to the model: one line, no colon, and never passing for the character.
+
+    A member whose name looks like the character's (the same letters, or look-alikes from another
+    script, such as a Cyrillic "Ѕusu") is shown as "name (member)".
+    """
+    clean = one_line(re.sub(r"[:\uff1a\ufe55\ua789\u2236]+", " ", name)) or "someone"
+    return f"{clean} (member)" if skeleton(clean) == skeleton(character) else clean
 
 
 class ContextAssembler:
@@ -63,6 +68,7 @@ class ContextAssembler:
         self.prompts = prompts
         self.persona = persona
         self.budget = budget
+        self.guard = SpecialTokenGuard(tokenizer)  # member text never turns into control tokens
         # A custom system.txt may still place summary, lore and the member in the frame (no cache reuse).
         self._in_frame = set(prompts.system.variables) & {"summary", "lore", "user"}
 
@@ -75,16 +81,21 @@ class ContextAssembler:
             return text
         return self.tokenizer.decode(ids[: max(tokens - 1, 0)]).rstrip() + "…"
 
+    def _lore_line(self, item: LoreItem) -> str:
+        """One lore entry: on one line, its author marked like a speaker (never as the character)."""
+        author = "lorebook" if item.source == "lorebook" else speaker_label(item.author or "someone", self.persona.name)
+        content = item.content if item.source == "lorebook" else one_line(item.content)
+        return self.prompts.lore.format(author=self.guard(author), date=self.guard(item.date or "-"), content=self.guard(content))
+
     def _lore_text(self, lore: Sequence[LoreItem]) -> str:
-        lines = "\n".join(
-            self.prompts.lore.format(author=item.author or "lore", date=item.date or "-", content=item.content) for item in lore
-        )
+        lines = "\n".join(self._lore_line(item) for item in lore)
         return f"{self.prompts.headings.get('lore', '')}\n{lines}".strip() if lines else ""
 
     def _summary_text(self, summary: str) -> str:
-        return f"{self.prompts.headings.get('summary', '')}\n{summary}".strip() if summary else ""
+        return f"{self.prompts.headings.get('summary', '')}\n{self.guard(summary)}".strip() if summary else ""
 
     def _system(self, user: str, summary: str, lore: Sequence[LoreItem]) -> str:
+        user = self.guard(user)
         values = {"char": self.persona.name, "persona": self.persona.core(user if "user" in self._in_frame else FRAME_USER)}
         if "user" in self._in_frame:
             values["user"] = user
@@ -107,27 +118,25 @@ class ContextAssembler:
         if not ranked:
             return 0
         heading = self.count(self.prompts.headings.get("lore", "")) + 3
-        return heading + sum(
-            self.count(self.prompts.lore.format(author=i.author, date=i.date, content=self.truncate(i.content, MAX_LORE_ITEM_TOKENS))) + 1
-            for i in ranked
-        )
+        return heading + sum(self.count(self._lore_line(replace(i, content=self.truncate(i.content, MAX_LORE_ITEM_TOKENS)))) + 1 for i in ranked)
 
     def _line(self, item: ChatMessage) -> str:
         label = speaker_label(item.author, self.persona.name)
-        return f"{label}: {self.truncate(item.content, MAX_HISTORY_MESSAGE_TOKENS)}"
+        return self.guard(f"{label}: {self.truncate(item.content, MAX_HISTORY_MESSAGE_TOKENS)}")
 
     def _turns(self, history: Sequence[ChatMessage], message: ChatMessage, message_text: str) -> list[dict]:
         """The conversation as chat turns (consecutive lines of one role in one turn), the message last, on its own."""
         turns: list[dict] = []
         for item in history:
-            role, text = ("assistant", item.content) if item.from_character else ("user", self._line(item))
+            role, text = ("assistant", self.guard(item.content)) if item.from_character else ("user", self._line(item))
             if turns and turns[-1]["role"] == role:
                 turns[-1]["content"] += "\n" + text
             else:
                 turns.append({"role": role, "content": text})
         while turns and turns[0]["role"] == "assistant":  # templates such as Mistral's start with a user turn
             turns.pop(0)
-        return [*turns, {"role": "user", "content": f"{speaker_label(message.author, self.persona.name)}: {message_text}"}]
+        label = speaker_label(message.author, self.persona.name)
+        return [*turns, {"role": "user", "content": self.guard(f"{label}: {message_text}")}]
 
     def render(self, system: str, turns: list[dict], context: str = "") -> str:
         """The prompt in the model's chat template; `context` goes right before the message being answered."""
@@ -206,7 +215,7 @@ class ContextAssembler:
         heading = self.count(self.prompts.headings.get("lore", "")) + 1
         for item in sorted(lore, key=lambda i: i.score, reverse=True):
             item = replace(item, content=self.truncate(item.content, MAX_LORE_ITEM_TOKENS))
-            cost = self.count(self.prompts.lore.format(author=item.author, date=item.date, content=item.content)) + 1
+            cost = self.count(self._lore_line(item)) + 1
             cost += 0 if chosen else heading + 2
             if cost > left:
                 cut.append(f"lore: {item.content[:40]!r}")

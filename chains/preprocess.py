@@ -23,7 +23,7 @@ _POSITIVE = {"love", "great", "awesome", "nice", "cool", "happy", "thanks", "tha
 _NEGATIVE = {"hate", "sad", "bad", "awful", "boring", "angry", "annoying", "worst", "ugh", "terrible", "rip", "lost"}
 _HOSTILE = {"stupid", "idiot", "dumb", "shut", "useless", "trash", "garbage", "kill", "hate", "moron", "stfu"}
 _INJECTION = re.compile(r"ignore (all |your |the )?(previous |prior )?(instructions|persona|rules|prompt)|you are now|pretend to be|say ['\"]?\w+:", re.I)
-_MASS_PING = re.compile(r"@(everyone|here)\b|<@&\d+>")
+_MASS_PING = re.compile(r"@(everyone|here)|<@&\d+>", re.I)
 _WORD = re.compile(r"[a-z']+")
 
 

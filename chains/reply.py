@@ -19,7 +19,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -34,7 +34,7 @@ from chains.memory import ShortTermMemory
 from chains.preprocess import Analysis, analyze
 from chains.retrieve import LoreRetrieval
 from chains.types import ChatMessage, LoreItem, Verdict
-from chains.validate import stream_view, validate
+from chains.validate import Members, stream_view, validate
 from prompts import Persona
 
 logger = logging.getLogger(__name__)
@@ -132,13 +132,17 @@ def _history_before(messages: Sequence[ChatMessage], trigger: ChatMessage) -> li
 class _Drafting:
     """One reply's attempts: what to generate, what to show as it streams, and how it ends."""
 
-    def __init__(self, state: dict, persona: Persona, max_chars: int, stops: tuple[str, ...], token_counter, max_new_tokens: int | None) -> None:
+    def __init__(self, state: dict, persona: Persona, max_chars: int, stops: tuple[str, ...], token_counter,
+                 max_new_tokens: int | None, known: Iterable[str] = ()) -> None:  # fmt: skip
         self.state, self.persona, self.max_chars, self.token_counter = state, persona, max_chars, token_counter
         self.wrap_up = int(max_new_tokens * WRAP_UP_FRACTION) if max_new_tokens else None
         history = state["memory"]["history"]
         context: Assembled = state["context"]
-        self.members = {m.author for m in history if not m.from_character} | {state["message"].author} | set(context.speakers)
-        speaker_stops = tuple(f"\n{name}:" for name in context.speakers if name.lower() != persona.name.lower())
+        lore_authors = [item.author for item in state["lore"]["items"] if item.source == "index" and item.author]
+        window = [m.author for m in history if not m.from_character] + [state["message"].author]
+        self.members = Members([*window, *context.speakers, *lore_authors, *known], persona.name)
+        labels = dict.fromkeys([*context.speakers, *lore_authors])
+        speaker_stops = tuple(f"\n{name}:" for name in labels if name in self.members)
         self.stops = stops + speaker_stops
         self.attempts: list[Verdict] = []
         self.timings: dict[str, float] = defaultdict(float)
@@ -235,8 +239,13 @@ def build_reply_chain(
     stops: tuple[str, ...] = (),
     token_counter=None,
     max_new_tokens: int | None = None,
+    known_names: Callable[[], Iterable[str]] | None = None,
 ) -> Runnable:
-    """Compose the reply chain. Input: {"channel_id": int, "message": ChatMessage}. Output: ReplyResult(s)."""
+    """Compose the reply chain. Input: {"channel_id": int, "message": ChatMessage}. Output: ReplyResult(s).
+
+    `known_names` gives the member names the bot knows beyond the conversation (the store's), so a
+    reply never speaks as any of them.
+    """
 
     def load_memory(state: dict) -> dict:
         snapshot = memory.snapshot(state["channel_id"])
@@ -258,7 +267,7 @@ def build_reply_chain(
         )  # fmt: skip
 
     def drafting(state: dict) -> _Drafting:
-        return _Drafting(state, persona, reply_max_chars, stops, token_counter, max_new_tokens)
+        return _Drafting(state, persona, reply_max_chars, stops, token_counter, max_new_tokens, known_names() if known_names else ())
 
     def respond(state: dict) -> Iterator[ReplyResult]:
         draft = drafting(state)

@@ -6,8 +6,10 @@ its own KV-cache slot, greedily, so a refresh never disturbs the cache of the re
 
 from __future__ import annotations
 
+from chains.assemble import speaker_label
 from chains.generation import BACKGROUND_SLOT, GenerationRequest
 from chains.memory import SummaryRequest
+from chains.names import SpecialTokenGuard, one_line
 from chains.types import ChatMessage
 from prompts import Persona, PromptSet
 
@@ -19,9 +21,15 @@ MESSAGE_CHARS = 300  # each message is cut to this in the summary prompt
 def build_summary_request(tokenizer, prompts: PromptSet, persona: Persona, budget: int = 1024) -> SummaryRequest:
     """A function (previous summary, new messages) -> the generation request that summarizes them."""
 
+    guard = SpecialTokenGuard(tokenizer)
+
+    def line(message: ChatMessage) -> str:
+        name = persona.name if message.from_character else speaker_label(message.author, persona.name)
+        return guard(f"{name}: {one_line(message.content)[:MESSAGE_CHARS]}")
+
     def render(previous: str, messages: list[ChatMessage]) -> str:
-        lines = "\n".join(f"{persona.name if m.from_character else m.author}: {m.content[:MESSAGE_CHARS]}" for m in messages)
-        text = prompts.summarize.format(char=persona.name, summary=previous or "(none)", messages=lines)
+        lines = "\n".join(line(m) for m in messages)
+        text = prompts.summarize.format(char=persona.name, summary=guard(previous) or "(none)", messages=lines)
         if getattr(tokenizer, "chat_template", None):
             # A system turn of our own, or templates such as SmolLM2's insert their default one.
             turns = [{"role": "system", "content": SUMMARY_SYSTEM}, {"role": "user", "content": text}]

@@ -1,11 +1,16 @@
 """Validation of a generated reply: repair what can be repaired, reject what cannot.
 
-Always repaired in place: @everyone/@here neutralised, role pings removed, a speaker label the
-reply opens with ("Susu: ...", "bob: ...") removed (the text is kept: the character says it),
-everything from a later line in which the model speaks as another member on cut, chat-template
-leftovers cut, length capped. Rejected (so the chain retries once, then falls back to an
-in-character line): empty, an echo of the message, or out of character (talking about being an
-AI or a model).
+Always repaired in place: @everyone/@here neutralised (also when followed by a letter, as in
+"@everyone_"), role pings removed, a speaker label the reply opens with ("Susu: ...", "bob: ...")
+removed (the text is kept: the character says it), everything from a later line in which the model
+speaks as another member on cut, chat-template leftovers cut, length capped. Rejected (so the chain
+retries once, then falls back to an in-character line): empty, an echo of the message, or out of
+character (talking about being an AI or a model).
+
+Who counts as another member is decided by the names the bot knows (`Members`: the recent window,
+the lore it showed, the store), compared normalized (NFKC, zero-width removed, case-folded), in any
+of the forms a line can take: "bob: ...", "bob：..." (full-width), "> bob: ...", "- bob: ...",
+"[bob] ...", "<bob> ...", "bob said: ...". "Yes: ..." or "Reminder: ..." are not members, so they stay.
 
 `stream_view` applies the same repairs to a reply that is still being generated, showing only
 what can no longer change into something unsafe.
@@ -18,18 +23,47 @@ from collections.abc import Iterable
 
 from rapidfuzz import fuzz
 
+from chains.names import ZERO_WIDTH, normalize
 from chains.types import Verdict
 
 ZERO_WIDTH_SPACE = "\u200b"
-_TEMPLATE_LEFTOVERS = re.compile(r"<\|[a-z_]+\|>|</s>|\[/?INST\]|<s>", re.I)
-_MASS_PING = re.compile(r"@(everyone|here)\b", re.I)
+_TEMPLATE_LEFTOVERS = re.compile(r"<\|[A-Za-z0-9_]+\|>|</s>|\[/?INST\]|<s>|<</?SYS>>", re.I)
+_MASS_PING = re.compile(r"@(everyone|here)", re.I)
 _ROLE_PING = re.compile(r" ?<@&\d+>")
-_SPEAKER_LINE = re.compile(r"^\s*[*_~]*@?(?P<name>[\w .'\-()]{1,40}?)[*_~]*\s*:\s*(?P<rest>.*)$")
-_NOT_SPEAKERS = {"note", "ps", "p.s", "edit", "update", "tip", "fun fact", "answer", "question", "q", "a", "example", "http", "https", "warning", "step 1", "step 2"}
+_COLONS = ":\uff1a\ufe55\ua789\u2236"
+_DECORATION = re.compile(r"^[\s*_~`|]*")
+_LIST_PREFIX = re.compile(r"^(?:>+|[-*\u2022+]|\d{1,3}[.)])\s*")
+_LABEL = re.compile(rf"^@?(?P<name>[^\n{_COLONS}]{{1,48}}?)[\s*_~`]*[{_COLONS}]")
+_BRACKETED = re.compile(r"^[\[<](?P<name>[^\]>\n]{1,48})[\]>]")
+_SAID = re.compile(rf"^@?(?P<name>[^\n{_COLONS}]{{1,48}}?)\s+(?:said|says|wrote|writes|replied|replies|asked|asks)\b", re.I)
+_TRAILING_SYMBOLS = re.compile(r"[\W_]+$")
 _OUT_OF_CHARACTER = re.compile(
     r"\b(as an ai|an ai (language )?model|language model|i am an ai|i'm an ai|ai assistant|"
     r"smollm|hugging ?face|openai|chatgpt|i am a bot|i'm a bot|my programming)\b", re.I
 )
+
+
+class Members:
+    """The member names the bot knows, normalized, to tell a line written as a member from any other."""
+
+    def __init__(self, names: Iterable[str] = (), character: str = "") -> None:
+        self.character = normalize(character)
+        self.names = {n for n in (normalize(name) for name in names) if n and n != self.character}
+        self.names |= {f"{self.character} (member)"} if self.character else set()
+        self.bare = {_TRAILING_SYMBOLS.sub("", n) for n in self.names} - {""}
+
+    def __contains__(self, name: str) -> bool:
+        n = normalize(name)
+        if not n or n == self.character:
+            return False
+        return n in self.names or _TRAILING_SYMBOLS.sub("", n) in self.bare
+
+    def may_start(self, partial: str) -> bool:
+        """True when `partial` (a line being written) could still become one of these names, or the character's."""
+        n = normalize(partial)
+        if not n:
+            return True
+        return any(name.startswith(n) or n.startswith(name + " ") for name in (*self.names, self.character) if name)
 
 
 def _cap(text: str, limit: int) -> str:
@@ -42,56 +76,67 @@ def _cap(text: str, limit: int) -> str:
     return head[: cut + 1 if cut > 0 else limit - 1].rstrip() + "…"
 
 
-def _speaker(line: str, character: str, members: set[str]) -> str | None:
-    """The other member a line is written as ("bob: I quit" -> "bob"), or None."""
-    match = _SPEAKER_LINE.match(line)
-    if not match:
-        return None
-    name = match["name"].strip().lower()
-    if name == character.lower() or name in _NOT_SPEAKERS or name.isdigit():
-        return None
-    if name in members or re.fullmatch(r"[\w.'\-]+( \(member\))?", name):
-        return match["name"].strip()
+def _bare_line(line: str) -> str:
+    """A line without zero-width marks, markdown decoration and a list or quote prefix."""
+    text = _DECORATION.sub("", ZERO_WIDTH.sub("", line))
+    return _DECORATION.sub("", _LIST_PREFIX.sub("", text))
+
+
+def speaker(line: str, members: Members) -> str | None:
+    """The known member a line is written as ("bob: I quit", "[bob] hi", "bob said: ...") or None."""
+    text = _bare_line(line)
+    for pattern in (_LABEL, _BRACKETED, _SAID):
+        match = pattern.match(text)
+        if match and match["name"].strip() in members:
+            return match["name"].strip()
     return None
 
 
-def _opening_label(text: str, character: str, members: set[str]) -> re.Match | None:
-    """A speaker label the text opens with: the character's own name, or another member's."""
-    own = re.match(rf"^\s*[*_]*@?{re.escape(character)}[*_]*\s*:\s*", text, re.I)
+def _opening_label(text: str, character: str, members: Members) -> int:
+    """How many characters of `text` are a speaker label it opens with (the character's, or a member's)."""
+    bare = _bare_line(text)
+    skipped = len(text) - len(bare)
+    own = re.match(rf"^@?{re.escape(character)}[\s*_~`]*[{_COLONS}]\s*", bare, re.I) if character else None
     if own:
-        return own
-    match = _SPEAKER_LINE.match(text.split("\n", 1)[0])
-    if match and _speaker(match.group(0), character, members):
-        return re.match(r"^\s*[*_~]*[^:\n]*?[*_~]*\s*:\s*", text)
-    return None
+        return skipped + own.end()
+    for pattern in (_LABEL, _BRACKETED, _SAID):
+        match = pattern.match(bare)
+        if match and match["name"].strip() in members:
+            rest = re.match(rf"[\s*_~`]*[{_COLONS}]?\s*", bare[match.end() :])
+            return skipped + match.end() + (rest.end() if rest else 0)
+    return 0
 
 
-def _cut_speaker_lines(text: str, character: str, members: set[str]) -> tuple[str, str | None]:
+def _cut_speaker_lines(text: str, members: Members) -> tuple[str, str | None]:
     """The text up to the first line written as another member, and that member (or None)."""
     kept = []
     for line in text.split("\n"):
-        other = _speaker(line, character, members)
+        other = speaker(line, members)
         if other:
             return "\n".join(kept), other  # the model has started another member's turn: the reply ends
         kept.append(line)
     return text, None
 
 
-def repair(raw: str, character: str, members: Iterable[str] = ()) -> tuple[str, list[str]]:
+def _members(members: Iterable[str] | Members, character: str) -> Members:
+    return members if isinstance(members, Members) else Members(members, character)
+
+
+def repair(raw: str, character: str, members: Iterable[str] | Members = ()) -> tuple[str, list[str]]:
     """Clean a raw generation; returns the text and the fixes applied."""
+    known = _members(members, character)
     fixes: list[str] = []
-    members_lower = {m.lower() for m in members}
     text = raw
     leftover = _TEMPLATE_LEFTOVERS.search(text)
     if leftover:
         text = text[: leftover.start()]
         fixes.append("cut at chat-template token")
     text = text.strip()
-    label = _opening_label(text, character, members_lower)
+    label = _opening_label(text, character, known)
     if label:
-        text = text[label.end() :]
-        fixes.append(f"removed the opening label {label.group(0).strip()!r}")
-    text, other = _cut_speaker_lines(text, character, members_lower)
+        fixes.append(f"removed the opening label {text[:label].strip()!r}")
+        text = text[label:]
+    text, other = _cut_speaker_lines(text, known)
     if other:
         fixes.append(f"dropped text written as {other!r}")
     text = text.strip()
@@ -104,7 +149,7 @@ def repair(raw: str, character: str, members: Iterable[str] = ()) -> tuple[str, 
     return text, fixes
 
 
-def validate(raw: str, message: str, character: str, max_chars: int, members: Iterable[str] = ()) -> Verdict:
+def validate(raw: str, message: str, character: str, max_chars: int, members: Iterable[str] | Members = ()) -> Verdict:
     """Repair and judge one generated reply."""
     text, fixes = repair(raw, character, members)
     problems = []
@@ -125,33 +170,37 @@ def is_safe(text: str) -> bool:
     return not _MASS_PING.search(text) and not _ROLE_PING.search(text)
 
 
-_MAY_BECOME_LABEL = re.compile(r"^\s*[*_~]*@?[\w .'\-()]{0,40}$")
 _UNFINISHED_MARKUP = re.compile(r"(<[^>\s]*|\[/?[A-Za-z]*|@\w*)$")
 
 
-def stream_view(raw: str, character: str, max_chars: int, members: Iterable[str] = ()) -> tuple[str, bool]:
+def stream_view(raw: str, character: str, max_chars: int, members: Iterable[str] | Members = ()) -> tuple[str, bool]:
     """What may be shown of a reply still being generated, and whether it has ended.
 
     The shown text is the repaired text (pings neutralised, labels and other members' lines
-    removed) minus what the next pieces could still change: a last line that may yet turn into
-    "name:", an unfinished `<...>`, `[INST` or `@word`. It is never longer than `max_chars`.
-    `ended` is true once the model has started another member's line or a chat-template token:
-    nothing after that belongs to the reply, so the generation can stop.
+    removed) minus what the next pieces could still change: a last line that may yet turn into a
+    known member's "name:" (or the character's own label), an unfinished `<...>`, `[INST` or
+    `@word`. It is never longer than `max_chars`. `ended` is true once the model has started
+    another member's line or a chat-template token: nothing after that belongs to the reply.
     """
-    members_lower = {m.lower() for m in members}
+    known = _members(members, character)
     ended = bool(_TEMPLATE_LEFTOVERS.search(raw))
     if not ended:
         lines = raw.lstrip().split("\n")
-        ended = any(_speaker(line, character, members_lower) for line in lines[1:])
-    text, _ = repair(raw, character, members_lower)
+        ended = any(speaker(line, known) for line in lines[1:])
+    text, _ = repair(raw, character, known)
     if not ended:
         last = raw.rsplit("\n", 1)[-1]
-        if _MAY_BECOME_LABEL.match(last) and ":" not in last:
+        bare = _bare_line(last)
+        unfinished_label = not any(c in bare for c in _COLONS) and len(bare) <= 48 and (
+            known.may_start(bare) or bare[:1] in "[<"
+        )  # fmt: skip
+        if unfinished_label and last.strip():
             # the line being written may still become "name: ...": hold it back
-            text = text[: len(text) - len(last.strip())] if last.strip() and text.endswith(last.strip()) else text
+            text = text[: len(text) - len(last.strip())].rstrip() if text.endswith(last.strip()) else text
+        elif not raw.endswith((" ", "\n")):  # the last word may not be finished yet
+            space = max(text.rfind(" "), text.rfind("\n"))
+            text = text[:space] if space > 0 else text
         text = _UNFINISHED_MARKUP.sub("", text)
-        space = max(text.rfind(" "), text.rfind("\n"))
-        text = text[:space] if space > 0 and not raw.endswith((" ", "\n")) else text
     text = text.rstrip()
     if _OUT_OF_CHARACTER.search(text) or not is_safe(text):
         return "", ended

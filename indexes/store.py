@@ -300,6 +300,12 @@ class MessageStore:
             )
         return deleted
 
+    def author_names(self) -> set[str]:
+        """Every name members are known by here (usernames and display names)."""
+        sql = "SELECT author_name FROM messages UNION SELECT author_display FROM messages WHERE author_display != ''"
+        with self._lock:
+            return {r[0] for r in self._db.execute(sql) if r[0]}
+
     # Statistics
 
     def author_counts(self, limit: int = 20) -> list[tuple[str, int, int]]:

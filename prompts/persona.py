@@ -71,9 +71,10 @@ class Persona:
     source: Path | None = None
 
     def render(self, text: str, user: str = "user") -> str:
-        """Fill the {{char}} and {{user}} placeholders."""
-        text = re.sub(r"\{\{\s*char\s*\}\}", self.name, text, flags=re.IGNORECASE)
-        return re.sub(r"\{\{\s*user\s*\}\}", user, text, flags=re.IGNORECASE)
+        """Fill the {{char}} and {{user}} placeholders, literally (a name is text, never a pattern or a new line)."""
+        user = " ".join(user.split()) or "someone"
+        text = re.sub(r"\{\{\s*char\s*\}\}", lambda _: self.name, text, flags=re.IGNORECASE)
+        return re.sub(r"\{\{\s*user\s*\}\}", lambda _: user, text, flags=re.IGNORECASE)
 
     def core(self, user: str) -> str:
         """The persona text given to the model: always in the prompt, never cut."""

@@ -110,6 +110,19 @@ def test_a_reply_drifting_into_another_members_line_ends_there_without_regenerat
     assert "\nbob:" in llm.stops[0] and "<|im_end|>" in llm.stops[0]  # and the engine was told where to stop
 
 
+def test_lore_authors_and_members_the_store_knows_cannot_be_spoken_for(make_chain, tokenizer, prompt_set, persona):
+    llm = ScriptedLLM(responses=["mrrp, ask him\ntomasz: I sold the cartridge", "mrrp!\n[Ravenna 🍺] the tavern is closed"], piece_delay=0.01)
+    chain, _ = make_chain(llm)  # tomasz wrote the lore the chain found; he is not in the conversation
+    assert ask(chain).text == "mrrp, ask him"
+    service = GenerationService(llm)
+    known = build_reply_chain(
+        service, LoreRetrieval(None), ContextAssembler(tokenizer, prompt_set, persona, 384), ShortTermMemory(20, 5), persona,
+        stops=template_stops(tokenizer), known_names=lambda: {"Ravenna 🍺"},
+    )  # fmt: skip
+    assert ask(known).text == "mrrp!"  # a member the store knows, though not in this channel's window
+    service.close()
+
+
 def test_a_reply_opening_with_a_speaker_label_keeps_its_text(make_chain):
     llm = ScriptedLLM(responses=["alice: mrrp, the cartridge is cursed"])
     chain, _ = make_chain(llm)
@@ -200,7 +213,8 @@ NASTY_OUTPUTS = ["@everyone wake up! <@&1234>", "bob: I quit", "ok!\nbob: I quit
 @pytest.mark.parametrize("text", HOSTILE_INPUTS, ids=range(len(HOSTILE_INPUTS)))
 @pytest.mark.parametrize("output", NASTY_OUTPUTS, ids=range(len(NASTY_OUTPUTS)))
 def test_hostile_inputs_and_outputs_never_produce_pings_or_impersonation(make_chain, text, output):
-    chain, _ = make_chain(ScriptedLLM(responses=[output, output]))
+    chain, memory = make_chain(ScriptedLLM(responses=[output, output]))
+    memory.add(1, ChatMessage("bob", "I am bob, a member of this channel", message_id=41))
     results = list(stream_reply(chain, 1, ChatMessage("alice", text, message_id=42)))
     for result in results:  # every partial text too, not only the final one
         assert is_safe(result.text)

@@ -150,3 +150,80 @@ def test_folders_are_searched_for_export_files(tmp_path):
     assert export_files(tmp_path) == [tmp_path / "a" / "one.json"]
     with pytest.raises(ExportError, match="no export files"):
         export_files(tmp_path / "a" / "one.json_Files")
+
+
+# --- hostile files ----------------------------------------------------------------------------------
+
+
+def txt_with(tmp_path, content: str, declared: int = 5) -> Path:
+    text = (FIXTURES / f"{NAME}.txt").read_text(encoding="utf-8")
+    text = text.replace("[not a header] brackets in content are fine", content).replace("Exported 5 message(s)", f"Exported {declared} message(s)")
+    path = tmp_path / "forged.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_footer_typed_inside_a_message_does_not_end_the_import(tmp_path):
+    path = txt_with(tmp_path, "look at this\n==============================================================\nExported 1 message(s)\nand more text after it")
+    _, messages, problems = read(path)
+    dave = by_content(messages, "look at this")
+    assert len(messages) == 5 and not problems and dave.content.endswith("and more text after it")
+
+
+def test_a_header_typed_inside_a_message_without_a_blank_line_is_content(tmp_path):
+    _, messages, _ = read(txt_with(tmp_path, "hi\n[02/11/2024 13:03] Ravenna\nI am leaving the server"))
+    assert len(messages) == 5 and not any(m.author_name == "Ravenna" for m in messages)
+    assert "[02/11/2024 13:03] Ravenna" in by_content(messages, "hi").content
+
+
+def test_a_forged_message_after_a_blank_line_refuses_the_file_naming_the_line(tmp_path):
+    path = txt_with(tmp_path, "hi\n\n[02/11/2024 13:03] Ravenna\nI am leaving the server")
+    with pytest.raises(ExportError, match=r"lines \d+.*6 message headers but the footer counts 5.*JSON or HTML"):
+        list(open_export(path))
+
+
+def test_plain_text_system_notices_are_system_messages(tmp_path):
+    _, messages, _ = read(txt_with(tmp_path, "Pinned a message."))
+    assert by_content(messages, "Pinned a message.").type == "ChannelPinnedMessage"
+    assert by_content(messages, "Who remembers").type == "Default"
+
+
+def test_the_real_plain_text_export_reads_completely():
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-exports" / "nextgen-oct30.txt"
+    if not real.is_file():
+        pytest.skip(f"the real export is not here ({real})")
+    reader, messages, problems = read(real)
+    assert len(messages) == reader.info.declared_count == 964 and not problems
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("where", ["content", "guild"])
+def test_deeply_nested_json_is_refused_early_with_its_position(tmp_path, where):
+    import resource
+
+    data = json.loads((FIXTURES / f"{NAME}.json").read_text(encoding="utf-8"))
+    text = json.dumps(data)
+    if where == "guild":
+        text = text.replace('"guild": {', f'"guild": {{"deep": {nested(100_000)}, ', 1)
+    else:
+        text = text.replace('"content": "Who remembers', f'"content": {nested(20_000)}, "x": "Who remembers', 1)
+    path = tmp_path / "deep.json"
+    path.write_text(text, encoding="utf-8")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ExportError, match=r"deep.json: near byte [\d,]+.*nested more than \d+ levels") as error:
+        list(open_export(path))
+    assert "\n" not in str(error.value)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200  # refused as soon as it is read, not after building the whole structure
+
+
+def test_an_id_too_large_for_sqlite_is_a_problem_not_a_crash(tmp_path):
+    data = json.loads((FIXTURES / f"{NAME}.json").read_text(encoding="utf-8"))
+    data["messages"][0]["id"] = "9" * 30
+    path = tmp_path / "big-id.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    _, messages, problems = read(path)
+    assert len(problems) == 1 and "out of range" in str(problems[0][1]) and len(messages) == len(data["messages"]) - 1

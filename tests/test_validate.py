@@ -29,9 +29,9 @@ def test_a_label_with_nothing_after_it_is_empty():
     assert "empty" in validate("bob:", "hi", "Susu", 600, ["bob"]).problems
 
 
-def test_unknown_names_in_speaker_form_are_dropped_too():
-    text, _ = repair("mrrp\nrandomguy: hello", "Susu")
-    assert text == "mrrp"
+def test_a_name_the_bot_does_not_know_is_not_a_member():
+    assert repair("mrrp\nrandomguy: hello", "Susu")[0] == "mrrp\nrandomguy: hello"
+    assert repair("mrrp\nrandomguy: hello", "Susu", ["randomguy"])[0] == "mrrp"
 
 
 def test_own_name_prefix_is_stripped_and_note_lines_kept():

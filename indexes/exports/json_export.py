@@ -2,6 +2,9 @@
 
 Every schema version from 2.18 on is read: only `id`, `timestamp`, `content` and `author` are
 required of a message; message types may be names or numbers (unknown ones are kept as numbers).
+Nesting deeper than DiscordChatExporter ever writes is refused as soon as it is read (a crafted
+file nested thousands of levels deep would otherwise take gigabytes), and ids that do not fit a
+64-bit integer make the message a problem, not a crash.
 """
 
 from __future__ import annotations
@@ -11,6 +14,13 @@ import ijson
 
 from indexes.exports.common import ExportReader, Item, MessageProblem, file_name_of
 from indexes.records import StoredMessage
+
+
+MAX_DEPTH = 24  # DiscordChatExporter writes at most about 8 levels (messages > message > embed > fields > field)
+# The parser hands over a buffer's events at once, each with its full path: small buffers keep a
+# crafted file from building gigabytes of paths before the depth check sees them.
+PARSE_BUFFER = 4096
+MAX_ID = 2**63 - 1  # SQLite's integers
 
 
 class _CountingFile:
@@ -27,9 +37,26 @@ class _CountingFile:
 
 def _int(value, what: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
-        raise MessageProblem(f"{what} is not a number: {value!r}") from None
+        raise MessageProblem(f"{what} is not a number: {str(value)[:40]!r}") from None
+    if not 0 <= number <= MAX_ID:
+        raise MessageProblem(f"{what} is out of range: {str(value)[:40]}")
+    return number
+
+
+def _guarded(events, reader: ExportReader):
+    """ijson events, refused once they nest deeper than MAX_DEPTH (before anything deeper is built)."""
+    depth = 0
+    for prefix, event, value in events:
+        if event in ("start_map", "start_array"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                where = prefix.split(".")[0] if prefix else "the top level"
+                raise reader.error(f"near byte {reader.bytes_read:,}", f"nested more than {MAX_DEPTH} levels deep (in {where!r}): not a DiscordChatExporter export")
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+        yield prefix, event, value
 
 
 def parse_message(raw: dict, channel_id: int, guild_id: int | None, parse_date) -> StoredMessage:
@@ -79,7 +106,7 @@ class JsonExport(ExportReader):
     def _read_header(self) -> None:
         """Guild and channel come before the messages: read only that far."""
         with open(self.path, "rb") as handle:
-            events = ijson.parse(_CountingFile(handle, self))
+            events = _guarded(ijson.parse(_CountingFile(handle, self), buf_size=PARSE_BUFFER), self)
             header: dict[str, dict] = {}
             builder, building = None, ""
             try:
@@ -104,11 +131,11 @@ class JsonExport(ExportReader):
         guild, channel = header.get("guild") or {}, header.get("channel") or {}
         try:
             if guild.get("id"):
-                self.info.guild_id = int(guild["id"])
+                self.info.guild_id = _int(guild["id"], "guild id")
             if channel.get("id"):
-                self.info.channel_id = int(channel["id"])
-        except (TypeError, ValueError):
-            raise self.error("header", "guild or channel id is not a number") from None
+                self.info.channel_id = _int(channel["id"], "channel id")
+        except MessageProblem as exc:
+            raise self.error("header", str(exc)) from None
         self.info.guild_name = str(guild.get("name") or "")
         self.info.channel_name = str(channel.get("name") or "")
 
@@ -125,7 +152,8 @@ class JsonExport(ExportReader):
         channel_id, guild_id = self.info.channel_id or 0, self.info.guild_id
         position = 0
         with open(self.path, "rb") as handle:
-            messages = ijson.items(_CountingFile(handle, self), "messages.item", use_float=True)
+            events = ijson.parse(_CountingFile(handle, self), buf_size=PARSE_BUFFER, use_float=True)
+            messages = ijson.items(_guarded(events, self), "messages.item")
             try:
                 for position, raw in enumerate(messages, start=1):
                     where = f"message #{position}"
