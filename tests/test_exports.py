@@ -227,3 +227,35 @@ def test_an_id_too_large_for_sqlite_is_a_problem_not_a_crash(tmp_path):
     path.write_text(json.dumps(data), encoding="utf-8")
     _, messages, problems = read(path)
     assert len(problems) == 1 and "out of range" in str(problems[0][1]) and len(messages) == len(data["messages"]) - 1
+
+
+def test_html_keeps_the_markdown_members_wrote(tmp_path):
+    html = (FIXTURES / f"{NAME}.html").read_text(encoding="utf-8").replace(
+        "The oven caught fire during the speedrun, legendary night.",
+        'The <strong>oven</strong> caught <em>fire</em>, see <code class="chatlog__markdown-pre chatlog__markdown-pre--inline">oven.log</code> '
+        'and <a href="https://example.org/log">the log</a> <span class="chatlog__markdown-spoiler chatlog__markdown-spoiler--hidden">it was bob</span>'
+        '<code class="chatlog__markdown-pre chatlog__markdown-pre--multiline language-py">print("fire")</code>',
+    )  # fmt: skip
+    path = tmp_path / "markdown.html"
+    path.write_text(html, encoding="utf-8")
+    _, messages, _ = read(path)
+    story = by_content(messages, "The **oven**")
+    assert story.content.startswith(
+        'The **oven** caught *fire*, see `oven.log` and [the log](https://example.org/log) ||it was bob||```py\nprint("fire")\n```'
+    )
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-exports"
+
+
+def test_the_real_html_and_plain_text_exports_agree():
+    if not (REAL / "nextgen-oct30.html").is_file():
+        pytest.skip(f"the real exports are not here ({REAL})")
+    _, html, html_problems = read(REAL / "nextgen-oct30.html")
+    _, text, text_problems = read(REAL / "nextgen-oct30.txt")
+    assert len(html) == len(text) == 964 and not html_problems and not text_problems
+    same = sum(a.content.strip() == b.content.strip() for a, b in zip(html, text, strict=True))
+    assert same >= 0.98 * len(html)  # bold, code, masked links and custom emoji read back as typed
+    pins = [m for m in html if m.type == "ChannelPinnedMessage"]
+    assert len(pins) == 3 and all(m.content == "Pinned a message." for m in pins)
+    assert [m.type for m in text if m.content == "Pinned a message."] == ["ChannelPinnedMessage"] * 3

@@ -5,6 +5,10 @@ group has the author (`span.chatlog__author` with the username in `title` and `d
 the rest of the group inherits it. Each container is dropped from the tree once read, so memory
 stays flat on large exports. A file without the closing "Exported N message(s)" entry is treated
 as truncated.
+
+Message text is read back as the Discord markdown it was rendered from (**bold**, `code`, code
+blocks, quotes, spoilers, lists), as the other formats carry it, and system notifications ("pinned a
+message to this channel.") become the system messages they are, with the plain-text export's wording.
 """
 
 from __future__ import annotations
@@ -16,9 +20,20 @@ from collections.abc import Iterator
 from lxml import etree
 
 from indexes.exports.common import ExportReader, Item, MessageProblem, file_name_of, synthetic_user_id
+from indexes.exports.text_export import system_type
 from indexes.records import StoredMessage
 
 CHUNK = 1 << 16
+MAX_ID = 2**63 - 1
+MAX_MARKUP_DEPTH = 64  # deeper markup (never written by the exporter) is read as plain text
+INLINE = {"strong": "**", "b": "**", "em": "*", "i": "*", "u": "__", "s": "~~", "del": "~~"}
+# The HTML export's wording of system notifications, and the plain-text export's for the same.
+NOTICES = (
+    (re.compile(r"^pinned a message\b", re.I), "Pinned a message."),
+    (re.compile(r"^joined the server\b", re.I), "Joined the server."),
+    (re.compile(r"^started a thread\b", re.I), "Started a thread."),
+    (re.compile(r"^changed the channel icon\b", re.I), "Changed the channel icon."),
+)
 REPLY_TARGET = re.compile(r"scrollToMessage\(event,\s*'(\d+)'\)")
 FOOTER = re.compile(r"Exported\s+([\d,.\s\u00a0\u202f]+)\s+message", re.IGNORECASE)
 
@@ -47,6 +62,55 @@ def _text(element) -> str:
 
     walk(element)
     return "".join(parts).strip()
+
+
+def _markdown(element) -> str:
+    """Message text as the Discord markdown the exporter rendered into HTML."""
+
+    def render(node, depth: int) -> str:
+        if depth > MAX_MARKUP_DEPTH:
+            return "".join(node.itertext())
+        tag, classes = node.tag, _classes(node)
+        if tag == "img":
+            alt = node.get("alt") or ""
+            return f":{alt}:" if re.fullmatch(r"\w{2,32}", alt) else alt  # a custom emoji by its name, as typed
+        if tag == "br":
+            return "\n"
+        if tag == "code":
+            code = "".join(node.itertext())
+            if "chatlog__markdown-pre--multiline" in classes:
+                language = next((c[len("language-") :] for c in classes if c.startswith("language-")), "")
+                return f"```{language}\n{code.strip(chr(10))}\n```"
+            return f"`{code}`"
+        inner = (node.text or "") + "".join(
+            (render(child, depth + 1) if isinstance(child.tag, str) else "") + (child.tail or "") for child in node
+        )
+        if "chatlog__markdown-quote-border" in classes:
+            return ""
+        if "chatlog__markdown-quote" in classes:
+            return "\n".join(f"> {line}" for line in inner.strip("\n").split("\n"))
+        if "chatlog__markdown-spoiler" in classes:
+            return f"||{inner}||"
+        if tag in INLINE:
+            return f"{INLINE[tag]}{inner}{INLINE[tag]}"
+        if tag == "a" and node.get("href", "").startswith(("http://", "https://")) and inner.strip() not in ("", node.get("href")):
+            return f"[{inner}]({node.get('href')})"  # a masked link
+        if tag in ("h1", "h2", "h3"):
+            return f"{'#' * int(tag[1])} {inner.strip()}"
+        if tag == "li":
+            return f"- {inner.strip()}\n"
+        return inner
+
+    return render(element, 0).strip()
+
+
+def _notice(text: str) -> tuple[str, str]:
+    """(type, content) of a system notification, worded as in the plain-text export."""
+    text = " ".join(text.split())
+    for pattern, wording in NOTICES:
+        if pattern.match(text):
+            return system_type(wording) or "System", wording
+    return "System", text[:1].upper() + text[1:]
 
 
 def _is_content(node) -> bool:
@@ -137,7 +201,9 @@ class HtmlExport(ExportReader):
             elif "chatlog__short-timestamp" in classes:
                 found.setdefault("date", node.get("title") or "")
             elif "chatlog__markdown-preserve" in classes and "content" not in found and _is_content(node):
-                found["content"] = _text(node)
+                found["content"] = _markdown(node)
+            elif "chatlog__system-notification-content" in classes:
+                found["notice"] = _text(node)
             elif "chatlog__content" in classes and "content" not in found:
                 found["content_fallback"] = node
             elif "chatlog__edited-timestamp" in classes:
@@ -157,13 +223,13 @@ class HtmlExport(ExportReader):
                 if link is not None:
                     attachments.append(file_name_of(link.get("href") or link.get("src") or ""))
         if "content" not in found and "content_fallback" in found:
-            found["content"] = _text(found["content_fallback"])
+            found["content"] = _markdown(found["content_fallback"])
         author = found.get("author")
         if author is not None:
             user_id = author.get("data-user-id") or ""
             username = author.get("title") or _text(author)
             self._author = {
-                "id": int(user_id) if user_id.isdigit() else synthetic_user_id(username),
+                "id": int(user_id) if user_id.isdigit() and int(user_id) <= MAX_ID else synthetic_user_id(username),
                 "name": username,
                 "display": _text(author),
                 "bot": bool(found.get("bot")),
@@ -174,6 +240,12 @@ class HtmlExport(ExportReader):
             raise MessageProblem("no timestamp")
         edited = str(found.get("edited") or "")
         display = self._author["display"]
+        if int(message_id) > MAX_ID:
+            raise MessageProblem(f"message id is out of range: {message_id[:40]}")
+        kind = "Reply" if "reply_to" in found else "Default"
+        content = str(found.get("content") or "")
+        if found.get("system"):
+            kind, content = _notice(str(found.get("notice") or content))
         return StoredMessage(
             id=int(message_id),
             channel_id=self.info.channel_id or 0,
@@ -181,10 +253,10 @@ class HtmlExport(ExportReader):
             author_name=self._author["name"],
             author_display=display if display != self._author["name"] else "",
             author_is_bot=self._author["bot"],
-            type="System" if found.get("system") else ("Reply" if "reply_to" in found else "Default"),
+            type=kind,
             timestamp=self.parse_date(str(found["date"])),
             edited_at=self.parse_date(edited) if edited else None,
-            content=str(found.get("content") or ""),
+            content=content,
             reply_to=found.get("reply_to"),  # type: ignore[arg-type]
             is_pinned="chatlog__message-container--pinned" in _classes(element),
             reactions=reactions,
