@@ -15,10 +15,13 @@ logger = logging.getLogger("app")
 def _chat(args: argparse.Namespace) -> int:
     from app.console import Console, parse_line
     from app.runtime import build_runtime
-    from app.settings import load_settings
+    from app.settings import load_settings, secrets_of
+
+    from indexes.lock import hold_data_dir
 
     settings = load_settings()
-    setup_logging(settings.LOG_LEVEL)
+    setup_logging(settings.LOG_LEVEL, secrets=secrets_of(settings))
+    args.lock = hold_data_dir(settings, "the console")  # kept referenced: held until this process ends
     runtime = build_runtime(settings)
     try:
         console = Console(runtime, show_explain=args.explain, speaker=args.speaker)
@@ -37,12 +40,14 @@ def _bot(args: argparse.Namespace) -> int:
 
     from app.bot import check_bot_settings, explain_startup_error, run_bot
     from app.runtime import build_runtime
-    from app.settings import load_settings
+    from app.settings import load_settings, secrets_of
 
     settings = load_settings()
-    token = settings.DISCORD_BOT_TOKEN.get_secret_value() if settings.DISCORD_BOT_TOKEN else ""
-    setup_logging(settings.LOG_LEVEL, settings.logs_dir / "bot.log", settings.LOG_FILE_MAX_MB, settings.LOG_FILE_BACKUPS, secrets=[token])
+    setup_logging(settings.LOG_LEVEL, settings.logs_dir / "bot.log", settings.LOG_FILE_MAX_MB, settings.LOG_FILE_BACKUPS, secrets=secrets_of(settings))
     check_bot_settings(settings)
+    from indexes.lock import hold_data_dir
+
+    args.lock = hold_data_dir(settings, "the bot")  # kept referenced: held until this process ends
     runtime = build_runtime(settings)
     try:
         asyncio.run(run_bot(runtime, settings))
@@ -59,25 +64,29 @@ def _bot(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from app.settings import load_settings
+    from app.settings import load_settings, secrets_of
     from app.train import main_train
 
     overrides = {"TRAIN_RECIPE": args.recipe} if args.recipe else {}
     settings = load_settings(**overrides)
-    setup_logging(settings.LOG_LEVEL)
+    setup_logging(settings.LOG_LEVEL, secrets=secrets_of(settings))
     return main_train(settings)
 
 
 def _history(args: argparse.Namespace) -> int:
     from app import history
-    from app.settings import load_settings
+    from app.settings import load_settings, secrets_of
+
+    from indexes.lock import hold_data_dir
 
     settings = load_settings()
-    setup_logging(settings.LOG_LEVEL)
+    setup_logging(settings.LOG_LEVEL, secrets=secrets_of(settings))  # backfill talks to Discord with the token
+    if not (args.command == "index" and args.action == "stats"):  # reading the index is safe beside the bot
+        args.lock = hold_data_dir(settings, f"`python -m app {args.command}{' ' + args.action if args.command == 'index' else ''}`")
     if args.command == "backfill":
         return history.backfill(settings)
     if args.command == "forget":
-        return history.forget(settings, args.user_id)
+        return history.forget(settings, args.user_id, args.names)
     if args.action == "stats":
         return history.stats(settings)
     if args.action == "update":
@@ -117,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     backfill.set_defaults(run=_history)
     forget = sub.add_parser("forget", help="remove a member's messages everywhere and skip them from now on")
     forget.add_argument("user_id", type=int, metavar="USER_ID")
+    forget.add_argument("--name", dest="names", action="append", default=[], metavar="NAME",
+                        help="a name the member is shown by in exports without ids (plain text, CSV); may be repeated")
     forget.set_defaults(run=_history)
     args = parser.parse_args(argv)
     setup_logging()
@@ -124,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     from chains.model import ModelLoadError
     from indexes.backfill import BackfillError
     from indexes.exports import ExportError
+    from indexes.lock import DataDirBusy
     from indexes.vector import IndexUnavailable
     from prompts import PromptError
 
     try:
         return args.run(args)
-    except (SettingsError, PromptError, ModelLoadError, ExportError, BackfillError, IndexUnavailable) as exc:
+    except (SettingsError, PromptError, ModelLoadError, ExportError, BackfillError, IndexUnavailable, DataDirBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -106,13 +106,13 @@ def backfill(settings: Settings) -> int:
         store.close()
 
 
-def forget(settings: Settings, user_id: int) -> int:
+def forget(settings: Settings, user_id: int, names: list[str] = ()) -> int:
     from indexes.forget import forget_member
 
     store = MessageStore(settings.store_path)
     try:
         index = open_index(settings, store)
-        print(forget_member(store, index, settings.DATA_DIR, user_id).summary())
+        print(forget_member(store, index, settings.DATA_DIR, user_id, names).summary())
         return 0
     finally:
         store.close()

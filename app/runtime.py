@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from app.settings import Settings
@@ -22,6 +22,7 @@ from chains.summary import build_summary_request
 from chains.types import ChatMessage
 from indexes.build import ensure_index, open_index
 from indexes.filters import Filters
+from indexes.forget import ForgetReport, forget_member, member_ids
 from indexes.live import LiveIngestion
 from indexes.records import StoredMessage
 from indexes.store import MessageStore
@@ -77,6 +78,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self._swap_lock = threading.Lock()
         self.known_names: set[str] = self.store.author_names()  # a reply never speaks as any of them
+        self.opted_out: set[int] = self.store.opted_out()
         self.ingestion = LiveIngestion(
             self.store, self.lore_index, Filters.from_settings(self.settings, self.store.opted_out()), self.settings.LORE_KEYWORDS,
             wait_for_replies=lambda timeout: self.service.wait_for_replies(timeout),
@@ -88,7 +90,9 @@ class Runtime:
         return self.ingestion(message)
 
     def observe(self, channel_id: int, message: ChatMessage) -> None:
-        """Every channel message goes to short-term memory."""
+        """Every channel message goes to short-term memory, but for those of members who opted out."""
+        if message.author_id and message.author_id in self.opted_out:
+            return
         if not message.from_character:
             self.known_names.add(message.author)
         self.memory.add(channel_id, message)
@@ -117,6 +121,15 @@ class Runtime:
                 self.remember_reply(channel_id, result.text)
             yield result
 
+    def forget(self, user_id: int, names: Iterable[str] = ()) -> ForgetReport:
+        """A member opts out: store, index, training data, short-term memory and summaries (see indexes.forget)."""
+        report = forget_member(self.store, self.lore_index, self.settings.DATA_DIR, user_id, names)
+        ids, _ = member_ids(self.store, user_id, report.names)
+        self.opted_out |= ids
+        self.memory.forget(ids, set(report.names))
+        self.known_names.difference_update(report.names)
+        return report
+
     def reload_prompts(self) -> None:
         """Re-read the persona and prompt files and rebuild the chain (the model stays loaded)."""
         persona = load_persona(self.settings.PERSONA_FILE)
@@ -133,17 +146,32 @@ class Runtime:
         self.chain = compose_chain(settings, persona, prompts, model, service, self.lore_index, self.memory, lambda: self.known_names)
 
     def reload(self, settings: Settings) -> ModelBundle:
-        """Re-read settings, prompts and persona and load the model and adapter again, then swap.
+        """Take new settings: prompts, persona, the model and adapter (loaded again), and every other part.
 
         The new model loads while the old one keeps answering; replies already asked of the old one
-        finish on it, then it is freed. Memory, store and index stay as they are.
+        finish on it, then it is freed. Memory (resized to SHORT_TERM_WINDOW, summarized every
+        SUMMARIZE_INTERVAL), live ingestion (filters, LORE_KEYWORDS), the index (INDEX_MIN_CHARS),
+        retrieval weights, SEED and thread counts follow the new settings; the store, the index
+        content and what memory holds stay. Settings in RESTART_SETTINGS are the caller's to keep.
         """
+        import torch
+
         persona = load_persona(settings.PERSONA_FILE)
         prompts = load_prompts(settings.PROMPTS_DIR)
         model = self.model_factory(settings)
         service = GenerationService(model.llm, timeout_s=settings.GENERATION_TIMEOUT_SECONDS)
+        torch.set_num_threads(torch_threads(settings))
+        if settings.SEED is not None:
+            from transformers import set_seed
+
+            set_seed(settings.SEED)
         with self._swap_lock:
             old_model, old_service = self.model, self.service
+            self.memory.resize(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL)
+            self.ingestion.filters = Filters.from_settings(settings, self.store.opted_out())
+            self.ingestion.keywords = settings.LORE_KEYWORDS
+            if self.lore_index is not None:
+                self.lore_index.min_chars = settings.INDEX_MIN_CHARS
             self._swap(settings, persona, prompts, model, service)
         old_service.wait_for_replies(REPLY_DRAIN_SECONDS)
         old_service.close()

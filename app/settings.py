@@ -7,6 +7,7 @@ that names each bad variable and what it accepts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,19 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chains.config import DEFAULT_MODEL, ModelConfig
+
+
+# Settings the running bot keeps until a restart (`!reload` names them when they changed): its
+# connection, where its files live, and what its event handlers were built with.
+RESTART_SETTINGS = (
+    "DISCORD_BOT_TOKEN", "DISCORD_GUILD_ID", "DISCORD_CHANNEL_ID", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL",
+    "DATA_DIR", "CHROMA_HOST", "CHROMA_PORT", "CHROMA_COLLECTION", "EMBED_DTYPE", "LOG_DIR", "LOG_LEVEL",
+    "LOG_FILE_MAX_MB", "LOG_FILE_BACKUPS", "COMMAND_PREFIX", "ALLOW_DMS", "REPLY_QUEUE_LIMIT", "SAMPLE_EXPORT",
+)  # fmt: skip
+SECRET_SETTINGS = ("DISCORD_BOT_TOKEN", "OPENAI_API_KEY")
+# Where settings are read from besides the environment; child processes get theirs in the environment
+# and ENV_FILE="" so that they never read the secrets in .env.
+ENV_FILE_VARIABLE = "ENV_FILE"
 
 
 class SettingsError(ValueError):
@@ -213,10 +227,33 @@ def _describe(error: dict) -> str:
     return f"{loc}{shown}: {message}"
 
 
+def secrets_of(settings: Settings) -> list[str]:
+    """The secret values among the settings, for log redaction."""
+    values = [getattr(settings, name) for name in SECRET_SETTINGS]
+    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def child_environment(settings: Settings, keep: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment for a child process: the system's basics and every setting but the secrets.
+
+    Children (data preparation, training) get no token or key, in the environment or from .env.
+    """
+    basics = ("PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "SYSTEMROOT")
+    prefixes = ("LC_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "CUDA_", "OMP_", "MKL_", "PYTORCH_", "ANONYMIZED_TELEMETRY")
+    environment = {k: v for k, v in os.environ.items() if k in basics or k in keep or k.startswith(prefixes)}
+    for name, value in settings.model_dump(mode="json").items():
+        if name in SECRET_SETTINGS or value is None:
+            continue
+        environment[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    environment[ENV_FILE_VARIABLE] = ""
+    return environment
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment and `.env`; raise SettingsError naming bad variables."""
+    """Read settings from the environment and `.env` (or ENV_FILE); raise SettingsError naming bad variables."""
+    env_file = os.environ.get(ENV_FILE_VARIABLE, ".env") or None
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = "\n".join(f"  {_describe(err)}" for err in exc.errors())
         raise SettingsError(f"Invalid settings (see .env.example):\n{lines}") from None

@@ -2,7 +2,9 @@
 
 `python -m app train` and `!train` run `python -m training.data_prep` then
 `python -m training.train_lora --recipe TRAIN_RECIPE` as child processes, so a crash or an
-out-of-memory kill in training never takes the bot down. Their output goes to LOG_DIR/train.log.
+out-of-memory kill in training never takes the bot down. The children get the settings they need
+and no secret (no bot token, in their environment or from .env). Their output goes to
+LOG_DIR/train.log. A recipe that cannot be read fails at once, before any child starts.
 The new adapter replaces `adapters/<recipe name>/` only when training completes; a failed or
 interrupted run leaves the adapter in use as it was.
 """
@@ -36,23 +38,21 @@ def adapter_for(recipe: Path, adapters_dir: Path) -> Path:
     return adapters_dir / load_recipe(recipe).name
 
 
-def child_environment(settings) -> dict[str, str]:
-    """The running settings that the child processes must share (they read the environment)."""
-    import os
-
-    shared = {
-        "DATA_DIR": settings.DATA_DIR, "MODEL_CACHE_DIR": settings.MODEL_CACHE_DIR, "ADAPTERS_DIR": settings.ADAPTERS_DIR,
-        "MODEL_NAME": settings.MODEL_NAME, "DEVICE": settings.DEVICE, "LOG_LEVEL": settings.LOG_LEVEL,
-        "DISCORD_CHANNEL_ID": settings.DISCORD_CHANNEL_ID or "",
-    }  # fmt: skip
-    return {**os.environ, **{k: str(v) for k, v in shared.items()}}
-
-
 async def run_training(settings, log_file: Path | None = None) -> TrainingRun:
     """Data prep then training, each in its own process; stops at the first failure."""
+    from app.settings import child_environment
+    from training.train_lora import RecipeError
+
     log_file = log_file or settings.logs_dir / "train.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     recipe = settings.TRAIN_RECIPE
+    try:
+        adapter = adapter_for(recipe, settings.ADAPTERS_DIR)
+    except RecipeError as exc:
+        logger.error("training: %s", exc)
+        with open(log_file, "a", encoding="utf-8") as log:
+            log.write(f"error: {exc}\n")
+        return TrainingRun(2, "recipe", str(exc), settings.ADAPTERS_DIR / recipe.stem)
     steps = [
         ("data_prep", [sys.executable, "-m", "training.data_prep"]),
         ("train_lora", [sys.executable, "-m", "training.train_lora", "--recipe", str(recipe)]),
@@ -73,8 +73,8 @@ async def run_training(settings, log_file: Path | None = None) -> TrainingRun:
             log.flush()
             if code != 0:
                 logger.error("training: %s failed with exit code %s (see %s)", step, code, log_file)
-                return TrainingRun(code, step, "\n".join(tail), adapter_for(recipe, settings.ADAPTERS_DIR))
-    return TrainingRun(0, "train_lora", "\n".join(tail), adapter_for(recipe, settings.ADAPTERS_DIR))
+                return TrainingRun(code, step, "\n".join(tail), adapter)
+    return TrainingRun(0, "train_lora", "\n".join(tail), adapter)
 
 
 def main_train(settings) -> int:

@@ -107,10 +107,48 @@ class ShortTermMemory:
             self.schedule(("summary", channel_id), _SummaryTask(self, channel_id))
         return due
 
+    def resize(self, window: int, summarize_interval: int) -> None:
+        """A new window length and summary interval; each channel keeps its newest messages."""
+        with self._lock:
+            self.interval = summarize_interval
+            if window != self.window:
+                self.window = window
+                for channel in self._channels.values():
+                    channel.window = deque(channel.window, maxlen=window)
+
     def snapshot(self, channel_id: int) -> MemorySnapshot:
         with self._lock:
             channel = self._channel(channel_id)
             return MemorySnapshot(tuple(channel.window), channel.summary, channel.added - len(channel.window))
+
+    def forget(self, author_ids: set[int], names: set[str] = frozenset()) -> int:
+        """Drop a member's messages from every channel; a channel they spoke in also loses its summary.
+
+        Messages match by author id, or by name (`names`, normalized) for messages without one.
+        Returns how many messages were dropped.
+        """
+        from chains.names import normalize
+
+        wanted = {normalize(n) for n in names}
+
+        def theirs(message: ChatMessage) -> bool:
+            if message.from_character:
+                return False
+            return message.author_id in author_ids if message.author_id else normalize(message.author) in wanted
+
+        dropped = 0
+        with self._lock:
+            for channel in self._channels.values():
+                kept = [m for m in channel.window if not theirs(m)]
+                if len(kept) == len(channel.window) and not any(theirs(m) for m in channel.since_summary + channel.in_flight):
+                    continue
+                dropped += len(channel.window) - len(kept)
+                channel.window = deque(kept, maxlen=self.window)
+                channel.since_summary = [m for m in channel.since_summary if not theirs(m)]
+                channel.in_flight = []
+                channel.summary = ""  # it may hold their words
+                channel.generation += 1  # a summary being made of their words is dropped too
+        return dropped
 
     def clear(self, channel_id: int) -> None:
         """Forget this channel's window and summary (a summary being made is discarded)."""

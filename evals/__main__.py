@@ -23,6 +23,9 @@ def _run(args) -> int:
     if settings.SEED is None:  # runs compare prompts and models, not sampling luck
         settings = load_settings(**overrides, SEED=EVAL_SEED)
     setup_logging("WARNING")
+    from indexes.lock import hold_data_dir
+
+    args.lock = hold_data_dir(settings, "`python -m evals run`")  # kept referenced: held while the run goes
     eval_set = load_dataset(args.dataset)
     run = run_eval(settings, eval_set, runs_dir=args.runs, limit=args.limit, progress=lambda line: print(line, file=sys.stderr))
     default_prompts = str(load_settings().PROMPTS_DIR)
@@ -90,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--thresholds", type=Path, default=THRESHOLDS)
     args = parser.parse_args(argv)
     from app.settings import SettingsError
+    from indexes.lock import DataDirBusy
     from evals.dataset import DatasetError
     from prompts import PromptError
 
     try:
         return args.handler(args)
-    except (SettingsError, DatasetError, PromptError, ValueError) as exc:
+    except (SettingsError, DatasetError, PromptError, ValueError, DataDirBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,8 +1,14 @@
 """Forgetting a member who opted out: store, index and training data, and no collecting again.
 
+Exports without member ids (plain text, CSV, older HTML) give a member an id derived from the name
+they are shown by (`synthetic_user_id`). A member is therefore forgotten under their Discord id
+and under the id derived from each name they are known by (the names their stored messages carry,
+and any the caller knows, such as the bot's view of the member); every one of those ids is recorded
+as opted out, so later imports of any format skip them too.
+
 Training samples (JSONL written by training.data_prep) carry the ids of every member whose words
-they contain in `author_ids`; each sample with the member's id is dropped, the file rewritten
-atomically. An adapter already trained still carries what it learned: retrain to drop that.
+they contain in `author_ids`; each sample with one of the member's ids is dropped, the file
+rewritten atomically. An adapter already trained still carries what it learned: retrain to drop that.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indexes.exports.common import synthetic_user_id
 from indexes.store import MessageStore
 from indexes.vector import LoreIndex
 
@@ -25,13 +33,15 @@ class ForgetReport:
     messages: int = 0
     indexed: int = 0
     samples: dict[str, int] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
 
     def summary(self) -> str:
         samples = sum(self.samples.values())
         files = ", ".join(f"{name} {n}" for name, n in self.samples.items()) or "no training data"
         return (
             f"member {self.user_id} opted out: {self.messages} messages removed from the store, "
-            f"{self.indexed} from the index, {samples} training samples removed ({files}); "
+            f"{self.indexed} from the index, {samples} training samples removed ({files})"
+            f"{'; also under the names ' + ', '.join(self.names) + ' (exports without ids)' if self.names else ''}; "
             "later imports and backfills skip this member. Adapters trained earlier still carry "
             "what they learned: retrain to drop it."
         )
@@ -64,14 +74,23 @@ def scrub_jsonl(path: Path, user_id: int) -> int:
     return dropped
 
 
-def forget_member(store: MessageStore, index: LoreIndex | None, data_dir: Path, user_id: int) -> ForgetReport:
+def member_ids(store: MessageStore, user_id: int, names: Iterable[str] = ()) -> tuple[set[int], tuple[str, ...]]:
+    """The member's Discord id and the ids exports without ids derive from each name they are known by."""
+    known = sorted({n.strip() for n in [*names, *store.names_of(user_id)] if n and n.strip()})
+    return {user_id, *(synthetic_user_id(name) for name in known)}, tuple(known)
+
+
+def forget_member(store: MessageStore, index: LoreIndex | None, data_dir: Path, user_id: int, names: Iterable[str] = ()) -> ForgetReport:
     """Remove a member everywhere and record the opt-out (the store first: it gates everything else)."""
-    report = ForgetReport(user_id, messages=store.forget(user_id))
-    if index is not None:
-        report.indexed = index.forget(user_id)
-    for path in training_files(data_dir):
-        dropped = scrub_jsonl(path, user_id)
-        if dropped:
-            report.samples[path.name] = dropped
+    ids, known = member_ids(store, user_id, names)
+    report = ForgetReport(user_id, names=known)
+    for member in sorted(ids):
+        report.messages += store.forget(member)
+        if index is not None:
+            report.indexed += index.forget(member)
+        for path in training_files(data_dir):
+            dropped = scrub_jsonl(path, member)
+            if dropped:
+                report.samples[path.name] = report.samples.get(path.name, 0) + dropped
     logger.info("%s", report.summary())
     return report

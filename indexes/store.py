@@ -290,6 +290,18 @@ class MessageStore:
         with self._lock:
             return self._opted_out(self._db)
 
+    def last_message_id(self, channel_id: int | None) -> int | None:
+        """The newest stored message id of a channel (ids are time-ordered, derived ones included)."""
+        with self._lock:
+            row = self._db.execute("SELECT MAX(id) FROM messages WHERE channel_id = ?", (channel_id or 0,)).fetchone()
+        return row[0] if row else None
+
+    def names_of(self, user_id: int) -> set[str]:
+        """The usernames and display names a member's stored messages carry."""
+        sql = "SELECT DISTINCT author_name, author_display FROM messages WHERE author_id = ?"
+        with self._lock:
+            return {n for row in self._db.execute(sql, (user_id,)) for n in row if n}
+
     def forget(self, user_id: int) -> int:
         """Delete a member's messages and record the opt-out, in one transaction; returns the count."""
         with self.transaction() as db:

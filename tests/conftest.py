@@ -26,6 +26,7 @@ def _isolated_env(monkeypatch, tmp_path):
     from app.settings import Settings
 
     monkeypatch.setitem(Settings.model_config, "env_file", None)
+    monkeypatch.setenv("ENV_FILE", "")
 
 
 @pytest.fixture

@@ -39,8 +39,11 @@ class Harness:
         await until(lambda: len(self.fake.replies_to(message_id)) >= count, timeout, f"a reply to {message_id}")
         return self.fake.replies_to(message_id)
 
-    async def quiet(self, seconds: float = 0.5) -> None:
-        await asyncio.sleep(seconds)
+    async def sentinel(self) -> int:
+        """A mention after the events under test; once it is answered, the bot has handled everything before it."""
+        asked = await self.say("sentinel: are you still there?", author=ALICE, mention_bot=True)
+        await self.answered(asked)
+        return asked
 
     async def delivered(self, replies: int = 1, timeout: float = 20.0) -> None:
         """Until the bot has finished `replies` replies (the last edit included)."""
@@ -106,8 +109,7 @@ async def test_replying_to_the_bot_is_a_trigger_and_plain_messages_are_only_reme
     (bot_post,) = await h.answered(first)
     plain = await h.say("just chatting with bob, no need to answer")
     follow_up = await h.say("and what happened after that?", author=BOB, reply_to=bot_post.id)
-    await h.answered(follow_up)
-    await h.quiet()
+    await h.answered(follow_up)  # asked after `plain`: the bot has handled `plain` by now
     assert h.fake.replies_to(plain) == [] and len(h.fake.posts) == 2
     assert plain in {m.id for m in h.bot.runtime.store.iter_messages()}
     memory = h.bot.runtime.memory.snapshot(h.fake.channel_id).messages
@@ -121,10 +123,10 @@ async def test_other_channels_other_bots_and_itself_are_ignored(start_bot):
     robot = await h.say("beep boop", author=999, bot=True, mention_bot=True)
     asked = await h.say("say something", mention_bot=True)
     await h.answered(asked)
-    await h.quiet(1.0)
-    assert len(h.fake.posts) == 1  # its own message mentioning itself did not start a loop
+    await h.sentinel()  # sent after its own reply came back on the gateway
+    assert len(h.fake.posts) == 2  # its own message mentioning itself did not start a loop
     assert not h.fake.replies_to(elsewhere) and not h.fake.replies_to(robot)
-    assert llm.calls == 1
+    assert llm.calls == 2
 
 
 async def test_long_replies_are_split_at_2000_characters(start_bot):
@@ -282,8 +284,7 @@ async def test_reconnect_resumes_without_duplicate_replies(start_bot):
     await until(lambda: h.fake.resumes == 1, what="a RESUME")
     await asyncio.to_thread(h.fake.redeliver, asked)
     after = await h.say("after the reconnect", mention_bot=True)
-    await h.answered(after)
-    await h.quiet()
+    await h.answered(after)  # delivered after the replay: the replay has been handled
     assert len(h.fake.replies_to(asked)) == 1 and h.fake.identifies == 1
 
 
@@ -291,10 +292,10 @@ async def test_a_message_edited_into_a_mention_is_not_answered(start_bot):
     h = await start_bot()
     plain = await h.say("nothing to see here")
     await asyncio.to_thread(h.fake.edit_message, plain, "actually answer me", True)
-    await h.quiet(1.0)
-    assert not h.fake.posts
-    stored = next(m for m in h.bot.runtime.store.iter_messages() if m.id == plain)
-    assert "actually answer me" in stored.content  # the edit still reaches the store
+    sentinel = await h.sentinel()
+    assert [p.reply_to for p in h.fake.posts] == [sentinel]
+    await until(lambda: any(m.id == plain and "actually answer me" in m.content for m in h.bot.runtime.store.iter_messages()),
+                what="the edit in the store")  # fmt: skip
 
 
 async def test_admin_commands_and_refusals(start_bot):
@@ -328,9 +329,11 @@ async def test_forgetme_removes_a_member_and_stops_collecting(start_bot):
     (post,) = await h.answered(forget)
     assert "2 of your messages were removed" in post.content
     await h.say("a message after opting out", author=BOB)
-    await h.quiet(0.5)
+    sentinel = await h.sentinel()
+    await until(lambda: any(m.id == sentinel for m in h.bot.runtime.store.iter_messages()), what="the sentinel stored")
     assert not any(m.author_id == BOB for m in h.bot.runtime.store.iter_messages())
     assert BOB in h.bot.runtime.store.opted_out()
+    assert not any(m.author_id == BOB for m in h.bot.runtime.memory.snapshot(h.fake.channel_id).messages)  # nor remembered
 
 
 async def test_startup_errors_say_what_to_fix(tmp_path):
@@ -365,7 +368,8 @@ def test_missing_bot_settings_are_named():
 async def test_direct_messages_are_ignored_unless_enabled(start_bot):
     h = await start_bot()
     ignored = await h.say("psst, a secret for you", dm=True)
-    await h.quiet(1.0)
+    sentinel = await h.sentinel()
+    await until(lambda: any(m.id == sentinel for m in h.bot.runtime.store.iter_messages()), what="the sentinel stored")
     assert not h.fake.replies_to(ignored) and not any(m.id == ignored for m in h.bot.runtime.store.iter_messages())
 
 
@@ -411,6 +415,8 @@ async def test_train_runs_in_a_separate_process_and_swaps_the_adapter_in(start_b
     failed = await h.say("!train", **admin)
     await until(lambda: any("Training failed at data_prep" in p.content for p in h.fake.posts), timeout=120, what="the failure")
     assert not (tmp_path / "adapters" / "tiny").exists()
+    started = next(p for p in h.fake.posts if p.content.startswith("Training started"))
+    assert started.reply_to == failed  # the failure is told in the channel the command came from
 
     words = "cartridge arcade joystick tavern speedrun pixel maze ghost cabinet tetris".split()
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -425,4 +431,35 @@ async def test_train_runs_in_a_separate_process_and_swaps_the_adapter_in(start_b
     await until(lambda: any(p.content.startswith("Training done") for p in h.fake.posts), timeout=600, what="training")
     done = next(p.content for p in h.fake.posts if p.content.startswith("Training done"))
     assert "New voice loaded" in done and (tmp_path / "adapters" / "tiny" / "adapter_config.json").is_file()
-    assert failed and (tmp_path / "logs" / "train.log").read_text()
+    assert "not enough data" in (tmp_path / "logs" / "train.log").read_text()  # the first run's reason, in the log
+
+
+async def test_a_broken_training_recipe_is_told_not_lost(start_bot, tmp_path):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text("name: x\nbase_model: y\nlearning_rat: 0.1\n")
+    h = await start_bot(TRAIN_RECIPE=recipe)
+    asked = await h.say("!train", author=ADMIN, roles=(h.fake.admin_role_id,))
+    await until(lambda: any("Training failed at recipe" in p.content for p in h.fake.posts), what="the failure")
+    failure = next(p for p in h.fake.posts if "Training failed" in p.content)
+    assert "learning_rat" not in failure.content and "train.log" in failure.content  # brief; the details are logged
+    assert "learning_rat" in (tmp_path / "logs" / "train.log").read_text()
+    assert h.fake.replies_to(asked)
+
+
+async def test_a_failed_reload_says_what_kind_of_failure_without_the_raw_error(start_bot, monkeypatch, caplog):
+    h = await start_bot()
+    monkeypatch.setenv("TEMPERATURE", "warm")
+    asked = await h.say("!reload", author=ADMIN, roles=(h.fake.admin_role_id,))
+    (post,) = await h.answered(asked)
+    assert post.content.startswith("That did not work: the settings are not valid; nothing was changed")
+    assert "warm" not in post.content and "TEMPERATURE='warm'" in caplog.text
+    monkeypatch.delenv("TEMPERATURE")
+    again = await h.say("still the same model?", mention_bot=True)
+    assert (await h.answered(again))[0].content == REPLY  # the running model stayed
+
+
+async def test_commands_outside_the_channel_are_ignored(start_bot):
+    h = await start_bot()
+    elsewhere = await h.say("!stats", author=ADMIN, roles=(h.fake.admin_role_id,), channel_id=h.fake.other_channel_id)
+    await h.sentinel()
+    assert not h.fake.replies_to(elsewhere)

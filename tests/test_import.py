@@ -127,3 +127,27 @@ def test_stats_per_member_and_month(store):
     assert set(months) == {"2019-05", "2020-11"}
     names = [name for name, _, _ in store.author_counts()]
     assert "Alice" in names and "Bobby" in names
+
+
+def test_forgetting_a_member_reaches_every_format_and_keeps_them_out(store, tmp_path):
+    from indexes.forget import forget_member
+
+    text = FIXTURES / "Fixture Guild - tavern [555000000000000001].txt"
+    import_exports(store, JSON, Filters(), progress=False)
+    import_exports(store, text, Filters(), progress=False)
+    alice_rows = [m for m in store.iter_messages() if m.author_name == "alice"]
+    assert len({m.author_id for m in alice_rows}) == 2  # her JSON id, and the id plain text derives from her name
+    report = forget_member(store, None, tmp_path, 1001)
+    assert report.messages == len(alice_rows) and "alice" in report.names
+    assert not any(m.author_name == "alice" for m in store.iter_messages())
+    again = import_exports(store, FIXTURES, Filters(opted_out=frozenset(store.opted_out())), progress=False)
+    assert not any(m.author_name == "alice" for m in store.iter_messages()) and again.skipped.get("opted_out")
+
+
+def test_a_name_given_for_a_member_known_only_from_plain_text(store, tmp_path):
+    from indexes.forget import forget_member
+
+    import_exports(store, FIXTURES / "Fixture Guild - tavern [555000000000000001].txt", Filters(), progress=False)
+    assert any(m.author_name == "dave" for m in store.iter_messages())
+    forget_member(store, None, tmp_path, 424242, names=["dave"])
+    assert not any(m.author_name == "dave" for m in store.iter_messages())

@@ -88,3 +88,17 @@ def test_clear_forgets_window_and_summary_and_discards_a_summary_in_progress(ser
     assert service.wait_idle(10)
     snap = memory.snapshot(1)
     assert snap.messages == () and snap.summary == ""
+
+
+def test_forgetting_a_member_drops_their_messages_and_the_summaries_they_are_in(service_for):
+    llm = ScriptedLLM(responses=["bob loves tetris"])
+    service = service_for(llm)
+    memory = ShortTermMemory(window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background)
+    memory.add(1, ChatMessage("bob", "I love tetris", author_id=7, message_id=1))
+    memory.add(1, ChatMessage("alice", "me too", author_id=8, message_id=2))
+    memory.add(2, ChatMessage("carol", "other channel", author_id=9, message_id=3))
+    assert wait_until(lambda: memory.snapshot(1).summary == "bob loves tetris")
+    memory.add(2, ChatMessage("bob", "a plain-text name only", message_id=4))
+    assert memory.forget({7}, {"Bob"}) == 2
+    assert [m.author for m in memory.snapshot(1).messages] == ["alice"] and memory.snapshot(1).summary == ""
+    assert [m.author for m in memory.snapshot(2).messages] == ["carol"]

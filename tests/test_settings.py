@@ -70,3 +70,46 @@ def test_secrets_are_redacted_from_every_log_line(tmp_path):
         assert token not in written and written.count("[redacted]") >= 2 and "request failed" in written
     finally:
         setup_logging("INFO")
+
+
+def test_child_processes_get_the_settings_but_never_the_secrets(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from app.settings import child_environment
+
+    (tmp_path / ".env").write_text("DISCORD_BOT_TOKEN=secret-token-from-dotenv\nOPENAI_API_KEY=sk-from-dotenv\n")
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "secret-token-in-the-environment")
+    settings = load_settings(DATA_DIR=tmp_path / "data", OPENAI_API_KEY="sk-in-settings", LORE_KEYWORDS="jar,cabinet")
+    env = child_environment(settings)
+    assert "DISCORD_BOT_TOKEN" not in env and "OPENAI_API_KEY" not in env
+    assert not any("secret-token" in v or "sk-in" in v for v in env.values())
+    probe = "from app.settings import load_settings; s = load_settings(); print(s.DISCORD_BOT_TOKEN, s.OPENAI_API_KEY, s.DATA_DIR, s.LORE_KEYWORDS)"
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "None", str(tmp_path / "data"), "('jar',", "'cabinet')"]  # not even from .env
+
+
+def test_every_command_redacts_the_secrets_in_its_logs(monkeypatch, capsys, tmp_path):
+    import logging
+
+    from app import __main__ as cli
+    from app import history
+
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "the-bot-token-1234567890")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+
+    def chatty_backfill(settings):
+        logging.getLogger("indexes.backfill").warning("Discord said no to token %s", settings.DISCORD_BOT_TOKEN.get_secret_value())
+        return 0
+
+    monkeypatch.setattr(history, "backfill", chatty_backfill)
+    handlers, level = list(logging.root.handlers), logging.root.level
+    try:
+        assert cli.main(["backfill"]) == 0
+    finally:  # the command set up logging on this test's captured stderr: put the suite's back
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "Discord said no to token [redacted]" in err and "the-bot-token-1234567890" not in err

@@ -31,6 +31,7 @@ def test_summary_and_reply_never_generate_at_the_same_time(settings, fake_bundle
     runtime.service.background_idle_s = 0
     runtime.observe(1, ChatMessage("alice", "one", message_id=1))
     runtime.observe(1, ChatMessage("bob", "two", message_id=2))  # starts the background summary
+    assert wait_until(lambda: bundle.llm.running == 1)  # the summary is generating when the reply is asked for
     reply = threading.Thread(target=runtime.reply, args=(1, ChatMessage("bob", "@Susu hi", message_id=3)))
     reply.start()
     reply.join(10)

@@ -1,9 +1,8 @@
 """The bot's commands, as hybrid commands: each works as `!name` and as the slash command `/name`.
 
-Admin commands (`stats`, `reload`, `clearstm`) need the Manage Server permission or a role in
-ADMIN_ROLE_IDS; others get a short refusal. `forgetme` is for every member. New commands (the
-training command, for one) are added as methods of this cog, or as another cog added in
-CharacterBot.setup_hook, and get the same checks and error handling.
+Admin commands (`stats`, `reload`, `clearstm`, `train`) need the Manage Server permission or a role
+in ADMIN_ROLE_IDS; others get a short refusal. `forgetme` is for every member. Failures are told
+briefly in the channel and logged fully, by the bot's one command-error handler (app.bot).
 """
 
 from __future__ import annotations
@@ -11,25 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from discord.ext import commands
 
-from indexes.forget import forget_member
-from indexes.vector import IndexUnavailable
-
-if TYPE_CHECKING:
-    from app.bot import CharacterBot
+from app.settings import RESTART_SETTINGS, load_settings
 
 logger = logging.getLogger(__name__)
 
 REFUSAL = "Only server admins (Manage Server, or an admin role) can use that."
-# Settings the running bot keeps until a restart (its connection, files and queue).
-RESTART_ONLY = (
-    "DISCORD_BOT_TOKEN", "DISCORD_GUILD_ID", "DISCORD_CHANNEL_ID", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL",
-    "DATA_DIR", "CHROMA_HOST", "CHROMA_PORT", "CHROMA_COLLECTION", "EMBED_DTYPE", "LOG_DIR", "COMMAND_PREFIX",
-    "ALLOW_DMS", "REPLY_QUEUE_LIMIT",
-)  # fmt: skip
 
 
 def reread_settings(current):
@@ -37,11 +25,9 @@ def reread_settings(current):
 
     Returns (settings, names of restart-only settings whose new value waits for a restart).
     """
-    from app.settings import load_settings
-
     fresh = load_settings()
-    waiting = [name for name in RESTART_ONLY if getattr(fresh, name) != getattr(current, name)]
-    return load_settings(**{name: getattr(current, name) for name in RESTART_ONLY}), waiting
+    waiting = [name for name in RESTART_SETTINGS if getattr(fresh, name) != getattr(current, name)]
+    return load_settings(**{name: getattr(current, name) for name in RESTART_SETTINGS}), waiting
 
 
 def is_admin():
@@ -66,15 +52,24 @@ def _memory_mb() -> float:
     return psutil.Process().memory_info().rss / 1e6
 
 
-class AdminCommands(commands.Cog, name="Character"):
-    def __init__(self, bot: CharacterBot) -> None:
+def member_names(member) -> set[str]:
+    """Every name a member may be shown by in exports (plain text keeps `name#1234` for older accounts)."""
+    names = {member.name, member.display_name, getattr(member, "global_name", None) or "", getattr(member, "nick", None) or ""}
+    if getattr(member, "discriminator", "0") not in ("0", "0000", None):
+        names.add(f"{member.name}#{member.discriminator}")
+    return {n for n in names if n}
+
+
+class Admin(commands.Cog, name="Character"):
+    def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
+        self.training: asyncio.Task | None = None
 
     @commands.hybrid_command(description="How the character is doing: uptime, replies, latency, model, memory")
     @is_admin()
     async def stats(self, ctx: commands.Context) -> None:
         bot, stats = self.bot, self.bot.stats
-        runtime = bot.runtime
+        runtime, queue = bot.runtime, bot.get_cog("Replies").queue
         uptime = int(time.monotonic() - stats.started)
         index_size = await asyncio.to_thread(runtime.lore_index.size) if runtime.lore_index else 0
         lines = [
@@ -87,7 +82,7 @@ class AdminCommands(commands.Cog, name="Character"):
             f"**prompt tokens** {stats.prompt_tokens:,}: {stats.reused_tokens:,} reused from the engine's cache, "
             f"{stats.prompt_tokens - stats.reused_tokens:,} computed",
             f"**model** {runtime.model.describe()}",
-            f"**memory** {_memory_mb():,.0f} MB, **lore index** {index_size:,} messages, **queue** {bot.queue.qsize()}/{bot.queue.maxsize}",
+            f"**memory** {_memory_mb():,.0f} MB, **lore index** {index_size:,} messages, **queue** {queue.qsize()}/{queue.maxsize}",
         ]
         await ctx.reply("\n".join(lines), mention_author=False)
 
@@ -98,8 +93,7 @@ class AdminCommands(commands.Cog, name="Character"):
         started = time.perf_counter()
         settings, waiting = await asyncio.to_thread(reread_settings, self.bot.settings)
         model = await asyncio.to_thread(self.bot.runtime.reload, settings)
-        self.bot.settings = settings
-        self.bot.cooldowns = commands.CooldownMapping.from_cooldown(1, settings.USER_COOLDOWN_SECONDS, commands.BucketType.user)
+        self.bot.apply_settings(settings)
         note = f" Changed, used after a restart: {', '.join(waiting)}." if waiting else ""
         await ctx.reply(f"Reloaded in {time.perf_counter() - started:.1f} s: {model.describe()}.{note}", mention_author=False)
 
@@ -112,60 +106,44 @@ class AdminCommands(commands.Cog, name="Character"):
     @commands.hybrid_command(description="Train the character's voice on the channel history (LoRA, in the background)")
     @is_admin()
     async def train(self, ctx: commands.Context) -> None:
-        from app.train import run_training
-
-        bot = self.bot
-        if bot.training is not None and not bot.training.done():
+        if self.training is not None and not self.training.done():
             await ctx.reply("Training is already running; I will say when it is done.", mention_author=False)
             return
-        settings = bot.settings
+        settings = self.bot.settings
         await ctx.reply(f"Training started with {settings.TRAIN_RECIPE.name}: data prep, then LoRA. This takes a while.", mention_author=False)
+        self.training = asyncio.create_task(self._train_then_report(ctx, settings), name="train")
 
-        async def train_then_report() -> None:
+    async def _train_then_report(self, ctx: commands.Context, settings) -> None:
+        """Train in child processes, then say how it went; any failure is told, never lost."""
+        from app.train import run_training
+
+        log = settings.logs_dir / "train.log"
+        try:
             result = await run_training(settings)
             if not result.ok:
-                await ctx.send(f"Training failed at {result.step} (exit {result.returncode}); the current adapter stays in use. "
-                               f"Details in {settings.logs_dir / 'train.log'}.")  # fmt: skip
+                await ctx.send(f"Training failed at {result.step} (exit {result.returncode}); the current adapter stays in use. Details in {log}.")
                 return
             note = f"Adapter ready: {result.adapter}. Set ADAPTER_PATH to it and !reload."
             if settings.TRAIN_AUTO_RELOAD:
                 try:
-                    model = await asyncio.to_thread(bot.runtime.reload, bot.runtime.settings.model_copy(update={"ADAPTER_PATH": result.adapter}))
+                    runtime = self.bot.runtime
+                    model = await asyncio.to_thread(runtime.reload, runtime.settings.model_copy(update={"ADAPTER_PATH": result.adapter}))
                     note = f"New voice loaded: {model.describe()}."
-                except Exception as exc:  # a refused adapter keeps the current model
-                    logger.exception("loading the new adapter failed")
-                    note = f"Adapter ready at {result.adapter}, but loading it failed: {exc}"
+                except Exception:  # a refused adapter keeps the current model
+                    logger.exception("loading the new adapter %s failed", result.adapter)
+                    note = f"Adapter ready at {result.adapter}, but loading it failed; the current one stays in use (details in the bot's log)."
             await ctx.send(f"Training done. {note}")
-
-        bot.training = asyncio.create_task(train_then_report(), name="train")
+        except Exception:
+            logger.exception("training failed")
+            await ctx.send("Training failed; the current adapter stays in use. The details are in the bot's log.")
 
     @commands.hybrid_command(description="Remove your messages from the character's memory and stop collecting them")
     async def forgetme(self, ctx: commands.Context) -> None:
-        runtime = self.bot.runtime
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
-        report = await asyncio.to_thread(forget_member, runtime.store, runtime.lore_index, runtime.settings.DATA_DIR, ctx.author.id)
+        report = await asyncio.to_thread(self.bot.runtime.forget, ctx.author.id, member_names(ctx.author))
         await ctx.reply(
             f"Done: {report.messages} of your messages were removed, and new ones will not be collected. "
             "Models trained before keep what they learned until they are retrained.",
             mention_author=False, ephemeral=True,
         )  # fmt: skip
-
-    async def cog_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:
-        original = getattr(error, "original", error)
-        if isinstance(error, commands.CheckFailure):
-            await ctx.reply(str(error) or REFUSAL, mention_author=False, ephemeral=True)
-        elif isinstance(original, IndexUnavailable):
-            await ctx.reply(f"The lore index is not available: {original}", mention_author=False)
-        else:
-            logger.error("command %s failed", ctx.command, exc_info=(type(original), original, original.__traceback__))
-            await ctx.reply("That did not work; the details are in the bot's log.", mention_author=False)
-        ctx.error_handled = True
-
-
-async def on_command_error(ctx: commands.Context, error: commands.CommandError) -> None:
-    """Errors outside the cog: unknown commands are ignored (other bots share the prefix)."""
-    if isinstance(error, commands.CommandNotFound) or getattr(ctx, "error_handled", False):
-        return
-    logger.error("command error: %s", error)
-

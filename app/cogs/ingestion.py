@@ -1,0 +1,78 @@
+"""Ingestion: every message of the channel (and its threads) into the store and the index, edits too.
+
+Direct messages are never stored. On start the bot catches up with what the channel said while it
+was away (stopped, crashed, or killed between receiving a message and storing it): the channel's
+history after the newest stored message is read back and stored (never answered). A restart
+therefore loses no message and answers none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from discord.ext import commands
+
+from app.cogs import in_scope
+from indexes.backfill import from_discord
+
+logger = logging.getLogger(__name__)
+
+CATCH_UP_LIMIT = 2000  # more missed than this: `python -m app backfill` collects the rest
+
+
+class Ingestion(commands.Cog):
+    """Live ingestion of channel messages and edits; catching up after a restart."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self._caught_up = False
+
+    def _ingest(self, message: discord.Message) -> None:
+        try:
+            self.bot.runtime.ingest(from_discord(message))
+        except Exception:  # the reply still happens; the store catches up on the next import
+            logger.exception("live ingestion failed for message %s", message.id)
+
+    def _wanted(self, message: discord.Message) -> bool:
+        return not message.author.bot and in_scope(message, self.bot.settings) and not isinstance(message.channel, discord.DMChannel)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if self._wanted(message) and not (await self.bot.get_context(message)).valid:
+            await asyncio.to_thread(self._ingest, message)
+
+    @commands.Cog.listener()
+    async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
+        """Edits update the store and index; a message edited into a mention does not trigger a reply."""
+        if self._wanted(after):
+            await asyncio.to_thread(self._ingest, after)
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        if self._caught_up:  # on_ready comes again after a reconnect without RESUME
+            return
+        self._caught_up = True
+        try:
+            await self.catch_up()
+        except discord.HTTPException as exc:
+            logger.warning("could not catch up with the channel's history (%s %s); run `python -m app backfill`", exc.status, exc.text)
+
+    async def catch_up(self) -> int:
+        """Store what the channel said after the newest stored message; returns how many were read."""
+        settings, runtime = self.bot.settings, self.bot.runtime
+        after = await asyncio.to_thread(runtime.store.last_message_id, settings.DISCORD_CHANNEL_ID)
+        channel = self.bot.get_channel(settings.DISCORD_CHANNEL_ID)
+        if after is None or channel is None:
+            return 0
+        read = 0
+        async for message in channel.history(limit=CATCH_UP_LIMIT, after=discord.Object(after), oldest_first=True):
+            read += 1
+            if self._wanted(message):
+                await asyncio.to_thread(self._ingest, message)
+        if read:
+            logger.info("caught up with %d messages posted while the bot was away", read)
+        if read >= CATCH_UP_LIMIT:
+            logger.warning("more than %d messages were missed: run `python -m app backfill` for the rest", CATCH_UP_LIMIT)
+        return read

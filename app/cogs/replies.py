@@ -1,0 +1,220 @@
+"""Replies: which messages ask for one, the ordered queue, the cooldown, and streaming them into Discord.
+
+A message that @mentions the bot or replies to one of its messages asks for a reply: it joins a
+bounded queue that one worker drains in order. A member with a reply still pending, or whose last
+reply was delivered less than USER_COOLDOWN_SECONDS ago, gets a reaction instead; a full queue gets
+an in-character busy line: never silence. The chain streams on the event loop (generation runs on
+the generation service's thread, so heartbeats go on) and the reply is posted at its first sentence
+and edited as it grows (see app.delivery). Every channel message goes to short-term memory, in the
+order it came, before anything awaits. The bot ignores itself and other bots, so it cannot loop,
+and answers each message once even if Discord delivers it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+
+import discord
+from aiolimiter import AsyncLimiter
+from discord.ext import commands
+
+from app.cogs import in_scope
+from app.delivery import EDIT_WINDOW_SECONDS, EDITS_PER_WINDOW, StreamedReply, safe_call
+from chains.types import ChatMessage
+
+logger = logging.getLogger(__name__)
+
+COOLDOWN_REACTION = "\N{HOURGLASS WITH FLOWING SAND}"
+REMEMBERED_IDS = 2000
+
+
+@dataclass
+class BotStats:
+    """What `!stats` reports: counts since start and the latency of recent replies."""
+
+    started: float = field(default_factory=time.monotonic)
+    seen: int = 0
+    replies: int = 0
+    fallbacks: int = 0
+    busy: int = 0
+    cooled_down: int = 0
+    latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
+    first_words: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
+    tokens: int = 0
+    generate_seconds: float = 0.0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+
+    def record(self, seconds: float, generated_tokens: int, generate_seconds: float, ok: bool,
+               first_words: float | None = None, prompt_tokens: int = 0, reused_tokens: int = 0) -> None:  # fmt: skip
+        self.replies += 1
+        self.fallbacks += not ok
+        self.latencies.append(seconds)
+        if first_words is not None:
+            self.first_words.append(first_words)
+        self.tokens += generated_tokens
+        self.generate_seconds += generate_seconds
+        self.prompt_tokens += prompt_tokens
+        self.reused_tokens += reused_tokens
+
+    def percentile(self, q: float, values: collections.deque | None = None) -> float:
+        values = self.latencies if values is None else values
+        if not values:
+            return 0.0
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.generate_seconds if self.generate_seconds else 0.0
+
+
+@dataclass
+class Job:
+    message: discord.Message
+    chat: ChatMessage
+    received: float
+
+
+class Replies(commands.Cog):
+    """Triggers, the reply queue and its worker, cooldowns and busy lines."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=bot.settings.REPLY_QUEUE_LIMIT)
+        self.cooldowns = self._cooldowns(bot.settings)
+        self._pending_authors: set[int] = set()  # members with a reply queued or being made
+        self._edits = AsyncLimiter(EDITS_PER_WINDOW, EDIT_WINDOW_SECONDS)
+        self._answered: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._own_messages: collections.deque[int] = collections.deque(maxlen=REMEMBERED_IDS)
+        self._busy_lines = itertools.count()
+        self._worker: asyncio.Task | None = None
+
+    @staticmethod
+    def _cooldowns(settings) -> commands.CooldownMapping:
+        return commands.CooldownMapping.from_cooldown(1, settings.USER_COOLDOWN_SECONDS, commands.BucketType.user)
+
+    def apply(self, settings) -> None:
+        """Settings changed (`!reload`): a new cooldown length, from now on."""
+        self.cooldowns = self._cooldowns(settings)
+
+    async def cog_load(self) -> None:
+        self._worker = asyncio.create_task(self._reply_worker(), name="reply-worker")
+
+    async def cog_unload(self) -> None:
+        if self._worker:
+            self._worker.cancel()
+
+    @property
+    def stats(self) -> BotStats:
+        return self.bot.stats
+
+    # --- triggers ------------------------------------------------------------------------------
+
+    def triggers_reply(self, message: discord.Message) -> bool:
+        """An @mention of the bot, a reply to one of its messages, or (if enabled) a DM."""
+        if isinstance(message.channel, discord.DMChannel):
+            return True
+        if self.bot.user in message.mentions:
+            return True
+        reference = message.reference
+        if reference is None or reference.message_id is None:
+            return False
+        resolved = reference.resolved
+        if isinstance(resolved, discord.Message):
+            return resolved.author.id == self.bot.user.id
+        return reference.message_id in self._own_messages
+
+    def _first_time(self, message_id: int) -> bool:
+        """True the first time a message id is seen (Discord may deliver an event again)."""
+        if message_id in self._answered:
+            return False
+        self._answered[message_id] = None
+        while len(self._answered) > REMEMBERED_IDS:
+            self._answered.popitem(last=False)
+        return True
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.id == self.bot.user.id:
+            self._own_messages.append(message.id)
+            return
+        if message.author.bot or not in_scope(message, self.bot.settings) or not self._first_time(message.id):
+            return
+        self.stats.seen += 1
+        # Decide now: discord.py updates this object in place if an edit arrives while we await,
+        # and a message edited into a mention later must not trigger a reply.
+        triggered = self.triggers_reply(message)
+        chat = ChatMessage(author=message.author.display_name, content=message.clean_content, author_id=message.author.id, message_id=message.id)
+        context = await self.bot.get_context(message)
+        if context.valid:
+            return  # a command: the bot runs it
+        # Memory and the queue before any thread hop, so replies follow the order messages came in.
+        self.bot.runtime.observe(message.channel.id, chat)
+        if triggered:
+            await self._request_reply(message, chat)
+
+    async def _request_reply(self, message: discord.Message, chat: ChatMessage) -> None:
+        """Queue a reply, unless the member has one pending or got one too recently (then: a reaction)."""
+        pending = message.author.id in self._pending_authors
+        retry_after = self.cooldowns.get_bucket(message).get_retry_after()
+        if pending or retry_after:
+            self.stats.cooled_down += 1
+            why = "a reply is still pending" if pending else f"cooldown, {retry_after:.1f} s left"
+            logger.info("%s asked again (%s): reacting instead of replying", message.author, why)
+            await safe_call(message.add_reaction(COOLDOWN_REACTION))
+            return
+        try:
+            self.queue.put_nowait(Job(message, chat, time.monotonic()))
+        except asyncio.QueueFull:
+            self.stats.busy += 1
+            logger.info("reply queue full (%d): busy line for %s", self.queue.maxsize, message.author)
+            await StreamedReply(message, self._edits).finish(self.bot.runtime.persona.busy(next(self._busy_lines)))
+            return
+        self._pending_authors.add(message.author.id)
+
+    # --- replies -------------------------------------------------------------------------------
+
+    async def _reply_worker(self) -> None:
+        """One reply at a time, in the order asked."""
+        while True:
+            job = await self.queue.get()
+            try:
+                await self._answer(job)
+            except Exception:
+                logger.exception("reply to message %s failed", job.message.id)
+            finally:
+                self.queue.task_done()
+
+    async def _answer(self, job: Job) -> None:
+        """Stream the reply into Discord; the member's cooldown starts when it is delivered."""
+        bot, settings = self.bot, self.bot.settings
+        reply = StreamedReply(job.message, self._edits, settings.STREAM_EDIT_SECONDS)
+        result = None
+        try:
+            try:
+                async with job.message.channel.typing():
+                    async for result in bot.runtime.astream(job.message.channel.id, job.chat):
+                        if result.partial and settings.STREAM_REPLIES:
+                            await reply.update(result.text)
+            except Exception:
+                logger.exception("generation failed for message %s: sending the fallback line", job.message.id)
+                result = None
+            if result is None or result.partial:
+                await reply.finish(bot.runtime.persona.fallback())
+                self.stats.record(time.monotonic() - job.received, 0, 0.0, False)
+                return
+            await reply.finish(result.text)
+            first = reply.first_visible - job.received if reply.first_visible else None
+            self.stats.record(
+                time.monotonic() - job.received, result.generated_tokens, result.timings.get("generate", 0.0), result.ok,
+                first, result.prompt_tokens if result.reuse_reported else 0, result.reused_tokens,
+            )  # fmt: skip
+        finally:
+            self._pending_authors.discard(job.message.author.id)
+            self.cooldowns.get_bucket(job.message).update_rate_limit()  # counts from the delivered reply
