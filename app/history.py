@@ -72,7 +72,7 @@ def stats(settings: Settings) -> int:
         total = store.count()
         print(
             f"store       {settings.store_path}: {total:,} messages ({_megabytes(settings.store_path.stat().st_size)}), "
-            f"{store.lore_count(LORE_THRESHOLD):,} lore, {len(store.opted_out())} members opted out"
+            f"{store.lore_count(LORE_THRESHOLD):,} lore, {store.opted_out_members()} members opted out"
         )
         index = open_index(settings, store)
         where = f"Chroma server {settings.CHROMA_HOST}:{settings.CHROMA_PORT}" if settings.CHROMA_HOST else (

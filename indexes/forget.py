@@ -80,12 +80,14 @@ def member_ids(store: MessageStore, user_id: int, names: Iterable[str] = ()) -> 
     return {user_id, *(synthetic_user_id(name) for name in known)}, tuple(known)
 
 
-def forget_member(store: MessageStore, index: LoreIndex | None, data_dir: Path, user_id: int, names: Iterable[str] = ()) -> ForgetReport:
+def forget_member(
+    store: MessageStore, index: LoreIndex | None, data_dir: Path, user_id: int, names: Iterable[str] = ()
+) -> ForgetReport:
     """Remove a member everywhere and record the opt-out (the store first: it gates everything else)."""
     ids, known = member_ids(store, user_id, names)
     report = ForgetReport(user_id, names=known)
     for member in sorted(ids):
-        report.messages += store.forget(member)
+        report.messages += store.forget(member, member=user_id)
         if index is not None:
             report.indexed += index.forget(member)
         for path in training_files(data_dir):

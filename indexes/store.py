@@ -50,7 +50,7 @@ CREATE INDEX IF NOT EXISTS messages_channel_time ON messages (channel_id, timest
 CREATE INDEX IF NOT EXISTS messages_reply_to ON messages (reply_to);
 CREATE INDEX IF NOT EXISTS messages_author ON messages (author_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS opted_out (user_id INTEGER PRIMARY KEY, since TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS opted_out (user_id INTEGER PRIMARY KEY, since TEXT NOT NULL, member INTEGER);
 """
 _COLUMNS = (
     "id, channel_id, guild_id, author_id, author_name, author_display, author_is_bot, type, "
@@ -179,6 +179,9 @@ class MessageStore:
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
         if columns and "stored_at" not in columns:
             self._db.execute("ALTER TABLE messages ADD COLUMN stored_at REAL NOT NULL DEFAULT 0")
+        opted_out = {r[1] for r in self._db.execute("PRAGMA table_info(opted_out)")}
+        if opted_out and "member" not in opted_out:
+            self._db.execute("ALTER TABLE opted_out ADD COLUMN member INTEGER")
 
     def close(self) -> None:
         with self._lock:
@@ -222,7 +225,10 @@ class MessageStore:
             db.executemany(_UPSERT, rows)
             changed = db.total_changes - before
             for key, value in (meta or {}).items():
-                db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+                db.execute(
+                    "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
         return changed
 
     def count(self) -> int:
@@ -268,7 +274,10 @@ class MessageStore:
             sql, args = "SELECT reply_to, COUNT(*) FROM messages WHERE reply_to IS NOT NULL GROUP BY reply_to", ()
         else:
             marks = ", ".join("?" * len(ids))
-            sql, args = f"SELECT reply_to, COUNT(*) FROM messages WHERE reply_to IN ({marks}) GROUP BY reply_to", tuple(ids)
+            sql, args = (
+                f"SELECT reply_to, COUNT(*) FROM messages WHERE reply_to IN ({marks}) GROUP BY reply_to",
+                tuple(ids),
+            )
         with self._lock:
             return dict(self._db.execute(sql, args).fetchall())
 
@@ -287,8 +296,14 @@ class MessageStore:
         return {r[0] for r in db.execute("SELECT user_id FROM opted_out")}
 
     def opted_out(self) -> set[int]:
+        """Every id recorded as opted out (Discord ids and those derived from members' names)."""
         with self._lock:
             return self._opted_out(self._db)
+
+    def opted_out_members(self) -> int:
+        """How many members opted out, each counted once however many ids they are known by."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(DISTINCT COALESCE(member, user_id)) FROM opted_out").fetchone()[0]
 
     def last_message_id(self, channel_id: int | None) -> int | None:
         """The newest stored message id of a channel (ids are time-ordered, derived ones included)."""
@@ -302,13 +317,17 @@ class MessageStore:
         with self._lock:
             return {n for row in self._db.execute(sql, (user_id,)) for n in row if n}
 
-    def forget(self, user_id: int) -> int:
-        """Delete a member's messages and record the opt-out, in one transaction; returns the count."""
+    def forget(self, user_id: int, member: int | None = None) -> int:
+        """Delete the messages under an id and record the opt-out, in one transaction; returns the count.
+
+        `member` is the Discord id of the member an id derived from a name belongs to (the same
+        member may be known under several ids), so opt-outs are counted per member.
+        """
         with self.transaction() as db:
             deleted = db.execute("DELETE FROM messages WHERE author_id = ?", (user_id,)).rowcount
             db.execute(
-                "INSERT INTO opted_out(user_id, since) VALUES(?, ?) ON CONFLICT(user_id) DO NOTHING",
-                (user_id, datetime.now().astimezone().isoformat(timespec="seconds")),
+                "INSERT INTO opted_out(user_id, since, member) VALUES(?, ?, ?) ON CONFLICT(user_id) DO NOTHING",
+                (user_id, datetime.now().astimezone().isoformat(timespec="seconds"), member or user_id),
             )
         return deleted
 
@@ -349,4 +368,7 @@ class MessageStore:
             if value is None:
                 db.execute("DELETE FROM meta WHERE key = ?", (key,))
             else:
-                db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+                db.execute(
+                    "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )

@@ -3,6 +3,7 @@
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,7 +27,14 @@ NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
 
 
 def message(i, content, author=7, days_ago=1):
-    return StoredMessage(id=i, channel_id=1, author_id=author, author_name=f"user{author}", timestamp=NOW - timedelta(days=days_ago), content=content)
+    return StoredMessage(
+        id=i,
+        channel_id=1,
+        author_id=author,
+        author_name=f"user{author}",
+        timestamp=NOW - timedelta(days=days_ago),
+        content=content,
+    )
 
 
 def free_port() -> int:
@@ -63,7 +71,9 @@ def test_index_and_query_through_a_real_chroma_server(store, chroma_server, embe
     client = chroma_client(tmp_path / "unused", host="127.0.0.1", port=chroma_server)
     index = LoreIndex(store, client, embed_model)
     assert index.rebuild() == sum(map(index.indexable, store.iter_messages()))
-    hits = WeightedRetriever(index, RetrievalWeights(), top_k=3, now=NOW).retrieve("what do we know about the cursed cartridge?")
+    hits = WeightedRetriever(index, RetrievalWeights(), top_k=3, now=NOW).retrieve(
+        "what do we know about the cursed cartridge?"
+    )
     assert any("Cursed Cartridge" in h.node.get_content() for h in hits)
     assert not (tmp_path / "unused").exists()  # nothing embedded on disk: the server holds it
     index.add([message(1, "the server mode indexes live messages too", days_ago=0)])
@@ -238,16 +248,36 @@ def test_forget_removes_a_member_everywhere(store, embed_model, tmp_path):
     member = next(m.author_id for m in store.iter_messages() if m.author_name == "kiwi")
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    samples = [{"messages": [], "author_ids": [member, 5]}, {"messages": [], "author_ids": [5]}, {"messages": [], "author_ids": [str(member)]}]
+    samples = [
+        {"messages": [], "author_ids": [member, 5]},
+        {"messages": [], "author_ids": [5]},
+        {"messages": [], "author_ids": [str(member)]},
+    ]
     (data_dir / "training_data.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
     report = forget_member(store, index, data_dir, member)
     assert report.messages > 10 and report.indexed > 0 and report.samples == {"training_data.jsonl": 2}
     assert all(m.author_id != member for m in store.iter_messages())
     collection = index.client.get_collection(index.active_name)
     assert collection.get(where={"author_id": str(member)}, include=[])["ids"] == []
-    assert [json.loads(line)["author_ids"] for line in (data_dir / "training_data.jsonl").read_text().splitlines()] == [[5]]
-    assert member in store.opted_out()
+    assert [json.loads(line)["author_ids"] for line in (data_dir / "training_data.jsonl").read_text().splitlines()] == [
+        [5]
+    ]
+    assert member in store.opted_out() and len(store.opted_out()) > 1  # also the ids derived from the names
+    assert store.opted_out_members() == 1  # one member, however many ids
     import_exports(store, SAMPLE, Filters(opted_out=frozenset(store.opted_out())), progress=False)
     assert all(m.author_id != member for m in store.iter_messages())  # not collected again
     index.rebuild()
     assert index.client.get_collection(index.active_name).get(where={"author_id": str(member)}, include=[])["ids"] == []
+
+
+def test_a_store_from_before_per_member_opt_outs_is_migrated(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE opted_out (user_id INTEGER PRIMARY KEY, since TEXT NOT NULL)")
+        db.executemany("INSERT INTO opted_out VALUES (?, '2024-01-01')", [(1,), (2,)])
+    store = MessageStore(path)
+    try:
+        store.forget(3, member=1)
+        assert store.opted_out() == {1, 2, 3} and store.opted_out_members() == 2
+    finally:
+        store.close()
