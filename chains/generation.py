@@ -81,6 +81,8 @@ class Job:
     _queue: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _wake: Callable[[], None] | None = field(default=None, repr=False)  # an event loop's reader waits
+    _wake_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def cancel(self) -> None:
         """Stop the generation at the engine's next token (or before it starts)."""
@@ -96,6 +98,14 @@ class Job:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker is done with this job (the model is free of it)."""
         return self._done.wait(timeout)
+
+    def _put(self, item) -> None:
+        """Hand a piece, _DONE or an error to the reader (the worker's side)."""
+        self._queue.put(item)
+        with self._wake_lock:
+            wake = self._wake
+        if wake is not None:
+            wake()
 
     def _take(self):
         """The next piece, _DONE, or the engine's error; GenerationTimeout once the deadline has passed."""
@@ -120,15 +130,43 @@ class Job:
             self.cancel()  # a no-op once finished; stops the engine if the reader left early
 
     async def apieces(self) -> AsyncIterator[str]:
-        """`pieces()` for an event loop: waits in a thread, never blocking the loop."""
+        """`pieces()` for an event loop: the worker wakes the loop when it hands over a piece, so
+        reading takes no thread (threads in the loop's default executor may all be busy waiting
+        for replies to finish: live indexing does that)."""
         loop = asyncio.get_running_loop()
+        arrived = asyncio.Event()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(arrived.set)
+            except RuntimeError:  # the loop is closed: nobody reads any more
+                pass
+
+        with self._wake_lock:
+            self._wake = wake
         try:
-            while (item := await loop.run_in_executor(None, self._take)) is not _DONE:
+            while True:
+                arrived.clear()  # cleared before looking, so a piece put after the look wakes us
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    left = self.deadline - time.monotonic()
+                    if left <= 0:
+                        raise GenerationTimeout(f"no answer within {self.deadline - self.submitted:.0f}s") from None
+                    try:
+                        await asyncio.wait_for(arrived.wait(), left)
+                    except TimeoutError:
+                        pass
+                    continue
+                if item is _DONE:
+                    break
                 if isinstance(item, BaseException):
                     raise item
                 yield item
             self._check_end()
         finally:
+            with self._wake_lock:
+                self._wake = None
             self.cancel()
 
     @property
@@ -146,7 +184,14 @@ class Job:
 class GenerationService:
     """Owns the LLM: one worker thread runs reply jobs first, background tasks when idle."""
 
-    def __init__(self, llm, *, timeout_s: float = 30.0, background_idle_s: float = BACKGROUND_IDLE_SECONDS, name: str = "generation") -> None:
+    def __init__(
+        self,
+        llm,
+        *,
+        timeout_s: float = 30.0,
+        background_idle_s: float = BACKGROUND_IDLE_SECONDS,
+        name: str = "generation",
+    ) -> None:
         self.llm = llm
         self.timeout_s = timeout_s
         self.background_idle_s = background_idle_s
@@ -196,7 +241,9 @@ class GenerationService:
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until nothing at all is queued or running (tests, shutdown)."""
         with self._condition:
-            return self._condition.wait_for(lambda: not self._replies and not self._background and not self._busy, timeout)
+            return self._condition.wait_for(
+                lambda: not self._replies and not self._background and not self._busy, timeout
+            )
 
     @property
     def background_waiting(self) -> int:
@@ -214,7 +261,7 @@ class GenerationService:
         for job in [*waiting, *([current] if current else [])]:
             job.cancel()
         for job in waiting:
-            job._queue.put(ServiceClosed("the generation service is closed"))
+            job._put(ServiceClosed("the generation service is closed"))
             job._done.set()
         self._worker.join(timeout)
 
@@ -254,7 +301,9 @@ class GenerationService:
             finally:
                 self._idle()
 
-    def _generate(self, request: GenerationRequest, should_stop: Callable[[], bool], stats: GenerationStats, callbacks: Any = None) -> Iterator[str]:
+    def _generate(
+        self, request: GenerationRequest, should_stop: Callable[[], bool], stats: GenerationStats, callbacks: Any = None
+    ) -> Iterator[str]:
         config = {"callbacks": callbacks} if callbacks is not None else None
         stream = self.llm.stream(
             request.prompt, config, stop=list(request.stop) or None, max_new_tokens=request.max_new_tokens,
@@ -277,14 +326,14 @@ class GenerationService:
                 for piece in self._generate(job.request, job.should_stop, job.stats, job.callbacks):
                     if job.first_piece is None:
                         job.first_piece = time.monotonic()
-                    job._queue.put(piece)
+                    job._put(piece)
             if job.should_stop():
                 job.stats.finish = "cancelled"
         except Exception as exc:
-            job._queue.put(exc)
+            job._put(exc)
         finally:
             job.finished = time.monotonic()
-            job._queue.put(_DONE)
+            job._put(_DONE)
             job._done.set()
 
     def _run_background(self, key: Hashable, task: BackgroundTask) -> None:

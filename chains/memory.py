@@ -4,7 +4,8 @@ Every message of the channel is added. Every SUMMARIZE_INTERVAL messages the sum
 refresh: the memory hands a summary task to the generation service (`schedule`), which runs it
 only while no reply is waiting and coalesces requests per channel. The task takes the messages
 since the last summary when it runs (so a late refresh covers everything), and gives them back if
-it is preempted or fails, to be summarized with the next ones. A reply reads whatever summary is
+it is preempted or fails, to be summarized with the next ones; a channel so busy that its refresh
+keeps being postponed keeps the newest SUMMARY_BACKLOG of them. A reply reads whatever summary is
 current; it never waits for one.
 """
 
@@ -20,6 +21,8 @@ from chains.generation import BackgroundTask, GenerationRequest
 from chains.types import ChatMessage
 
 logger = logging.getLogger(__name__)
+
+SUMMARY_BACKLOG = 200  # messages kept for the next summary when refreshes keep being postponed
 
 SummaryRequest = Callable[[str, list[ChatMessage]], GenerationRequest]  # (previous summary, new messages)
 Schedule = Callable[[Hashable, BackgroundTask], bool]
@@ -74,7 +77,7 @@ class _SummaryTask:
         with self.memory._lock:
             channel = self.memory._channel(self.channel_id)
             if channel.generation == self.generation:
-                channel.since_summary = channel.in_flight + channel.since_summary
+                channel.since_summary = (channel.in_flight + channel.since_summary)[-SUMMARY_BACKLOG:]
                 channel.in_flight = []
         logger.debug("summary of channel %s postponed: %s", self.channel_id, reason)
 
@@ -82,7 +85,13 @@ class _SummaryTask:
 class ShortTermMemory:
     """Per-channel message window and rolling summary."""
 
-    def __init__(self, window: int, summarize_interval: int, summary_request: SummaryRequest | None = None, schedule: Schedule | None = None) -> None:
+    def __init__(
+        self,
+        window: int,
+        summarize_interval: int,
+        summary_request: SummaryRequest | None = None,
+        schedule: Schedule | None = None,
+    ) -> None:
         self.window = window
         self.interval = summarize_interval
         self.summary_request = summary_request
@@ -102,7 +111,13 @@ class ShortTermMemory:
             channel.window.append(message)
             channel.added += 1
             channel.since_summary.append(message)
-            due = self.summary_request is not None and self.schedule is not None and len(channel.since_summary) >= self.interval
+            if len(channel.since_summary) > SUMMARY_BACKLOG:  # a busy channel postponing its summary
+                del channel.since_summary[0]
+            due = (
+                self.summary_request is not None
+                and self.schedule is not None
+                and len(channel.since_summary) >= self.interval
+            )
         if due:
             self.schedule(("summary", channel_id), _SummaryTask(self, channel_id))
         return due
@@ -140,7 +155,9 @@ class ShortTermMemory:
         with self._lock:
             for channel in self._channels.values():
                 kept = [m for m in channel.window if not theirs(m)]
-                if len(kept) == len(channel.window) and not any(theirs(m) for m in channel.since_summary + channel.in_flight):
+                if len(kept) == len(channel.window) and not any(
+                    theirs(m) for m in channel.since_summary + channel.in_flight
+                ):
                     continue
                 dropped += len(channel.window) - len(kept)
                 channel.window = deque(kept, maxlen=self.window)

@@ -27,21 +27,38 @@ def build_summary_request(tokenizer, prompts: PromptSet, persona: Persona, budge
         name = persona.name if message.from_character else speaker_label(message.author, persona.name)
         return guard(f"{name}: {one_line(message.content)[:MESSAGE_CHARS]}")
 
-    def render(previous: str, messages: list[ChatMessage]) -> str:
-        lines = "\n".join(line(m) for m in messages)
-        text = prompts.summarize.format(char=persona.name, summary=guard(previous) or "(none)", messages=lines)
+    def render(previous: str, lines: list[str]) -> str:
+        text = prompts.summarize.format(
+            char=persona.name, summary=guard(previous) or "(none)", messages="\n".join(lines)
+        )
         if getattr(tokenizer, "chat_template", None):
             # A system turn of our own, or templates such as SmolLM2's insert their default one.
             turns = [{"role": "system", "content": SUMMARY_SYSTEM}, {"role": "user", "content": text}]
             return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
         return text
 
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
     def request(previous: str, messages: list[ChatMessage]) -> GenerationRequest:
-        prompt = render(previous, messages)
-        while len(messages) > 1 and len(tokenizer.encode(prompt, add_special_tokens=False)) > budget:
-            messages = messages[1:]  # a long backlog: the newest messages matter most
-            prompt = render(previous, messages)
+        # A long backlog keeps its newest messages, fitted in one pass: each line is counted once
+        # (the worker holds the model meanwhile, so this must stay linear in the backlog).
+        lines = [line(m) for m in messages]
+        left = budget - count(render(previous, []))
+        keep = 0
+        for text in reversed(lines):
+            left -= count(text) + 1  # and its newline
+            if left < 0 and keep:
+                break
+            keep += 1
+        lines = lines[len(lines) - keep :]
+        prompt = render(previous, lines)
+        while len(lines) > 1 and count(prompt) > budget:  # tokens merging across lines: rarely more than one
+            lines = lines[1:]
+            prompt = render(previous, lines)
         stop = tuple(t for t in (getattr(tokenizer, "eos_token", None),) if t)
-        return GenerationRequest(prompt, max_new_tokens=SUMMARY_MAX_NEW_TOKENS, temperature=0.0, stop=stop, slot=BACKGROUND_SLOT)
+        return GenerationRequest(
+            prompt, max_new_tokens=SUMMARY_MAX_NEW_TOKENS, temperature=0.0, stop=stop, slot=BACKGROUND_SLOT
+        )
 
     return request

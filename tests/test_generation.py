@@ -157,3 +157,44 @@ def test_close_cancels_what_waits_and_what_runs(services):
     with pytest.raises(ServiceClosed):
         "".join(waiting.pieces())
     assert running.wait(5) and llm.stopped_early == 1
+
+
+def test_an_event_loop_reads_a_reply_while_its_executor_threads_are_all_busy(services):
+    """Live indexing waits in the loop's default executor for as long as replies keep coming; reading
+    a reply must not need one of those threads, or it starves until its deadline."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    llm = ScriptedLLM(responses=["mrrp, the tavern remembers"], delay=0.05)
+    service = services(llm, timeout_s=2)
+    read_done = threading.Event()
+
+    async def read() -> str:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
+        busy = [asyncio.to_thread(read_done.wait, 10) for _ in range(2)]  # every thread taken meanwhile
+        busy = [asyncio.ensure_future(b) for b in busy]
+        await asyncio.sleep(0.05)
+        try:
+            return "".join([piece async for piece in service.reply(GenerationRequest("x")).apieces()])
+        finally:
+            read_done.set()
+            await asyncio.gather(*busy)
+
+    assert asyncio.run(read()) == "mrrp, the tavern remembers"
+
+
+def test_an_event_loop_reader_gets_a_timeout_at_the_deadline(services):
+    import asyncio
+
+    llm = ScriptedLLM(responses=["slow " * 500], piece_delay=0.02)
+    service = services(llm, timeout_s=0.2)
+
+    async def read() -> None:
+        async for _ in service.reply(GenerationRequest("slow")).apieces():
+            pass
+
+    with pytest.raises(GenerationTimeout):
+        asyncio.run(read())
+    assert wait_until(lambda: llm.stopped_early == 1 and llm.running == 0)

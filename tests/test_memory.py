@@ -42,32 +42,43 @@ def test_window_is_per_channel_and_bounded():
 def test_summary_refreshes_every_interval_in_the_background(service_for):
     llm = ScriptedLLM(responses=["summary one", "summary two"])
     service = service_for(llm)
-    memory = ShortTermMemory(window=10, summarize_interval=3, summary_request=summary_request, schedule=service.background)
+    memory = ShortTermMemory(
+        window=10, summarize_interval=3, summary_request=summary_request, schedule=service.background
+    )
     assert not memory.add(1, msg(1)) and not memory.add(1, msg(2))
     assert memory.add(1, msg(3))
     assert wait_until(lambda: memory.snapshot(1).summary == "summary one")
     for i in (4, 5, 6):
         memory.add(1, msg(i))
     assert wait_until(lambda: memory.snapshot(1).summary == "summary two")
-    assert llm.prompts == ["previous:  | new: message 1, message 2, message 3", "previous: summary one | new: message 4, message 5, message 6"]
+    assert llm.prompts == [
+        "previous:  | new: message 1, message 2, message 3",
+        "previous: summary one | new: message 4, message 5, message 6",
+    ]
 
 
 def test_a_late_summary_covers_every_message_since_the_last_one(service_for):
     llm = ScriptedLLM(responses=["reply", "summary"], delay=0.3)
     service = service_for(llm)
-    memory = ShortTermMemory(window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background)
+    memory = ShortTermMemory(
+        window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background
+    )
     job = service.reply(GenerationRequest("a reply keeps the model busy"))
     for i in range(1, 6):  # due at 2 and at 4: one task, coalesced
         memory.add(1, msg(i))
     "".join(job.pieces())
     assert wait_until(lambda: memory.snapshot(1).summary == "summary")
-    assert llm.prompts[1] == "previous:  | new: message 1, message 2, message 3, message 4, message 5" and llm.calls == 2
+    assert (
+        llm.prompts[1] == "previous:  | new: message 1, message 2, message 3, message 4, message 5" and llm.calls == 2
+    )
 
 
 def test_failed_summary_keeps_the_previous_one_and_retries_with_the_next_messages(service_for):
     llm = ScriptedLLM(responses=["ok"], error="model crashed")
     service = service_for(llm)
-    memory = ShortTermMemory(window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background)
+    memory = ShortTermMemory(
+        window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background
+    )
     memory.add(1, msg(1))
     memory.add(1, msg(2))
     assert wait_until(lambda: llm.calls == 1) and service.wait_idle(5)
@@ -81,7 +92,9 @@ def test_failed_summary_keeps_the_previous_one_and_retries_with_the_next_message
 def test_clear_forgets_window_and_summary_and_discards_a_summary_in_progress(service_for):
     llm = ScriptedLLM(responses=["stale summary " * 10], piece_delay=0.02)
     service = service_for(llm)
-    memory = ShortTermMemory(window=5, summarize_interval=1, summary_request=summary_request, schedule=service.background)
+    memory = ShortTermMemory(
+        window=5, summarize_interval=1, summary_request=summary_request, schedule=service.background
+    )
     memory.add(1, msg(1))
     assert wait_until(lambda: llm.pieces > 0)
     memory.clear(1)
@@ -93,7 +106,9 @@ def test_clear_forgets_window_and_summary_and_discards_a_summary_in_progress(ser
 def test_forgetting_a_member_drops_their_messages_and_the_summaries_they_are_in(service_for):
     llm = ScriptedLLM(responses=["bob loves tetris"])
     service = service_for(llm)
-    memory = ShortTermMemory(window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background)
+    memory = ShortTermMemory(
+        window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background
+    )
     memory.add(1, ChatMessage("bob", "I love tetris", author_id=7, message_id=1))
     memory.add(1, ChatMessage("alice", "me too", author_id=8, message_id=2))
     memory.add(2, ChatMessage("carol", "other channel", author_id=9, message_id=3))
@@ -102,3 +117,20 @@ def test_forgetting_a_member_drops_their_messages_and_the_summaries_they_are_in(
     assert memory.forget({7}, {"Bob"}) == 2
     assert [m.author for m in memory.snapshot(1).messages] == ["alice"] and memory.snapshot(1).summary == ""
     assert [m.author for m in memory.snapshot(2).messages] == ["carol"]
+
+
+def test_a_summary_postponed_for_long_keeps_only_the_newest_backlog(service_for):
+    from chains.memory import SUMMARY_BACKLOG
+
+    llm = ScriptedLLM(responses=["reply", "summary"], delay=0.3)
+    service = service_for(llm)
+    memory = ShortTermMemory(
+        window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background
+    )
+    job = service.reply(GenerationRequest("a reply keeps the model busy"))
+    for i in range(SUMMARY_BACKLOG + 50):
+        memory.add(1, msg(i))
+    "".join(job.pieces())
+    assert wait_until(lambda: memory.snapshot(1).summary == "summary")
+    summarized = llm.prompts[1].split("new: ")[1].split(", ")
+    assert len(summarized) == SUMMARY_BACKLOG and summarized[-1] == f"message {SUMMARY_BACKLOG + 49}"

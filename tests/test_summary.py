@@ -11,8 +11,15 @@ from tests.fakes import ScriptedLLM, wait_until
 
 def test_summary_request_uses_the_prompt_file_and_the_chat_template(tokenizer, prompt_set, persona):
     request = build_summary_request(tokenizer, prompt_set, persona)
-    made = request("earlier: greetings", [ChatMessage("bob", "who holds the record?"), ChatMessage("Susu", "kiwi!", from_character=True)])
-    assert "Earlier summary: earlier: greetings" in made.prompt and "bob: who holds the record?" in made.prompt and "Susu: kiwi!" in made.prompt
+    made = request(
+        "earlier: greetings",
+        [ChatMessage("bob", "who holds the record?"), ChatMessage("Susu", "kiwi!", from_character=True)],
+    )
+    assert (
+        "Earlier summary: earlier: greetings" in made.prompt
+        and "bob: who holds the record?" in made.prompt
+        and "Susu: kiwi!" in made.prompt
+    )
     assert "<|im_start|>user" in made.prompt and "SmolLM" not in made.prompt
     assert made.slot == BACKGROUND_SLOT and made.temperature == 0.0  # its own cache slot, greedy
 
@@ -38,3 +45,27 @@ def test_summary_and_reply_never_generate_at_the_same_time(settings, fake_bundle
     assert wait_until(lambda: runtime.memory.snapshot(1).summary.startswith("kiwi holds"))
     assert bundle.llm.most_running == 1
     runtime.close()
+
+
+def test_a_long_backlog_is_fitted_counting_each_message_once(tokenizer, prompt_set, persona):
+    """The generation worker builds this prompt while holding the model: it must stay linear."""
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.chars = inner, 0
+
+        def encode(self, text, **kwargs):
+            self.chars += len(text)
+            return self.inner.encode(text, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    counting = Counting(tokenizer)
+    request = build_summary_request(counting, prompt_set, persona, budget=300)
+    backlog = [ChatMessage("bob", f"message number {i} lol") for i in range(200)]
+    made = request("", backlog)
+    assert "message number 199" in made.prompt and "message number 0 " not in made.prompt
+    assert len(tokenizer.encode(made.prompt, add_special_tokens=False)) <= 300
+    backlog_chars = sum(len(f"bob: {m.content}") + 1 for m in backlog)
+    assert counting.chars <= backlog_chars + 4 * len(made.prompt)  # each message counted once

@@ -150,7 +150,12 @@ class Replies(commands.Cog):
         # Decide now: discord.py updates this object in place if an edit arrives while we await,
         # and a message edited into a mention later must not trigger a reply.
         triggered = self.triggers_reply(message)
-        chat = ChatMessage(author=message.author.display_name, content=message.clean_content, author_id=message.author.id, message_id=message.id)
+        chat = ChatMessage(
+            author=message.author.display_name,
+            content=message.clean_content,
+            author_id=message.author.id,
+            message_id=message.id,
+        )
         context = await self.bot.get_context(message)
         if context.valid:
             return  # a command: the bot runs it
@@ -195,12 +200,15 @@ class Replies(commands.Cog):
         """Stream the reply into Discord; the member's cooldown starts when it is delivered."""
         bot, settings = self.bot, self.bot.settings
         reply = StreamedReply(job.message, self._edits, settings.STREAM_EDIT_SECONDS)
+        # With members waiting, a reply is posted once, complete: edits would spend the channel's
+        # rate limit that the next replies need.
+        stream = settings.STREAM_REPLIES and self.queue.empty()
         result = None
         try:
             try:
                 async with job.message.channel.typing():
                     async for result in bot.runtime.astream(job.message.channel.id, job.chat):
-                        if result.partial and settings.STREAM_REPLIES:
+                        if result.partial and stream:
                             await reply.update(result.text)
             except Exception:
                 logger.exception("generation failed for message %s: sending the fallback line", job.message.id)
