@@ -1,4 +1,4 @@
-"""`python -m bench reply|bot|import|bigjson|retrieval|all`: run benchmarks and print their figures.
+"""`python -m bench reply|bot|soak|import|bigjson|retrieval|training|all`: run benchmarks and print their figures.
 
 `all` runs every benchmark (the 1 GB `bigjson` only with --with-bigjson) and writes one markdown
 report, with the machine it ran on, to bench/results/report.md.
@@ -13,13 +13,21 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", choices=["reply", "bot", "import", "bigjson", "retrieval", "training", "all"], help="which benchmark to run")
+    parser.add_argument(
+        "name",
+        choices=["reply", "bot", "soak", "import", "bigjson", "retrieval", "training", "all"],
+        help="which benchmark to run",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where to save the JSON figures")
     parser.add_argument("--messages", type=int, default=63_000, help="import: messages in the generated export")
     parser.add_argument("--gigabytes", type=float, default=1.0, help="bigjson: size of the generated export")
     parser.add_argument("--sizes", default="10000,100000", help="retrieval: index sizes, comma-separated")
-    parser.add_argument("--with-bigjson", action="store_true", help="all: include the 1 GB streaming import (about 10 minutes)")
-    parser.add_argument("--recipe", type=Path, default=Path("training/recipes/cpu-smoke.yaml"), help="training: the recipe")
+    parser.add_argument(
+        "--with-bigjson", action="store_true", help="all: include the 1 GB streaming import (about 10 minutes)"
+    )
+    parser.add_argument(
+        "--recipe", type=Path, default=Path("training/recipes/cpu-smoke.yaml"), help="training: the recipe"
+    )
     parser.add_argument("--steps", type=int, default=10, help="training: optimizer steps to measure")
     args = parser.parse_args(argv)
     if args.name == "all":
@@ -33,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import bot
 
         print(bot.report(bot.run(args.out)))
+        return 0
+    if args.name == "soak":
+        from bench import soak
+
+        print(soak.report(soak.run(args.out)))
         return 0
     if args.name == "training":
         from bench import training
@@ -58,7 +71,7 @@ def run_all(args) -> int:
     """Every benchmark in turn, one markdown report."""
     import time
 
-    from bench import bot, history, reply, training
+    from bench import bot, history, reply, soak, training
     from bench.machine import describe, memory_bandwidth_gbs
 
     sections = []
@@ -66,12 +79,20 @@ def run_all(args) -> int:
     steps = [
         ("reply", lambda: reply.report(reply.run(args.out))),
         ("bot", lambda: bot.report(bot.run(args.out))),
+        ("soak", lambda: soak.report(soak.run(args.out))),
         ("import", lambda: _saved(history, args.out, "import", history.run_import(args.messages), history.report_import)),
         ("retrieval", lambda: _saved(history, args.out, "retrieval", history.run_retrieval(tuple(int(s) for s in args.sizes.split(","))), history.report_retrieval)),
         ("training", lambda: training.report(training.run(args.out, args.recipe, args.steps))),
     ]  # fmt: skip
     if args.with_bigjson:
-        steps.append(("bigjson", lambda: _saved(history, args.out, "bigjson", history.run_bigjson(args.gigabytes), history.report_bigjson)))
+        steps.append(
+            (
+                "bigjson",
+                lambda: _saved(
+                    history, args.out, "bigjson", history.run_bigjson(args.gigabytes), history.report_bigjson
+                ),
+            )
+        )
     for name, step in steps:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         text = step()
