@@ -28,8 +28,10 @@ chat: setup
 bot: setup
 	$(PY) -m app bot
 
-# The suite, then the relevance evals on the sample server and their gate (evals/thresholds.yaml).
+# Lint and format check, the suite, then the relevance evals on the sample server and their gate (evals/thresholds.yaml).
 test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 	$(PY) -m evals run
 	$(PY) -m evals gate

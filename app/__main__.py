@@ -16,7 +16,6 @@ def _chat(args: argparse.Namespace) -> int:
     from app.console import Console, parse_line
     from app.runtime import build_runtime
     from app.settings import load_settings, secrets_of
-
     from indexes.lock import hold_data_dir
 
     settings = load_settings()
@@ -43,7 +42,13 @@ def _bot(args: argparse.Namespace) -> int:
     from app.settings import load_settings, secrets_of
 
     settings = load_settings()
-    setup_logging(settings.LOG_LEVEL, settings.logs_dir / "bot.log", settings.LOG_FILE_MAX_MB, settings.LOG_FILE_BACKUPS, secrets=secrets_of(settings))
+    setup_logging(
+        settings.LOG_LEVEL,
+        settings.logs_dir / "bot.log",
+        settings.LOG_FILE_MAX_MB,
+        settings.LOG_FILE_BACKUPS,
+        secrets=secrets_of(settings),
+    )
     check_bot_settings(settings)
     from indexes.lock import hold_data_dir
 
@@ -76,13 +81,14 @@ def _train(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     from app import history
     from app.settings import load_settings, secrets_of
-
     from indexes.lock import hold_data_dir
 
     settings = load_settings()
     setup_logging(settings.LOG_LEVEL, secrets=secrets_of(settings))  # backfill talks to Discord with the token
     if not (args.command == "index" and args.action == "stats"):  # reading the index is safe beside the bot
-        args.lock = hold_data_dir(settings, f"`python -m app {args.command}{' ' + args.action if args.command == 'index' else ''}`")
+        args.lock = hold_data_dir(
+            settings, f"`python -m app {args.command}{' ' + args.action if args.command == 'index' else ''}`"
+        )
     if args.command == "backfill":
         return history.backfill(settings)
     if args.command == "forget":
@@ -106,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     bot = sub.add_parser("bot", help="run the character in its Discord channel (DISCORD_* settings)")
     bot.set_defaults(run=_bot)
 
-    train = sub.add_parser("train", help="prepare training data from the store and train a LoRA adapter (separate process)")
+    train = sub.add_parser(
+        "train", help="prepare training data from the store and train a LoRA adapter (separate process)"
+    )
     train.add_argument("--recipe", type=Path, help="a training recipe (default: TRAIN_RECIPE)")
     train.set_defaults(run=_train)
 
@@ -117,17 +125,31 @@ def main(argv: list[str] | None = None) -> int:
         ("update", "import a newer export and index only what changed"),
     ):
         parser_ = actions.add_parser(action, help=text)
-        parser_.add_argument("--from", dest="source", type=Path, required=action == "update", metavar="PATH",
-                             help="a DiscordChatExporter export (JSON, CSV, TXT, HTML) or a folder of them")
-        parser_.add_argument("--any-channel", action="store_true", help="accept exports of other channels than DISCORD_CHANNEL_ID")
+        parser_.add_argument(
+            "--from",
+            dest="source",
+            type=Path,
+            required=action == "update",
+            metavar="PATH",
+            help="a DiscordChatExporter export (JSON, CSV, TXT, HTML) or a folder of them",
+        )
+        parser_.add_argument(
+            "--any-channel", action="store_true", help="accept exports of other channels than DISCORD_CHANNEL_ID"
+        )
     actions.add_parser("stats", help="messages per member and month, lore, index size")
     index.set_defaults(run=_history)
     backfill = sub.add_parser("backfill", help="collect the channel's history from Discord (resumes where it stopped)")
     backfill.set_defaults(run=_history)
     forget = sub.add_parser("forget", help="remove a member's messages everywhere and skip them from now on")
     forget.add_argument("user_id", type=int, metavar="USER_ID")
-    forget.add_argument("--name", dest="names", action="append", default=[], metavar="NAME",
-                        help="a name the member is shown by in exports without ids (plain text, CSV); may be repeated")
+    forget.add_argument(
+        "--name",
+        dest="names",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the member is shown by in exports without ids (plain text, CSV); may be repeated",
+    )
     forget.set_defaults(run=_history)
     args = parser.parse_args(argv)
     setup_logging()
@@ -141,7 +163,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (SettingsError, PromptError, ModelLoadError, ExportError, BackfillError, IndexUnavailable, DataDirBusy) as exc:
+    except (
+        SettingsError,
+        PromptError,
+        ModelLoadError,
+        ExportError,
+        BackfillError,
+        IndexUnavailable,
+        DataDirBusy,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,7 +28,14 @@ from prompts import PromptError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COOLDOWN_REACTION", "CharacterBot", "check_bot_settings", "explain_startup_error", "point_gateway_at", "run_bot"]
+__all__ = [
+    "COOLDOWN_REACTION",
+    "CharacterBot",
+    "check_bot_settings",
+    "explain_startup_error",
+    "point_gateway_at",
+    "run_bot",
+]
 
 
 def point_gateway_at(url: str) -> None:
@@ -102,7 +109,12 @@ class CharacterBot(commands.Bot):
                 "channel %s is not visible to the bot: check DISCORD_CHANNEL_ID, that the bot is in the server, "
                 "and that it may View Channel there", self.settings.DISCORD_CHANNEL_ID,
             )  # fmt: skip
-        logger.info("logged in as %s (%s); living in #%s", self.user, self.user.id if self.user else "?", getattr(channel, "name", "?"))
+        logger.info(
+            "logged in as %s (%s); living in #%s",
+            self.user,
+            self.user.id if self.user else "?",
+            getattr(channel, "name", "?"),
+        )
 
     async def on_message(self, message: discord.Message) -> None:
         if not message.author.bot:
@@ -154,7 +166,9 @@ def check_bot_settings(settings: Settings) -> None:
     if not settings.DISCORD_BOT_TOKEN or not settings.DISCORD_BOT_TOKEN.get_secret_value().strip():
         missing.append("DISCORD_BOT_TOKEN: Developer Portal > Applications > your bot > Bot > Reset Token")
     if not settings.DISCORD_GUILD_ID:
-        missing.append("DISCORD_GUILD_ID: in Discord, User Settings > Advanced > Developer Mode, then right-click the server > Copy Server ID")
+        missing.append(
+            "DISCORD_GUILD_ID: in Discord, User Settings > Advanced > Developer Mode, then right-click the server > Copy Server ID"
+        )
     if not settings.DISCORD_CHANNEL_ID:
         missing.append("DISCORD_CHANNEL_ID: right-click the channel > Copy Channel ID (Developer Mode on)")
     if missing:
@@ -168,4 +182,3 @@ async def run_bot(runtime: Runtime, settings: Settings) -> None:
     bot = CharacterBot(runtime, settings)
     async with bot:
         await bot.start(settings.DISCORD_BOT_TOKEN.get_secret_value())
-

@@ -49,7 +49,9 @@ def mentions(text: str, character: str) -> bool:
 class Console:
     """A terminal stand-in for the Discord channel."""
 
-    def __init__(self, runtime: Runtime, out: TextIO = sys.stdout, show_explain: bool = False, speaker: str = "you") -> None:
+    def __init__(
+        self, runtime: Runtime, out: TextIO = sys.stdout, show_explain: bool = False, speaker: str = "you"
+    ) -> None:
         self.runtime = runtime
         self.out = out
         self.show_explain = show_explain
@@ -62,7 +64,9 @@ class Console:
         The reply is printed word by word as it is generated (with STREAM_REPLIES); if the final,
         validated text is not what was printed so far (a retry, the fallback line), it is printed again.
         """
-        message = ChatMessage(author=author, content=text, author_id=abs(hash(author)) % 10**12, message_id=next(self._ids))
+        message = ChatMessage(
+            author=author, content=text, author_id=abs(hash(author)) % 10**12, message_id=next(self._ids)
+        )
         self.runtime.observe(CONSOLE_CHANNEL_ID, message)
         if not (force_reply or mentions(text, self.runtime.persona.name)):
             return None

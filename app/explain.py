@@ -21,10 +21,16 @@ def explain(result: ReplyResult) -> str:
     lines.append(f"lore ({len(result.lore)}):" + (f" [{result.lore_warning}]" if result.lore_warning else ""))
     for item in result.lore:
         s = item.scores
-        parts = f"sim {s.get('similarity', 0):.2f} rec {s.get('recency', 0):.2f} eng {s.get('engagement', 0):.2f} lore +{s.get('lore_boost', 0):.2f}" if s else item.source
+        parts = (
+            f"sim {s.get('similarity', 0):.2f} rec {s.get('recency', 0):.2f} eng {s.get('engagement', 0):.2f} lore +{s.get('lore_boost', 0):.2f}"
+            if s
+            else item.source
+        )
         reasons = f" (lore: {item.reasons})" if item.reasons else ""
         text = item.content.replace("\n", " ")
-        lines.append(f"  {item.score:.3f} [{parts}] {item.author} {item.date}: {text[:100]}{'…' if len(text) > 100 else ''}{reasons}")
+        lines.append(
+            f"  {item.score:.3f} [{parts}] {item.author} {item.date}: {text[:100]}{'…' if len(text) > 100 else ''}{reasons}"
+        )
     if result.assembled:
         c = result.assembled
         sections = ", ".join(f"{k} {v}" for k, v in c.sections.items())
@@ -40,7 +46,9 @@ def explain(result: ReplyResult) -> str:
     lines.append(f"timings: {timings}")
     if result.prompt_tokens and result.reuse_reported:
         computed = result.prompt_tokens - result.reused_tokens
-        lines.append(f"prompt: {result.prompt_tokens} tokens, {result.reused_tokens} reused from the engine's cache, {computed} computed")
+        lines.append(
+            f"prompt: {result.prompt_tokens} tokens, {result.reused_tokens} reused from the engine's cache, {computed} computed"
+        )
     elif result.prompt_tokens:
         lines.append(f"prompt: {result.prompt_tokens} tokens (the engine did not report how many it reused)")
     if result.generated_tokens:

@@ -48,17 +48,25 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO", log_file: Path | None = None, max_mb: float = 5.0, backups: int = 5, secrets: list[str] = ()) -> None:
+def setup_logging(
+    level: str = "INFO", log_file: Path | None = None, max_mb: float = 5.0, backups: int = 5, secrets: list[str] = ()
+) -> None:
     """Console logging to stderr, plus a rotating log file when `log_file` is given."""
     quiet_libraries()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.RotatingFileHandler(log_file, maxBytes=int(max_mb * 1e6), backupCount=backups, encoding="utf-8"))
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                log_file, maxBytes=int(max_mb * 1e6), backupCount=backups, encoding="utf-8"
+            )
+        )
     redact = RedactSecrets(list(secrets))
     for handler in handlers:
         handler.addFilter(redact)
-        handler.setFormatter(logging.Formatter(FORMAT, datefmt="%Y-%m-%d %H:%M:%S" if handler is not handlers[0] else "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter(FORMAT, datefmt="%Y-%m-%d %H:%M:%S" if handler is not handlers[0] else "%H:%M:%S")
+        )
     logging.basicConfig(level=level, handlers=handlers, force=True)
     for name in NOISY:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -138,12 +138,16 @@ class Runtime:
             self._swap(self.settings, persona, prompts, self.model, self.service)
         logger.info("prompts reloaded from %s and %s", self.settings.PROMPTS_DIR, self.settings.PERSONA_FILE)
 
-    def _swap(self, settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, service: GenerationService) -> None:
+    def _swap(
+        self, settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, service: GenerationService
+    ) -> None:
         """Put new parts in place and rebuild the chain and the summary prompt over them."""
         self.settings, self.persona, self.prompts, self.model, self.service = settings, persona, prompts, model, service
         self.memory.summary_request = build_summary_request(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
         self.memory.schedule = service.background
-        self.chain = compose_chain(settings, persona, prompts, model, service, self.lore_index, self.memory, lambda: self.known_names)
+        self.chain = compose_chain(
+            settings, persona, prompts, model, service, self.lore_index, self.memory, lambda: self.known_names
+        )
 
     def reload(self, settings: Settings) -> ModelBundle:
         """Take new settings: prompts, persona, the model and adapter (loaded again), and every other part.
@@ -177,7 +181,9 @@ class Runtime:
         old_service.close()
         if old_model is not model:
             old_model.close()
-        logger.info("reloaded: %s; prompts from %s, persona %s", model.describe(), settings.PROMPTS_DIR, settings.PERSONA_FILE)
+        logger.info(
+            "reloaded: %s; prompts from %s, persona %s", model.describe(), settings.PROMPTS_DIR, settings.PERSONA_FILE
+        )
         return model
 
     def close(self) -> None:
@@ -235,5 +241,7 @@ def build_runtime(settings: Settings, model: ModelBundle | None = None, with_ind
     summary = build_summary_request(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
     memory = ShortTermMemory(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL, summary, service.background)
     runtime = Runtime(settings, persona, prompts, model, service, store, lore_index, memory, None, model_factory)
-    runtime.chain = compose_chain(settings, persona, prompts, model, service, lore_index, memory, lambda: runtime.known_names)
+    runtime.chain = compose_chain(
+        settings, persona, prompts, model, service, lore_index, memory, lambda: runtime.known_names
+    )
     return runtime

@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chains.config import DEFAULT_MODEL, ModelConfig
 
-
 # Settings the running bot keeps until a restart (`!reload` names them when they changed): its
 # connection, where its files live, and what its event handlers were built with.
 RESTART_SETTINGS = (
@@ -44,7 +43,9 @@ class Settings(BaseSettings):
     # Discord (used by the bot; the console needs none of them)
     DISCORD_BOT_TOKEN: SecretStr | None = None
     DISCORD_GUILD_ID: int | None = None
-    DISCORD_CHANNEL_ID: int | None = Field(None, description="the character's channel; imports of other channels are refused")
+    DISCORD_CHANNEL_ID: int | None = Field(
+        None, description="the character's channel; imports of other channels are refused"
+    )
     DISCORD_API_BASE: str = Field(
         "https://discord.com/api/v10", description="REST base URL: Discord's own, or a REST proxy"
     )
@@ -61,7 +62,9 @@ class Settings(BaseSettings):
     USER_COOLDOWN_SECONDS: float = Field(8.0, ge=0, description="one reply per member per this many seconds")
     REPLY_QUEUE_LIMIT: int = Field(5, ge=1, le=1000, description="replies waiting; beyond it members get a busy line")
     STREAM_REPLIES: bool = Field(True, description="post a reply at its first sentence and edit it as it grows")
-    STREAM_EDIT_SECONDS: float = Field(1.0, ge=0.2, le=10, description="least time between two edits of a streamed reply")
+    STREAM_EDIT_SECONDS: float = Field(
+        1.0, ge=0.2, le=10, description="least time between two edits of a streamed reply"
+    )
     ALLOW_DMS: bool = Field(False, description="answer direct messages too")
     REPLY_IN_THREADS: bool = Field(True, description="also live in threads under the channel")
 
@@ -78,10 +81,15 @@ class Settings(BaseSettings):
     ENABLE_QUANTIZATION: bool = Field(False, description="load the model in 4-bit NF4 (bitsandbytes)")
     DEVICE: Literal["auto", "cpu", "cuda"] = "auto"
     LLAMACPP_WEIGHTS: Literal["as-is", "q8_0"] = Field(
-        "as-is", description="llamacpp: read the GGUF as it is, or re-lay its matrices out as Q8_0 once (faster prompts, 2x the memory)"
+        "as-is",
+        description="llamacpp: read the GGUF as it is, or re-lay its matrices out as Q8_0 once (faster prompts, 2x the memory)",
     )
-    ENGINE_THREADS: int | None = Field(None, ge=1, le=512, description="CPU threads for generation and embeddings; unset: every usable core")
-    OPENAI_BASE_URL: str | None = Field(None, description="an OpenAI-compatible server (vLLM, llama.cpp server, TGI), e.g. http://gpu-box:8000/v1")
+    ENGINE_THREADS: int | None = Field(
+        None, ge=1, le=512, description="CPU threads for generation and embeddings; unset: every usable core"
+    )
+    OPENAI_BASE_URL: str | None = Field(
+        None, description="an OpenAI-compatible server (vLLM, llama.cpp server, TGI), e.g. http://gpu-box:8000/v1"
+    )
     OPENAI_MODEL: str | None = Field(None, description="the model name the server serves (default: MODEL_NAME)")
     OPENAI_ADAPTER: str | None = Field(None, description="a LoRA adapter by the name the server serves it under")
     OPENAI_API_KEY: SecretStr | None = Field(None, description="the server's API key, if it wants one")
@@ -89,7 +97,8 @@ class Settings(BaseSettings):
         "auto", description="weights dtype when not quantized; auto: bfloat16 (fp16 on GPUs without bf16)"
     )
     STATIC_CACHE: bool = Field(
-        False, description="transformers: a pre-allocated KV cache instead of reusing the cache of the shared prompt prefix"
+        False,
+        description="transformers: a pre-allocated KV cache instead of reusing the cache of the shared prompt prefix",
     )
     TEMPERATURE: float = Field(0.7, ge=0.0, le=2.0)
     TOP_P: float = Field(0.9, gt=0.0, le=1.0)
@@ -114,7 +123,9 @@ class Settings(BaseSettings):
     RECENCY_HALF_LIFE_DAYS: float = Field(180.0, gt=0)
     MIN_SIMILARITY: float = Field(0.2, ge=-1.0, le=1.0, description="drop hits below this")
     CHROMA_COLLECTION: str = "lore"
-    CHROMA_HOST: str | None = Field(None, description="a Chroma server (`chroma run`); unset: embedded Chroma under DATA_DIR")
+    CHROMA_HOST: str | None = Field(
+        None, description="a Chroma server (`chroma run`); unset: embedded Chroma under DATA_DIR"
+    )
     CHROMA_PORT: int = Field(8000, ge=1, le=65535)
     EMBED_DTYPE: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="embedding model dtype; auto: bfloat16 where the CPU/GPU has it natively"
@@ -136,8 +147,12 @@ class Settings(BaseSettings):
     )
 
     # Training (unset: the recipe's value)
-    TRAIN_RECIPE: Path = Field(Path("training/recipes/cpu-smoke.yaml"), description="recipe used by !train and python -m app train")
-    TRAIN_AUTO_RELOAD: bool = Field(False, description="after !train succeeds, load the new adapter into the running bot")
+    TRAIN_RECIPE: Path = Field(
+        Path("training/recipes/cpu-smoke.yaml"), description="recipe used by !train and python -m app train"
+    )
+    TRAIN_AUTO_RELOAD: bool = Field(
+        False, description="after !train succeeds, load the new adapter into the running bot"
+    )
     ADAPTERS_DIR: Path = Field(Path("adapters"), description="trained adapters go to ADAPTERS_DIR/<recipe name>/")
     EPOCHS: float | None = Field(None, gt=0, description="training epochs (overrides the recipe)")
     GRADIENT_ACCUMULATION_STEPS: int | None = Field(None, ge=1, description="overrides the recipe")
@@ -238,8 +253,29 @@ def child_environment(settings: Settings, keep: tuple[str, ...] = ()) -> dict[st
 
     Children (data preparation, training) get no token or key, in the environment or from .env.
     """
-    basics = ("PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "SYSTEMROOT")
-    prefixes = ("LC_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "CUDA_", "OMP_", "MKL_", "PYTORCH_", "ANONYMIZED_TELEMETRY")
+    basics = (
+        "PATH",
+        "HOME",
+        "LANG",
+        "LANGUAGE",
+        "TMPDIR",
+        "TZ",
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+        "PYTHONHASHSEED",
+        "SYSTEMROOT",
+    )
+    prefixes = (
+        "LC_",
+        "HF_",
+        "TRANSFORMERS_",
+        "TOKENIZERS_",
+        "CUDA_",
+        "OMP_",
+        "MKL_",
+        "PYTORCH_",
+        "ANONYMIZED_TELEMETRY",
+    )
     environment = {k: v for k, v in os.environ.items() if k in basics or k in keep or k.startswith(prefixes)}
     for name, value in settings.model_dump(mode="json").items():
         if name in SECRET_SETTINGS or value is None:

@@ -54,5 +54,5 @@ def split_message(text: str, limit: int = DISCORD_LIMIT) -> list[str]:
             chunks.append(chunk)
         rest = body[at:].lstrip("\n ") if not reopen else body[at:].lstrip("\n")
         if reopen and rest.startswith(reopen):
-            rest = rest[len(reopen):]
+            rest = rest[len(reopen) :]
     return chunks

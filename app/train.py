@@ -62,7 +62,10 @@ async def run_training(settings, log_file: Path | None = None) -> TrainingRun:
         for step, command in steps:
             logger.info("training: running %s", " ".join(command[1:]))
             process = await asyncio.create_subprocess_exec(
-                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=child_environment(settings)
+                *command,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=child_environment(settings),
             )
             tail = []
             async for raw in process.stdout:

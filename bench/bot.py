@@ -95,7 +95,9 @@ async def _measure(count: int) -> dict:
 def run(out: Path, count: int = 22) -> dict:
     result = asyncio.run(_measure(count))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bot.json").write_text(json.dumps({"machine": describe(), "at": time.strftime("%Y-%m-%d %H:%M"), **result}, indent=2))
+    (out / "bot.json").write_text(
+        json.dumps({"machine": describe(), "at": time.strftime("%Y-%m-%d %H:%M"), **result}, indent=2)
+    )
     return result
 
 

@@ -59,7 +59,12 @@ def _index_phase(data_dir: str) -> dict:
     count = index.rebuild()
     seconds = time.perf_counter() - started
     store.close()
-    return {"indexed": count, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "embed_dtype": str(index.embed_model._model.dtype)}
+    return {
+        "indexed": count,
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "embed_dtype": str(index.embed_model._model.dtype),
+    }
 
 
 def _in_child(function, *args) -> dict:
@@ -104,7 +109,13 @@ def run_bigjson(gigabytes: float = 1.0) -> dict:
         written = time.perf_counter() - started
         imported = _in_child(_import_phase, str(export), folder + "/data")
         store_mb = (Path(folder) / "data" / "messages.sqlite3").stat().st_size / 1e6
-    return {"messages": messages, "export_mb": size / 1e6, "write_seconds": written, "import": imported, "store_mb": store_mb}
+    return {
+        "messages": messages,
+        "export_mb": size / 1e6,
+        "write_seconds": written,
+        "import": imported,
+        "store_mb": store_mb,
+    }
 
 
 def report_bigjson(r: dict) -> str:
@@ -123,7 +134,6 @@ def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200
 
     from app.logs import quiet_libraries
     from bench.synthetic import _content
-    from indexes.records import StoredMessage
     from indexes.store import MessageStore
     from indexes.vector import LoreIndex, RetrievalWeights, WeightedRetriever, build_embedding, chroma_client
 
@@ -173,7 +183,10 @@ def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200
 
 
 def report_retrieval(r: dict) -> str:
-    lines = [f"# Retrieval latency: top-5 of 20 candidates, re-ranked, {r['queries']} queries", f"machine      {describe()}"]
+    lines = [
+        f"# Retrieval latency: top-5 of 20 candidates, re-ranked, {r['queries']} queries",
+        f"machine      {describe()}",
+    ]
     for size, s in r["sizes"].items():
         verdict = "meets" if s["p95_ms"] < TARGET_RETRIEVAL_P95_MS else "misses"
         lines.append(

@@ -88,7 +88,9 @@ def _replay(options, requests: list[tuple]) -> list[dict]:
         stats = GenerationStats()
         started, first = time.perf_counter(), None
         limit = max(tokens, 1) if tokens is not None else None
-        for piece in bundle.llm.stream(prompt, stop=list(stop) or None, temperature=temperature, slot=slot, stats=stats, max_new_tokens=limit):
+        for piece in bundle.llm.stream(
+            prompt, stop=list(stop) or None, temperature=temperature, slot=slot, stats=stats, max_new_tokens=limit
+        ):
             if piece and first is None:
                 first = time.perf_counter() - started
         total = time.perf_counter() - started
@@ -178,9 +180,17 @@ def run(out_dir: Path | None = None) -> dict:
         "machine": describe(),
         "model": model.describe(),
         "prompts": len(rows),
-        "latency_s": {s: {"p50": percentile([r.get(s, 0.0) for r in rows], 50), "p95": percentile([r.get(s, 0.0) for r in rows], 95)}
-                      for s in (*STAGES, "first_visible")},  # fmt: skip
-        "raw_engine_s": {k: {"p50": percentile([r[k] for r in raw], 50), "p95": percentile([r[k] for r in raw], 95)} for k in ("first_s", "total_s")},
+        "latency_s": {
+            s: {
+                "p50": percentile([r.get(s, 0.0) for r in rows], 50),
+                "p95": percentile([r.get(s, 0.0) for r in rows], 95),
+            }
+            for s in (*STAGES, "first_visible")
+        },  # fmt: skip
+        "raw_engine_s": {
+            k: {"p50": percentile([r[k] for r in raw], 50), "p95": percentile([r[k] for r in raw], 95)}
+            for k in ("first_s", "total_s")
+        },
         "overhead": overhead([r["total"] for r in rows], [r["total_s"] for r in raw]),
         "mean_generated_tokens": chain_tokens / len(rows),
         "raw_mean_generated_tokens": sum(r["tokens"] for r in raw) / len(raw) if raw else 0.0,

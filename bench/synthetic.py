@@ -47,7 +47,14 @@ def write_export(path: Path, messages: int, seed: int = 0, members: int = 60) ->
     step = timedelta(days=5 * 365) / max(messages, 1)
     authors = [{"id": str(1400000000000000000 + n), "name": f"member{n}", "discriminator": "0000", "nickname": f"Member {n}",
                 "color": None, "isBot": False, "roles": []} for n in range(members)]  # fmt: skip
-    bot = {"id": "1400000000000009999", "name": "DJ Bot", "discriminator": "0000", "nickname": "DJ Bot", "isBot": True, "roles": []}
+    bot = {
+        "id": "1400000000000009999",
+        "name": "DJ Bot",
+        "discriminator": "0000",
+        "nickname": "DJ Bot",
+        "isBot": True,
+        "roles": [],
+    }
     recent: list[str] = []
     with open(path, "w", encoding="utf-8") as out:
         header = {"guild": {"id": str(GUILD_ID), "name": "Benchmark Guild"},
@@ -60,7 +67,11 @@ def write_export(path: Path, messages: int, seed: int = 0, members: int = 60) ->
             roll = rng.random()
             author = bot if roll < 0.02 else rng.choice(authors)
             kind = "GuildMemberJoin" if 0.02 <= roll < 0.03 else "Default"
-            content = "Joined the server." if kind != "Default" else ("!play " + rng.choice(OBJECTS) if roll < 0.04 else _content(rng, i))
+            content = (
+                "Joined the server."
+                if kind != "Default"
+                else ("!play " + rng.choice(OBJECTS) if roll < 0.04 else _content(rng, i))
+            )
             message = {
                 "id": message_id, "type": kind, "timestamp": moment.isoformat(), "timestampEdited": None,
                 "isPinned": rng.random() < 0.003, "content": content, "author": author, "attachments": [], "embeds": [],
@@ -70,7 +81,11 @@ def write_export(path: Path, messages: int, seed: int = 0, members: int = 60) ->
             }  # fmt: skip
             if recent and rng.random() < 0.1:
                 message["type"] = "Reply"
-                message["reference"] = {"messageId": rng.choice(recent), "channelId": str(CHANNEL_ID), "guildId": str(GUILD_ID)}
+                message["reference"] = {
+                    "messageId": rng.choice(recent),
+                    "channelId": str(CHANNEL_ID),
+                    "guildId": str(GUILD_ID),
+                }
             recent = (recent + [message_id])[-50:]
             out.write(("," if i else "") + json.dumps(message, ensure_ascii=False) + "\n")
         out.write(f'], "messageCount": {messages}}}\n')

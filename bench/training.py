@@ -52,7 +52,9 @@ def run(out: Path, recipe_path: Path = Path("training/recipes/cpu-smoke.yaml"), 
         "loss_first": result.loss_first, "loss_last": result.loss_last,
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    (out / "training.json").write_text(json.dumps({"machine": describe(), "at": time.strftime("%Y-%m-%d %H:%M"), **figures}, indent=2))
+    (out / "training.json").write_text(
+        json.dumps({"machine": describe(), "at": time.strftime("%Y-%m-%d %H:%M"), **figures}, indent=2)
+    )
     return figures
 
 

@@ -85,7 +85,9 @@ class ContextAssembler:
         """One lore entry: on one line, its author marked like a speaker (never as the character)."""
         author = "lorebook" if item.source == "lorebook" else speaker_label(item.author or "someone", self.persona.name)
         content = item.content if item.source == "lorebook" else one_line(item.content)
-        return self.prompts.lore.format(author=self.guard(author), date=self.guard(item.date or "-"), content=self.guard(content))
+        return self.prompts.lore.format(
+            author=self.guard(author), date=self.guard(item.date or "-"), content=self.guard(content)
+        )
 
     def _lore_text(self, lore: Sequence[LoreItem]) -> str:
         lines = "\n".join(self._lore_line(item) for item in lore)
@@ -96,7 +98,10 @@ class ContextAssembler:
 
     def _system(self, user: str, summary: str, lore: Sequence[LoreItem]) -> str:
         user = self.guard(user)
-        values = {"char": self.persona.name, "persona": self.persona.core(user if "user" in self._in_frame else FRAME_USER)}
+        values = {
+            "char": self.persona.name,
+            "persona": self.persona.core(user if "user" in self._in_frame else FRAME_USER),
+        }
         if "user" in self._in_frame:
             values["user"] = user
         if "summary" in self._in_frame:
@@ -118,7 +123,10 @@ class ContextAssembler:
         if not ranked:
             return 0
         heading = self.count(self.prompts.headings.get("lore", "")) + 3
-        return heading + sum(self.count(self._lore_line(replace(i, content=self.truncate(i.content, MAX_LORE_ITEM_TOKENS)))) + 1 for i in ranked)
+        return heading + sum(
+            self.count(self._lore_line(replace(i, content=self.truncate(i.content, MAX_LORE_ITEM_TOKENS)))) + 1
+            for i in ranked
+        )
 
     def _line(self, item: ChatMessage) -> str:
         label = speaker_label(item.author, self.persona.name)
@@ -141,12 +149,16 @@ class ContextAssembler:
     def render(self, system: str, turns: list[dict], context: str = "") -> str:
         """The prompt in the model's chat template; `context` goes right before the message being answered."""
         if not getattr(self.tokenizer, "chat_template", None):
-            lines = [system] + [t["content"] if t["role"] == "user" else f"{self.persona.name}: {t['content']}" for t in turns]
+            lines = [system] + [
+                t["content"] if t["role"] == "user" else f"{self.persona.name}: {t['content']}" for t in turns
+            ]
             return "\n".join(lines[:-1] + ([context] if context else []) + lines[-1:]) + f"\n{self.persona.name}:"
         *before, last = turns
         attempts = []
         if context:  # a system turn of its own: the model reads it as what it knows, not as a member's words
-            attempts.append([{"role": "system", "content": system}, *before, {"role": "system", "content": context}, last])
+            attempts.append(
+                [{"role": "system", "content": system}, *before, {"role": "system", "content": context}, last]
+            )
         merged = [*before, {"role": "user", "content": f"{context}\n{last['content']}" if context else last["content"]}]
         if len(merged) > 1 and merged[-2]["role"] == "user":  # one user turn, as the lines of a channel
             merged[-2:] = [{"role": "user", "content": f"{merged[-2]['content']}\n{merged[-1]['content']}"}]
@@ -162,8 +174,18 @@ class ContextAssembler:
                     raise
         raise AssertionError("unreachable")
 
-    def _prompt(self, user: str, kept: Sequence[ChatMessage], message: ChatMessage, text: str, summary: str, lore: Sequence[LoreItem]) -> str:
-        return self.render(self._system(user, summary, lore), self._turns(kept, message, text), self._context(summary, lore))
+    def _prompt(
+        self,
+        user: str,
+        kept: Sequence[ChatMessage],
+        message: ChatMessage,
+        text: str,
+        summary: str,
+        lore: Sequence[LoreItem],
+    ) -> str:
+        return self.render(
+            self._system(user, summary, lore), self._turns(kept, message, text), self._context(summary, lore)
+        )
 
     def assemble(
         self, message: ChatMessage, message_text: str, history: Sequence[ChatMessage], lore: Sequence[LoreItem], summary: str,
@@ -188,7 +210,9 @@ class ContextAssembler:
 
         # The best lore entries keep some room (at most half of what is left), so that a lore question
         # in a busy channel is not answered from chat history alone.
-        reserve = min(self._lore_cost(sorted(lore, key=lambda i: i.score, reverse=True)[:LORE_RESERVE_ITEMS]), left // 2)
+        reserve = min(
+            self._lore_cost(sorted(lore, key=lambda i: i.score, reverse=True)[:LORE_RESERVE_ITEMS]), left // 2
+        )
         left -= reserve
         start = len(history)
         for i in range(len(history) - 1, -1, -1):  # newest first: how far back fits
@@ -247,5 +271,9 @@ class ContextAssembler:
         sections["summary"] = self.count(summary_text) if summary_text else 0
         if cut:
             logger.info("context over budget (%d tokens), cut: %s", self.budget, "; ".join(cut))
-        speakers = tuple(dict.fromkeys(speaker_label(m.author, self.persona.name) for m in (*kept, message) if not m.from_character))
-        return Assembled(prompt=prompt, tokens=tokens, budget=self.budget, sections=sections, cut=cut, speakers=speakers)
+        speakers = tuple(
+            dict.fromkeys(speaker_label(m.author, self.persona.name) for m in (*kept, message) if not m.from_character)
+        )
+        return Assembled(
+            prompt=prompt, tokens=tokens, budget=self.budget, sections=sections, cut=cut, speakers=speakers
+        )

@@ -227,7 +227,9 @@ def load_transformers(config: ModelConfig, *, dtype: str | None = None, with_ada
     device = resolve_device(config.device)
     source = default_model_folder(config.cache_dir) if config.model_name == DEFAULT_MODEL else config.model_name
     if str(source).endswith(".gguf"):
-        raise ModelLoadError(f"MODEL_NAME={config.model_name} is a GGUF file: use ENGINE=llamacpp, or a transformers folder")
+        raise ModelLoadError(
+            f"MODEL_NAME={config.model_name} is a GGUF file: use ENGINE=llamacpp, or a transformers folder"
+        )
     kwargs: dict[str, Any] = {}
     if config.quantization:
         kwargs["quantization_config"] = _quantization_config(device)
@@ -293,7 +295,9 @@ def _build_llamacpp(config: ModelConfig) -> ModelBundle:
     from chains.engines.lora_gguf import gguf_lora_for
 
     if config.quantization:
-        raise ModelLoadError("ENABLE_QUANTIZATION (bitsandbytes NF4) is for ENGINE=transformers; a GGUF file is already quantized")
+        raise ModelLoadError(
+            "ENABLE_QUANTIZATION (bitsandbytes NF4) is for ENGINE=transformers; a GGUF file is already quantized"
+        )
     model = gguf_file(config.model_name)
     if model is None:
         raise ModelLoadError(

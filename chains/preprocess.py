@@ -11,18 +11,42 @@ from dataclasses import dataclass, field
 
 INTENTS = ("greeting", "feedback", "lore", "question", "request", "banter")
 
-_GREETING = re.compile(r"^\W*(hi+|hey+|hello|yo|hiya|howdy|good (morning|evening|night|afternoon)|gm|sup|mornin\w*)\b", re.I)
-_FEEDBACK = re.compile(r"\b(good|bad|great|nice|smart|dumb|stupid) (bot|cat|kitty|job)\b|\b(thanks?|thank you|thx|ty)\b", re.I)
+_GREETING = re.compile(
+    r"^\W*(hi+|hey+|hello|yo|hiya|howdy|good (morning|evening|night|afternoon)|gm|sup|mornin\w*)\b", re.I
+)
+_FEEDBACK = re.compile(
+    r"\b(good|bad|great|nice|smart|dumb|stupid) (bot|cat|kitty|job)\b|\b(thanks?|thank you|thx|ty)\b", re.I
+)
 _LORE = re.compile(
     r"\b(lore|legend|story|history|remember|happened|record|who (is|was|holds|won)|when did|"
-    r"tell me about|what('?s| is| was) the|founded|curse[d]?|rules?|award|pinned?)\b", re.I
+    r"tell me about|what('?s| is| was) the|founded|curse[d]?|rules?|award|pinned?)\b",
+    re.I,
 )
 _QUESTION = re.compile(r"\?\s*$|^\W*(who|what|when|where|why|how|which|is|are|do|does|did|can|could|should)\b", re.I)
 _REQUEST = re.compile(r"^\W*(please|pls|can you|could you|would you|tell|show|give|say|write|sing|explain)\b", re.I)
-_POSITIVE = {"love", "great", "awesome", "nice", "cool", "happy", "thanks", "thank", "yay", "good", "best", "fun", "cute", "lol", "congrats"}
+_POSITIVE = {
+    "love",
+    "great",
+    "awesome",
+    "nice",
+    "cool",
+    "happy",
+    "thanks",
+    "thank",
+    "yay",
+    "good",
+    "best",
+    "fun",
+    "cute",
+    "lol",
+    "congrats",
+}
 _NEGATIVE = {"hate", "sad", "bad", "awful", "boring", "angry", "annoying", "worst", "ugh", "terrible", "rip", "lost"}
 _HOSTILE = {"stupid", "idiot", "dumb", "shut", "useless", "trash", "garbage", "kill", "hate", "moron", "stfu"}
-_INJECTION = re.compile(r"ignore (all |your |the )?(previous |prior )?(instructions|persona|rules|prompt)|you are now|pretend to be|say ['\"]?\w+:", re.I)
+_INJECTION = re.compile(
+    r"ignore (all |your |the )?(previous |prior )?(instructions|persona|rules|prompt)|you are now|pretend to be|say ['\"]?\w+:",
+    re.I,
+)
 _MASS_PING = re.compile(r"@(everyone|here)|<@&\d+>", re.I)
 _WORD = re.compile(r"[a-z']+")
 

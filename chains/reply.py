@@ -110,7 +110,11 @@ def template_stops(tokenizer) -> tuple[str, ...]:
     stops = [getattr(tokenizer, "eos_token", None)]
     template = getattr(tokenizer, "chat_template", None)
     if template:
-        turns = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}, {"role": "user", "content": "z"}]
+        turns = [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": "y"},
+            {"role": "user", "content": "z"},
+        ]
         try:
             rendered = tokenizer.apply_chat_template(turns, tokenize=False)
         except Exception:  # a template with other rules: the end-of-sequence token is enough
@@ -267,7 +271,9 @@ def build_reply_chain(
         )  # fmt: skip
 
     def drafting(state: dict) -> _Drafting:
-        return _Drafting(state, persona, reply_max_chars, stops, token_counter, max_new_tokens, known_names() if known_names else ())
+        return _Drafting(
+            state, persona, reply_max_chars, stops, token_counter, max_new_tokens, known_names() if known_names else ()
+        )
 
     def respond(state: dict) -> Iterator[ReplyResult]:
         draft = drafting(state)

@@ -43,7 +43,9 @@ def lorebook_hits(entries: Sequence[LorebookEntry], text: str) -> list[LoreItem]
     """Lorebook entries whose keys appear in the scanned text, highest priority first."""
     hits = [e for e in entries if e.matches(text)]
     hits.sort(key=lambda e: (-e.priority, e.insertion_order))
-    return [LoreItem(content=e.content, author="lorebook", score=1.0 + e.priority / 100, source="lorebook") for e in hits]
+    return [
+        LoreItem(content=e.content, author="lorebook", score=1.0 + e.priority / 100, source="lorebook") for e in hits
+    ]
 
 
 class LoreRetrieval:

@@ -35,11 +35,14 @@ _DECORATION = re.compile(r"^[\s*_~`|]*")
 _LIST_PREFIX = re.compile(r"^(?:>+|[-*\u2022+]|\d{1,3}[.)])\s*")
 _LABEL = re.compile(rf"^@?(?P<name>[^\n{_COLONS}]{{1,48}}?)[\s*_~`]*[{_COLONS}]")
 _BRACKETED = re.compile(r"^[\[<](?P<name>[^\]>\n]{1,48})[\]>]")
-_SAID = re.compile(rf"^@?(?P<name>[^\n{_COLONS}]{{1,48}}?)\s+(?:said|says|wrote|writes|replied|replies|asked|asks)\b", re.I)
+_SAID = re.compile(
+    rf"^@?(?P<name>[^\n{_COLONS}]{{1,48}}?)\s+(?:said|says|wrote|writes|replied|replies|asked|asks)\b", re.I
+)
 _TRAILING_SYMBOLS = re.compile(r"[\W_]+$")
 _OUT_OF_CHARACTER = re.compile(
     r"\b(as an ai|an ai (language )?model|language model|i am an ai|i'm an ai|ai assistant|"
-    r"smollm|hugging ?face|openai|chatgpt|i am a bot|i'm a bot|my programming)\b", re.I
+    r"smollm|hugging ?face|openai|chatgpt|i am a bot|i'm a bot|my programming)\b",
+    re.I,
 )
 
 

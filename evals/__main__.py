@@ -14,9 +14,8 @@ def _run(args) -> int:
     from app.logs import setup_logging
     from app.settings import load_settings
     from evals.dataset import load_dataset
-    from evals.gate import THRESHOLDS
     from evals.report import write_report
-    from evals.runner import RUNS_DIR, previous_run, run_eval, table
+    from evals.runner import previous_run, run_eval, table
 
     overrides = {"PROMPTS_DIR": args.prompts} if args.prompts else {}
     settings = load_settings(**overrides)
@@ -27,7 +26,9 @@ def _run(args) -> int:
 
     args.lock = hold_data_dir(settings, "`python -m evals run`")  # kept referenced: held while the run goes
     eval_set = load_dataset(args.dataset)
-    run = run_eval(settings, eval_set, runs_dir=args.runs, limit=args.limit, progress=lambda line: print(line, file=sys.stderr))
+    run = run_eval(
+        settings, eval_set, runs_dir=args.runs, limit=args.limit, progress=lambda line: print(line, file=sys.stderr)
+    )
     default_prompts = str(load_settings().PROMPTS_DIR)
     baseline = previous_run(args.runs, run.id, run.dataset, default_prompts if args.prompts else None, len(run.samples))
     report = write_report(run, baseline, args.thresholds)
@@ -93,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--thresholds", type=Path, default=THRESHOLDS)
     args = parser.parse_args(argv)
     from app.settings import SettingsError
-    from indexes.lock import DataDirBusy
     from evals.dataset import DatasetError
+    from indexes.lock import DataDirBusy
     from prompts import PromptError
 
     try:

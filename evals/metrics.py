@@ -65,7 +65,9 @@ class Scorer:
                 from ragas.metrics import Faithfulness, ResponseRelevancy
 
                 wrapped = LangchainLLMWrapper(judge_llm)
-                self.metrics["response_relevancy"] = ResponseRelevancy(llm=wrapped, embeddings=self.metrics["semantic_similarity"].embeddings)
+                self.metrics["response_relevancy"] = ResponseRelevancy(
+                    llm=wrapped, embeddings=self.metrics["semantic_similarity"].embeddings
+                )
                 self.metrics["faithfulness"] = Faithfulness(llm=wrapped)
 
     async def _score(self, sample: Scored) -> dict[str, float | None]:

@@ -28,11 +28,17 @@ def chart_svg(means: dict, previous: dict | None, width: int = 640) -> str:
             if value is None:
                 continue
             bar_y = y + j * 12
-            parts.append(f'<rect x="{left}" y="{bar_y}" width="{max(1, value * scale):.1f}" height="10" fill="{BAR_COLOURS[j]}"/>')
+            parts.append(
+                f'<rect x="{left}" y="{bar_y}" width="{max(1, value * scale):.1f}" height="10" fill="{BAR_COLOURS[j]}"/>'
+            )
             parts.append(f'<text x="{left + value * scale + 4:.1f}" y="{bar_y + 9}" font-size="10">{value:.2f}</text>')
     target_x = left + RELEVANCE_TARGET * scale
-    parts.append(f'<line x1="{target_x:.1f}" y1="10" x2="{target_x:.1f}" y2="{height - 10}" stroke="#d83d3d" stroke-dasharray="4 3"/>')
-    parts.append(f'<text x="{target_x + 3:.1f}" y="{height - 4}" font-size="10" fill="#d83d3d">target {RELEVANCE_TARGET}</text>')
+    parts.append(
+        f'<line x1="{target_x:.1f}" y1="10" x2="{target_x:.1f}" y2="{height - 10}" stroke="#d83d3d" stroke-dasharray="4 3"/>'
+    )
+    parts.append(
+        f'<text x="{target_x + 3:.1f}" y="{height - 4}" font-size="10" fill="#d83d3d">target {RELEVANCE_TARGET}</text>'
+    )
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -46,7 +52,9 @@ def write_report(run, previous: dict | None, thresholds_file: Path) -> Path:
         f"# Eval run {run.id}",
         "",
         f"- eval set: `{run.dataset}`, {len(run.samples)} questions; prompts: `{run.prompts_dir}`; model: {run.model}",
-        f"- compared with: `{previous['id']}` (prompts `{previous['prompts_dir']}`)" if previous else "- compared with: no earlier run on this set",
+        f"- compared with: `{previous['id']}` (prompts `{previous['prompts_dir']}`)"
+        if previous
+        else "- compared with: no earlier run on this set",
         "",
         "![scores](chart.svg)",
         "",
@@ -58,7 +66,11 @@ def write_report(run, previous: dict | None, thresholds_file: Path) -> Path:
         change = "-" if value is None or before is None else f"{value - before:+.3f}"
         lines.append(f"| {metric} | {_fmt(value)} | {_fmt(before)} | {change} | {_fmt(thresholds.get(metric))} |")
     if relevance is not None:
-        which = "response_relevancy" if run.means.get("response_relevancy") is not None else "semantic_similarity (offline proxy)"
+        which = (
+            "response_relevancy"
+            if run.means.get("response_relevancy") is not None
+            else "semantic_similarity (offline proxy)"
+        )
         gap = RELEVANCE_TARGET - relevance
         lines += ["", f"Relevance ({which}): {relevance:.3f} against the design's target of {RELEVANCE_TARGET}: "
                   + (f"a gap of {gap:.3f}." if gap > 0 else "target met.")]  # fmt: skip
@@ -66,7 +78,9 @@ def write_report(run, previous: dict | None, thresholds_file: Path) -> Path:
               "| --- | --- | --- | " + " | ".join("---" for _ in run.means) + " |"]  # fmt: skip
     for r in run.samples:
         reply = r.reply.replace("|", "/").replace("\n", " ")[:90]
-        lines.append(f"| {r.id} | {r.intent} | {reply} | " + " | ".join(_fmt(r.scores.get(m)) for m in run.means) + " |")
+        lines.append(
+            f"| {r.id} | {r.intent} | {reply} | " + " | ".join(_fmt(r.scores.get(m)) for m in run.means) + " |"
+        )
     path = run.path / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -61,7 +61,15 @@ def prompt_hashes(prompts_dir: Path, persona_file: Path) -> dict[str, str]:
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files}
 
 
-def run_eval(settings, eval_set: EvalSet, runtime=None, scorer: Scorer | None = None, runs_dir: Path = RUNS_DIR, limit: int | None = None, progress=print) -> Run:
+def run_eval(
+    settings,
+    eval_set: EvalSet,
+    runtime=None,
+    scorer: Scorer | None = None,
+    runs_dir: Path = RUNS_DIR,
+    limit: int | None = None,
+    progress=print,
+) -> Run:
     """Answer every question with the real chain, score the answers, save the run."""
     from app.runtime import build_runtime
     from chains.types import ChatMessage
@@ -78,7 +86,9 @@ def run_eval(settings, eval_set: EvalSet, runtime=None, scorer: Scorer | None = 
         result = runtime.reply(EVAL_CHANNEL_ID, message)
         seconds = time.perf_counter() - started
         retrieved = [item.content for item in result.lore if item.source == "index"]
-        scores = scorer.score(Scored(sample.question, result.text, sample.reference, retrieved, list(sample.reference_contexts)))
+        scores = scorer.score(
+            Scored(sample.question, result.text, sample.reference, retrieved, list(sample.reference_contexts))
+        )
         scores["in_character"] = 1.0 if result.ok else 0.0
         scores["under_length_cap"] = 1.0 if len(result.text) <= settings.REPLY_MAX_CHARS else 0.0
         problems = [p for verdict in result.attempts for p in verdict.problems]
@@ -123,7 +133,9 @@ def _judge(settings):
         return None
     from chains.model import build_model
 
-    judge_settings = settings.model_copy(update={"MODEL_NAME": name, "ADAPTER_PATH": None, "MAX_NEW_TOKENS": 512, "CONTEXT_TOKENS": 4096})
+    judge_settings = settings.model_copy(
+        update={"MODEL_NAME": name, "ADAPTER_PATH": None, "MAX_NEW_TOKENS": 512, "CONTEXT_TOKENS": 4096}
+    )
     return build_model(judge_settings.model_options()).llm
 
 
@@ -137,7 +149,9 @@ def load_run(path: Path) -> dict:
     return record
 
 
-def previous_run(runs_dir: Path, current: str, dataset: str, prompts_dir: str | None = None, samples: int | None = None) -> dict | None:
+def previous_run(
+    runs_dir: Path, current: str, dataset: str, prompts_dir: str | None = None, samples: int | None = None
+) -> dict | None:
     """The latest earlier run on the same eval set and questions (with the given prompts, if any)."""
     if not runs_dir.is_dir():
         return None
@@ -146,7 +160,11 @@ def previous_run(runs_dir: Path, current: str, dataset: str, prompts_dir: str | 
             continue
         record = load_run(path)
         same_questions = samples is None or record.get("samples") == samples
-        if record["dataset"] == dataset and same_questions and (prompts_dir is None or record["prompts_dir"] == prompts_dir):
+        if (
+            record["dataset"] == dataset
+            and same_questions
+            and (prompts_dir is None or record["prompts_dir"] == prompts_dir)
+        ):
             return record
     return None
 
@@ -154,7 +172,12 @@ def previous_run(runs_dir: Path, current: str, dataset: str, prompts_dir: str | 
 def table(run: Run) -> str:
     """Per-sample and per-metric table for the terminal."""
     metrics = list(run.means)
-    short = {m: m.replace("context_", "ctx_").replace("semantic_similarity", "similarity").replace("under_length_cap", "len_ok")[:11] for m in metrics}
+    short = {
+        m: m.replace("context_", "ctx_")
+        .replace("semantic_similarity", "similarity")
+        .replace("under_length_cap", "len_ok")[:11]
+        for m in metrics
+    }
     header = f"{'sample':<22} {'intent':<9} " + " ".join(f"{short[m]:>11}" for m in metrics)
     lines = [header, "-" * len(header)]
     for r in run.samples:

@@ -98,7 +98,9 @@ class BackfillReport:
         )
 
 
-async def backfill(settings, store: MessageStore, index: LoreIndex | None, progress: Callable[[int], None] | None = None) -> BackfillReport:
+async def backfill(
+    settings, store: MessageStore, index: LoreIndex | None, progress: Callable[[int], None] | None = None
+) -> BackfillReport:
     """Collect the configured channel's history into the store (resuming), then index it."""
     token = settings.DISCORD_BOT_TOKEN.get_secret_value() if settings.DISCORD_BOT_TOKEN else ""
     channel_id = settings.DISCORD_CHANNEL_ID
@@ -119,7 +121,9 @@ async def backfill(settings, store: MessageStore, index: LoreIndex | None, progr
         after = report.resumed_after
         while True:
             async with limiter:
-                page = [m async for m in channel.history(limit=PAGE_SIZE, after=discord.Object(after), oldest_first=True)]
+                page = [
+                    m async for m in channel.history(limit=PAGE_SIZE, after=discord.Object(after), oldest_first=True)
+                ]
             if not page:
                 break
             filters = Filters.from_settings(settings, store.opted_out())
@@ -147,7 +151,9 @@ async def backfill(settings, store: MessageStore, index: LoreIndex | None, progr
             "Read Message History in that channel"
         ) from None
     except discord.HTTPException as exc:
-        raise BackfillError(f"Discord answered {exc.status} ({exc.text or exc}); run backfill again to resume") from None
+        raise BackfillError(
+            f"Discord answered {exc.status} ({exc.text or exc}); run backfill again to resume"
+        ) from None
     except OSError as exc:
         raise BackfillError(f"connection to Discord lost ({exc}); run backfill again to resume") from None
     finally:

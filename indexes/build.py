@@ -20,7 +20,9 @@ def open_index(settings, store: MessageStore, embed_model=None) -> LoreIndex:
     return LoreIndex(store, client, embed_model, settings.CHROMA_COLLECTION, settings.INDEX_MIN_CHARS)
 
 
-def import_path(settings, store: MessageStore, path: Path, any_channel: bool = False, progress: bool | None = None) -> ImportReport:
+def import_path(
+    settings, store: MessageStore, path: Path, any_channel: bool = False, progress: bool | None = None
+) -> ImportReport:
     """Import an export file or folder with the filters and lore keywords from settings."""
     return import_exports(
         store, path, Filters.from_settings(settings, store.opted_out()),

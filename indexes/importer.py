@@ -100,7 +100,14 @@ class _Warner:
             logger.warning("%s: more '%s' problems; only counting them from now on", self.report.path, kind)
 
 
-def import_file(store: MessageStore, path: Path, filters: Filters, channel_id: int | None = None, dayfirst: bool = False, progress: bool | None = None) -> FileReport:
+def import_file(
+    store: MessageStore,
+    path: Path,
+    filters: Filters,
+    channel_id: int | None = None,
+    dayfirst: bool = False,
+    progress: bool | None = None,
+) -> FileReport:
     """Import one export file; on any error the store is left exactly as it was."""
     report = FileReport(path)
     warn = _Warner(report)
@@ -108,7 +115,17 @@ def import_file(store: MessageStore, path: Path, filters: Filters, channel_id: i
         reader = open_export(path, dayfirst=dayfirst)
         report.format = reader.format
         size = path.stat().st_size
-        with store.stage() as stage, tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=not progress if progress is not None else None, leave=False) as bar:
+        with (
+            store.stage() as stage,
+            tqdm(
+                total=size,
+                unit="B",
+                unit_scale=True,
+                desc=path.name,
+                disable=not progress if progress is not None else None,
+                leave=False,
+            ) as bar,
+        ):
             batch = []
             checked = False
             for position, item in reader:
@@ -126,7 +143,11 @@ def import_file(store: MessageStore, path: Path, filters: Filters, channel_id: i
                     report.skipped[reason] += 1
                     continue
                 if len(item.content) > filters.max_chars:
-                    warn("truncated", f"{path}: {position}: message of {len(item.content):,} characters cut to {filters.max_chars:,}", report.warnings)
+                    warn(
+                        "truncated",
+                        f"{path}: {position}: message of {len(item.content):,} characters cut to {filters.max_chars:,}",
+                        report.warnings,
+                    )
                     item.content = item.content[: filters.max_chars]
                 batch.append(item)
                 if len(batch) >= BATCH:
@@ -136,7 +157,11 @@ def import_file(store: MessageStore, path: Path, filters: Filters, channel_id: i
             stage.add(batch)
             bar.update(size - bar.n)
             if reader.info.declared_count is not None and reader.info.declared_count != report.read:
-                warn("count", f"{path}: the export says {reader.info.declared_count:,} messages, {report.read:,} were read", report.warnings)
+                warn(
+                    "count",
+                    f"{path}: the export says {reader.info.declared_count:,} messages, {report.read:,} were read",
+                    report.warnings,
+                )
             merged = stage.merge()
     except ExportError as exc:
         report.error = str(exc)
@@ -147,7 +172,15 @@ def import_file(store: MessageStore, path: Path, filters: Filters, channel_id: i
     report.skipped["opted_out"] += merged.opted_out
     if not report.skipped["opted_out"]:
         del report.skipped["opted_out"]
-    logger.info("%s: %s export, %d read, %d new, %d updated, %d duplicates", path, report.format, report.read, report.new, report.updated, report.duplicates)
+    logger.info(
+        "%s: %s export, %d read, %d new, %d updated, %d duplicates",
+        path,
+        report.format,
+        report.read,
+        report.new,
+        report.updated,
+        report.duplicates,
+    )
     return report
 
 
@@ -162,7 +195,15 @@ def _check_channel(reader, channel_id: int | None) -> None:
         )  # fmt: skip
 
 
-def import_exports(store: MessageStore, path: Path, filters: Filters, channel_id: int | None = None, keywords: tuple[str, ...] = (), dayfirst: bool = False, progress: bool | None = None) -> ImportReport:
+def import_exports(
+    store: MessageStore,
+    path: Path,
+    filters: Filters,
+    channel_id: int | None = None,
+    keywords: tuple[str, ...] = (),
+    dayfirst: bool = False,
+    progress: bool | None = None,
+) -> ImportReport:
     """Import an export file or a folder of them, then re-score lore over the store."""
     report = ImportReport()
     started = time.perf_counter()

@@ -19,7 +19,9 @@ ANNOUNCEMENT = re.compile(
 )
 
 
-def score_message(message: StoredMessage, reply_count: int = 0, keywords: Iterable[str] = ()) -> tuple[float, list[str]]:
+def score_message(
+    message: StoredMessage, reply_count: int = 0, keywords: Iterable[str] = ()
+) -> tuple[float, list[str]]:
     """Lore score and the human-readable reasons for it."""
     score, reasons = 0.0, []
     if message.is_pinned:
@@ -61,9 +63,7 @@ def classify(messages: list[StoredMessage], reply_counts: dict[int, int], keywor
     keywords = list(keywords)
     lore = 0
     for message in messages:
-        message.lore_score, message.lore_reasons = score_message(
-            message, reply_counts.get(message.id, 0), keywords
-        )
+        message.lore_score, message.lore_reasons = score_message(message, reply_counts.get(message.id, 0), keywords)
         lore += message.lore_score >= LORE_THRESHOLD
     return lore
 

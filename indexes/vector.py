@@ -16,11 +16,11 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 
-from llama_index.core import StorageContext, VectorStoreIndex
+from llama_index.core import VectorStoreIndex
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
@@ -120,7 +120,9 @@ def to_node(message: StoredMessage, engagement: int) -> TextNode:
 class LoreIndex:
     """Builds, updates and opens the Chroma collection behind the retriever."""
 
-    def __init__(self, store: MessageStore, client, embed_model, base_name: str = "lore", min_chars: int = INDEX_MIN_CHARS) -> None:
+    def __init__(
+        self, store: MessageStore, client, embed_model, base_name: str = "lore", min_chars: int = INDEX_MIN_CHARS
+    ) -> None:
         self.store = store
         self.client = client
         self.embed_model = embed_model
@@ -139,7 +141,13 @@ class LoreIndex:
         vector_store = ChromaVectorStore(chroma_collection=collection)
         return VectorStoreIndex.from_vector_store(vector_store, embed_model=self.embed_model)
 
-    def _insert(self, index: VectorStoreIndex, messages: Iterable[StoredMessage], progress: Callable[[int], None] | None = None, replace: bool = True) -> int:
+    def _insert(
+        self,
+        index: VectorStoreIndex,
+        messages: Iterable[StoredMessage],
+        progress: Callable[[int], None] | None = None,
+        replace: bool = True,
+    ) -> int:
         """Embed and insert messages in batches (replacing earlier versions); returns how many."""
         count = 0
         for group in batched((m for m in messages if self.indexable(m)), INDEX_BATCH * 4):
@@ -209,7 +217,10 @@ class LoreIndex:
 
     def _collections(self) -> Iterator:
         for collection in self.client.list_collections():
-            if collection.name.startswith(self.base_name + "-") and collection.name[len(self.base_name) + 1 :][:1].isdigit():
+            if (
+                collection.name.startswith(self.base_name + "-")
+                and collection.name[len(self.base_name) + 1 :][:1].isdigit()
+            ):
                 yield collection
 
     def _drop_opted_out(self, collection) -> None:
@@ -248,7 +259,14 @@ class RetrievalWeights:
 class WeightedRetriever(BaseRetriever):
     """Similarity search over the lore index, re-ranked by recency, engagement and lore."""
 
-    def __init__(self, index: VectorStoreIndex | LoreIndex, weights: RetrievalWeights, top_k: int = 5, candidates: int = 20, now: datetime | None = None) -> None:
+    def __init__(
+        self,
+        index: VectorStoreIndex | LoreIndex,
+        weights: RetrievalWeights,
+        top_k: int = 5,
+        candidates: int = 20,
+        now: datetime | None = None,
+    ) -> None:
         """`index` is a LoreIndex (followed across rebuilds) or a fixed VectorStoreIndex."""
         super().__init__()
         self._source = index.current if isinstance(index, LoreIndex) else (lambda: index)

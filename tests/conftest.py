@@ -21,7 +21,11 @@ def _isolated_env(monkeypatch, tmp_path):
     """Tests never read the developer's .env and run from the repository root."""
     monkeypatch.chdir(ROOT)
     for key in list(os.environ):
-        if key.startswith(("DISCORD_", "MODEL_", "ADAPTER_", "RAG_", "W_")) or key in {"TEMPERATURE", "DATA_DIR", "DEVICE"}:
+        if key.startswith(("DISCORD_", "MODEL_", "ADAPTER_", "RAG_", "W_")) or key in {
+            "TEMPERATURE",
+            "DATA_DIR",
+            "DEVICE",
+        }:
             monkeypatch.delenv(key, raising=False)
     from app.settings import Settings
 

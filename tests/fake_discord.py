@@ -52,7 +52,14 @@ def _json(data, status: int = 200) -> web.Response:
 
 
 def user_payload(user_id: int, name: str, bot: bool = False, global_name: str | None = None) -> dict:
-    return {"id": str(user_id), "username": name, "discriminator": "0", "global_name": global_name, "avatar": None, "bot": bot}
+    return {
+        "id": str(user_id),
+        "username": name,
+        "discriminator": "0",
+        "global_name": global_name,
+        "avatar": None,
+        "bot": bot,
+    }
 
 
 @dataclass
@@ -137,11 +144,17 @@ class FakeDiscord:
             "member": {"roles": [], "nick": nick, "joined_at": "2020-01-01T00:00:00+00:00", "deaf": False, "mute": False, "flags": 0},
         }  # fmt: skip
         if reply_to:
-            payload["message_reference"] = {"message_id": str(reply_to), "channel_id": str(self.channel_id), "guild_id": str(self.guild_id)}
+            payload["message_reference"] = {
+                "message_id": str(reply_to),
+                "channel_id": str(self.channel_id),
+                "guild_id": str(self.guild_id),
+            }
             payload["type"] = 19
         return payload
 
-    def add_history(self, count: int, start: datetime | None = None, bots_every: int = 0, joins_every: int = 0) -> list[dict]:
+    def add_history(
+        self, count: int, start: datetime | None = None, bots_every: int = 0, joins_every: int = 0
+    ) -> list[dict]:
         """`count` channel messages a minute apart, oldest first; every Nth from a bot or a join."""
         start = start or datetime(2023, 1, 1, tzinfo=timezone.utc)
         members = [user_payload(1000 + i, f"member{i}") for i in range(7)]
@@ -233,7 +246,11 @@ class FakeDiscord:
                                        moment=datetime.now(timezone.utc), channel_id=channel_id)  # fmt: skip
         reference = body.get("message_reference") or {}
         if reference.get("message_id"):
-            payload["message_reference"] = {"message_id": str(reference["message_id"]), "channel_id": str(channel_id), "guild_id": str(self.guild_id)}
+            payload["message_reference"] = {
+                "message_id": str(reference["message_id"]),
+                "channel_id": str(channel_id),
+                "guild_id": str(self.guild_id),
+            }
             payload["type"] = 19
         self.history.append(payload)
         await self._dispatch("MESSAGE_CREATE", payload)
@@ -273,14 +290,26 @@ class FakeDiscord:
         await self._record(request)
         body = await request.json()
         self.commands = [
-            {**c, "id": str(now_snowflake()), "application_id": str(self.bot_id), "version": "1", "type": c.get("type", 1)}
+            {
+                **c,
+                "id": str(now_snowflake()),
+                "application_id": str(self.bot_id),
+                "version": "1",
+                "type": c.get("type", 1),
+            }
             for c in body
         ]
         return _json(self.commands)
 
     async def _gateway_info(self, request: web.Request) -> web.Response:
         await self._record(request)
-        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
+        return _json(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1},
+            }
+        )
 
     # --- gateway -------------------------------------------------------------------------------
 
@@ -375,7 +404,9 @@ class FakeDiscord:
         author = user_payload(author_id, name, bot=bot)
         if mention_bot:
             content = f"<@{self.bot_id}> {content}"
-        payload = self.message_payload(message_id, author, content, moment=datetime.now(timezone.utc), channel_id=channel_id)
+        payload = self.message_payload(
+            message_id, author, content, moment=datetime.now(timezone.utc), channel_id=channel_id
+        )
         payload["member"]["roles"] = [str(r) for r in roles]
         if dm:
             del payload["guild_id"], payload["member"]
@@ -384,7 +415,11 @@ class FakeDiscord:
             payload["mentions"] = [user_payload(self.bot_id, self.bot_name, bot=True)]
         if reply_to:
             referenced = next((m for m in self.history if m["id"] == str(reply_to)), None)
-            payload["message_reference"] = {"message_id": str(reply_to), "channel_id": str(channel_id or self.channel_id), "guild_id": str(self.guild_id)}
+            payload["message_reference"] = {
+                "message_id": str(reply_to),
+                "channel_id": str(channel_id or self.channel_id),
+                "guild_id": str(self.guild_id),
+            }
             payload["referenced_message"] = referenced
             payload["type"] = 19
         self.history.append(payload)

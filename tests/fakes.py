@@ -37,7 +37,9 @@ class ScriptedLLM(LLM):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def _stream(self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> Iterator[GenerationChunk]:
+    def _stream(
+        self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[GenerationChunk]:
         opts = options(kwargs)
         self.calls += 1
         self.prompts.append(prompt)
@@ -83,4 +85,3 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.01)
     return True
-

@@ -7,10 +7,21 @@ def make(tokenizer, prompt_set, persona, budget=384):
 
 
 def history(n: int) -> list[ChatMessage]:
-    return [ChatMessage(author=f"user{i % 3}", content=f"this is chat message number {i} about games", message_id=i) for i in range(n)]
+    return [
+        ChatMessage(author=f"user{i % 3}", content=f"this is chat message number {i} about games", message_id=i)
+        for i in range(n)
+    ]
 
 
-LORE = [LoreItem(content=f"lore fact {i}: " + "the tavern was founded in march " * 3, author="ravenna", date="2023-03-04", score=1 - i / 10) for i in range(5)]
+LORE = [
+    LoreItem(
+        content=f"lore fact {i}: " + "the tavern was founded in march " * 3,
+        author="ravenna",
+        date="2023-03-04",
+        score=1 - i / 10,
+    )
+    for i in range(5)
+]
 
 
 def test_everything_fits_in_a_large_budget(tokenizer, prompt_set, persona):
@@ -18,7 +29,9 @@ def test_everything_fits_in_a_large_budget(tokenizer, prompt_set, persona):
     msg = ChatMessage("alice", "@Susu hi")
     out = a.assemble(msg, "hi", history(4), LORE, "alice asked about tetris.")
     assert out.cut == [] and out.tokens <= 2000
-    assert "alice asked about tetris." in out.prompt and "lore fact 4" in out.prompt and "message number 0" in out.prompt
+    assert (
+        "alice asked about tetris." in out.prompt and "lore fact 4" in out.prompt and "message number 0" in out.prompt
+    )
     # the model's own chat template is used
     assert "<|im_start|>system" in out.prompt and out.prompt.rstrip().endswith("<|im_start|>assistant")
 

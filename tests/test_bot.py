@@ -69,7 +69,12 @@ async def start_bot(tmp_path, tokenizer):
             USER_COOLDOWN_SECONDS=0, RAG_TOP_K=0, SUMMARIZE_INTERVAL=1000, ADMIN_ROLE_IDS=str(fake.admin_role_id),
         )  # fmt: skip
         settings = load_settings(**{**values, **overrides})
-        runtime = build_runtime(settings, model=bundle(llm), with_index=False, model_factory=lambda s: bundle(ScriptedLLM(responses=["reloaded"])))
+        runtime = build_runtime(
+            settings,
+            model=bundle(llm),
+            with_index=False,
+            model_factory=lambda s: bundle(ScriptedLLM(responses=["reloaded"])),
+        )
         point_discord_at(settings.DISCORD_API_BASE)
         point_gateway_at(settings.DISCORD_GATEWAY_URL)
         bot = CharacterBot(runtime, settings)
@@ -217,7 +222,9 @@ async def test_the_cooldown_counts_from_the_delivered_reply_and_a_pending_member
     later = await h.say("and now?", mention_bot=True)
     await h.answered(later)
     assert h.fake.reactions == [(impatient, COOLDOWN_REACTION), (right_after, COOLDOWN_REACTION)]
-    assert len(h.fake.replies_to(first)) == 1 and not h.fake.replies_to(impatient) and not h.fake.replies_to(right_after)
+    assert (
+        len(h.fake.replies_to(first)) == 1 and not h.fake.replies_to(impatient) and not h.fake.replies_to(right_after)
+    )
 
 
 async def test_a_full_queue_gets_the_busy_line(start_bot):
@@ -266,6 +273,7 @@ async def test_a_generation_error_sends_the_fallback_line(start_bot):
     asked = await h.say("are you there?", mention_bot=True)
     (post,) = await h.answered(asked)
     assert post.content in [h.bot.runtime.persona.render(line) for line in h.bot.runtime.persona.fallback_lines]
+
     async def broken(*args, **kwargs):
         raise ValueError("broken chain")
         yield  # an async generator, like Runtime.astream
@@ -305,7 +313,9 @@ async def test_admin_commands_and_refusals(start_bot):
     assert "Only server admins" in post.content
     stats = await h.say("!stats", author=ADMIN, roles=(h.fake.admin_role_id,))
     (post,) = await h.answered(stats)
-    assert "uptime" in post.content and "P95" in post.content and "tokens/s" in post.content and "scripted" in post.content
+    assert (
+        "uptime" in post.content and "P95" in post.content and "tokens/s" in post.content and "scripted" in post.content
+    )
     await h.answered(await h.say("remember this", mention_bot=True))
     assert h.bot.runtime.memory.snapshot(h.fake.channel_id).messages
     cleared = await h.say("!clearstm", author=ADMIN, roles=(h.fake.admin_role_id,))
@@ -333,7 +343,9 @@ async def test_forgetme_removes_a_member_and_stops_collecting(start_bot):
     await until(lambda: any(m.id == sentinel for m in h.bot.runtime.store.iter_messages()), what="the sentinel stored")
     assert not any(m.author_id == BOB for m in h.bot.runtime.store.iter_messages())
     assert BOB in h.bot.runtime.store.opted_out()
-    assert not any(m.author_id == BOB for m in h.bot.runtime.memory.snapshot(h.fake.channel_id).messages)  # nor remembered
+    assert not any(
+        m.author_id == BOB for m in h.bot.runtime.memory.snapshot(h.fake.channel_id).messages
+    )  # nor remembered
 
 
 async def test_startup_errors_say_what_to_fix(tmp_path):
@@ -413,7 +425,9 @@ async def test_train_runs_in_a_separate_process_and_swaps_the_adapter_in(start_b
                         MODEL_CACHE_DIR=Path(__file__).resolve().parent.parent / "data" / "models")  # fmt: skip
     admin = {"author": ADMIN, "roles": (h.fake.admin_role_id,)}
     failed = await h.say("!train", **admin)
-    await until(lambda: any("Training failed at data_prep" in p.content for p in h.fake.posts), timeout=120, what="the failure")
+    await until(
+        lambda: any("Training failed at data_prep" in p.content for p in h.fake.posts), timeout=120, what="the failure"
+    )
     assert not (tmp_path / "adapters" / "tiny").exists()
     started = next(p for p in h.fake.posts if p.content.startswith("Training started"))
     assert started.reply_to == failed  # the failure is told in the channel the command came from

@@ -27,7 +27,14 @@ def bot_env(tmp_path: Path, fake: FakeDiscord, **extra: str) -> dict[str, str]:
 
 
 def start(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "app", "bot"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "bot"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 240, what: str = "condition") -> None:
@@ -85,13 +92,17 @@ def test_the_bot_process_answers_and_never_logs_the_token(tmp_path):
 def test_the_bot_refuses_to_start_without_its_settings(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISCORD_")}
     env.update(DATA_DIR=str(tmp_path / "data"), LOG_DIR=str(tmp_path / "logs"), ENV_FILE="")
-    result = subprocess.run([sys.executable, "-m", "app", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert "DISCORD_BOT_TOKEN" in result.stderr and "Reset Token" in result.stderr
 
 
 def app(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_a_second_process_on_the_same_data_dir_is_refused_while_the_bot_runs(tmp_path):
@@ -101,7 +112,9 @@ def test_a_second_process_on_the_same_data_dir_is_refused_while_the_bot_runs(tmp
     try:
         wait_for(logged_in(env), process, what="the bot ready")
         forget = app(env, "forget", "1001")
-        assert forget.returncode == 2 and f"the bot (pid {process.pid}" in forget.stderr and "!forgetme" in forget.stderr
+        assert (
+            forget.returncode == 2 and f"the bot (pid {process.pid}" in forget.stderr and "!forgetme" in forget.stderr
+        )
         rebuild = app(env, "index", "rebuild")
         assert rebuild.returncode == 2 and "CHROMA_HOST" in rebuild.stderr
         assert app(env, "index", "stats").returncode == 0  # reading is safe

@@ -14,7 +14,9 @@ from chains.types import ChatMessage, LoreItem
 from chains.validate import is_safe
 from tests.fakes import ScriptedLLM
 
-STUB_LORE = [LoreItem(content="The cursed cartridge saves itself at 3:33.", author="tomasz", date="2023-04-04", score=0.9)]
+STUB_LORE = [
+    LoreItem(content="The cursed cartridge saves itself at 3:33.", author="tomasz", date="2023-04-04", score=0.9)
+]
 
 
 @pytest.fixture
@@ -74,7 +76,12 @@ def test_astream_gives_the_same_reply_without_blocking_the_loop(make_chain):
                 await asyncio.sleep(0.01)
 
         ticker = asyncio.create_task(tick())
-        results = [r async for r in chain.astream({"channel_id": 1, "message": ChatMessage("alice", "@Susu count", message_id=1)})]
+        results = [
+            r
+            async for r in chain.astream(
+                {"channel_id": 1, "message": ChatMessage("alice", "@Susu count", message_id=1)}
+            )
+        ]
         ticker.cancel()
         return results, ticks
 
@@ -101,7 +108,9 @@ def test_two_invalid_replies_give_the_in_character_fallback(make_chain, persona,
 
 
 def test_a_reply_drifting_into_another_members_line_ends_there_without_regeneration(make_chain):
-    llm = ScriptedLLM(responses=["kiwi holds it, 412 lines!\nbob: no, I do\nalice: lies " + "blah " * 40], piece_delay=0.02)
+    llm = ScriptedLLM(
+        responses=["kiwi holds it, 412 lines!\nbob: no, I do\nalice: lies " + "blah " * 40], piece_delay=0.02
+    )
     chain, memory = make_chain(llm)
     memory.add(1, ChatMessage("bob", "who holds the tetris record?", message_id=1))
     result = run_reply(chain, 1, ChatMessage("alice", "@Susu who holds the tetris record?", message_id=2))
@@ -111,7 +120,10 @@ def test_a_reply_drifting_into_another_members_line_ends_there_without_regenerat
 
 
 def test_lore_authors_and_members_the_store_knows_cannot_be_spoken_for(make_chain, tokenizer, prompt_set, persona):
-    llm = ScriptedLLM(responses=["mrrp, ask him\ntomasz: I sold the cartridge", "mrrp!\n[Ravenna 🍺] the tavern is closed"], piece_delay=0.01)
+    llm = ScriptedLLM(
+        responses=["mrrp, ask him\ntomasz: I sold the cartridge", "mrrp!\n[Ravenna 🍺] the tavern is closed"],
+        piece_delay=0.01,
+    )
     chain, _ = make_chain(llm)  # tomasz wrote the lore the chain found; he is not in the conversation
     assert ask(chain).text == "mrrp, ask him"
     service = GenerationService(llm)

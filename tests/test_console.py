@@ -51,7 +51,9 @@ def test_editing_a_prompt_file_changes_the_next_reply_without_code(settings, fak
     assert "Speak like a pirate." not in first.assembled.prompt
     system = prompts / "system.txt"
     system.write_text(system.read_text() + "\nSpeak like a pirate.\n")
-    (prompts / "persona.yaml").write_text((prompts / "persona.yaml").read_text().replace("name: Susu", "name: Captain Susu"))
+    (prompts / "persona.yaml").write_text(
+        (prompts / "persona.yaml").read_text().replace("name: Susu", "name: Captain Susu")
+    )
     runtime.reload_prompts()
     second = runtime.reply(1, ChatMessage("alice", "@Susu hi"))
     assert "Speak like a pirate." in second.assembled.prompt and "You are Captain Susu" in second.assembled.prompt

@@ -102,7 +102,9 @@ def test_a_gguf_model_file_is_refused_by_the_transformers_engine_and_a_folder_by
 def test_unsupported_adapters_are_refused_with_what_to_do(tmp_path, config):
     adapter = tmp_path / "dora"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"use_dora": True, "r": 8, "base_model_name_or_path": "smollm2-135m-instruct"}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"use_dora": True, "r": 8, "base_model_name_or_path": "smollm2-135m-instruct"})
+    )
     (adapter / "adapter_model.safetensors").write_bytes(b"")
     with pytest.raises(EngineError, match="DoRA.*use ENGINE=transformers"):
         convert_lora(adapter, packaged_gguf(), tmp_path / "out.gguf")
@@ -113,7 +115,10 @@ def test_unsupported_adapters_are_refused_with_what_to_do(tmp_path, config):
 PAIRS = [
     ("Who holds the tetris record in the tavern?", "kiwi does, with 412 lines on the original game boy."),
     ("When is speedrun night?", "every friday at 20:00 utc in the tavern voice channel, hosted by mira."),
-    ("What is the cursed cartridge?", "a grey unlabeled moonlit maze cartridge that saves itself at 3:33 in the morning."),
+    (
+        "What is the cursed cartridge?",
+        "a grey unlabeled moonlit maze cartridge that saves itself at 3:33 in the morning.",
+    ),
 ]
 
 
@@ -173,7 +178,9 @@ def http(server, path: str) -> str:
 
 
 def test_openai_engine_streams_from_a_real_server(server, config):
-    bundle = build_model(replace(config, engine="auto", openai_base_url=server.listening_address + "/v1", openai_api_key=KEY))
+    bundle = build_model(
+        replace(config, engine="auto", openai_base_url=server.listening_address + "/v1", openai_api_key=KEY)
+    )
     assert bundle.engine == "openai" and "via openai" in bundle.describe()
     prompt = chat(bundle, "Tell me about the tavern.")
     pieces = [p for p in bundle.llm.stream(prompt) if p]
@@ -183,7 +190,9 @@ def test_openai_engine_streams_from_a_real_server(server, config):
 
 
 def test_openai_engine_a_stopped_stream_stops_the_server(server, config):
-    bundle = build_model(replace(config, engine="openai", openai_base_url=server.listening_address + "/v1", openai_api_key=KEY))
+    bundle = build_model(
+        replace(config, engine="openai", openai_base_url=server.listening_address + "/v1", openai_api_key=KEY)
+    )
     before = _decodes(server)
     calls = {"n": 0}
 
@@ -203,7 +212,9 @@ def _decodes(server) -> int:
 
 
 def test_openai_engine_with_a_wrong_key_or_no_server_is_a_clear_error(server, config):
-    wrong = build_model(replace(config, engine="openai", openai_base_url=server.listening_address + "/v1", openai_api_key="nope"))
+    wrong = build_model(
+        replace(config, engine="openai", openai_base_url=server.listening_address + "/v1", openai_api_key="nope")
+    )
     with pytest.raises(EngineError, match="inference server at .* failed.*401"):
         generate(wrong, "hello")
     gone = build_model(replace(config, engine="openai", openai_base_url="http://127.0.0.1:9/v1", timeout_s=2))

@@ -33,7 +33,9 @@ def test_a_perfect_answer_beats_a_wrong_one_on_every_metric(scorer):
 
 def test_retrieval_is_not_scored_without_reference_contexts(scorer):
     scores = scorer.score(Scored("hi!", "mrrp, hello!", "Hello, welcome!", ["some lore"], []))
-    assert scores["context_precision"] is None and scores["context_recall"] is None and scores["semantic_similarity"] > 0
+    assert (
+        scores["context_precision"] is None and scores["context_recall"] is None and scores["semantic_similarity"] > 0
+    )
 
 
 def test_the_gate_fails_when_a_threshold_is_above_the_score(tmp_path):
@@ -47,7 +49,9 @@ def test_the_gate_fails_when_a_threshold_is_above_the_score(tmp_path):
 
 def test_shipped_thresholds_cover_the_sample_set():
     thresholds = load_thresholds(ROOT / "evals" / "thresholds.yaml")["sample_server"]
-    assert {"context_precision", "context_recall", "semantic_similarity", "in_character", "under_length_cap"} <= set(thresholds)
+    assert {"context_precision", "context_recall", "semantic_similarity", "in_character", "under_length_cap"} <= set(
+        thresholds
+    )
 
 
 def test_the_shipped_eval_set_has_30_questions_of_every_intent():
@@ -62,7 +66,16 @@ def test_the_shipped_eval_set_has_30_questions_of_every_intent():
 
 def test_broken_eval_sets_are_refused_with_the_sample(tmp_path):
     path = tmp_path / "set.yaml"
-    path.write_text(yaml.safe_dump({"samples": [{"id": "a", "question": "q?", "reference": "r"}, {"id": "a", "question": "q", "reference": "r"}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "samples": [
+                    {"id": "a", "question": "q?", "reference": "r"},
+                    {"id": "a", "question": "q", "reference": "r"},
+                ]
+            }
+        )
+    )
     with pytest.raises(DatasetError, match="sample #2: duplicate id 'a'"):
         load_dataset(path)
     path.write_text(yaml.safe_dump({"samples": [{"id": "a", "question": "q?"}]}))
@@ -77,11 +90,17 @@ def test_a_run_is_saved_reported_and_compared(tmp_path, settings, fake_bundle, s
         EvalSample("joystick", "@Susu who won the golden joystick in 2024?", "tomasz won it.", "lin", "lore", (LORE,)),
         EvalSample("hello", "hi @Susu", "mrrp, hello!", "bob", "greeting"),
     ))  # fmt: skip
-    runtime = build_runtime(settings, model=fake_bundle(["Mrrp, tomasz won the golden joystick, purr."]), with_index=False)
+    runtime = build_runtime(
+        settings, model=fake_bundle(["Mrrp, tomasz won the golden joystick, purr."]), with_index=False
+    )
     thresholds = tmp_path / "thresholds.yaml"
     thresholds.write_text("tiny:\n  semantic_similarity: 0.1\n")
-    first = run_eval(settings, eval_set, runtime=runtime, scorer=scorer, runs_dir=tmp_path / "runs", progress=lambda _: None)
-    second = run_eval(settings, eval_set, runtime=runtime, scorer=scorer, runs_dir=tmp_path / "runs", progress=lambda _: None)
+    first = run_eval(
+        settings, eval_set, runtime=runtime, scorer=scorer, runs_dir=tmp_path / "runs", progress=lambda _: None
+    )
+    second = run_eval(
+        settings, eval_set, runtime=runtime, scorer=scorer, runs_dir=tmp_path / "runs", progress=lambda _: None
+    )
     runtime.close()
     assert second.id > first.id
     baseline = previous_run(tmp_path / "runs", second.id, "tiny")

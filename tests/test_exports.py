@@ -17,7 +17,11 @@ CHANNEL = 555000000000000001
 def read(path):
     reader = open_export(path)
     items = list(reader)
-    return reader, [m for _, m in items if not isinstance(m, MessageProblem)], [(p, m) for p, m in items if isinstance(m, MessageProblem)]
+    return (
+        reader,
+        [m for _, m in items if not isinstance(m, MessageProblem)],
+        [(p, m) for p, m in items if isinstance(m, MessageProblem)],
+    )
 
 
 def by_content(messages, start):
@@ -117,14 +121,17 @@ def test_truncated_exports_are_refused_with_the_position(tmp_path, suffix, posit
 
 def test_truncated_csv_inside_a_quoted_field_is_refused(tmp_path):
     path = tmp_path / "cut.csv"
-    path.write_text('"AuthorID","Author","Date","Content","Attachments","Reactions"\n"1","a","2020-01-01T00:00:00+00:00","an unfinished', encoding="utf-8")
+    path.write_text(
+        '"AuthorID","Author","Date","Content","Attachments","Reactions"\n"1","a","2020-01-01T00:00:00+00:00","an unfinished',
+        encoding="utf-8",
+    )
     with pytest.raises(ExportError, match="line 2.*truncated"):
         list(open_export(path))
 
 
 @pytest.mark.parametrize("suffix", ["json", "csv", "txt", "html"])
 def test_invalid_utf8_is_refused_with_the_position(tmp_path, suffix):
-    data = (FIXTURES / f"{NAME}.{suffix}").read_bytes().replace("pizza outage".encode(), b"pizza \xff\xfe outage", 1)
+    data = (FIXTURES / f"{NAME}.{suffix}").read_bytes().replace(b"pizza outage", b"pizza \xff\xfe outage", 1)
     path = tmp_path / f"bad.{suffix}"
     path.write_bytes(data)
     with pytest.raises(ExportError, match="UTF-8") as error:
@@ -157,14 +164,19 @@ def test_folders_are_searched_for_export_files(tmp_path):
 
 def txt_with(tmp_path, content: str, declared: int = 5) -> Path:
     text = (FIXTURES / f"{NAME}.txt").read_text(encoding="utf-8")
-    text = text.replace("[not a header] brackets in content are fine", content).replace("Exported 5 message(s)", f"Exported {declared} message(s)")
+    text = text.replace("[not a header] brackets in content are fine", content).replace(
+        "Exported 5 message(s)", f"Exported {declared} message(s)"
+    )
     path = tmp_path / "forged.txt"
     path.write_text(text, encoding="utf-8")
     return path
 
 
 def test_a_footer_typed_inside_a_message_does_not_end_the_import(tmp_path):
-    path = txt_with(tmp_path, "look at this\n==============================================================\nExported 1 message(s)\nand more text after it")
+    path = txt_with(
+        tmp_path,
+        "look at this\n==============================================================\nExported 1 message(s)\nand more text after it",
+    )
     _, messages, problems = read(path)
     dave = by_content(messages, "look at this")
     assert len(messages) == 5 and not problems and dave.content.endswith("and more text after it")

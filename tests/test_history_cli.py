@@ -14,7 +14,9 @@ FIXTURES = ROOT / "tests" / "fixtures" / "exports"
 
 def app(tmp_path, *args, **env):
     environment = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DISCORD_CHANNEL_ID": "555000000000000001", **env}
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_rebuild_twice_stats_and_forget(tmp_path):
@@ -37,7 +39,9 @@ def test_rebuild_twice_stats_and_forget(tmp_path):
 def test_a_bad_file_fails_the_command_but_keeps_the_good_ones(tmp_path):
     folder = tmp_path / "exports"
     folder.mkdir()
-    (folder / "broken.json").write_bytes((FIXTURES / "Fixture Guild - tavern [555000000000000001].json").read_bytes()[:900])
+    (folder / "broken.json").write_bytes(
+        (FIXTURES / "Fixture Guild - tavern [555000000000000001].json").read_bytes()[:900]
+    )
     (folder / "good.txt").write_bytes((FIXTURES / "Fixture Guild - tavern [555000000000000001].txt").read_bytes())
     result = app(tmp_path, "index", "update", "--from", str(folder))
     assert result.returncode == 1
@@ -46,9 +50,24 @@ def test_a_bad_file_fails_the_command_but_keeps_the_good_ones(tmp_path):
 
 
 def test_another_channel_and_a_missing_path_are_refused(tmp_path):
-    other = app(tmp_path, "index", "update", "--from", str(FIXTURES / "old-schema [555000000000000001].json"), DISCORD_CHANNEL_ID="42")
+    other = app(
+        tmp_path,
+        "index",
+        "update",
+        "--from",
+        str(FIXTURES / "old-schema [555000000000000001].json"),
+        DISCORD_CHANNEL_ID="42",
+    )
     assert other.returncode == 1 and "--any-channel" in other.stdout
-    accepted = app(tmp_path, "index", "update", "--any-channel", "--from", str(FIXTURES / "old-schema [555000000000000001].json"), DISCORD_CHANNEL_ID="42")
+    accepted = app(
+        tmp_path,
+        "index",
+        "update",
+        "--any-channel",
+        "--from",
+        str(FIXTURES / "old-schema [555000000000000001].json"),
+        DISCORD_CHANNEL_ID="42",
+    )
     assert accepted.returncode == 0 and "3 new" in accepted.stdout
     missing = app(tmp_path, "index", "update", "--from", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr

@@ -37,7 +37,10 @@ def test_edits_replace_content_and_older_versions_do_not(store, tmp_path):
     import_exports(store, JSON, Filters(), progress=False)
     data = json.loads(JSON.read_text(encoding="utf-8"))
     question = data["messages"][1]
-    question["content"], question["timestampEdited"] = "Who remembers the pizza outage? (edited again)", "2021-01-01T00:00:00+00:00"
+    question["content"], question["timestampEdited"] = (
+        "Who remembers the pizza outage? (edited again)",
+        "2021-01-01T00:00:00+00:00",
+    )
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps(data), encoding="utf-8")
     assert import_file(store, newer, Filters(), progress=False).updated == 1

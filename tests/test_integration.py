@@ -37,7 +37,13 @@ def openai_server():
 
 @pytest.mark.parametrize("engine", ["llamacpp", "transformers", "openai"])
 def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path, engine, request):
-    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "SEED": "1", "MODEL_CACHE_DIR": str(ROOT / "data" / "models"), "ENGINE": engine}
+    env = {
+        **os.environ,
+        "DATA_DIR": str(tmp_path / "data"),
+        "SEED": "1",
+        "MODEL_CACHE_DIR": str(ROOT / "data" / "models"),
+        "ENGINE": engine,
+    }
     if engine == "openai":
         server = request.getfixturevalue("openai_server")
         env.update(OPENAI_BASE_URL=server.listening_address + "/v1", OPENAI_API_KEY="integration-key")
@@ -48,7 +54,15 @@ def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path, engine, req
     assert proc.returncode == 0, proc.stderr[-3000:]
     reply, _, explain = proc.stdout.partition("\n--- explain ---\n")
     assert reply.startswith("Susu: ") and len(reply.strip()) > len("Susu:") and explain
-    for expected in ("intent: lore", "lore (", "budget: ", "validation attempt 1", "timings: ", "generate ", "prompt: "):
+    for expected in (
+        "intent: lore",
+        "lore (",
+        "budget: ",
+        "validation attempt 1",
+        "timings: ",
+        "generate ",
+        "prompt: ",
+    ):
         assert expected in explain
     assert "Cursed Cartridge, what we know" in explain  # the pinned lore post was retrieved
     assert "INFO" not in proc.stdout and "lore index rebuilt" in proc.stderr  # logs go to stderr
@@ -56,15 +70,34 @@ def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path, engine, req
 
 
 def test_chat_once_without_explain_prints_only_the_reply(tmp_path):
-    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "RAG_TOP_K": "0", "MODEL_CACHE_DIR": str(ROOT / "data" / "models")}
-    proc = subprocess.run([sys.executable, "-m", "app", "chat", "--once", "bob: @Susu hi!"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "DATA_DIR": str(tmp_path / "data"),
+        "RAG_TOP_K": "0",
+        "MODEL_CACHE_DIR": str(ROOT / "data" / "models"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "chat", "--once", "bob: @Susu hi!"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("Susu: ") and "--- explain ---" not in proc.stdout
 
 
 def test_bad_setting_stops_start_up_with_a_clear_message(tmp_path):
     env = {**os.environ, "TEMPERATURE": "warm"}
-    proc = subprocess.run([sys.executable, "-m", "app", "chat", "--once", "hi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "chat", "--once", "hi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "TEMPERATURE='warm'" in proc.stderr and "Traceback" not in proc.stderr
 
 

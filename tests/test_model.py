@@ -32,7 +32,9 @@ def tiny_mistral(tmp_path_factory, model_folder):
     tokenizer.save_pretrained(base)
     lora = get_peft_model(
         MistralForCausalLM.from_pretrained(base),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False),
+        LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False
+        ),
     )
     adapter = root / "adapter"
     lora.save_pretrained(adapter)
@@ -49,11 +51,15 @@ def test_quantized_model_with_lora_loads_through_the_factory_and_generates(tiny_
         MAX_NEW_TOKENS=8, TEMPERATURE=0, DATA_DIR=tmp_path,
     )  # fmt: skip
     bundle = build_model(settings.model_options())
-    assert bundle.quantized and bundle.adapter == "adapter" and bundle.device == "cpu" and bundle.engine == "transformers"
+    assert (
+        bundle.quantized and bundle.adapter == "adapter" and bundle.device == "cpu" and bundle.engine == "transformers"
+    )
     assert isinstance(bundle.model, PeftModel)
     layers = list(bundle.model.modules())
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in layers)
-    assert any(type(m).__name__ == "Linear4bit" and hasattr(m, "lora_A") for m in layers)  # LoRA sits on the 4-bit layers
+    assert any(
+        type(m).__name__ == "Linear4bit" and hasattr(m, "lora_A") for m in layers
+    )  # LoRA sits on the 4-bit layers
     out = bundle.llm.invoke("hello there")
     assert isinstance(out, str)
     streamed = "".join(bundle.llm.stream("hello there"))
@@ -63,7 +69,9 @@ def test_quantized_model_with_lora_loads_through_the_factory_and_generates(tiny_
 
 def test_lora_changes_the_output_of_the_base_model(tiny_mistral, tmp_path):
     base, adapter = tiny_mistral
-    common = dict(MODEL_NAME=str(base), DEVICE="cpu", MAX_NEW_TOKENS=4, TEMPERATURE=0, DATA_DIR=tmp_path, TORCH_DTYPE="float32")
+    common = dict(
+        MODEL_NAME=str(base), DEVICE="cpu", MAX_NEW_TOKENS=4, TEMPERATURE=0, DATA_DIR=tmp_path, TORCH_DTYPE="float32"
+    )
     plain = build_model(load_settings(**common).model_options())
     tuned = build_model(load_settings(**common, ADAPTER_PATH=adapter).model_options())
     ids = plain.tokenizer("hello there", return_tensors="pt").input_ids
@@ -78,7 +86,9 @@ def test_adapter_for_another_base_model_is_refused(tiny_mistral, tmp_path):
     config = json.loads((adapter / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "mistralai/Mistral-7B-v0.3"
     (other / "adapter_config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match="trained for base model 'mistralai/Mistral-7B-v0.3'.*MODEL_NAME is 'smollm2"):
+    with pytest.raises(
+        ModelLoadError, match="trained for base model 'mistralai/Mistral-7B-v0.3'.*MODEL_NAME is 'smollm2"
+    ):
         check_adapter_base(other, "smollm2-135m-instruct")
 
 
@@ -99,14 +109,22 @@ def default_transformers(model_folder):
     """The packaged default on the transformers engine (the HuggingFacePipeline path the GPU uses)."""
     # float32: in bfloat16 on the CPU, a token computed alone and the same token computed in a batch differ
     # slightly, enough to change a greedy choice now and then; float32 shows the cache changes nothing.
-    settings = load_settings(ENGINE="transformers", TEMPERATURE=0, MAX_NEW_TOKENS=24, MODEL_CACHE_DIR=model_folder.parent, TORCH_DTYPE="float32")
+    settings = load_settings(
+        ENGINE="transformers",
+        TEMPERATURE=0,
+        MAX_NEW_TOKENS=24,
+        MODEL_CACHE_DIR=model_folder.parent,
+        TORCH_DTYPE="float32",
+    )
     bundle = build_model(settings.model_options())
     assert bundle.engine == "transformers" and type(bundle.llm).__name__ == "StreamingPipeline"
     return bundle
 
 
 def prompt_for(bundle, text: str) -> str:
-    return bundle.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+    return bundle.tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def test_transformers_engine_reuses_the_cache_of_a_shared_prefix_without_changing_the_output(default_transformers):

@@ -78,7 +78,13 @@ CARD = {
         "character_book": {
             "scan_depth": 3,
             "entries": [
-                {"keys": ["latte"], "content": "The latte art is a cat.", "enabled": True, "insertion_order": 1, "priority": 5},
+                {
+                    "keys": ["latte"],
+                    "content": "The latte art is a cat.",
+                    "enabled": True,
+                    "insertion_order": 1,
+                    "priority": 5,
+                },
                 {"keys": ["menu"], "content": "Disabled entry", "enabled": False, "insertion_order": 2},
             ],
         },
@@ -90,7 +96,10 @@ def test_character_card_v2_json(tmp_path):
     path = tmp_path / "mochi.json"
     path.write_text(json.dumps(CARD))
     persona = load_persona(path)
-    assert persona.name == "Mochi" and persona.examples == (("{{user}}: hi", "beep, hello!"), ("{{user}}: coffee?", "always"))
+    assert persona.name == "Mochi" and persona.examples == (
+        ("{{user}}: hi", "beep, hello!"),
+        ("{{user}}: coffee?", "always"),
+    )
     assert persona.extensions == {"custom_tool": {"keep": True}}
     assert persona.lorebook_scan_depth == 3 and len(persona.lorebook) == 2
     core = persona.core("bob")

@@ -47,7 +47,9 @@ def test_equal_similarity_recent_and_engaged_message_wins(store, tmp_path, embed
     index.rebuild()
     hits = WeightedRetriever(index.open(), RetrievalWeights(), top_k=2, now=NOW).retrieve("meetup in ghent")
     assert [h.node.metadata["message_id"] for h in hits] == ["2", "1"]
-    assert hits[0].node.metadata["scores"]["similarity"] == pytest.approx(hits[1].node.metadata["scores"]["similarity"], abs=1e-3)
+    assert hits[0].node.metadata["scores"]["similarity"] == pytest.approx(
+        hits[1].node.metadata["scores"]["similarity"], abs=1e-3
+    )
 
 
 def test_weights_change_the_order(store, tmp_path, embed_model):
@@ -59,7 +61,10 @@ def test_weights_change_the_order(store, tmp_path, embed_model):
     index.rebuild()
 
     def order(weights):
-        return [h.node.metadata["message_id"] for h in WeightedRetriever(index.open(), weights, top_k=2, now=NOW).retrieve("who holds the tetris record?")]
+        return [
+            h.node.metadata["message_id"]
+            for h in WeightedRetriever(index.open(), weights, top_k=2, now=NOW).retrieve("who holds the tetris record?")
+        ]
 
     assert order(RetrievalWeights(w_sim=1.0, w_rec=0.0, w_eng=0.0, lore_boost=0.0)) == ["1", "2"]
     assert order(RetrievalWeights(w_sim=0.2, w_rec=0.4, w_eng=0.4, lore_boost=0.0)) == ["2", "1"]
@@ -89,7 +94,9 @@ def test_lorebook_entries_are_found_by_keyword_in_recent_messages():
     retrieval = LoreRetrieval(None, book, scan_depth=2)
     items, _ = retrieval("what is in there?", needs_lore=False, recent=[ChatMessage("bob", "look at the jar")])
     assert [i.content for i in items] == ["The cartridge lives in a jar."]
-    items, _ = retrieval("hello", needs_lore=False, recent=[ChatMessage("bob", "jar"), ChatMessage("a", "x"), ChatMessage("b", "y")])
+    items, _ = retrieval(
+        "hello", needs_lore=False, recent=[ChatMessage("bob", "jar"), ChatMessage("a", "x"), ChatMessage("b", "y")]
+    )
     assert items == []
 
 

@@ -8,7 +8,9 @@ from chains.types import ChatMessage
 
 def test_reload_builds_the_runtime_from_the_new_settings(tmp_path, fake_bundle, monkeypatch):
     settings = load_settings(DATA_DIR=tmp_path / "data", SEED=1)
-    runtime = build_runtime(settings, model=fake_bundle(["first"]), with_index=True, model_factory=lambda s: fake_bundle(["second"]))
+    runtime = build_runtime(
+        settings, model=fake_bundle(["first"]), with_index=True, model_factory=lambda s: fake_bundle(["second"])
+    )
     for i in range(12):
         runtime.observe(1, ChatMessage("alice", f"message {i}", author_id=5, message_id=i + 1))
     changed = {
@@ -23,7 +25,9 @@ def test_reload_builds_the_runtime_from_the_new_settings(tmp_path, fake_bundle, 
     assert fresh.DATA_DIR == settings.DATA_DIR and fresh.COMMAND_PREFIX == "!"  # kept until a restart
     runtime.reload(fresh)
     assert runtime.memory.window == 7 and runtime.memory.interval == 3
-    assert [m.content for m in runtime.memory.snapshot(1).messages] == [f"message {i}" for i in range(5, 12)]  # kept, resized
+    assert [m.content for m in runtime.memory.snapshot(1).messages] == [
+        f"message {i}" for i in range(5, 12)
+    ]  # kept, resized
     assert runtime.ingestion.keywords == ("jar", "cabinet") and runtime.ingestion.filters.skip_bots is False
     assert runtime.ingestion.filters.command_prefixes == ("%",) and runtime.lore_index.min_chars == 3
     assert runtime.settings.W_SIM == 0.5 and runtime.settings.SEED == 9

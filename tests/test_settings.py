@@ -10,7 +10,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_defaults_match_the_documented_ones():
     s = load_settings()
-    assert (s.TEMPERATURE, s.CONTEXT_TOKENS, s.SHORT_TERM_WINDOW, s.SUMMARIZE_INTERVAL, s.RAG_TOP_K) == (0.7, 384, 20, 5, 5)
+    assert (s.TEMPERATURE, s.CONTEXT_TOKENS, s.SHORT_TERM_WINDOW, s.SUMMARIZE_INTERVAL, s.RAG_TOP_K) == (
+        0.7,
+        384,
+        20,
+        5,
+        5,
+    )
     assert s.DATA_DIR == Path("data") and s.DEVICE == "auto" and s.ENABLE_QUANTIZATION is False
 
 
@@ -23,7 +29,12 @@ def test_environment_overrides(monkeypatch):
 
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
-    [("TEMPERATURE", "hot", "TEMPERATURE='hot'"), ("DEVICE", "gpu", "DEVICE='gpu'"), ("CONTEXT_TOKENS", "10", "CONTEXT_TOKENS='10'"), ("RAG_TOP_K", "-1", "RAG_TOP_K")],
+    [
+        ("TEMPERATURE", "hot", "TEMPERATURE='hot'"),
+        ("DEVICE", "gpu", "DEVICE='gpu'"),
+        ("CONTEXT_TOKENS", "10", "CONTEXT_TOKENS='10'"),
+        ("RAG_TOP_K", "-1", "RAG_TOP_K"),
+    ],
 )
 def test_bad_value_names_the_variable_and_what_is_allowed(monkeypatch, name, value, expected):
     monkeypatch.setenv(name, value)
@@ -86,7 +97,9 @@ def test_child_processes_get_the_settings_but_never_the_secrets(tmp_path, monkey
     assert not any("secret-token" in v or "sk-in" in v for v in env.values())
     probe = "from app.settings import load_settings; s = load_settings(); print(s.DISCORD_BOT_TOKEN, s.OPENAI_API_KEY, s.DATA_DIR, s.LORE_KEYWORDS)"
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "None", str(tmp_path / "data"), "('jar',", "'cabinet')"]  # not even from .env
 
@@ -101,7 +114,9 @@ def test_every_command_redacts_the_secrets_in_its_logs(monkeypatch, capsys, tmp_
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
 
     def chatty_backfill(settings):
-        logging.getLogger("indexes.backfill").warning("Discord said no to token %s", settings.DISCORD_BOT_TOKEN.get_secret_value())
+        logging.getLogger("indexes.backfill").warning(
+            "Discord said no to token %s", settings.DISCORD_BOT_TOKEN.get_secret_value()
+        )
         return 0
 
     monkeypatch.setattr(history, "backfill", chatty_backfill)

@@ -37,7 +37,15 @@ def test_samples_have_context_target_and_every_author():
     assert [s["messages"][-1]["content"] for s in samples] == [
         "me! I have been practising level 5 all week", "count me in, I will bring snacks for everyone",
     ]  # fmt: skip
-    assert report.dropped == {"no_context": 1, "command": 1, "bot": 1, "too_short": 1, "link_only": 1, "near_duplicate": 1, "opted_out": 1}
+    assert report.dropped == {
+        "no_context": 1,
+        "command": 1,
+        "bot": 1,
+        "too_short": 1,
+        "link_only": 1,
+        "near_duplicate": 1,
+        "opted_out": 1,
+    }
     last = samples[-1]
     assert [m["role"] for m in last["messages"]] == ["system", "user", "assistant"]
     assert last["messages"][1]["content"].splitlines() == [
@@ -127,10 +135,21 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
     assert result.validation_loss_after < result.validation_loss_before
     assert result.tokens > 0 and result.tokens_per_second > 0
     meta = json.loads((adapters / "voice" / META_FILE).read_text())
-    assert meta["base_model"] == "smollm2-135m-instruct" and len(meta["data"]["sha256"]) == 64 and meta["data"]["train_samples"] == 16
+    assert (
+        meta["base_model"] == "smollm2-135m-instruct"
+        and len(meta["data"]["sha256"]) == 64
+        and meta["data"]["train_samples"] == 16
+    )
     assert (adapters / "voice.previous" / "marker").is_file()  # the old adapter is kept aside
     for engine, quantized in (("transformers", False), ("transformers", True), ("llamacpp", False)):
-        options = settings.model_copy(update={"ADAPTER_PATH": adapters / "voice", "ENABLE_QUANTIZATION": quantized, "MAX_NEW_TOKENS": 8, "ENGINE": engine})
+        options = settings.model_copy(
+            update={
+                "ADAPTER_PATH": adapters / "voice",
+                "ENABLE_QUANTIZATION": quantized,
+                "MAX_NEW_TOKENS": 8,
+                "ENGINE": engine,
+            }
+        )
         bundle = build_model(options.model_options())
         assert bundle.adapter == "voice" and bundle.quantized is quantized and bundle.engine == engine
         assert isinstance(bundle.llm.invoke("Hello"), str)
@@ -181,7 +200,10 @@ def test_a_bad_recipe_is_named(tmp_path, settings):
     path.write_text("name: x\nbase_model: y\nlearning_rat: 0.1\n")
     with pytest.raises(RecipeError, match="bad.yaml.*learning_rat"):
         load_recipe(path, settings)
-    overridden = load_recipe(ROOT / "training" / "recipes" / "cpu-smoke.yaml", settings.model_copy(update={"LEARNING_RATE": 0.01, "EPOCHS": 3}))
+    overridden = load_recipe(
+        ROOT / "training" / "recipes" / "cpu-smoke.yaml",
+        settings.model_copy(update={"LEARNING_RATE": 0.01, "EPOCHS": 3}),
+    )
     assert overridden.learning_rate == 0.01 and overridden.epochs == 3
 
 

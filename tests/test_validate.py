@@ -45,7 +45,10 @@ def test_template_leftovers_are_cut():
 
 
 def test_echo_empty_and_out_of_character_are_rejected():
-    assert "echo of the message" in validate("what is the lore of the cartridge", "what is the lore of the cartridge?", "Susu", 600).problems
+    assert (
+        "echo of the message"
+        in validate("what is the lore of the cartridge", "what is the lore of the cartridge?", "Susu", 600).problems
+    )
     assert "empty" in validate("  ...  ", "hi", "Susu", 600).problems
     assert "out of character" in validate("As an AI language model I cannot", "hi", "Susu", 600).problems
 

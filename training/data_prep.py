@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="default: DATA_DIR/training_data.jsonl")
     parser.add_argument("--context", type=int, default=6, help="preceding messages per sample")
     parser.add_argument("--min-chars", type=int, default=8, help="shorter targets are dropped")
-    parser.add_argument("--persona-user", type=int, metavar="ID", help="learn one member's voice: only their messages are targets")
+    parser.add_argument(
+        "--persona-user", type=int, metavar="ID", help="learn one member's voice: only their messages are targets"
+    )
     parser.add_argument("--validation", type=float, default=0.1, help="newest share held out for validation")
     args = parser.parse_args(argv)
     settings = load_settings()

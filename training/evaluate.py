@@ -34,7 +34,13 @@ class Comparison:
         ]
         for context, reference, base, adapted in self.replies:
             last = context.splitlines()[-1] if context else ""
-            lines += ["", f"after:    {last[:100]}", f"real:     {reference[:100]}", f"base:     {base[:100]}", f"adapter:  {adapted[:100]}"]
+            lines += [
+                "",
+                f"after:    {last[:100]}",
+                f"real:     {reference[:100]}",
+                f"base:     {base[:100]}",
+                f"adapter:  {adapted[:100]}",
+            ]
         return "\n".join(lines)
 
 
@@ -65,9 +71,13 @@ def _perplexity(model, tokenizer, samples: list[dict], device: str) -> float:
 
 
 def _reply(model, tokenizer, sample: dict, device: str, max_new_tokens: int = 40) -> str:
-    prompt = tokenizer.apply_chat_template(sample["messages"][:-1], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        sample["messages"][:-1], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     prompt = {k: v.to(device) for k, v in prompt.items()}
-    output = model.generate(**prompt, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    output = model.generate(
+        **prompt, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
     return tokenizer.decode(output[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
@@ -92,7 +102,9 @@ def _compare_llamacpp(settings, adapter: Path, validation: list[dict], examples:
     for bundle in (build_model(config), build_model(replace(config, adapter_path=adapter))):
         total, tokens, replies = 0.0, 0, []
         for number, sample in enumerate(validation):
-            prompt = bundle.tokenizer.apply_chat_template(sample["messages"][:-1], tokenize=False, add_generation_prompt=True)
+            prompt = bundle.tokenizer.apply_chat_template(
+                sample["messages"][:-1], tokenize=False, add_generation_prompt=True
+            )
             logprob, count = score(bundle.llm, prompt, sample["messages"][-1]["content"])
             total, tokens = total + logprob, tokens + count
             if number < examples:
@@ -107,7 +119,9 @@ def _compare_llamacpp(settings, adapter: Path, validation: list[dict], examples:
     return Comparison(len(validation), base, adapted, replies)
 
 
-def compare(settings, adapter: Path, data: Path | None = None, limit: int = 40, examples: int = 3, engine: str | None = None) -> Comparison:
+def compare(
+    settings, adapter: Path, data: Path | None = None, limit: int = 40, examples: int = 3, engine: str | None = None
+) -> Comparison:
     """Base model vs adapter on the validation samples, on `engine` (default: the one the bot uses)."""
     from peft import PeftModel
 
@@ -139,11 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     from app.settings import load_settings
     from chains.model import ModelLoadError
 
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description="Base model vs adapter on the validation samples.")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate", description="Base model vs adapter on the validation samples."
+    )
     parser.add_argument("adapter", type=Path)
     parser.add_argument("--data", type=Path, help="default: DATA_DIR/training_data.jsonl")
     parser.add_argument("--limit", type=int, default=40, help="validation samples to score")
-    parser.add_argument("--engine", choices=["transformers", "llamacpp"], help="default: the engine the bot uses (ENGINE)")
+    parser.add_argument(
+        "--engine", choices=["transformers", "llamacpp"], help="default: the engine the bot uses (ENGINE)"
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     setup_logging("WARNING")

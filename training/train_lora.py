@@ -121,7 +121,9 @@ def load_base(recipe: Recipe, settings):
     from chains.model import load_transformers, resolve_device
 
     device = resolve_device(settings.DEVICE)
-    config = replace(settings.model_options(), model_name=recipe.base_model, quantization=recipe.quantization, adapter_path=None)
+    config = replace(
+        settings.model_options(), model_name=recipe.base_model, quantization=recipe.quantization, adapter_path=None
+    )
     dtype = None if recipe.quantization else ("float32" if device == "cpu" else "float16")
     return load_transformers(config, dtype=dtype, with_adapter=False)
 
@@ -201,7 +203,9 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
         r=recipe.lora.get("r", 8), lora_alpha=recipe.lora.get("alpha", 16), lora_dropout=recipe.lora.get("dropout", 0.05),
         target_modules=recipe.lora.get("target_modules", "all-linear"), task_type="CAUSAL_LM",
     )  # fmt: skip
-    logger.info("training %s on %d samples (%d validation) from %s", name, len(train_samples), len(validation_samples), data)
+    logger.info(
+        "training %s on %d samples (%d validation) from %s", name, len(train_samples), len(validation_samples), data
+    )
     logger.info("recipe: %s", json.dumps(asdict(recipe)))
     logger.info("arguments: %s", config.to_json_string())
     trainer = SFTTrainer(
@@ -265,9 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     from app.logs import setup_logging
     from app.settings import load_settings
 
-    parser = argparse.ArgumentParser(prog="python -m training.train_lora", description="Train a LoRA adapter on the prepared chat history.")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train_lora", description="Train a LoRA adapter on the prepared chat history."
+    )
     parser.add_argument("--recipe", type=Path, required=True, help="training/recipes/NAME.yaml")
-    parser.add_argument("--data", type=Path, help="samples from python -m training.data_prep (default: DATA_DIR/training_data.jsonl)")
+    parser.add_argument(
+        "--data", type=Path, help="samples from python -m training.data_prep (default: DATA_DIR/training_data.jsonl)"
+    )
     parser.add_argument("--name", help="adapter name (default: the recipe's)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
     args = parser.parse_args(argv)

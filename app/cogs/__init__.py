@@ -16,4 +16,8 @@ def in_scope(message: discord.Message, settings) -> bool:
         return settings.ALLOW_DMS
     if channel.id == settings.DISCORD_CHANNEL_ID:
         return True
-    return settings.REPLY_IN_THREADS and isinstance(channel, discord.Thread) and channel.parent_id == settings.DISCORD_CHANNEL_ID
+    return (
+        settings.REPLY_IN_THREADS
+        and isinstance(channel, discord.Thread)
+        and channel.parent_id == settings.DISCORD_CHANNEL_ID
+    )

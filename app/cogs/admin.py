@@ -54,7 +54,12 @@ def _memory_mb() -> float:
 
 def member_names(member) -> set[str]:
     """Every name a member may be shown by in exports (plain text keeps `name#1234` for older accounts)."""
-    names = {member.name, member.display_name, getattr(member, "global_name", None) or "", getattr(member, "nick", None) or ""}
+    names = {
+        member.name,
+        member.display_name,
+        getattr(member, "global_name", None) or "",
+        getattr(member, "nick", None) or "",
+    }
     if getattr(member, "discriminator", "0") not in ("0", "0000", None):
         names.add(f"{member.name}#{member.discriminator}")
     return {n for n in names if n}
@@ -95,7 +100,9 @@ class Admin(commands.Cog, name="Character"):
         model = await asyncio.to_thread(self.bot.runtime.reload, settings)
         self.bot.apply_settings(settings)
         note = f" Changed, used after a restart: {', '.join(waiting)}." if waiting else ""
-        await ctx.reply(f"Reloaded in {time.perf_counter() - started:.1f} s: {model.describe()}.{note}", mention_author=False)
+        await ctx.reply(
+            f"Reloaded in {time.perf_counter() - started:.1f} s: {model.describe()}.{note}", mention_author=False
+        )
 
     @commands.hybrid_command(description="Clear this channel's short-term memory and summary")
     @is_admin()
@@ -110,7 +117,10 @@ class Admin(commands.Cog, name="Character"):
             await ctx.reply("Training is already running; I will say when it is done.", mention_author=False)
             return
         settings = self.bot.settings
-        await ctx.reply(f"Training started with {settings.TRAIN_RECIPE.name}: data prep, then LoRA. This takes a while.", mention_author=False)
+        await ctx.reply(
+            f"Training started with {settings.TRAIN_RECIPE.name}: data prep, then LoRA. This takes a while.",
+            mention_author=False,
+        )
         self.training = asyncio.create_task(self._train_then_report(ctx, settings), name="train")
 
     async def _train_then_report(self, ctx: commands.Context, settings) -> None:
@@ -121,13 +131,17 @@ class Admin(commands.Cog, name="Character"):
         try:
             result = await run_training(settings)
             if not result.ok:
-                await ctx.send(f"Training failed at {result.step} (exit {result.returncode}); the current adapter stays in use. Details in {log}.")
+                await ctx.send(
+                    f"Training failed at {result.step} (exit {result.returncode}); the current adapter stays in use. Details in {log}."
+                )
                 return
             note = f"Adapter ready: {result.adapter}. Set ADAPTER_PATH to it and !reload."
             if settings.TRAIN_AUTO_RELOAD:
                 try:
                     runtime = self.bot.runtime
-                    model = await asyncio.to_thread(runtime.reload, runtime.settings.model_copy(update={"ADAPTER_PATH": result.adapter}))
+                    model = await asyncio.to_thread(
+                        runtime.reload, runtime.settings.model_copy(update={"ADAPTER_PATH": result.adapter})
+                    )
                     note = f"New voice loaded: {model.describe()}."
                 except Exception:  # a refused adapter keeps the current model
                     logger.exception("loading the new adapter %s failed", result.adapter)

@@ -36,7 +36,11 @@ class Ingestion(commands.Cog):
             logger.exception("live ingestion failed for message %s", message.id)
 
     def _wanted(self, message: discord.Message) -> bool:
-        return not message.author.bot and in_scope(message, self.bot.settings) and not isinstance(message.channel, discord.DMChannel)
+        return (
+            not message.author.bot
+            and in_scope(message, self.bot.settings)
+            and not isinstance(message.channel, discord.DMChannel)
+        )
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -57,7 +61,11 @@ class Ingestion(commands.Cog):
         try:
             await self.catch_up()
         except discord.HTTPException as exc:
-            logger.warning("could not catch up with the channel's history (%s %s); run `python -m app backfill`", exc.status, exc.text)
+            logger.warning(
+                "could not catch up with the channel's history (%s %s); run `python -m app backfill`",
+                exc.status,
+                exc.text,
+            )
 
     async def catch_up(self) -> int:
         """Store what the channel said after the newest stored message; returns how many were read."""
@@ -74,5 +82,7 @@ class Ingestion(commands.Cog):
         if read:
             logger.info("caught up with %d messages posted while the bot was away", read)
         if read >= CATCH_UP_LIMIT:
-            logger.warning("more than %d messages were missed: run `python -m app backfill` for the rest", CATCH_UP_LIMIT)
+            logger.warning(
+                "more than %d messages were missed: run `python -m app backfill` for the rest", CATCH_UP_LIMIT
+            )
         return read

@@ -44,7 +44,11 @@ class CallOptions:
 
 def options(kwargs: dict[str, Any]) -> CallOptions:
     """The engine options found among a LangChain call's keyword arguments."""
-    known = {k: kwargs[k] for k in ("max_new_tokens", "temperature", "slot", "should_stop", "stats") if k in kwargs and kwargs[k] is not None}
+    known = {
+        k: kwargs[k]
+        for k in ("max_new_tokens", "temperature", "slot", "should_stop", "stats")
+        if k in kwargs and kwargs[k] is not None
+    }
     return CallOptions(**known)
 
 

@@ -45,10 +45,17 @@ def as_q8_0(model: Path, cache_dir: Path) -> Path:
         shape = [int(n) for n in reversed(tensor.shape)]
         keep = tensor.tensor_type in (Q.F32, Q.F16, Q.BF16, Q.Q8_0) or len(shape) < 2 or shape[-1] % BLOCK
         if keep:
-            writer.add_tensor(tensor.name, np.array(tensor.data), raw_shape=tensor.data.shape, raw_dtype=tensor.tensor_type)
+            writer.add_tensor(
+                tensor.name, np.array(tensor.data), raw_shape=tensor.data.shape, raw_dtype=tensor.tensor_type
+            )
             continue
         values = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(shape).astype(np.float32)
-        writer.add_tensor(tensor.name, gguf.quants.quantize(values, Q.Q8_0), raw_shape=gguf.quants.quant_shape_to_byte_shape(values.shape, Q.Q8_0), raw_dtype=Q.Q8_0)
+        writer.add_tensor(
+            tensor.name,
+            gguf.quants.quantize(values, Q.Q8_0),
+            raw_shape=gguf.quants.quant_shape_to_byte_shape(values.shape, Q.Q8_0),
+            raw_dtype=Q.Q8_0,
+        )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -56,7 +56,9 @@ class StreamingPipeline(HuggingFacePipeline):
         if opts.max_new_tokens:
             settings["max_new_tokens"] = opts.max_new_tokens
         if opts.temperature is not None:
-            settings.update(do_sample=opts.temperature > 0, temperature=opts.temperature if opts.temperature > 0 else None)
+            settings.update(
+                do_sample=opts.temperature > 0, temperature=opts.temperature if opts.temperature > 0 else None
+            )
             if opts.temperature <= 0:
                 settings.pop("top_p", None)
         cached = 0
@@ -128,7 +130,13 @@ class StreamingPipeline(HuggingFacePipeline):
                 if cache is not None:
                     self._caches[opts.slot] = (sequences[0, : cache.get_seq_length()].tolist(), cache)
 
-    def _stream(self, prompt: str, stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[GenerationChunk]:
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
         for text in self._call_generate(prompt, stop, kwargs):
             chunk = GenerationChunk(text=text)
             if run_manager:
@@ -136,7 +144,13 @@ class StreamingPipeline(HuggingFacePipeline):
             yield chunk
         yield GenerationChunk(text="")  # LangChain wants a chunk, even when nothing was generated
 
-    def _call(self, prompt: str, stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> str:
+    def _call(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
         return "".join(self._call_generate(prompt, stop, kwargs))
 
     def _generate(self, prompts, stop=None, run_manager=None, **kwargs):  # invoke() goes through the same path

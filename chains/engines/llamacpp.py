@@ -79,7 +79,13 @@ class LlamaCppLLM(LLM):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
 
-    def _call(self, prompt: str, stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> str:
+    def _call(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
         return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager, **kwargs))
 
     def _request(self, prompt: str, stop: list[str] | None, kwargs: dict) -> dict:
@@ -94,7 +100,13 @@ class LlamaCppLLM(LLM):
             body["seed"] = self.seed
         return body
 
-    def _stream(self, prompt: str, stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[GenerationChunk]:
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
         opts = options(kwargs)
         stats = opts.stats or GenerationStats()
         pieces: queue.SimpleQueue = queue.SimpleQueue()
@@ -136,12 +148,16 @@ class LlamaCppLLM(LLM):
         finally:
             closed.set()  # a consumer that stops early stops llama.cpp at its next token
             worker.join()
-        yield GenerationChunk(text="", generation_info={"finish_reason": stats.finish})  # LangChain wants a chunk, even for nothing
+        yield GenerationChunk(
+            text="", generation_info={"finish_reason": stats.finish}
+        )  # LangChain wants a chunk, even for nothing
 
 
 def gbnf_literal(text: str) -> str:
     """`text` as a GBNF string literal (a grammar that matches exactly this text)."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    escaped = (
+        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    )
     return f'"{escaped}"'
 
 

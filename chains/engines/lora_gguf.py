@@ -32,7 +32,11 @@ def _field(reader, key: str):
 
 def _permute(weights: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's q/k row order: per head, the two rotary halves interleaved."""
-    return weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def _adapter_tensors(adapter: Path) -> dict[str, np.ndarray]:
@@ -55,11 +59,15 @@ def convert_lora(adapter: Path, base_gguf: Path, out: Path) -> Path:
 
     config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("use_dora") or config.get("alpha_pattern") or config.get("modules_to_save"):
-        raise EngineError(f"{adapter}: DoRA, per-module alphas and extra saved modules cannot run on llama.cpp; use ENGINE=transformers")
+        raise EngineError(
+            f"{adapter}: DoRA, per-module alphas and extra saved modules cannot run on llama.cpp; use ENGINE=transformers"
+        )
     reader = gguf.GGUFReader(base_gguf)
     arch = _field(reader, "general.architecture")
     if arch not in SUPPORTED_ARCHS:
-        raise EngineError(f"{base_gguf}: LoRA conversion supports the {', '.join(sorted(SUPPORTED_ARCHS))} architectures, not {arch!r}")
+        raise EngineError(
+            f"{base_gguf}: LoRA conversion supports the {', '.join(sorted(SUPPORTED_ARCHS))} architectures, not {arch!r}"
+        )
     blocks = int(_field(reader, f"{arch}.block_count"))
     n_head = int(_field(reader, f"{arch}.attention.head_count"))
     n_kv = int(_field(reader, f"{arch}.attention.head_count_kv") or n_head)

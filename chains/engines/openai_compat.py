@@ -53,14 +53,29 @@ class OpenAICompatibleLLM(LLM):
             import openai
 
             self._client = openai.OpenAI(
-                base_url=self.base_url, api_key=self.api_key.get_secret_value(), timeout=self.timeout_s, max_retries=self.max_retries
+                base_url=self.base_url,
+                api_key=self.api_key.get_secret_value(),
+                timeout=self.timeout_s,
+                max_retries=self.max_retries,
             )
         return self._client
 
-    def _call(self, prompt: str, stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> str:
+    def _call(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
         return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager, **kwargs))
 
-    def _stream(self, prompt: str, stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[GenerationChunk]:
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
         import openai
 
         opts = options(kwargs)
@@ -95,4 +110,6 @@ class OpenAICompatibleLLM(LLM):
                         break  # leaving the `with` closes the response: the server stops generating
         except openai.APIError as exc:
             raise EngineError(f"the inference server at {self.base_url} failed: {exc}") from exc
-        yield GenerationChunk(text="", generation_info={"finish_reason": stats.finish})  # LangChain wants a chunk, even for nothing
+        yield GenerationChunk(
+            text="", generation_info={"finish_reason": stats.finish}
+        )  # LangChain wants a chunk, even for nothing

@@ -34,7 +34,9 @@ def open_export(path: Path, dayfirst: bool = False) -> ExportReader:
             return reader(path, dayfirst=dayfirst)
     shown = head[:40].decode("utf-8", "replace").splitlines()[0] if head[:40].strip() else repr(head[:16])
     raise ExportError(
-        path, "byte 0", f"not a DiscordChatExporter export (expected JSON, CSV, plain text or HTML; starts with {shown!r})"
+        path,
+        "byte 0",
+        f"not a DiscordChatExporter export (expected JSON, CSV, plain text or HTML; starts with {shown!r})",
     )
 
 

@@ -12,7 +12,13 @@ import re
 from collections.abc import Iterator
 
 from indexes.exports.common import (
-    ExportReader, Item, MessageProblem, decoded_lines, file_name_of, synthetic_message_id, synthetic_user_id,
+    ExportReader,
+    Item,
+    MessageProblem,
+    decoded_lines,
+    file_name_of,
+    synthetic_message_id,
+    synthetic_user_id,
 )  # fmt: skip
 from indexes.records import StoredMessage
 

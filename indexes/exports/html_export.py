@@ -93,7 +93,11 @@ def _markdown(element) -> str:
             return f"||{inner}||"
         if tag in INLINE:
             return f"{INLINE[tag]}{inner}{INLINE[tag]}"
-        if tag == "a" and node.get("href", "").startswith(("http://", "https://")) and inner.strip() not in ("", node.get("href")):
+        if (
+            tag == "a"
+            and node.get("href", "").startswith(("http://", "https://"))
+            and inner.strip() not in ("", node.get("href"))
+        ):
             return f"[{inner}]({node.get('href')})"  # a masked link
         if tag in ("h1", "h2", "h3"):
             return f"{'#' * int(tag[1])} {inner.strip()}"
@@ -134,7 +138,9 @@ class HtmlExport(ExportReader):
                     text = decoder.decode(chunk)
                 except UnicodeDecodeError as exc:
                     bad_line = line + chunk[: exc.start].count(b"\n")
-                    raise self.error(f"line {bad_line}, byte {self.bytes_read + exc.start:,}", "invalid UTF-8") from None
+                    raise self.error(
+                        f"line {bad_line}, byte {self.bytes_read + exc.start:,}", "invalid UTF-8"
+                    ) from None
                 line += chunk.count(b"\n")
                 self.bytes_read += len(chunk)
                 parser.feed(text)

@@ -10,11 +10,11 @@ file nested thousands of levels deep would otherwise take gigabytes), and ids th
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import ijson
 
 from indexes.exports.common import ExportReader, Item, MessageProblem, file_name_of
 from indexes.records import StoredMessage
-
 
 MAX_DEPTH = 24  # DiscordChatExporter writes at most about 8 levels (messages > message > embed > fields > field)
 # The parser hands over a buffer's events at once, each with its full path: small buffers keep a
@@ -53,7 +53,10 @@ def _guarded(events, reader: ExportReader):
             depth += 1
             if depth > MAX_DEPTH:
                 where = prefix.split(".")[0] if prefix else "the top level"
-                raise reader.error(f"near byte {reader.bytes_read:,}", f"nested more than {MAX_DEPTH} levels deep (in {where!r}): not a DiscordChatExporter export")
+                raise reader.error(
+                    f"near byte {reader.bytes_read:,}",
+                    f"nested more than {MAX_DEPTH} levels deep (in {where!r}): not a DiscordChatExporter export",
+                )
         elif event in ("end_map", "end_array"):
             depth -= 1
         yield prefix, event, value
@@ -91,7 +94,9 @@ def parse_message(raw: dict, channel_id: int, guild_id: int | None, parse_date) 
         reply_to=_int(reference["messageId"], "reply reference") if reference.get("messageId") else None,
         is_pinned=bool(raw.get("isPinned", False)),
         reactions=reactions,
-        mentions=[_int(m["id"], "mention id") for m in raw.get("mentions") or [] if isinstance(m, dict) and m.get("id")],
+        mentions=[
+            _int(m["id"], "mention id") for m in raw.get("mentions") or [] if isinstance(m, dict) and m.get("id")
+        ],
         attachments=[
             file_name_of(str(a.get("fileName") or a.get("url") or ""))
             for a in raw.get("attachments") or []

@@ -21,7 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from indexes.exports.common import (
-    ExportReader, Item, MessageProblem, decoded_lines, file_name_of, synthetic_message_id, synthetic_user_id,
+    ExportReader,
+    Item,
+    MessageProblem,
+    decoded_lines,
+    file_name_of,
+    synthetic_message_id,
+    synthetic_user_id,
 )  # fmt: skip
 from indexes.records import StoredMessage
 
@@ -108,7 +114,10 @@ class TextExport(ExportReader):
             if header and self._is_date(header.group("date")):
                 if block:
                     yield from self._finish(block)
-                block, section = _Block(number, header.group("date"), header.group("author"), bool(header.group("pinned"))), ""
+                block, section = (
+                    _Block(number, header.group("date"), header.group("author"), bool(header.group("pinned"))),
+                    "",
+                )
                 headers.append(number)
                 continue
             if RULE.match(line) and self._footer_follows(lines):
@@ -134,7 +143,7 @@ class TextExport(ExportReader):
         declared = self.info.declared_count
         if declared is not None and len(headers) > declared:
             raise self.error(
-                f"lines {', '.join(map(str, headers[-(len(headers) - declared):][:5]))}",
+                f"lines {', '.join(map(str, headers[-(len(headers) - declared) :][:5]))}",
                 f"{len(headers)} message headers but the footer counts {declared}: {len(headers) - declared} line(s) typed "
                 "inside messages look like message headers, and a plain-text export cannot tell which. "
                 "Nothing was imported from this file; export the channel as JSON or HTML instead",
