@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from app.settings import Settings
 from chains.assemble import ContextAssembler
 from chains.generation import GenerationService
+from chains.grounding import Grounding, embedder
 from chains.memory import ShortTermMemory
 from chains.model import ModelBundle, build_model, resolve_engine
 from chains.reply import ReplyResult, astream_reply, build_reply_chain, run_reply, stream_reply, template_stops
@@ -212,10 +213,13 @@ def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, mode
     retrieval = LoreRetrieval(search, persona.lorebook, persona.lorebook_scan_depth)
     assembler = ContextAssembler(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
     counter = lambda text: len(model.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    grounding = None
+    if search is not None and settings.GROUNDING != "off":
+        grounding = Grounding(embedder(lore_index.embed_model), settings.GROUNDING_MIN_SCORE)
     return build_reply_chain(
         service, retrieval, assembler, memory, persona, reply_max_chars=settings.REPLY_MAX_CHARS,
         timeout_s=settings.GENERATION_TIMEOUT_SECONDS, stops=template_stops(model.tokenizer), token_counter=counter,
-        max_new_tokens=settings.MAX_NEW_TOKENS, known_names=known_names,
+        max_new_tokens=settings.MAX_NEW_TOKENS, known_names=known_names, grounding=grounding, answer=prompts.answer,
     )  # fmt: skip
 
 

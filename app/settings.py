@@ -23,7 +23,7 @@ RESTART_SETTINGS = (
     "DATA_DIR", "CHROMA_HOST", "CHROMA_PORT", "CHROMA_COLLECTION", "EMBED_DTYPE", "LOG_DIR", "LOG_LEVEL",
     "LOG_FILE_MAX_MB", "LOG_FILE_BACKUPS", "COMMAND_PREFIX", "ALLOW_DMS", "REPLY_QUEUE_LIMIT", "SAMPLE_EXPORT",
 )  # fmt: skip
-SECRET_SETTINGS = ("DISCORD_BOT_TOKEN", "OPENAI_API_KEY")
+SECRET_SETTINGS = ("DISCORD_BOT_TOKEN", "OPENAI_API_KEY", "EVAL_JUDGE_API_KEY")
 # Where settings are read from besides the environment; child processes get theirs in the environment
 # and ENV_FILE="" so that they never read the secrets in .env.
 ENV_FILE_VARIABLE = "ENV_FILE"
@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     REPLY_MAX_CHARS: int = Field(600, ge=50, le=4000)
 
     # Retrieval
+    GROUNDING: Literal["check", "off"] = Field(
+        "check", description="check replies to questions against the lore found; answer from it when they miss it"
+    )
+    GROUNDING_MIN_SCORE: float = Field(
+        0.5, ge=0, le=1, description="how close (cosine) a lore sentence must be to a question to count as its answer"
+    )
     RAG_TOP_K: int = Field(5, ge=0, le=50)
     RAG_CANDIDATES: int = Field(20, ge=1, le=500, description="similarity hits re-ranked per query")
     W_SIM: float = Field(0.7, ge=0.0)
@@ -161,8 +167,12 @@ class Settings(BaseSettings):
 
     # Evals
     EVAL_JUDGE_MODEL: str | None = Field(
-        None, description="a model the factory can load, to judge response relevancy and faithfulness"
+        None, description="the judge of response relevancy and faithfulness: a model the factory loads, or served"
     )
+    EVAL_JUDGE_BASE_URL: str | None = Field(
+        None, description="an OpenAI-compatible server (/v1) serving EVAL_JUDGE_MODEL; unset: loaded here"
+    )
+    EVAL_JUDGE_API_KEY: SecretStr | None = Field(None, description="the judge server's API key, if it wants one")
 
     # Files
     DATA_DIR: Path = Path("data")

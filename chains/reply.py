@@ -1,11 +1,13 @@
 """The reply chain: one declarative LCEL pipeline from a channel message to an in-character reply.
 
-    memory -> preprocess -> retrieve -> assemble -> respond
+    memory -> preprocess -> retrieve -> ground -> assemble -> respond
 
 `respond` streams: it hands the prompt to the generation service and yields `ReplyResult`s as the
 reply grows (`partial=True`, the text already repaired and safe to show), then the final one. A
 reply that fails validation is generated once more, then replaced by an in-character fallback
-line, as is a generation error or timeout. (The retry lives inside the streaming stage: LangChain's
+line, as is a generation error or timeout. A question with close enough lore (`ground`, see
+chains/grounding.py) is checked against it: a reply that invents a figure is stopped before the
+figure is shown, and one that does not use the lore is replaced by the answer line. (The retry lives inside the streaming stage: LangChain's
 `with_retry`/`with_fallbacks` cannot retry a stream that has already yielded.)
 
 `chain.stream(...)` / `chain.astream(...)` give every step; `chain.invoke(...)` gives the final
@@ -30,16 +32,17 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from chains.assemble import Assembled, ContextAssembler
 from chains.engines.base import GenerationStats
 from chains.generation import REPLY_SLOT, GenerationRequest, GenerationService, Job
+from chains.grounding import Evidence, Grounding
 from chains.memory import ShortTermMemory
 from chains.preprocess import Analysis, analyze
 from chains.retrieve import LoreRetrieval
 from chains.types import ChatMessage, LoreItem, Verdict
 from chains.validate import Members, stream_view, validate
-from prompts import Persona
+from prompts import Persona, PromptFile
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("memory", "preprocess", "retrieve", "assemble", "first_token", "generate", "validate", "fallback")
+STAGES = ("memory", "preprocess", "retrieve", "ground", "assemble", "first_token", "generate", "validate", "fallback")
 RETRY_TEMPERATURE = 0.9
 ATTEMPTS = 2
 # Past this share of MAX_NEW_TOKENS a reply ends at its next sentence end, rather than being cut
@@ -137,8 +140,11 @@ class _Drafting:
     """One reply's attempts: what to generate, what to show as it streams, and how it ends."""
 
     def __init__(self, state: dict, persona: Persona, max_chars: int, stops: tuple[str, ...], token_counter,
-                 max_new_tokens: int | None, known: Iterable[str] = ()) -> None:  # fmt: skip
+                 max_new_tokens: int | None, known: Iterable[str] = (), answer: PromptFile | None = None) -> None:  # fmt: skip
         self.state, self.persona, self.max_chars, self.token_counter = state, persona, max_chars, token_counter
+        self.evidence: Evidence | None = state.get("evidence")
+        self.answer = answer
+        self.invented: set[str] = set()  # claims of this reply that no lore, question or conversation holds
         self.wrap_up = int(max_new_tokens * WRAP_UP_FRACTION) if max_new_tokens else None
         history = state["memory"]["history"]
         context: Assembled = state["context"]
@@ -150,6 +156,10 @@ class _Drafting:
         self.stops = stops + speaker_stops
         self.attempts: list[Verdict] = []
         self.timings: dict[str, float] = defaultdict(float)
+        self.supports = [
+            *(item.content for item in state["lore"]["items"]), state["message"].content,
+            *(m.content for m in history), state["memory"]["summary"],
+        ]  # fmt: skip
         self.raw = self.shown = ""
         self.job: Job | None = None
         self.stats = None
@@ -172,6 +182,9 @@ class _Drafting:
             self.ended = True  # long enough, and a sentence just ended: the reply ends here
             view = stream_view(self.raw + "\n", self.persona.name, self.max_chars, self.members)[0]
         if view and view != self.shown:
+            if self.evidence is not None and (invented := Grounding.unsupported(view, self.supports)):
+                self.invented, self.ended = invented, True  # never shown: the answer line replaces it
+                return None
             self.shown = view
             return self._result(Verdict(ok=True, text=view), partial=True)
         return None
@@ -185,13 +198,35 @@ class _Drafting:
         started = time.perf_counter()
         message = self.state["message"]
         verdict = validate(self.raw, message.content, self.persona.name, self.max_chars, self.members)
+        if self.evidence is not None and not self.invented and verdict.ok:
+            self.invented = Grounding.unsupported(verdict.text, self.supports)
+        grounded = self._answer_from_lore(verdict)
         self.timings["validate"] += time.perf_counter() - started
         self.attempts.append(verdict)
+        if grounded is not None:
+            return self._result(grounded)
         if verdict.ok:
             return self._result(verdict)
         if len(self.attempts) >= ATTEMPTS:
             return self.fallback(InvalidReply(verdict))
         return None
+
+    def _answer_from_lore(self, verdict: Verdict) -> Verdict | None:
+        """The answer line, when the reply invents a claim or does not use the evidence; else None."""
+        evidence = self.evidence
+        if evidence is None or self.answer is None:
+            return None
+        question = self.state["message"].content
+        if not self.invented and verdict.ok and Grounding.uses(verdict.text, evidence, question):
+            return None
+        author = evidence.item.author if evidence.item.source == "index" and evidence.item.author else "the lore"
+        line = self.answer.format(author=author, content=evidence.passage)
+        answer = validate(line, question, self.persona.name, self.max_chars, self.members)
+        if not answer.ok:
+            return None
+        why = f"invented {', '.join(sorted(self.invented))}" if self.invented else "did not use the lore"
+        logger.info("reply %s: answered from the lore (evidence %.2f)", why, evidence.score)
+        return Verdict(ok=True, text=answer.text, fixes=(*answer.fixes, f"answered from the lore ({why})"))
 
     def fallback(self, error: BaseException) -> ReplyResult:
         if self.job is not None and self.job.finished is None:
@@ -244,11 +279,14 @@ def build_reply_chain(
     token_counter=None,
     max_new_tokens: int | None = None,
     known_names: Callable[[], Iterable[str]] | None = None,
+    grounding: Grounding | None = None,
+    answer: PromptFile | None = None,
 ) -> Runnable:
     """Compose the reply chain. Input: {"channel_id": int, "message": ChatMessage}. Output: ReplyResult(s).
 
     `known_names` gives the member names the bot knows beyond the conversation (the store's), so a
-    reply never speaks as any of them.
+    reply never speaks as any of them. `grounding` checks replies to questions against the lore
+    they found, and `answer` is the line they are replaced with when they do not use it.
     """
 
     def load_memory(state: dict) -> dict:
@@ -264,6 +302,12 @@ def build_reply_chain(
         items, warning = retrieval(analysis.query, analysis.needs_lore, state["memory"]["history"])
         return {"items": items, "warning": warning}
 
+    def ground(state: dict) -> Evidence | None:
+        if grounding is None:
+            return None
+        analysis: Analysis = state["analysis"]
+        return grounding.evidence(analysis.query, analysis.intent, state["lore"]["items"])
+
     def assemble(state: dict) -> Assembled:
         return assembler.assemble(
             state["message"], state["analysis"].query or EMPTY_MESSAGE_TEXT, state["memory"]["history"],
@@ -272,8 +316,9 @@ def build_reply_chain(
 
     def drafting(state: dict) -> _Drafting:
         return _Drafting(
-            state, persona, reply_max_chars, stops, token_counter, max_new_tokens, known_names() if known_names else ()
-        )
+            state, persona, reply_max_chars, stops, token_counter, max_new_tokens,
+            known_names() if known_names else (), answer,
+        )  # fmt: skip
 
     def respond(state: dict) -> Iterator[ReplyResult]:
         draft = drafting(state)
@@ -319,6 +364,7 @@ def build_reply_chain(
         RunnablePassthrough.assign(memory=RunnableLambda(load_memory, name="memory"))
         | RunnablePassthrough.assign(analysis=RunnableLambda(preprocess, name="preprocess"))
         | RunnablePassthrough.assign(lore=RunnableLambda(retrieve, name="retrieve"))
+        | RunnablePassthrough.assign(evidence=RunnableLambda(ground, name="ground"))
         | RunnablePassthrough.assign(context=RunnableLambda(assemble, name="assemble"))
         | RunnableLambda(respond, afunc=arespond, name="respond")
     ).with_config(run_name="reply")

@@ -17,6 +17,7 @@ REQUIRED_PROMPTS = ("system", "summarize", "lore")
 # Prompt files a prompts folder made for an earlier version may lack: their shipped text is used then.
 OPTIONAL_PROMPTS = {
     "context": "---\ndescription: what the character remembers for this reply\nvariables: [summary, lore]\n---\n{summary}\n{lore}\n",
+    "answer": '---\ndescription: the answer line from lore\nvariables: [author, content]\n---\nas {author} put it: "{content}"\n',
 }
 
 
@@ -49,6 +50,7 @@ class PromptSet:
     summarize: PromptFile
     lore: PromptFile
     context: PromptFile  # the summary and the lore, placed right before the message
+    answer: PromptFile  # a question answered from the lore it found (chains/grounding.py)
     headings: dict[str, str]
 
 

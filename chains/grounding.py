@@ -1,0 +1,148 @@
+"""Grounded answers: a question is answered from the lore found for it, never against it.
+
+For a question (intents `lore` and `question`), the sentences of the retrieved lore are compared
+with the question by embedding, and the closest one is the evidence (the relevant sentence of a
+long post, not the whole post). When the evidence is close enough (`min_score`), the generated reply
+is checked against it before anything is shown:
+
+- every checkable claim of the reply (numbers, code-like names) must be in the lore, the question or
+  the conversation: a reply that invents a figure is stopped as soon as the figure appears;
+- the finished reply must use the evidence beyond the question's own words: one of its figures or
+  code-like names when it has some, else enough of its words.
+
+A reply that fails either is replaced by the answer line (`prompts/answer.txt`): the evidence, said
+as who said it. A small model that cannot paraphrase lore then still answers right; a model that
+can (Mistral-7B) keeps its own words. `GROUNDING=off` turns the check off.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from chains.types import LoreItem
+
+logger = logging.getLogger(__name__)
+
+QUESTION_INTENTS = ("lore", "question")
+MIN_SENTENCE_CHARS = 12
+MAX_SENTENCES = 64  # sentences compared per reply (the best lore items' first ones)
+PASSAGE_CHARS = 280  # a message up to this long is quoted whole
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_WORD = re.compile(r"[\w$][\w$.,'-]*\w|\w")
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*\d|(?<![\w.])\d")
+_CODE_NAME = re.compile(r"\b(?:[a-z]+[A-Z]\w*|\w*_\w+|0x[0-9a-fA-F]+)\b")
+_ASKING = re.compile(
+    r"(?i)^(?:@\S+\s+)?(?:what|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|will|would|"
+    r"should|shall|has|have|had|may|anyone|any)\b"
+)
+_URL = re.compile(r"<?https?://\S+>?")
+_STOPWORDS = frozenset(
+    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that these "
+    "those there here what which who whom whose when where why how do does did done can could will would should "
+    "may might must have has had i you he she we they me him her us them my your his our their not no yes so just "
+    "about into over than then also only very any all some each more most much many such own same too".split()
+)
+
+Embed = Callable[[list[str]], Sequence[Sequence[float]]]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The lore sentence closest to the question, the passage around it, and where it comes from."""
+
+    sentence: str
+    item: LoreItem
+    score: float
+
+    @property
+    def passage(self) -> str:
+        """What the answer line quotes: the whole message when short, else the sentence and what follows it."""
+        whole = " ".join(self.item.content.split())
+        if len(whole) <= PASSAGE_CHARS:
+            return whole
+        start = whole.find(self.sentence)
+        if start < 0:
+            return self.sentence
+        end = start + len(self.sentence)
+        while end < len(whole) and end - start < PASSAGE_CHARS // 2:  # a short sentence takes the next one along
+            following = _SENTENCE.search(whole, end + 1)
+            end = following.start() if following else len(whole)
+        return whole[start:end].strip()
+
+
+def claims(text: str) -> set[str]:
+    """Numbers and code-like names: what a reply can get wrong by inventing it."""
+    numbers = {n.rstrip(".,").replace(",", "") for n in _NUMBER.findall(text)}
+    return {n for n in numbers if n} | {c.lower() for c in _CODE_NAME.findall(text)}
+
+
+def content_words(text: str) -> set[str]:
+    words = {w.lower().strip(".,'-") for w in _WORD.findall(text)}
+    return {w for w in words if w and w not in _STOPWORDS and (len(w) > 2 or w.isdigit())}
+
+
+def sentences(text: str) -> list[str]:
+    """The statements of a text: no questions (a question never answers one), no bare links."""
+    parts = [" ".join(p.split()).strip("*_~ ") for p in _SENTENCE.split(text)]
+    return [p for p in parts if len(_URL.sub("", p).strip()) >= MIN_SENTENCE_CHARS and not _asks(p)]
+
+
+def _asks(sentence: str) -> bool:
+    """A question, with or without its question mark."""
+    return sentence.rstrip(")*_ ").endswith("?") or bool(_ASKING.match(sentence))
+
+
+class Grounding:
+    """Finds the evidence for a question and checks replies against it."""
+
+    def __init__(self, embed: Embed, min_score: float = 0.5) -> None:
+        self.embed = embed
+        self.min_score = min_score
+
+    def evidence(self, question: str, intent: str, lore: Sequence[LoreItem]) -> Evidence | None:
+        """The closest lore sentence to a question, if close enough; None for other intents or weak lore."""
+        if intent not in QUESTION_INTENTS or not question.strip() or not lore:
+            return None
+        candidates = [(s, item) for item in lore for s in sentences(item.content)][:MAX_SENTENCES]
+        if not candidates:
+            return None
+        import numpy as np
+
+        texts = [question, *(_URL.sub("", s) for s, _ in candidates)]
+        vectors = np.asarray(self.embed(texts), dtype=float)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
+        scores = vectors[1:] @ vectors[0]
+        best = int(scores.argmax())
+        found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]))
+        logger.debug("evidence %.3f: %r", found.score, found.sentence[:80])
+        return found if found.score >= self.min_score else None
+
+    @staticmethod
+    def unsupported(text: str, supports: Sequence[str]) -> set[str]:
+        """The reply's claims that none of the supports (lore, question, conversation) contain."""
+        said = claims(text)
+        if not said:
+            return set()
+        known = set().union(*(claims(s) for s in supports))
+        return said - known
+
+    @staticmethod
+    def uses(text: str, evidence: Evidence, question: str) -> bool:
+        """Does the reply use the evidence beyond the question's own words?
+
+        Its figures and code-like names, when it has any (one of them must be in the reply); else its
+        words (at least two, and a quarter of them).
+        """
+        key = claims(evidence.passage) - claims(question)
+        if key:
+            return bool(key & claims(text))
+        new = content_words(evidence.passage) - content_words(question)
+        return not new or len(new & content_words(text)) >= max(2, len(new) / 4)
+
+
+def embedder(embed_model) -> Embed:
+    """A LlamaIndex embedding model (the lore index's) as a batch function."""
+    return lambda texts: embed_model.get_text_embedding_batch(texts)

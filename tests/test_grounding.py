@@ -1,0 +1,95 @@
+"""Grounded answers: replies to questions checked against the lore found for them (real embeddings)."""
+
+import pytest
+
+from chains.assemble import ContextAssembler
+from chains.generation import GenerationService
+from chains.grounding import Grounding, embedder, sentences
+from chains.memory import ShortTermMemory
+from chains.reply import build_reply_chain, run_reply, stream_reply, template_stops
+from chains.retrieve import LoreRetrieval
+from chains.types import ChatMessage, LoreItem
+from tests.fakes import ScriptedLLM
+
+WELCOME = LoreItem(
+    content="👋 Hello and welcome to the audit channel for the $60,500 **NextGen** audit!\n\n"
+    "📆 Audit opens 10/30/2023 20:00 (20:00 UTC) and runs through 11/13/2023 20:00 (20:00 UTC) (14 days).",
+    author="kartoonjoy",
+    score=0.9,
+)
+QUESTION = "@Susu how big is the prize pool of the NextGen audit?"
+
+
+@pytest.fixture
+def make_chain(tokenizer, prompt_set, persona, embed_model):
+    services = []
+
+    def make(llm, lore=(WELCOME,), grounding=True):
+        service = GenerationService(llm, timeout_s=30)
+        services.append(service)
+        return build_reply_chain(
+            service, LoreRetrieval(lambda q: list(lore)), ContextAssembler(tokenizer, prompt_set, persona, 384),
+            ShortTermMemory(20, 5), persona, stops=template_stops(tokenizer),
+            grounding=Grounding(embedder(embed_model)) if grounding else None, answer=prompt_set.answer,
+        )  # fmt: skip
+
+    yield make
+    for service in services:
+        service.close()
+
+
+def test_a_reply_inventing_a_figure_is_never_shown_and_the_lore_answers(make_chain):
+    llm = ScriptedLLM(
+        responses=[
+            "mrrp, the prize pool is 1.8 million boxes of treats. and they are all mine, come and see them tonight!"
+        ],
+        piece_delay=0.02,
+    )
+    results = list(stream_reply(make_chain(llm), 1, ChatMessage("tadev0", QUESTION, message_id=1)))
+    final = results[-1]
+    assert final.ok and "$60,500" in final.text and "kartoonjoy" in final.text
+    assert not any("1.8" in r.text for r in results)  # not even for one edit
+    assert llm.stopped_early == 1 and llm.pieces < 20  # stopped at the sentence with the invented figure
+
+
+def test_a_reply_that_uses_the_lore_keeps_its_own_words(make_chain):
+    text = "mrrp, the NextGen pot is $60,500, and it opens on 10/30!"
+    result = run_reply(make_chain(ScriptedLLM(responses=[text])), 1, ChatMessage("tadev0", QUESTION, message_id=1))
+    assert result.ok and result.text == text
+
+
+def test_a_reply_that_ignores_the_lore_gets_the_answer_line(make_chain):
+    llm = ScriptedLLM(responses=["i love naps in the sun and chasing the cursor around."])
+    result = run_reply(make_chain(llm), 1, ChatMessage("tadev0", QUESTION, message_id=1))
+    assert result.ok and result.text.startswith('as kartoonjoy put it: "') and "$60,500" in result.text
+
+
+def test_without_the_check_the_invented_figure_goes_out(make_chain):
+    llm = ScriptedLLM(responses=["mrrp, the prize pool is 1.8 million boxes of treats!"])
+    result = run_reply(make_chain(llm, grounding=False), 1, ChatMessage("tadev0", QUESTION, message_id=1))
+    assert "1.8 million" in result.text  # what the check above prevents
+
+
+def test_banter_and_unrelated_lore_are_left_alone(make_chain):
+    banter = ScriptedLLM(responses=["mrrp, you are the best, 100 head scratches for you!"])
+    result = run_reply(make_chain(banter), 1, ChatMessage("tadev0", "@Susu you are so fluffy lol", message_id=1))
+    assert result.text == "mrrp, you are the best, 100 head scratches for you!"
+    unrelated = ScriptedLLM(responses=["no idea, but 7 cats agree it is big."])
+    lore = (LoreItem(content="rip gyarados, you were a good fish.", author="kiwi", score=0.3),)
+    result = run_reply(make_chain(unrelated, lore=lore), 1, ChatMessage("tadev0", QUESTION, message_id=1))
+    assert result.text == "no idea, but 7 cats agree it is big."  # no lore close enough: nothing to check against
+
+
+def test_evidence_is_a_statement_never_a_question_or_a_bare_link():
+    text = "how big is the pool? https://code4rena.com/contests/x\nThe pool is $60,500. is it open yet"
+    assert sentences(text) == ["The pool is $60,500."]
+
+
+def test_a_long_post_is_quoted_from_the_relevant_sentence(embed_model):
+    post = LoreItem(
+        content="Tavern rules: be kind. " * 12 + "The tavern was founded on 4 March 2023. Pull up a stool.",
+        author="ravenna",
+    )
+    evidence = Grounding(embedder(embed_model)).evidence("when was the tavern founded?", "lore", [post])
+    assert evidence is not None and evidence.passage.startswith("The tavern was founded on 4 March 2023.")
+    assert len(evidence.passage) < len(post.content)
