@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_SET = Path("evals/datasets/sample_server.yaml")
+# The sets `python -m evals run` runs and the gate guards: the sample server, and a real channel
+# (its export is read from ../shared/data/real-exports/; where it is absent the set is skipped, visibly).
+DEFAULT_SETS = (Path("evals/datasets/sample_server.yaml"), Path("evals/datasets/real_nextgen.yaml"))
 EVAL_SEED = 1234
 
 
@@ -15,46 +17,73 @@ def _run(args) -> int:
     from app.settings import load_settings
     from evals.dataset import load_dataset
     from evals.report import write_report
-    from evals.runner import previous_run, run_eval, table
+    from evals.runner import previous_run, run_eval, settings_for, table
+    from indexes.lock import hold_data_dir
 
     overrides = {"PROMPTS_DIR": args.prompts} if args.prompts else {}
     settings = load_settings(**overrides)
     if settings.SEED is None:  # runs compare prompts and models, not sampling luck
         settings = load_settings(**overrides, SEED=EVAL_SEED)
     setup_logging("WARNING")
-    from indexes.lock import hold_data_dir
-
-    args.lock = hold_data_dir(settings, "`python -m evals run`")  # kept referenced: held while the run goes
-    eval_set = load_dataset(args.dataset)
-    run = run_eval(
-        settings, eval_set, runs_dir=args.runs, limit=args.limit, progress=lambda line: print(line, file=sys.stderr)
-    )
     default_prompts = str(load_settings().PROMPTS_DIR)
-    baseline = previous_run(args.runs, run.id, run.dataset, default_prompts if args.prompts else None, len(run.samples))
-    report = write_report(run, baseline, args.thresholds)
-    print(table(run))
-    print(f"\nrun saved in {run.path}; report: {report}")
-    if baseline:
-        changes = ", ".join(
-            f"{m} {v - baseline['means'][m]:+.3f}" for m, v in run.means.items()
-            if v is not None and baseline["means"].get(m) is not None
-        )  # fmt: skip
-        print(f"against {baseline['id']} (prompts {baseline['prompts_dir']}): {changes}")
+    for path in args.dataset or DEFAULT_SETS:
+        eval_set = load_dataset(path)
+        if eval_set.missing:
+            print(f"eval set {eval_set.name}: SKIPPED ({eval_set.missing})")
+            continue
+        print(f"eval set {eval_set.name}: {len(eval_set.samples)} questions", file=sys.stderr)
+        lock = hold_data_dir(settings_for(settings, eval_set), "`python -m evals run`")
+        try:
+            run = run_eval(
+                settings, eval_set, runs_dir=args.runs, limit=args.limit,
+                progress=lambda line: print(line, file=sys.stderr),
+            )  # fmt: skip
+        finally:
+            if lock is not None:
+                lock.release()
+        baseline = previous_run(
+            args.runs, run.id, run.dataset, default_prompts if args.prompts else None, len(run.samples)
+        )
+        report = write_report(run, baseline, args.thresholds)
+        print(f"\n# {run.dataset}\n{table(run)}")
+        print(f"\nrun saved in {run.path}; report: {report}")
+        if baseline:
+            changes = ", ".join(
+                f"{m} {v - baseline['means'][m]:+.3f}" for m, v in run.means.items()
+                if v is not None and baseline["means"].get(m) is not None
+            )  # fmt: skip
+            print(f"against {baseline['id']} (prompts {baseline['prompts_dir']}): {changes}")
     return 0
 
 
 def _gate(args) -> int:
+    from evals.dataset import load_dataset
     from evals.gate import check, load_thresholds
     from evals.runner import load_run
 
+    thresholds = load_thresholds(args.thresholds)
+    if args.run:
+        passed, lines = check(load_run(args.run), thresholds)
+        print(f"gate on {args.run}:")
+        print("\n".join(lines))
+        print("gate passed" if passed else "gate FAILED: a metric is below its threshold")
+        return 0 if passed else 1
     runs = sorted(p for p in args.runs.glob("*") if (p / "run.json").is_file()) if args.runs.is_dir() else []
-    run_path = args.run or (runs[-1] if runs else None)
-    if run_path is None:
-        print("error: no eval run yet: run `python -m evals run` first", file=sys.stderr)
-        return 2
-    passed, lines = check(load_run(run_path), load_thresholds(args.thresholds))
-    print(f"gate on {run_path}:")
-    print("\n".join(lines))
+    passed = True
+    for path in args.dataset or DEFAULT_SETS:
+        eval_set = load_dataset(path)
+        if eval_set.missing:
+            print(f"gate on {eval_set.name}: SKIPPED ({eval_set.missing})")
+            continue
+        latest = next((p for p in reversed(runs) if load_run(p)["dataset"] == eval_set.name), None)
+        if latest is None:
+            print(f"gate on {eval_set.name}: FAILED: no run yet: run `python -m evals run` first")
+            passed = False
+            continue
+        ok, lines = check(load_run(latest), thresholds)
+        passed &= ok
+        print(f"gate on {latest}:")
+        print("\n".join(lines))
     print("gate passed" if passed else "gate FAILED: a metric is below its threshold")
     return 0 if passed else 1
 
@@ -77,12 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals", description="Relevance evals of the character's replies.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the real chain over an eval set and score it with ragas")
-    run.add_argument("--dataset", type=Path, default=DEFAULT_SET)
+    run.add_argument(
+        "--dataset", type=Path, action="append", help="an eval set file (repeatable; default: every default set)"
+    )
     run.add_argument("--prompts", type=Path, help="a prompts folder to compare against the current one")
     run.add_argument("--limit", type=int, help="only the first N questions")
     run.set_defaults(handler=_run)
     gate = sub.add_parser("gate", help="exit non-zero when the latest run is below a threshold")
-    gate.add_argument("--run", type=Path, help="a run directory (default: the latest)")
+    gate.add_argument("--run", type=Path, help="one run directory (default: the latest run of each set)")
+    gate.add_argument("--dataset", type=Path, action="append", help="an eval set file (default: every default set)")
     gate.set_defaults(handler=_gate)
     make = sub.add_parser("make", help="draft an eval set from an export, for review")
     make.add_argument("--from", dest="source", type=Path, required=True)

@@ -1,4 +1,10 @@
-"""Eval sets: plain YAML files of questions, who asks, reference answers and reference contexts."""
+"""Eval sets: plain YAML files of questions, who asks, reference answers and reference contexts.
+
+A set may name its own channel: `source` (an export, read as the store and index of that set, under
+`data/evals/<name>/`) and `persona` (the character who answers there). Paths are relative to the
+repository root. A sample may list `facts`: each must appear in the reply for the answer to count as
+correct; `|` separates accepted spellings, compared case-insensitively.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ class EvalSample:
     asker: str = "member"
     intent: str = "question"
     reference_contexts: tuple[str, ...] = field(default_factory=tuple)
+    facts: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,15 @@ class EvalSet:
     name: str
     path: Path
     samples: tuple[EvalSample, ...]
+    source: Path | None = None  # the set's own channel export (None: the configured store and index)
+    persona: Path | None = None
+
+    @property
+    def missing(self) -> str | None:
+        """Why the set cannot run here (its export is not on this machine), or None."""
+        if self.source is not None and not self.source.exists():
+            return f"{self.source} not found"
+        return None
 
 
 def load_dataset(path: Path) -> EvalSet:
@@ -56,14 +72,19 @@ def load_dataset(path: Path) -> EvalSet:
             id=str(raw["id"]), question=str(raw["question"]), reference=str(raw["reference"]),
             asker=str(raw.get("asker") or "member"), intent=intent,
             reference_contexts=tuple(str(c) for c in raw.get("reference_contexts") or ()),
+            facts=tuple(str(f) for f in raw.get("facts") or ()),
         ))  # fmt: skip
-    return EvalSet(str(data.get("name") or path.stem), path, tuple(samples))
+    source, persona = (Path(str(data[k])) if data.get(k) else None for k in ("source", "persona"))
+    if persona is not None and not persona.is_file():
+        raise DatasetError(f"{path}: persona {persona} not found")
+    return EvalSet(str(data.get("name") or path.stem), path, tuple(samples), source, persona)
 
 
 def save_dataset(eval_set_name: str, samples: list[EvalSample], path: Path, header: str = "") -> None:
     body = {"name": eval_set_name, "samples": [
         {"id": s.id, "intent": s.intent, "asker": s.asker, "question": s.question, "reference": s.reference,
-         "reference_contexts": list(s.reference_contexts)} for s in samples
+         "reference_contexts": list(s.reference_contexts), **({"facts": list(s.facts)} if s.facts else {})}
+        for s in samples
     ]}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")

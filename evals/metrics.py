@@ -1,10 +1,19 @@
-"""Scoring replies with ragas: offline metrics always, LLM-judged ones when a judge is configured.
+"""Scoring replies: ragas metrics, checks of the answer against the reference, the persona's voice.
 
-Offline: context precision and recall of the retrieved lore against the reference contexts
-(string similarity, `NonLLMContextPrecisionWithReference`, `NonLLMContextRecall`), and semantic
-similarity of the reply to the reference answer (local embeddings). With a judge model:
-response relevancy and faithfulness. Persona consistency comes from the chain's own validation:
-in character, and under the length cap.
+Offline, always:
+- retrieval: context precision and recall of the retrieved lore against the reference contexts
+  (ragas' string-similarity `NonLLMContextPrecisionWithReference`, `NonLLMContextRecall`), and
+  `source_in_top_k`: whether a reference context is among the retrieved messages at all;
+- the answer: `semantic_similarity` to the reference answer (local embeddings), `answer_correct`
+  (every fact the sample lists appears in the reply), `grounded` (the share of the reply's checkable
+  claims, numbers and code-like names, found in the retrieved lore or the question: an invented
+  figure counts against it);
+- the character: `answered` (the reply is not the fallback line; 1 - fallback rate), `in_character`
+  (the reply's embedding is nearer the persona's own example lines than a neutral assistant's, so it
+  is not the chain's validator grading itself), `under_length_cap`.
+
+With a judge (an OpenAI-compatible server, or a model the factory loads): ragas' response relevancy
+and faithfulness.
 """
 
 from __future__ import annotations
@@ -12,15 +21,89 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
 RETRIEVAL = ("context_precision", "context_recall")
-OFFLINE = (*RETRIEVAL, "semantic_similarity")
+OFFLINE = (*RETRIEVAL, "source_in_top_k", "semantic_similarity", "answer_correct", "grounded")
 JUDGED = ("response_relevancy", "faithfulness")
-PERSONA = ("in_character", "under_length_cap")
+PERSONA = ("answered", "in_character", "under_length_cap")
+
+# A neutral assistant's register, against which the persona's voice is told apart.
+NEUTRAL_LINES = (
+    "Certainly! Here is the information you requested. Let me know if you have any other questions.",
+    "As an AI language model, I do not have personal opinions, but I can provide an overview.",
+    "I would be happy to help you with that. Please provide more details so that I can assist you.",
+    "Thank you for your question. Based on the available information, the answer is as follows.",
+    "I apologize for any confusion. Could you please clarify what you mean?",
+)
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*\d|(?<![\w.])\d")
+_CODE_NAME = re.compile(r"\b(?:[a-z]+[A-Z]\w*|\w*_\w+|0x[0-9a-fA-F]+)\b")
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def facts_found(reply: str, facts: Sequence[str]) -> float | None:
+    """1.0 when every fact (`a|b`: any of the spellings) appears in the reply, else 0.0; None without facts."""
+    if not facts:
+        return None
+    text = _normal(reply)
+    return 1.0 if all(any(_normal(v) in text for v in fact.split("|") if v.strip()) for fact in facts) else 0.0
+
+
+def source_found(retrieved: Sequence[str], references: Sequence[str]) -> float | None:
+    """1.0 when a reference context is among the retrieved messages (whole, or shortened), else 0.0."""
+    if not references:
+        return None
+    got = [_normal(r).rstrip("…") for r in retrieved]
+    for reference in map(_normal, references):
+        if any(g and (g == reference or reference.startswith(g) or g in reference or reference in g) for g in got):
+            return 1.0
+    return 0.0
+
+
+def checkable_claims(text: str) -> set[str]:
+    """Numbers and code-like names of a text: what a reply can get wrong by inventing it."""
+    numbers = {n.rstrip(".,").replace(",", "") for n in _NUMBER.findall(text)}
+    return {n for n in numbers if n} | {c.lower() for c in _CODE_NAME.findall(text)}
+
+
+def grounded(reply: str, supports: Sequence[str]) -> float | None:
+    """The share of the reply's checkable claims that the supports (lore, question) contain; None if none."""
+    claims = checkable_claims(reply)
+    if not claims:
+        return None
+    known = set().union(*(checkable_claims(s) for s in supports)) if supports else set()
+    return sum(c in known for c in claims) / len(claims)
+
+
+class VoiceCheck:
+    """Is a reply in the persona's voice? Nearer its example lines than a neutral assistant's."""
+
+    def __init__(self, embeddings, persona_lines: Sequence[str], neutral_lines: Sequence[str] = NEUTRAL_LINES):
+        import numpy as np
+
+        self._np = np
+        self.embeddings = embeddings
+        self.persona = self._centroid(persona_lines)
+        self.neutral = self._centroid(neutral_lines)
+
+    def _centroid(self, lines: Sequence[str]):
+        vectors = self._np.asarray(self.embeddings.embed_documents(list(lines)), dtype=float)
+        centre = vectors.mean(axis=0)
+        return centre / (self._np.linalg.norm(centre) or 1.0)
+
+    def score(self, reply: str) -> float | None:
+        if not reply.strip():
+            return None
+        vector = self._np.asarray(self.embeddings.embed_query(reply), dtype=float)
+        return 1.0 if float(vector @ self.persona) > float(vector @ self.neutral) else 0.0
 
 
 @dataclass
@@ -51,6 +134,8 @@ class Scorer:
     """Builds the ragas metrics once and scores samples with them."""
 
     def __init__(self, embeddings=None, judge_llm=None) -> None:
+        embeddings = embeddings or local_embeddings()
+        self.embeddings = getattr(embeddings, "embeddings", embeddings)  # the LangChain embeddings inside ragas'
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             from ragas.metrics import NonLLMContextPrecisionWithReference, NonLLMContextRecall, SemanticSimilarity
@@ -58,7 +143,7 @@ class Scorer:
             self.metrics = {
                 "context_precision": NonLLMContextPrecisionWithReference(),
                 "context_recall": NonLLMContextRecall(),
-                "semantic_similarity": SemanticSimilarity(embeddings=embeddings or local_embeddings()),
+                "semantic_similarity": SemanticSimilarity(embeddings=embeddings),
             }
             if judge_llm is not None:
                 from ragas.llms import LangchainLLMWrapper

@@ -15,17 +15,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evals.dataset import EvalSet
-from evals.metrics import JUDGED, OFFLINE, PERSONA, Scored, Scorer, mean
+from evals.metrics import (
+    JUDGED,
+    OFFLINE,
+    PERSONA,
+    Scored,
+    Scorer,
+    VoiceCheck,
+    facts_found,
+    grounded,
+    mean,
+    source_found,
+)
 
 logger = logging.getLogger(__name__)
 
 RUNS_DIR = Path("evals/runs")
+EVAL_DATA_DIR = Path("data/evals")  # the store and index of each eval set that brings its own channel
 EVAL_CHANNEL_ID = 1100000000000000099
 SAFE_SETTINGS = (
-    "ENGINE", "MODEL_NAME", "ADAPTER_PATH", "ENABLE_QUANTIZATION", "TORCH_DTYPE", "TEMPERATURE", "TOP_P", "REPETITION_PENALTY",
-    "MAX_NEW_TOKENS", "SEED", "CONTEXT_TOKENS", "REPLY_MAX_CHARS", "RAG_TOP_K", "RAG_CANDIDATES", "W_SIM", "W_REC",
-    "W_ENG", "LORE_BOOST", "RECENCY_HALF_LIFE_DAYS", "MIN_SIMILARITY", "PROMPTS_DIR", "PERSONA_FILE",
-)  # fmt: skip
+    "ENGINE",
+    "MODEL_NAME",
+    "ADAPTER_PATH",
+    "ENABLE_QUANTIZATION",
+    "TORCH_DTYPE",
+    "TEMPERATURE",
+    "TOP_P",
+    "REPETITION_PENALTY",
+    "MAX_NEW_TOKENS",
+    "SEED",
+    "CONTEXT_TOKENS",
+    "REPLY_MAX_CHARS",
+    "RAG_TOP_K",
+    "RAG_CANDIDATES",
+    "W_SIM",
+    "W_REC",
+    "W_ENG",
+    "LORE_BOOST",
+    "RECENCY_HALF_LIFE_DAYS",
+    "MIN_SIMILARITY",
+    "PROMPTS_DIR",
+    "PERSONA_FILE",
+)
 
 
 @dataclass
@@ -61,6 +92,23 @@ def prompt_hashes(prompts_dir: Path, persona_file: Path) -> dict[str, str]:
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files}
 
 
+def settings_for(settings, eval_set: EvalSet):
+    """The settings an eval set runs with: its own channel's store, index and character, if it has them."""
+    if eval_set.source is None:
+        return settings
+    update = {
+        "DATA_DIR": EVAL_DATA_DIR / eval_set.name, "SAMPLE_EXPORT": eval_set.source, "DISCORD_CHANNEL_ID": None,
+        "CHROMA_HOST": None, **({"PERSONA_FILE": eval_set.persona} if eval_set.persona else {}),
+    }  # fmt: skip
+    return settings.model_copy(update=update)
+
+
+def voice_lines(persona) -> list[str]:
+    """The persona's own lines: its example replies and its greeting."""
+    lines = [persona.render(reply, "member") for _, reply in persona.examples]
+    return [line for line in [*lines, persona.render(persona.greeting, "member")] if line.strip()]
+
+
 def run_eval(
     settings,
     eval_set: EvalSet,
@@ -74,8 +122,10 @@ def run_eval(
     from app.runtime import build_runtime
     from chains.types import ChatMessage
 
+    settings = settings_for(settings, eval_set)
     runtime = runtime or build_runtime(settings)
     scorer = scorer or Scorer(judge_llm=_judge(settings))
+    voice = VoiceCheck(scorer.embeddings, voice_lines(runtime.persona))
     samples = eval_set.samples[:limit] if limit else eval_set.samples
     results = []
     for number, sample in enumerate(samples, start=1):
@@ -89,7 +139,13 @@ def run_eval(
         scores = scorer.score(
             Scored(sample.question, result.text, sample.reference, retrieved, list(sample.reference_contexts))
         )
-        scores["in_character"] = 1.0 if result.ok else 0.0
+        scores["source_in_top_k"] = source_found(retrieved, sample.reference_contexts)
+        scores["answer_correct"] = (
+            facts_found(result.text, sample.facts) if result.ok else (0.0 if sample.facts else None)
+        )
+        scores["grounded"] = grounded(result.text, [*retrieved, sample.question]) if result.ok else None
+        scores["answered"] = 1.0 if result.ok else 0.0
+        scores["in_character"] = voice.score(result.text)
         scores["under_length_cap"] = 1.0 if len(result.text) <= settings.REPLY_MAX_CHARS else 0.0
         problems = [p for verdict in result.attempts for p in verdict.problems]
         results.append(SampleResult(sample.id, sample.intent, sample.asker, sample.question, sample.reference, result.text,
@@ -104,7 +160,7 @@ def run_eval(
         "prompts_dir": str(settings.PROMPTS_DIR), "model": run.model, "means": means,
         "settings": {k: str(getattr(settings, k)) for k in SAFE_SETTINGS},
         "prompt_files": prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE),
-        "judge": getattr(settings, "EVAL_JUDGE_MODEL", None),
+        "judge": getattr(settings, "EVAL_JUDGE_MODEL", None), "source": str(eval_set.source or ""),
     }  # fmt: skip
     (path / "run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     with open(path / "samples.jsonl", "w", encoding="utf-8") as out:
@@ -127,16 +183,32 @@ def _new_run_dir(runs_dir: Path, name: str) -> tuple[str, Path]:
 
 
 def _judge(settings):
-    """The judge model as a LangChain LLM, when EVAL_JUDGE_MODEL names one."""
+    """The judge as a LangChain model, when EVAL_JUDGE_MODEL names one.
+
+    With EVAL_JUDGE_BASE_URL, the model an OpenAI-compatible server serves under that name, through
+    its chat endpoint (the server applies the judge's own chat template); else a model the factory loads.
+    """
     name = getattr(settings, "EVAL_JUDGE_MODEL", None)
     if not name:
         return None
+    if getattr(settings, "EVAL_JUDGE_BASE_URL", None):
+        return openai_judge(settings.EVAL_JUDGE_BASE_URL, name, settings.EVAL_JUDGE_API_KEY)
     from chains.model import build_model
 
     judge_settings = settings.model_copy(
         update={"MODEL_NAME": name, "ADAPTER_PATH": None, "MAX_NEW_TOKENS": 512, "CONTEXT_TOKENS": 4096}
     )
     return build_model(judge_settings.model_options()).llm
+
+
+def openai_judge(base_url: str, model: str, api_key=None, timeout_s: float = 120.0):
+    """A judge on any OpenAI-compatible server (vLLM, llama.cpp's server, TGI, OpenAI itself)."""
+    from langchain_openai import ChatOpenAI
+
+    key = api_key.get_secret_value() if hasattr(api_key, "get_secret_value") else (api_key or "not-needed")
+    return ChatOpenAI(
+        base_url=base_url, model=model, api_key=key, temperature=0.0, max_tokens=512, timeout=timeout_s, max_retries=1
+    )
 
 
 def _fmt(value: float | None) -> str:

@@ -228,3 +228,24 @@ def test_openai_engine_needs_the_models_tokenizer_here(config, tmp_path):
     missing.mkdir()
     with pytest.raises(ModelLoadError, match="(?s)tokenizer and chat template.*hf download"):
         build_model(replace(config, engine="openai", openai_base_url="http://127.0.0.1:9/v1", model_name=str(missing)))
+
+
+def test_the_eval_judge_reaches_an_openai_compatible_server(server):
+    from evals.metrics import Scored, Scorer
+    from evals.runner import openai_judge
+
+    before = _decodes(server)
+    judge = openai_judge(server.listening_address + "/v1", "judge", KEY, timeout_s=120)
+    scorer = Scorer(judge_llm=judge)
+    assert {"response_relevancy", "faithfulness"} <= set(scorer.metrics)
+    scores = scorer.score(
+        Scored(
+            "who won the golden joystick in 2024?", "tomasz won it for repairing 30 Game Boys.", "tomasz won it.",
+            ["The Golden Joystick 2024 goes to tomasz, who repaired 30 Game Boys."], [],
+        )
+    )  # fmt: skip
+    # A 135M judge's verdicts mean little (it may not even write the JSON asked for: then None); the
+    # wiring is what is checked: both metrics ran and the server did the judging.
+    assert {"response_relevancy", "faithfulness"} <= set(scores)
+    assert all(v is None or 0.0 <= v <= 1.0 for v in scores.values())
+    assert _decodes(server) - before > 20

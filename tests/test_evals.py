@@ -8,7 +8,7 @@ import yaml
 
 from evals.dataset import DatasetError, EvalSample, EvalSet, load_dataset
 from evals.gate import check, load_thresholds
-from evals.metrics import Scored, Scorer
+from evals.metrics import Scored, Scorer, VoiceCheck, facts_found, grounded, source_found
 from evals.report import write_report
 from evals.runner import previous_run, run_eval
 
@@ -47,11 +47,66 @@ def test_the_gate_fails_when_a_threshold_is_above_the_score(tmp_path):
     assert not check(run, {"other": {"x": 0.1}})[0]  # no thresholds for this set: fail, do not pass silently
 
 
-def test_shipped_thresholds_cover_the_sample_set():
-    thresholds = load_thresholds(ROOT / "evals" / "thresholds.yaml")["sample_server"]
-    assert {"context_precision", "context_recall", "semantic_similarity", "in_character", "under_length_cap"} <= set(
-        thresholds
+def test_shipped_thresholds_cover_both_sets():
+    thresholds = load_thresholds(ROOT / "evals" / "thresholds.yaml")
+    assert {"context_precision", "context_recall", "semantic_similarity", "answered", "in_character"} <= set(
+        thresholds["sample_server"]
     )
+    assert {"source_in_top_k", "answer_correct", "answered", "grounded"} <= set(thresholds["real_nextgen"])
+
+
+REAL_EXPORT = ROOT.parent / "shared" / "data" / "real-exports" / "nextgen-oct30.txt"
+
+
+@pytest.mark.skipif(not REAL_EXPORT.is_file(), reason=f"{REAL_EXPORT} not on this machine")
+def test_the_real_channel_set_quotes_real_messages_of_its_export(store):
+    from indexes.filters import Filters
+    from indexes.importer import import_exports
+
+    eval_set = load_dataset(ROOT / "evals" / "datasets" / "real_nextgen.yaml")
+    assert (ROOT / eval_set.source).resolve() == REAL_EXPORT.resolve() and len(eval_set.samples) >= 12
+    import_exports(store, REAL_EXPORT, Filters(), progress=False)
+    messages = {m.content for m in store.iter_messages()}
+    for sample in eval_set.samples:
+        assert sample.facts and sample.reference_contexts, sample.id
+        for context in sample.reference_contexts:
+            assert context in messages, (sample.id, context[:60])
+        for fact in sample.facts:  # each fact is in the reference answer: the reference is consistent with it
+            assert facts_found(sample.reference + " " + " ".join(sample.reference_contexts), [fact]) == 1.0, fact
+
+
+def test_a_set_whose_export_is_missing_is_skipped_visibly_and_the_gate_says_so(tmp_path, capsys):
+    from evals.__main__ import main
+
+    missing = tmp_path / "elsewhere.yaml"
+    missing.write_text(
+        "name: elsewhere\nsource: /nowhere/export.txt\nsamples:\n  - {id: a, question: hi, reference: r}\n"
+    )
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text("elsewhere:\n  answered: 1.0\n")
+    runs = tmp_path / "runs"
+    assert main(["run", "--dataset", str(missing), "--runs", str(runs), "--thresholds", str(thresholds)]) == 0
+    assert "eval set elsewhere: SKIPPED (/nowhere/export.txt not found)" in capsys.readouterr().out
+    assert main(["gate", "--dataset", str(missing), "--runs", str(runs), "--thresholds", str(thresholds)]) == 0
+    assert "gate on elsewhere: SKIPPED (/nowhere/export.txt not found)" in capsys.readouterr().out
+
+
+def test_answer_metrics_check_facts_sources_and_invented_figures():
+    assert facts_found("the pot is $60,500, opens 10/30", ["60,500|60500", "10/30"]) == 1.0
+    assert facts_found("the pot is big", ["60,500|60500"]) == 0.0 and facts_found("anything", []) is None
+    assert (
+        source_found(["Gm no it has not been audited previously."], ["gm no it has NOT been audited previously."])
+        == 1.0
+    )
+    assert source_found(["something else"], ["Gm no it has not been audited previously."]) == 0.0
+    assert grounded("the pool has 1.8 million boxes, or $60,500", ["the $60,500 NextGen audit"]) == 0.5
+    assert grounded("mrrp, hello!", ["lore"]) is None  # nothing checkable
+
+
+def test_in_character_tells_the_persona_from_a_neutral_assistant(scorer):
+    voice = VoiceCheck(scorer.embeddings, ["mrrp, morning! the cabinet is warm", "kiwi does! 412 lines, purr"])
+    assert voice.score("mrrp! the cabinet hums, purr") == 1.0
+    assert voice.score("As an AI language model, I would be happy to help you with that request.") == 0.0
 
 
 def test_the_shipped_eval_set_has_30_questions_of_every_intent():
