@@ -79,6 +79,11 @@ def claims(text: str) -> set[str]:
     return {n for n in numbers if n} | {c.lower() for c in _CODE_NAME.findall(text)}
 
 
+def known_claims(supports: Sequence[str]) -> set[str]:
+    """The claims the supports (lore, question, conversation) hold: counted once per reply."""
+    return set().union(*(claims(s) for s in supports))
+
+
 def content_words(text: str) -> set[str]:
     words = {w.lower().strip(".,'-") for w in _WORD.findall(text)}
     return {w for w in words if w and w not in _STOPWORDS and (len(w) > 2 or w.isdigit())}
@@ -121,13 +126,9 @@ class Grounding:
         return found if found.score >= self.min_score else None
 
     @staticmethod
-    def unsupported(text: str, supports: Sequence[str]) -> set[str]:
-        """The reply's claims that none of the supports (lore, question, conversation) contain."""
-        said = claims(text)
-        if not said:
-            return set()
-        known = set().union(*(claims(s) for s in supports))
-        return said - known
+    def unsupported(said: str | set[str], known: set[str]) -> set[str]:
+        """The claims of a reply (its text, or its claims) that are not among the known ones."""
+        return (claims(said) if isinstance(said, str) else said) - known
 
     @staticmethod
     def uses(text: str, evidence: Evidence, question: str) -> bool:

@@ -32,7 +32,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from chains.assemble import Assembled, ContextAssembler
 from chains.engines.base import GenerationStats
 from chains.generation import REPLY_SLOT, GenerationRequest, GenerationService, Job
-from chains.grounding import Evidence, Grounding
+from chains.grounding import Evidence, Grounding, known_claims
 from chains.memory import ShortTermMemory
 from chains.preprocess import Analysis, analyze
 from chains.retrieve import LoreRetrieval
@@ -156,10 +156,12 @@ class _Drafting:
         self.stops = stops + speaker_stops
         self.attempts: list[Verdict] = []
         self.timings: dict[str, float] = defaultdict(float)
-        self.supports = [
-            *(item.content for item in state["lore"]["items"]), state["message"].content,
-            *(m.content for m in history), state["memory"]["summary"],
-        ]  # fmt: skip
+        self.known: set[str] = set()  # the claims the lore, the message and the conversation hold
+        if self.evidence is not None:
+            self.known = known_claims([
+                *(item.content for item in state["lore"]["items"]), state["message"].content,
+                *(m.content for m in history), state["memory"]["summary"],
+            ])  # fmt: skip
         self.raw = self.shown = ""
         self.job: Job | None = None
         self.stats = None
@@ -182,7 +184,7 @@ class _Drafting:
             self.ended = True  # long enough, and a sentence just ended: the reply ends here
             view = stream_view(self.raw + "\n", self.persona.name, self.max_chars, self.members)[0]
         if view and view != self.shown:
-            if self.evidence is not None and (invented := Grounding.unsupported(view, self.supports)):
+            if self.evidence is not None and (invented := Grounding.unsupported(view, self.known)):
                 self.invented, self.ended = invented, True  # never shown: the answer line replaces it
                 return None
             self.shown = view
@@ -199,7 +201,7 @@ class _Drafting:
         message = self.state["message"]
         verdict = validate(self.raw, message.content, self.persona.name, self.max_chars, self.members)
         if self.evidence is not None and not self.invented and verdict.ok:
-            self.invented = Grounding.unsupported(verdict.text, self.supports)
+            self.invented = Grounding.unsupported(verdict.text, self.known)
         grounded = self._answer_from_lore(verdict)
         self.timings["validate"] += time.perf_counter() - started
         self.attempts.append(verdict)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from chains.grounding import Grounding, claims, known_claims
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ NEUTRAL_LINES = (
     "Thank you for your question. Based on the available information, the answer is as follows.",
     "I apologize for any confusion. Could you please clarify what you mean?",
 )
-_NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*\d|(?<![\w.])\d")
-_CODE_NAME = re.compile(r"\b(?:[a-z]+[A-Z]\w*|\w*_\w+|0x[0-9a-fA-F]+)\b")
 
 
 def _normal(text: str) -> str:
@@ -68,19 +67,12 @@ def source_found(retrieved: Sequence[str], references: Sequence[str]) -> float |
     return 0.0
 
 
-def checkable_claims(text: str) -> set[str]:
-    """Numbers and code-like names of a text: what a reply can get wrong by inventing it."""
-    numbers = {n.rstrip(".,").replace(",", "") for n in _NUMBER.findall(text)}
-    return {n for n in numbers if n} | {c.lower() for c in _CODE_NAME.findall(text)}
-
-
 def grounded(reply: str, supports: Sequence[str]) -> float | None:
     """The share of the reply's checkable claims that the supports (lore, question) contain; None if none."""
-    claims = checkable_claims(reply)
-    if not claims:
+    said = claims(reply)
+    if not said:
         return None
-    known = set().union(*(checkable_claims(s) for s in supports)) if supports else set()
-    return sum(c in known for c in claims) / len(claims)
+    return 1 - len(Grounding.unsupported(said, known_claims(supports))) / len(said)
 
 
 class VoiceCheck:
