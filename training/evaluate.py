@@ -1,11 +1,18 @@
-"""`python -m training.evaluate ADAPTER [--engine E]`: validation perplexity of the base model vs the adapter,
-and a few replies side by side, on the engine the bot serves with.
+"""`python -m training.evaluate ADAPTER [--engine E]`: what an adapter changes, on the engine the bot serves with.
 
-Perplexity is measured on the reply (completion) tokens of the validation samples, with the
-model's chat template, exactly as training saw them. On transformers the adapter is switched off
-and on (peft); on llama.cpp the adapter is converted to a GGUF LoRA and each reply's tokens are
-scored by forced decoding (`chains.engines.llamacpp.score`). The adapter must have been trained
-for the configured base model (MODEL_NAME); another base is refused with both names.
+- Validation perplexity of the base model and of the adapter on the reply tokens of the
+  validation samples, each rendered into the prompt a live reply gets (`training.render`: the
+  configured prompt files, persona and CONTEXT_TOKENS), and a few replies side by side. On
+  transformers the adapter is switched off and on (peft) and the reply's tokens include the one
+  that ends the character's turn, exactly as training saw them; on llama.cpp the adapter is
+  converted to a GGUF LoRA and the reply text is scored by forced decoding
+  (`chains.engines.llamacpp.score`).
+- The eval sets (`python -m evals run`'s by default) answered by the whole bot without and with the
+  adapter, metric by metric, so an admin sees whether training helped the answers as well as the
+  perplexity. `--no-evals` skips them.
+
+The adapter must have been trained for the configured base model (MODEL_NAME); another base is
+refused with both names.
 """
 
 from __future__ import annotations
@@ -13,10 +20,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.data_prep import NotEnoughData, read_jsonl
+from training.data_prep import NotEnoughData, SampleFormatError, read_jsonl
+from training.render import Rendered, SampleRenderer
 
 
 @dataclass
@@ -24,7 +32,9 @@ class Comparison:
     samples: int
     base_perplexity: float
     adapter_perplexity: float
-    replies: list[tuple[str, str, str, str]]  # (context, reference, base reply, adapter reply)
+    replies: list[tuple[str, str, str, str]]  # (message answered, reference, base reply, adapter reply)
+    evals: dict[str, tuple[dict, dict]] = field(default_factory=dict)  # set -> (means without, means with)
+    skipped: list[str] = field(default_factory=list)  # eval sets that could not run, with why
 
     def summary(self) -> str:
         change = (self.adapter_perplexity / self.base_perplexity - 1) * 100
@@ -32,29 +42,36 @@ class Comparison:
             f"validation perplexity on {self.samples} samples: base {self.base_perplexity:.2f}, "
             f"adapter {self.adapter_perplexity:.2f} ({change:+.1f}%)",
         ]
-        for context, reference, base, adapted in self.replies:
-            last = context.splitlines()[-1] if context else ""
+        for message, reference, base, adapted in self.replies:
             lines += [
                 "",
-                f"after:    {last[:100]}",
+                f"after:    {message[:100]}",
                 f"real:     {reference[:100]}",
                 f"base:     {base[:100]}",
                 f"adapter:  {adapted[:100]}",
             ]
+        for name, (without, with_adapter) in self.evals.items():
+            lines += ["", f"eval set {name}:", f"  {'metric':<22} {'base':>7} {'adapter':>8} {'change':>8}"]
+            for metric in dict.fromkeys([*without, *with_adapter]):
+                a, b = without.get(metric), with_adapter.get(metric)
+                delta = f"{b - a:+.3f}" if a is not None and b is not None else "-"
+                lines.append(f"  {metric:<22} {_fmt(a):>7} {_fmt(b):>8} {delta:>8}")
+        lines += [f"eval set {why}" for why in self.skipped]
         return "\n".join(lines)
 
 
-def _completion_loss(model, tokenizer, sample: dict, device: str) -> tuple[float, int]:
-    """Summed loss and token count of the reply tokens of one sample."""
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _completion_loss(model, rendered: Rendered, device: str) -> tuple[float, int]:
+    """Summed loss and token count of the reply tokens of one rendered sample."""
     import torch
 
-    prompt = tokenizer.apply_chat_template(sample["messages"][:-1], tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(sample["messages"], tokenize=False)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    ids = tokenizer(full, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+    ids = torch.tensor([rendered.prompt_ids + rendered.completion_ids], device=device)
     labels = ids.clone()
-    labels[:, : len(prompt_ids)] = -100
-    count = int((labels != -100).sum())
+    labels[:, : len(rendered.prompt_ids)] = -100
+    count = len(rendered.completion_ids)
     if count == 0:
         return 0.0, 0
     with torch.no_grad():
@@ -62,23 +79,23 @@ def _completion_loss(model, tokenizer, sample: dict, device: str) -> tuple[float
     return float(loss) * count, count
 
 
-def _perplexity(model, tokenizer, samples: list[dict], device: str) -> float:
+def _perplexity(model, rendered: list[Rendered], device: str) -> float:
     total, tokens = 0.0, 0
-    for sample in samples:
-        loss, count = _completion_loss(model, tokenizer, sample, device)
+    for sample in rendered:
+        loss, count = _completion_loss(model, sample, device)
         total, tokens = total + loss, tokens + count
     return math.exp(total / tokens) if tokens else float("nan")
 
 
-def _reply(model, tokenizer, sample: dict, device: str, max_new_tokens: int = 40) -> str:
-    prompt = tokenizer.apply_chat_template(
-        sample["messages"][:-1], add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
-    prompt = {k: v.to(device) for k, v in prompt.items()}
+def _reply(model, tokenizer, rendered: Rendered, device: str, max_new_tokens: int = 40) -> str:
+    import torch
+
+    ids = torch.tensor([rendered.prompt_ids], device=device)
     output = model.generate(
-        **prompt, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-    )
-    return tokenizer.decode(output[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    return tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
 def _validation(settings, data: Path | None, limit: int) -> list[dict]:
@@ -100,23 +117,24 @@ def _compare_llamacpp(settings, adapter: Path, validation: list[dict], examples:
     config = replace(settings.model_options(), engine="llamacpp", temperature=0.0, max_new_tokens=40, adapter_path=None)
     results = []
     for bundle in (build_model(config), build_model(replace(config, adapter_path=adapter))):
+        renderer = SampleRenderer.from_settings(bundle.tokenizer, settings)
         total, tokens, replies = 0.0, 0, []
         for number, sample in enumerate(validation):
-            prompt = bundle.tokenizer.apply_chat_template(
-                sample["messages"][:-1], tokenize=False, add_generation_prompt=True
-            )
-            logprob, count = score(bundle.llm, prompt, sample["messages"][-1]["content"])
+            prompt = renderer.render(sample).prompt
+            logprob, count = score(bundle.llm, prompt, renderer.assembler.guard(sample["target"]))
             total, tokens = total + logprob, tokens + count
             if number < examples:
                 replies.append(bundle.llm.invoke(prompt).strip())
         bundle.close()
         results.append((math.exp(-total / tokens) if tokens else float("nan"), replies))
     (base, base_replies), (adapted, adapter_replies) = results
-    replies = [
-        (s["messages"][-2]["content"], s["messages"][-1]["content"], b, a)
-        for s, b, a in zip(validation[:examples], base_replies, adapter_replies)
-    ]
-    return Comparison(len(validation), base, adapted, replies)
+    return Comparison(
+        len(validation), base, adapted, _side_by_side(validation[:examples], base_replies, adapter_replies)
+    )
+
+
+def _side_by_side(samples: list[dict], base: list[str], adapted: list[str]) -> list[tuple[str, str, str, str]]:
+    return [(s["message"]["content"], s["target"], b, a) for s, b, a in zip(samples, base, adapted)]
 
 
 def compare(
@@ -136,16 +154,51 @@ def compare(
     model, tokenizer, device = load_base(recipe, settings)
     model = PeftModel.from_pretrained(model, str(adapter))
     model.eval()
+    renderer = SampleRenderer.from_settings(tokenizer, settings)
+    rendered = [renderer.render(sample) for sample in validation]
     with model.disable_adapter():
-        base = _perplexity(model, tokenizer, validation, device)
-        base_replies = [_reply(model, tokenizer, s, device) for s in validation[:examples]]
-    adapted = _perplexity(model, tokenizer, validation, device)
-    adapter_replies = [_reply(model, tokenizer, s, device) for s in validation[:examples]]
-    replies = [
-        (s["messages"][-2]["content"], s["messages"][-1]["content"], b, a)
-        for s, b, a in zip(validation[:examples], base_replies, adapter_replies)
-    ]
-    return Comparison(len(validation), base, adapted, replies)
+        base = _perplexity(model, rendered, device)
+        base_replies = [_reply(model, tokenizer, r, device) for r in rendered[:examples]]
+    adapted = _perplexity(model, rendered, device)
+    adapter_replies = [_reply(model, tokenizer, r, device) for r in rendered[:examples]]
+    return Comparison(
+        len(validation), base, adapted, _side_by_side(validation[:examples], base_replies, adapter_replies)
+    )
+
+
+def compare_evals(settings, adapter: Path, sets: list[Path], limit: int | None = None,
+                  runs_dir: Path | None = None, progress=None) -> tuple[dict[str, tuple[dict, dict]], list[str]]:  # fmt: skip
+    """Each eval set answered by the bot without and with the adapter: {set: (means without, means with)}.
+
+    Sets that cannot run here (their channel's export is absent) are returned as lines saying why.
+    Both runs use EVAL_SEED when SEED is unset, as `python -m evals run` does, and are saved as runs.
+    """
+    from evals.__main__ import EVAL_SEED
+    from evals.dataset import load_dataset
+    from evals.runner import RUNS_DIR, run_eval, settings_for
+    from indexes.lock import hold_data_dir
+
+    if settings.SEED is None:
+        settings = settings.model_copy(update={"SEED": EVAL_SEED})
+    results, skipped = {}, []
+    for path in sets:
+        eval_set = load_dataset(path)
+        if eval_set.missing:
+            skipped.append(f"{eval_set.name}: SKIPPED ({eval_set.missing})")
+            continue
+        means = []
+        for adapter_path in (None, adapter):
+            run_settings = settings.model_copy(update={"ADAPTER_PATH": adapter_path})
+            lock = hold_data_dir(settings_for(run_settings, eval_set), "`python -m training.evaluate`")
+            try:
+                run = run_eval(run_settings, eval_set, runs_dir=runs_dir or RUNS_DIR, limit=limit,
+                               progress=progress or (lambda line: None))  # fmt: skip
+            finally:
+                if lock is not None:
+                    lock.release()
+            means.append(run.means)
+        results[eval_set.name] = (means[0], means[1])
+    return results, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,12 +215,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--engine", choices=["transformers", "llamacpp"], help="default: the engine the bot uses (ENGINE)"
     )
+    parser.add_argument(
+        "--eval-set", type=Path, action="append", dest="eval_sets", metavar="YAML",
+        help="an eval set to answer without and with the adapter (repeatable; default: those of python -m evals run)",
+    )  # fmt: skip
+    parser.add_argument("--eval-limit", type=int, help="answer only the first N questions of each eval set")
+    parser.add_argument("--no-evals", action="store_true", help="validation perplexity and replies only")
     args = parser.parse_args(argv)
     settings = load_settings()
     setup_logging("WARNING")
     try:
-        print(compare(settings, args.adapter, args.data, args.limit, engine=args.engine).summary())
-    except (NotEnoughData, ModelLoadError) as exc:
+        comparison = compare(settings, args.adapter, args.data, args.limit, engine=args.engine)
+        if not args.no_evals:
+            from evals.__main__ import DEFAULT_SETS
+
+            settings = settings.model_copy(update={"ENGINE": args.engine} if args.engine else {})
+            comparison.evals, comparison.skipped = compare_evals(
+                settings, args.adapter, args.eval_sets or list(DEFAULT_SETS), args.eval_limit,
+                progress=lambda line: print(line, file=sys.stderr),
+            )  # fmt: skip
+        print(comparison.summary())
+    except (NotEnoughData, SampleFormatError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,13 +1,15 @@
 """`python -m training.train_lora --recipe training/recipes/NAME.yaml`: a LoRA adapter on the chat history.
 
 trl's SFTTrainer trains a peft LoRA (QLoRA when the recipe or ENABLE_QUANTIZATION asks for 4-bit)
-on the samples of `training.data_prep`, as prompt/completion pairs so that the loss is on the
+on the samples of `training.data_prep`, each rendered into the prompt a live reply would get
+(`training.render`: the same prompt files, persona, assembly and tokenizer), with the loss on the
 reply only. Every argument is logged at start; the progress bar shows an ETA; checkpoints are
 written to `adapters/<name>.work/` and `--resume` continues from the last one. The finished
 adapter replaces `adapters/<name>/` only at the very end (the old one is kept as
 `<name>.previous`), so an interrupted or failed run leaves the adapter in use untouched. The adapter
-folder holds `training_meta.json`: base model, data hash, sample counts, validation loss before
-and after, throughput.
+folder holds `training_meta.json`: base model, data hash, sample counts, the hashes of the prompt
+files and persona it was trained with (the bot warns when it serves the adapter with others),
+validation loss before and after, throughput.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from pathlib import Path
 
 import yaml
 
-from training.data_prep import NotEnoughData, read_jsonl
+from chains.model import ADAPTER_META_FILE as META_FILE
+from prompts import prompt_hashes
+from training.data_prep import NotEnoughData, SampleFormatError, read_jsonl
+from training.render import SampleRenderer
 
 logger = logging.getLogger(__name__)
 
-META_FILE = "training_meta.json"
 MIN_TRAIN_SAMPLES = 8
 
 
@@ -128,9 +132,17 @@ def load_base(recipe: Recipe, settings):
     return load_transformers(config, dtype=dtype, with_adapter=False)
 
 
-def _as_prompt_completion(samples: list[dict]) -> list[dict]:
-    """Conversation samples as prompt/completion: the loss is on the reply only."""
-    return [{"prompt": s["messages"][:-1], "completion": s["messages"][-1:]} for s in samples]
+def tokenized(samples: list[dict], renderer: SampleRenderer) -> tuple[list[dict], int]:
+    """Samples as token ids with a completion mask (the loss is on the reply only), and how many did not fit."""
+    rows = []
+    for sample in samples:
+        rendered = renderer.render(sample)
+        if rendered is not None:
+            rows.append({
+                "input_ids": rendered.prompt_ids + rendered.completion_ids,
+                "completion_mask": [0] * len(rendered.prompt_ids) + [1] * len(rendered.completion_ids),
+            })  # fmt: skip
+    return rows, len(samples) - len(rows)
 
 
 def _peak_memory_mb(device: str) -> float:
@@ -173,6 +185,17 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
     if not progress:
         datasets.disable_progress_bars()
     model, tokenizer, device = load_base(recipe, settings)
+    renderer = SampleRenderer.from_settings(tokenizer, settings, recipe.max_length)
+    train_rows, too_long = tokenized(train_samples, renderer)
+    validation_rows, too_long_validation = tokenized(validation_samples, renderer)
+    if too_long or too_long_validation:
+        logger.warning(
+            "%d samples left out: the frame, persona and reply do not fit max_length %d (raise it in the recipe)",
+            too_long + too_long_validation, recipe.max_length,
+        )  # fmt: skip
+    if len(train_rows) < MIN_TRAIN_SAMPLES:
+        raise NotEnoughData(f"not enough data ({len(train_rows)} samples fit max_length {recipe.max_length}, "
+                            f"need {MIN_TRAIN_SAMPLES})")  # fmt: skip
     config = SFTConfig(
         output_dir=str(work),
         num_train_epochs=recipe.epochs,
@@ -184,13 +207,14 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
         lr_scheduler_type="cosine",
         warmup_steps=0.05,  # a ratio when below 1
         max_length=recipe.max_length,
+        completion_only_loss=True,  # the rows are token ids already: say that the mask is the loss's
         packing=recipe.packing,
         gradient_checkpointing=recipe.gradient_checkpointing,
         logging_steps=recipe.logging_steps,
         save_strategy="steps",
         save_steps=recipe.save_steps,
         save_total_limit=2,
-        eval_strategy="steps" if validation_samples else "no",
+        eval_strategy="steps" if validation_rows else "no",
         eval_steps=recipe.eval_steps,
         report_to="none",
         seed=recipe.seed,
@@ -203,31 +227,31 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
         r=recipe.lora.get("r", 8), lora_alpha=recipe.lora.get("alpha", 16), lora_dropout=recipe.lora.get("dropout", 0.05),
         target_modules=recipe.lora.get("target_modules", "all-linear"), task_type="CAUSAL_LM",
     )  # fmt: skip
-    logger.info(
-        "training %s on %d samples (%d validation) from %s", name, len(train_samples), len(validation_samples), data
-    )
+    logger.info("training %s on %d samples (%d validation) from %s", name, len(train_rows), len(validation_rows), data)
     logger.info("recipe: %s", json.dumps(asdict(recipe)))
     logger.info("arguments: %s", config.to_json_string())
     trainer = SFTTrainer(
         model=model, args=config, processing_class=tokenizer, peft_config=lora, callbacks=callbacks,
-        train_dataset=Dataset.from_list(_as_prompt_completion(train_samples)),
-        eval_dataset=Dataset.from_list(_as_prompt_completion(validation_samples)) if validation_samples else None,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
     )  # fmt: skip
-    before = _validation_loss(trainer) if validation_samples and not checkpoint else None
+    before = _validation_loss(trainer) if validation_rows and not checkpoint else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if checkpoint else None)
     seconds = time.perf_counter() - started
-    after = _validation_loss(trainer) if validation_samples else None
+    after = _validation_loss(trainer) if validation_rows else None
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     tokens = int(trainer.state.num_input_tokens_seen or 0)
     result = TrainResult(
-        adapter=final, steps=trainer.state.global_step, train_samples=len(train_samples),
-        validation_samples=len(validation_samples), loss_first=losses[0] if losses else float("nan"),
+        adapter=final, steps=trainer.state.global_step, train_samples=len(train_rows),
+        validation_samples=len(validation_rows), loss_first=losses[0] if losses else float("nan"),
         loss_last=losses[-1] if losses else float("nan"), validation_loss_before=before, validation_loss_after=after,
         tokens=tokens, seconds=seconds, peak_memory_mb=_peak_memory_mb(device),
         resumed_from=str(work) if checkpoint else None,
     )  # fmt: skip
-    _publish(trainer, tokenizer, recipe, result, data, final)
+    _publish(
+        trainer, tokenizer, recipe, result, data, final, prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE)
+    )
     return result
 
 
@@ -239,7 +263,8 @@ def _validation_loss(trainer) -> float | None:
     return loss
 
 
-def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: Path, final: Path) -> None:
+def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: Path, final: Path,
+             prompts: dict[str, str]) -> None:  # fmt: skip
     """Write the adapter next to the current one, then swap: the old one becomes <name>.previous."""
     staging = final.with_name(final.name + ".new")
     if staging.exists():
@@ -250,6 +275,7 @@ def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: Path
         "base_model": recipe.base_model, "recipe": asdict(recipe),
         "data": {"path": str(data), "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
                  "train_samples": result.train_samples, "validation_samples": result.validation_samples},
+        "prompt_files": prompts,
         "validation_loss_before": result.validation_loss_before, "validation_loss_after": result.validation_loss_after,
         "steps": result.steps, "train_loss_first": result.loss_first, "train_loss_last": result.loss_last,
         "tokens": result.tokens, "seconds": round(result.seconds, 1), "tokens_per_second": round(result.tokens_per_second, 1),
@@ -284,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.recipe, settings)
         result = train(recipe, settings, args.data, args.name, args.resume)
-    except (RecipeError, NotEnoughData) as exc:
+    except (RecipeError, NotEnoughData, SampleFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(
