@@ -1,7 +1,7 @@
 """Eval sets: plain YAML files of questions, who asks, reference answers and reference contexts.
 
 A set may name its own channel: `source` (an export, read as the store and index of that set, under
-`data/evals/<name>/`) and `persona` (the character who answers there). Paths are relative to the
+`data/evals/<name>/<export file>/`) and `persona` (the character who answers there). Paths are relative to the
 repository root. A sample may list `facts`: each must appear in the reply for the answer to count as
 correct; `|` separates accepted spellings, compared case-insensitively.
 """

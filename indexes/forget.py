@@ -6,6 +6,9 @@ and under the id derived from each name they are known by (the names their store
 and any the caller knows, such as the bot's view of the member); every one of those ids is recorded
 as opted out, so later imports of any format skip them too.
 
+Replies to the member's messages were embedded together with them (indexes/vector.py): they are
+embedded again without them.
+
 Training samples (JSONL written by training.data_prep) carry the ids of every member whose words
 they contain in `author_ids`; each sample with one of the member's ids is dropped, the file
 rewritten atomically. An adapter already trained still carries what it learned: retrain to drop that.
@@ -87,9 +90,12 @@ def forget_member(
     ids, known = member_ids(store, user_id, names)
     report = ForgetReport(user_id, names=known)
     for member in sorted(ids):
+        answers = [m for m in store.replies_to(member) if m.author_id not in ids]  # embedded with the member's words
         report.messages += store.forget(member, member=user_id)
         if index is not None:
             report.indexed += index.forget(member)
+            if answers and index.active_name:
+                index.add(answers)  # embedded again, without the member's message they answered
         for path in training_files(data_dir):
             dropped = scrub_jsonl(path, member)
             if dropped:

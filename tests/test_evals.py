@@ -55,7 +55,7 @@ def test_shipped_thresholds_cover_both_sets():
     assert {"source_in_top_k", "answer_correct", "answered", "grounded"} <= set(thresholds["real_nextgen"])
 
 
-REAL_EXPORT = ROOT.parent / "shared" / "data" / "real-exports" / "nextgen-oct30.txt"
+REAL_EXPORT = ROOT.parent / "shared" / "data" / "real-exports" / "nextgen-oct30.html"
 
 
 @pytest.mark.skipif(not REAL_EXPORT.is_file(), reason=f"{REAL_EXPORT} not on this machine")

@@ -281,3 +281,44 @@ def test_a_store_from_before_per_member_opt_outs_is_migrated(tmp_path):
         assert store.opted_out() == {1, 2, 3} and store.opted_out_members() == 2
     finally:
         store.close()
+
+
+def test_a_reply_is_found_by_the_question_it_answers_and_forgetting_the_asker_unlinks_it(store, embed_model, tmp_path):
+    from dataclasses import replace
+
+    from llama_index.core.schema import MetadataMode
+
+    from indexes.vector import to_node
+
+    question = message(1, "is the core contract deployed once, or once per artist?", author=9)
+    answer = replace(message(2, "just one time, and then many artists build their collections on top"), reply_to=1)
+    noise = [message(3 + i, text) for i, text in enumerate([
+        "gm everyone, the weather is lovely today", "does anyone know a good tutorial for solidity tests?",
+        "the judging phase starts next week for the whole contest",
+    ])]  # fmt: skip
+    node = to_node(answer, 0, question.content)
+    assert question.content in node.get_content(MetadataMode.EMBED)  # embedded with the question
+    assert node.get_content(MetadataMode.LLM) == answer.content  # the model reads the answer only
+
+    store.upsert([question, answer, *noise])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    collection = index.client.get_collection(index.active_name)
+
+    def stored(message_id):
+        return collection.get(ids=[str(message_id)], include=["metadatas", "embeddings"])
+
+    linked = stored(2)
+    assert linked["metadatas"][0]["replying_to"] == question.content
+    retriever = WeightedRetriever(index, RetrievalWeights(1.0, 0.0, 0.0, 0.0, 180.0, 0.0), top_k=5)
+
+    def answer_score():
+        hits = retriever.retrieve("is the core contract deployed once?")
+        return next(hit.score for hit in hits if hit.node.metadata["message_id"] == "2")
+
+    with_question = answer_score()
+    forget_member(store, index, tmp_path, 9)  # the asker opts out: their words leave the answer's embedding
+    unlinked = stored(2)
+    assert unlinked["ids"] == ["2"] and "replying_to" not in unlinked["metadatas"][0]
+    assert list(unlinked["embeddings"][0]) != list(linked["embeddings"][0])
+    assert with_question > answer_score() + 0.1  # the question is what made the answer findable
