@@ -108,23 +108,35 @@ class StageTimer(BaseCallbackHandler):
         self._stop(run_id)
 
 
+def _after_reply(tokenizer) -> str:
+    """What the chat template writes between the character's reply and the next member's turn ("" without a template)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return ""
+    turns = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "y"},
+        {"role": "user", "content": "z"},
+    ]
+    try:
+        rendered = tokenizer.apply_chat_template(turns, tokenize=False)
+    except Exception:  # a template with other rules: the end-of-sequence token is enough
+        return ""
+    return rendered[rendered.find("y") + 1 : rendered.find("z")] if "y" in rendered else ""
+
+
 def template_stops(tokenizer) -> tuple[str, ...]:
     """Where a turn of the chat template ends or the next begins: a reply stops there."""
+    after_reply = _after_reply(tokenizer)
     stops = [getattr(tokenizer, "eos_token", None)]
-    template = getattr(tokenizer, "chat_template", None)
-    if template:
-        turns = [
-            {"role": "user", "content": "x"},
-            {"role": "assistant", "content": "y"},
-            {"role": "user", "content": "z"},
-        ]
-        try:
-            rendered = tokenizer.apply_chat_template(turns, tokenize=False)
-        except Exception:  # a template with other rules: the end-of-sequence token is enough
-            rendered = ""
-        after_reply = rendered[rendered.find("y") + 1 : rendered.find("z")] if "y" in rendered else ""
-        stops += [t for t in getattr(tokenizer, "all_special_tokens", ()) if t and t in after_reply]
+    stops += [t for t in getattr(tokenizer, "all_special_tokens", ()) if t and after_reply and t in after_reply]
     return tuple(dict.fromkeys(s for s in stops if s))
+
+
+def turn_end(tokenizer) -> str:
+    """The token the model writes when the character's turn is over: the first stop after a reply, else EOS."""
+    after_reply = _after_reply(tokenizer)
+    found = [(after_reply.find(s), s) for s in template_stops(tokenizer) if s in after_reply]
+    return min(found)[1] if found else tokenizer.eos_token
 
 
 def _history_before(messages: Sequence[ChatMessage], trigger: ChatMessage) -> list[ChatMessage]:

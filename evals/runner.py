@@ -7,6 +7,7 @@ means per metric), `samples.jsonl` (each question, reply, retrieved contexts and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -118,11 +119,8 @@ def run_eval(
 
     settings = settings_for(settings, eval_set)
     if runtime is None:  # built here: closed here
-        runtime = build_runtime(settings)
-        try:
-            return run_eval(settings, eval_set, runtime, scorer, runs_dir, limit, progress)
-        finally:
-            runtime.close()
+        with contextlib.closing(build_runtime(settings)) as built:
+            return run_eval(settings, eval_set, built, scorer, runs_dir, limit, progress)
     scorer = scorer or Scorer(judge_llm=_judge(settings))
     voice = VoiceCheck(scorer.embeddings, voice_lines(runtime.persona))
     samples = eval_set.samples[:limit] if limit else eval_set.samples

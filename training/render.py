@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from chains.assemble import ContextAssembler
 from chains.preprocess import analyze
-from chains.reply import EMPTY_MESSAGE_TEXT, template_stops
+from chains.reply import EMPTY_MESSAGE_TEXT, turn_end
 from chains.types import ChatMessage
 from prompts import Persona, PromptSet, load_persona, load_prompts
 
@@ -29,26 +29,6 @@ class Rendered:
     @property
     def tokens(self) -> int:
         return len(self.prompt_ids) + len(self.completion_ids)
-
-
-def turn_end(tokenizer) -> str:
-    """The token the model writes when the character's turn is over (the first of `template_stops`)."""
-    template = getattr(tokenizer, "chat_template", None)
-    if template:
-        turns = [
-            {"role": "user", "content": "x"},
-            {"role": "assistant", "content": "y"},
-            {"role": "user", "content": "z"},
-        ]
-        try:
-            rendered = tokenizer.apply_chat_template(turns, tokenize=False)
-        except Exception:  # a template with other rules: the end-of-sequence token
-            rendered = ""
-        after_reply = rendered[rendered.find("y") + 1 : rendered.find("z")] if "y" in rendered else ""
-        found = [(after_reply.find(s), s) for s in template_stops(tokenizer) if s in after_reply]
-        if found:
-            return min(found)[1]
-    return tokenizer.eos_token
 
 
 class SampleRenderer:
