@@ -32,6 +32,7 @@ def llama_index_search(retriever) -> LoreSearch:
                     source="index",
                     scores=dict(meta.get("scores", {})),
                     reasons=str(meta.get("lore_reasons", "")),
+                    thread=str(meta.get("replying_to", "")),
                 )
             )
         return items

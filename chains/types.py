@@ -33,6 +33,7 @@ class LoreItem:
     source: str = "index"  # "index" or "lorebook"
     scores: dict = field(default_factory=dict)
     reasons: str = ""
+    thread: str = ""  # what a reply answers (the start of its thread), when it is one
 
 
 @dataclass(frozen=True)

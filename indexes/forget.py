@@ -25,7 +25,7 @@ from pathlib import Path
 
 from indexes.exports.common import synthetic_user_id
 from indexes.store import MessageStore
-from indexes.vector import LoreIndex
+from indexes.vector import REPLY_THREAD_DEPTH, LoreIndex
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,9 @@ def forget_member(
     ids, known = member_ids(store, user_id, names)
     report = ForgetReport(user_id, names=known)
     for member in sorted(ids):
-        answers = [m for m in store.replies_to(member) if m.author_id not in ids]  # embedded with the member's words
+        answers = [
+            m for m in store.replies_to(member, REPLY_THREAD_DEPTH) if m.author_id not in ids
+        ]  # embedded with the member's words
         report.messages += store.forget(member, member=user_id)
         if index is not None:
             report.indexed += index.forget(member)

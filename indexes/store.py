@@ -268,21 +268,47 @@ class MessageStore:
             rows = self._db.execute(sql, (channel_id, limit)).fetchall()
         return [_message(r) for r in reversed(rows)]
 
-    def replies_to(self, author_id: int) -> list[StoredMessage]:
-        """The messages that reply to one of this author's messages, by other authors."""
-        where = "author_id != ? AND reply_to IN (SELECT id FROM messages WHERE author_id = ?)"
+    def replies_to(self, author_id: int, depth: int = 1) -> list[StoredMessage]:
+        """Other authors' messages in a thread below one of this author's, at most `depth` replies down."""
+        where = f"""author_id != ? AND id IN (
+            WITH RECURSIVE below(id, depth) AS (
+                SELECT id, 0 FROM messages WHERE author_id = ?
+                UNION SELECT m.id, below.depth + 1 FROM messages m JOIN below ON m.reply_to = below.id
+                WHERE below.depth < {int(depth)}
+            ) SELECT id FROM below WHERE depth > 0)"""
         return list(self._select(where, (author_id, author_id)))
 
-    def contents(self, ids: Iterable[int]) -> dict[int, str]:
-        """The content of each stored message among `ids` (the ones not stored are left out)."""
+    def threads(self, messages: Iterable[StoredMessage], depth: int = 1) -> dict[int, list[str]]:
+        """For each reply among `messages`, what it answers: up to `depth` messages, the earliest first.
+
+        A reply to a reply answers the whole exchange, and the question usually starts it. The walk
+        stops at a message that is not stored (deleted, forgotten, or never imported).
+        """
+        above = {m.id: m.reply_to for m in messages if m.reply_to}
+        found: dict[int, list[str]] = {}
+        for _ in range(depth):
+            rows = self._links(above.values())
+            for message_id, parent in list(above.items()):
+                if parent not in rows:
+                    del above[message_id]
+                    continue
+                content, above[message_id] = rows[parent]
+                found.setdefault(message_id, []).insert(0, content)
+                if above[message_id] is None:
+                    del above[message_id]
+        return found
+
+    def _links(self, ids: Iterable[int]) -> dict[int, tuple[str, int | None]]:
+        """(content, reply_to) of each stored message among `ids`."""
         wanted = list(dict.fromkeys(ids))
-        found: dict[int, str] = {}
+        found: dict[int, tuple[str, int | None]] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, content, reply_to FROM messages WHERE id IN ({marks})"
             with self._lock:
-                rows = self._db.execute(f"SELECT id, content FROM messages WHERE id IN ({marks})", chunk).fetchall()
-            found.update((row["id"], row["content"]) for row in rows)
+                rows = self._db.execute(sql, chunk).fetchall()
+            found.update((row["id"], (row["content"], row["reply_to"])) for row in rows)
         return found
 
     def reply_counts(self, ids: list[int] | None = None) -> dict[int, int]:

