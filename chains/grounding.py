@@ -120,10 +120,18 @@ class Grounding:
         self.min_score = min_score
 
     def evidence(self, question: str, intent: str, lore: Sequence[LoreItem]) -> Evidence | None:
-        """The closest lore sentence to a question, if close enough; None for other intents or weak lore."""
+        """The lore sentence that answers a question best, if close enough; None for other intents or weak lore.
+
+        A sentence must say something beyond the question's own words ("the cursed cartridge." says
+        nothing about it); one holding the figures and names the question asks about ("the Golden
+        Joystick 2025") comes before near ones without them, which embeddings barely tell apart;
+        among those, the closest by embedding.
+        """
         if intent not in QUESTION_INTENTS or not question.strip() or not lore:
             return None
-        candidates = [(s, item) for item in lore for s in sentences(item.content)][:MAX_SENTENCES]
+        asked_words = content_words(question)
+        said = [(s, item) for item in lore for s in sentences(item.content) if content_words(s) - asked_words]
+        candidates = said[:MAX_SENTENCES]
         if not candidates:
             return None
         import numpy as np
@@ -132,7 +140,9 @@ class Grounding:
         vectors = np.asarray(self.embed(texts), dtype=float)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
         scores = vectors[1:] @ vectors[0]
-        best = int(scores.argmax())
+        asked = claims(question)
+        holds = [len(asked & claims(s)) for s, _ in candidates]
+        best = max(range(len(candidates)), key=lambda i: (holds[i], scores[i]))
         found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]))
         logger.debug("evidence %.3f: %r", found.score, found.sentence[:80])
         return found if found.score >= self.min_score else None

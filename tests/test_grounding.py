@@ -113,3 +113,27 @@ def test_a_reply_is_read_with_the_question_it_answers(embed_model):
     unthreaded = [LoreItem(content=item.content, author=item.author) for item in (near, answer)]
     alone = grounding.evidence(question, "lore", unthreaded)
     assert alone is not None and alone.item is unthreaded[0]  # the words alone pick the other message
+
+
+def test_evidence_says_more_than_the_question_and_holds_what_it_asks_about(embed_model):
+    grounding = Grounding(embedder(embed_model))
+    said = LoreItem(content="the cursed cartridge. it's canon now", author="kiwi")
+    known = LoreItem(
+        content="The Cursed Cartridge, what we know so far: a grey unlabeled Moonlit Maze cartridge from the Ghent "
+        "flea market (April 2023). It saves itself at 3:33 am.",
+        author="tomasz",
+    )
+    evidence = grounding.evidence("what's the lore about the cursed cartridge?", "lore", [said, known])
+    assert evidence is not None and evidence.item is known  # "the cursed cartridge." only repeats the question
+
+    years = [
+        LoreItem(content=f"The Golden Joystick {year} goes to {who}, {why}.", author="ravenna")
+        for year, who, why in [
+            (2024, "tomasz", "who repaired 30 Game Boys for the children's hospital during the Charity Drive"),
+            (2023, "kiwi", "for the legendary 412 lines in Tetris on an original Game Boy during Speedrun Night"),
+            (2025, "mira", "for hosting 100 Friday Speedrun Nights in a row and setting the Moonlit Maze record"),
+        ]
+    ]
+    for year in (2023, 2024, 2025):
+        evidence = grounding.evidence(f"who got the golden joystick {year}?", "lore", years)
+        assert evidence is not None and str(year) in evidence.sentence
