@@ -5,8 +5,9 @@ with the question by embedding, and the closest one is the evidence (the relevan
 long post, not the whole post). When the evidence is close enough (`min_score`), the generated reply
 is checked against it before anything is shown:
 
-- every checkable claim of the reply (numbers, code-like names) must be in the lore, the question or
-  the conversation: a reply that invents a figure is stopped as soon as the figure appears;
+- every checkable claim of the reply (numbers, code-like names, proper names) must be in the lore,
+  the question, the conversation, the persona or the names of who speaks: a reply that invents a
+  figure or a place is stopped as soon as it appears;
 - the finished reply must use the evidence beyond the question's own words: one of its figures or
   code-like names when it has some, else enough of its words.
 
@@ -32,6 +33,7 @@ MAX_SENTENCES = 64  # sentences compared per reply (the best lore items' first o
 PASSAGE_CHARS = 280  # a message up to this long is quoted whole
 THREAD_CHARS = 120  # how much of the thread a reply answers is read with its sentences
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_LETTERS = re.compile(r"[^\W\d_]+")
 _WORD = re.compile(r"[\w$][\w$.,'-]*\w|\w")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*\d|(?<![\w.])\d")
 _CODE_NAME = re.compile(r"\b(?:[a-z]+[A-Z]\w*|\w*_\w+|0x[0-9a-fA-F]+)\b")
@@ -75,14 +77,38 @@ class Evidence:
 
 
 def claims(text: str) -> set[str]:
-    """Numbers and code-like names: what a reply can get wrong by inventing it."""
+    """Numbers, code-like names and proper names: what a reply can get wrong by inventing it."""
     numbers = {n.rstrip(".,").replace(",", "") for n in _NUMBER.findall(text)}
-    return {n for n in numbers if n} | {c.lower() for c in _CODE_NAME.findall(text)}
+    return {n for n in numbers if n} | {c.lower() for c in _CODE_NAME.findall(text)} | proper_names(text)
 
 
-def known_claims(supports: Sequence[str]) -> set[str]:
-    """The claims the supports (lore, question, conversation) hold: counted once per reply."""
-    return set().union(*(claims(s) for s in supports))
+def proper_names(text: str) -> set[str]:
+    """Capitalised words inside a sentence ("a small town called Akron, Ohio"), lowercased.
+
+    The first word of a sentence, of a quote or after a colon is not a name, nor is a common word
+    capitalised for emphasis ("The"), a mention, a link or a word in capitals.
+    """
+    found = set()
+    for part in _SENTENCE.split(text):
+        tokens = part.split()
+        for before, token in zip(tokens, tokens[1:]):
+            word = token.strip(".,;:!?)(*_~")
+            starts = before.endswith(":") or word[:1] in "\"'“‘«"
+            if starts or not (len(word) >= 3 and word.isalpha() and word[0].isupper() and word[1:].islower()):
+                continue
+            if word.lower() not in _STOPWORDS:
+                found.add(word.lower())
+    return found
+
+
+def known_claims(supports: Sequence[str], names: Sequence[str] = ()) -> set[str]:
+    """The claims the supports (lore, question, conversation) and the names of who speaks hold.
+
+    Counted once per reply. A proper name is known when the supports or names have the word in any
+    case ("the NXT Randomizer" is no invention next to "randomizer").
+    """
+    words = {w.lower() for text in [*supports, *names] for w in _LETTERS.findall(text)}
+    return set().union(*(claims(s) for s in supports)) | words
 
 
 def content_words(text: str) -> set[str]:

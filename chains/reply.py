@@ -162,7 +162,8 @@ class _Drafting:
         context: Assembled = state["context"]
         lore_authors = [item.author for item in state["lore"]["items"] if item.source == "index" and item.author]
         window = [m.author for m in history if not m.from_character] + [state["message"].author]
-        self.members = Members([*window, *context.speakers, *lore_authors, *known], persona.name)
+        names = [*window, *context.speakers, *lore_authors, *known]
+        self.members = Members(names, persona.name)
         labels = dict.fromkeys([*context.speakers, *lore_authors])
         speaker_stops = tuple(f"\n{name}:" for name in labels if name in self.members)
         self.stops = stops + speaker_stops
@@ -172,8 +173,8 @@ class _Drafting:
         if self.evidence is not None:
             self.known = known_claims([
                 *(item.content for item in state["lore"]["items"]), state["message"].content,
-                *(m.content for m in history), state["memory"]["summary"],
-            ])  # fmt: skip
+                *(m.content for m in history), state["memory"]["summary"], persona.description, persona.scenario,
+            ], [*names, persona.name])  # fmt: skip
         self.raw = self.shown = ""
         self.job: Job | None = None
         self.stats = None

@@ -6,8 +6,8 @@ Offline, always:
   `source_in_top_k`: whether a reference context is among the retrieved messages at all;
 - the answer: `semantic_similarity` to the reference answer (local embeddings), `answer_correct`
   (every fact the sample lists appears in the reply), `grounded` (the share of the reply's checkable
-  claims, numbers and code-like names, found in the retrieved lore or the question: an invented
-  figure counts against it);
+  claims, numbers, code-like and proper names, found in the retrieved lore, the question or the names
+  of who speaks: an invented figure or place counts against it);
 - the character: `answered` (the reply is not the fallback line; 1 - fallback rate), `in_character`
   (the reply's embedding is nearer the persona's own example lines than a neutral assistant's, so it
   is not the chain's validator grading itself), `under_length_cap`.
@@ -67,12 +67,12 @@ def source_found(retrieved: Sequence[str], references: Sequence[str]) -> float |
     return 0.0
 
 
-def grounded(reply: str, supports: Sequence[str]) -> float | None:
-    """The share of the reply's checkable claims that the supports (lore, question) contain; None if none."""
+def grounded(reply: str, supports: Sequence[str], names: Sequence[str] = ()) -> float | None:
+    """The share of the reply's checkable claims that the supports (lore, question) or names hold; None if none."""
     said = claims(reply)
     if not said:
         return None
-    return 1 - len(Grounding.unsupported(said, known_claims(supports))) / len(said)
+    return 1 - len(Grounding.unsupported(said, known_claims(supports, names))) / len(said)
 
 
 class VoiceCheck:

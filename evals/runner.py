@@ -140,7 +140,9 @@ def run_eval(
         scores["answer_correct"] = (
             facts_found(result.text, sample.facts) if result.ok else (0.0 if sample.facts else None)
         )
-        scores["grounded"] = grounded(result.text, [*retrieved, sample.question]) if result.ok else None
+        names = [sample.asker, runtime.persona.name, *(item.author for item in result.lore)]
+        supports = [*retrieved, sample.question, runtime.persona.description]
+        scores["grounded"] = grounded(result.text, supports, names) if result.ok else None
         scores["answered"] = 1.0 if result.ok else 0.0
         scores["in_character"] = voice.score(result.text)
         scores["under_length_cap"] = 1.0 if len(result.text) <= settings.REPLY_MAX_CHARS else 0.0

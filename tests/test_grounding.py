@@ -137,3 +137,29 @@ def test_evidence_says_more_than_the_question_and_holds_what_it_asks_about(embed
     for year in (2023, 2024, 2025):
         evidence = grounding.evidence(f"who got the golden joystick {year}?", "lore", years)
         assert evidence is not None and str(year) in evidence.sentence
+
+
+MEETUP = LoreItem(
+    content="Summer Meetup 2026: 18 July at the Rusty Joystick bar in Ghent, 15:00 until late.", author="ravenna"
+)
+
+
+def test_a_reply_inventing_a_place_gets_the_answer_line(make_chain):
+    invented = "The summer meetup took place in a small town called Akron, Ohio, on July 18."
+    chain = make_chain(ScriptedLLM(responses=[invented]), lore=(MEETUP,))
+    result = run_reply(chain, 1, ChatMessage("kiwi", "@Susu where was the summer meetup 2026?", message_id=1))
+    assert result.ok and "Akron" not in result.text and "Rusty Joystick bar in Ghent" in result.text
+
+
+def test_names_from_the_lore_the_members_and_the_character_are_no_invention(make_chain):
+    text = "Mrrp, Kiwi: the Summer Meetup is at the Rusty Joystick in Ghent on 18 July, and Susu will be there!"
+    chain = make_chain(ScriptedLLM(responses=[text]), lore=(MEETUP,))
+    result = run_reply(chain, 1, ChatMessage("kiwi", "@Susu where is the summer meetup 2026?", message_id=1))
+    assert result.ok and result.text == text
+
+
+def test_proper_names_are_capitalised_words_inside_a_sentence():
+    from chains.grounding import proper_names
+
+    text = 'Hi there. It was in Akron, Ohio. as Ravenna put it: "Welcome to The tavern" @Kiwi https://x.io/Foo I'
+    assert proper_names(text) == {"akron", "ohio", "ravenna"}
