@@ -477,3 +477,23 @@ async def test_commands_outside_the_channel_are_ignored(start_bot):
     elsewhere = await h.say("!stats", author=ADMIN, roles=(h.fake.admin_role_id,), channel_id=h.fake.other_channel_id)
     await h.sentinel()
     assert not h.fake.replies_to(elsewhere)
+
+
+async def test_messages_are_stored_in_the_order_they_came_even_when_one_is_slow(start_bot):
+    # A later message stored before an earlier one, then a crash: the catch-up, which starts after
+    # the newest stored message, would never store the earlier one.
+    h = await start_bot()
+    ingest, done = h.bot.runtime.ingest, []
+
+    def slow_first(message):
+        if message.content.startswith("first"):
+            time.sleep(0.5)
+        result = ingest(message)
+        done.append(message.content.split()[0])
+        return result
+
+    h.bot.runtime.ingest = slow_first
+    for word in ("first", "second", "third", "fourth"):
+        await h.say(f"{word} message of a burst")
+    await until(lambda: len(done) == 4, what="the burst stored")
+    assert done == ["first", "second", "third", "fourth"]

@@ -2,14 +2,17 @@
 
 Direct messages are never stored. On start the bot catches up with what the channel said while it
 was away (stopped, crashed, or killed between receiving a message and storing it): the channel's
-history after the newest stored message is read back and stored (never answered). A restart
-therefore loses no message and answers none twice.
+history after the newest stored message is read back and stored (never answered). Messages are
+stored one at a time, in the order they came: were a later one stored before an earlier one and the
+bot killed between, the catch-up (which starts after the newest stored) would skip the earlier one.
+A restart therefore loses no message and answers none twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import discord
 from discord.ext import commands
@@ -28,6 +31,14 @@ class Ingestion(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
         self._caught_up = False
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")  # one at a time, in order
+
+    async def cog_unload(self) -> None:
+        self._writer.shutdown(wait=False)
+
+    async def _store(self, message: discord.Message) -> None:
+        """Ingest off the event loop, after every message that came before it."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._ingest, message)
 
     def _ingest(self, message: discord.Message) -> None:
         try:
@@ -44,14 +55,16 @@ class Ingestion(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
+        # get_context does not yield to the loop (the prefix is not looked up remotely): messages
+        # reach the writer in the order the gateway delivered them.
         if self._wanted(message) and not (await self.bot.get_context(message)).valid:
-            await asyncio.to_thread(self._ingest, message)
+            await self._store(message)
 
     @commands.Cog.listener()
     async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
         """Edits update the store and index; a message edited into a mention does not trigger a reply."""
         if self._wanted(after):
-            await asyncio.to_thread(self._ingest, after)
+            await self._store(after)
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
@@ -78,7 +91,7 @@ class Ingestion(commands.Cog):
         async for message in channel.history(limit=CATCH_UP_LIMIT, after=discord.Object(after), oldest_first=True):
             read += 1
             if self._wanted(message):
-                await asyncio.to_thread(self._ingest, message)
+                await self._store(message)
         if read:
             logger.info("caught up with %d messages posted while the bot was away", read)
         if read >= CATCH_UP_LIMIT:
