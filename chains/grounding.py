@@ -78,8 +78,12 @@ class Evidence:
 
 def claims(text: str) -> set[str]:
     """Numbers, code-like names and proper names: what a reply can get wrong by inventing it."""
+    return _figures(text) | proper_names(text)
+
+
+def _figures(text: str) -> set[str]:
     numbers = {n.rstrip(".,").replace(",", "") for n in _NUMBER.findall(text)}
-    return {n for n in numbers if n} | {c.lower() for c in _CODE_NAME.findall(text)} | proper_names(text)
+    return {n for n in numbers if n} | {c.lower() for c in _CODE_NAME.findall(text)}
 
 
 def proper_names(text: str) -> set[str]:
@@ -107,8 +111,8 @@ def known_claims(supports: Sequence[str], names: Sequence[str] = ()) -> set[str]
     Counted once per reply. A proper name is known when the supports or names have the word in any
     case ("the NXT Randomizer" is no invention next to "randomizer").
     """
-    words = {w.lower() for text in [*supports, *names] for w in _LETTERS.findall(text)}
-    return set().union(*(claims(s) for s in supports)) | words
+    words = {w.lower() for text in [*supports, *names] for w in _LETTERS.findall(text)}  # proper names among them
+    return set().union(*(_figures(s) for s in supports)) | words
 
 
 def content_words(text: str) -> set[str]:

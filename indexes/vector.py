@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
 from itertools import islice
 from pathlib import Path
 
@@ -100,18 +101,19 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def _split(text: str) -> list[str]:
-    """A long message in parts of about PART_TOKENS tokens, cut between sentences (one part if short)."""
+@cache
+def _splitter():
     from llama_index.core.node_parser import SentenceSplitter
 
-    global _splitter
-    if _splitter is None:
-        _splitter = SentenceSplitter(chunk_size=PART_TOKENS, chunk_overlap=PART_OVERLAP, paragraph_separator="\n\n")
-    parts = [part for part in _splitter.split_text(text) if part.strip()]
+    return SentenceSplitter(chunk_size=PART_TOKENS, chunk_overlap=PART_OVERLAP, paragraph_separator="\n\n")
+
+
+def _split(text: str) -> list[str]:
+    """A long message in parts of about PART_TOKENS tokens, cut between sentences (one part if short)."""
+    parts = [part for part in _splitter().split_text(text) if part.strip()]
     return parts if len(parts) > 1 else [text]
 
 
-_splitter = None
 _WORD = re.compile(r"\w+")
 
 
