@@ -96,23 +96,21 @@ def test_a_long_post_is_quoted_from_the_relevant_sentence(embed_model):
 
 
 def test_a_reply_is_read_with_the_question_it_answers(embed_model):
-    near = LoreItem(
-        content="royalties go also to the primary addresses proposed by an artist.",
-        author="piravlos",
-        thread="@piravlos royalties only go to NextGen ?",
-    )
+    # Scores here, bf16 embeddings: the near message 0.58; the answer 0.46 alone, 0.89 in its thread. The
+    # margins are wide on purpose: a batch's padding moves bf16 scores by about 0.001.
+    near = LoreItem(content="The summer tournament was so much fun last year, I loved the finals.", author="kiwi")
     answer = LoreItem(
-        content="This is just for signal to marketplaces, then all marketplaces including Opensea allow you to update it.",
-        author="piravlos",
-        thread="why the direction of the royalties is hardcoded to this 0x1B1289E34Fe05019511d7b436a5138F361904df0??",
+        content="It kicks off on the 12th at noon, and sign-ups close the day before.",
+        author="ravenna",
+        thread="when does the summer tournament start this year?",
     )
     grounding = Grounding(embedder(embed_model))
-    question = "why is the royalties address hardcoded?"
+    question = "when does the summer tournament start?"
     evidence = grounding.evidence(question, "lore", [near, answer])
     assert evidence is not None and evidence.item is answer
-    unthreaded = [LoreItem(content=item.content, author=item.author) for item in (near, answer)]
+    unthreaded = [near, LoreItem(content=answer.content, author=answer.author)]
     alone = grounding.evidence(question, "lore", unthreaded)
-    assert alone is not None and alone.item is unthreaded[0]  # the words alone pick the other message
+    assert alone is not None and alone.item is near  # the words alone pick the other message
 
 
 def test_evidence_says_more_than_the_question_and_holds_what_it_asks_about(embed_model):
