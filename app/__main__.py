@@ -85,7 +85,8 @@ def _history(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     setup_logging(settings.LOG_LEVEL, secrets=secrets_of(settings))  # backfill talks to Discord with the token
-    if not (args.command == "index" and args.action == "stats"):  # reading the index is safe beside the bot
+    reading = args.command == "index" and (args.action == "stats" or (args.action == "check" and not args.repair))
+    if not reading:  # reading the index is safe beside the bot
         args.lock = hold_data_dir(
             settings, f"`python -m app {args.command}{' ' + args.action if args.command == 'index' else ''}`"
         )
@@ -97,6 +98,8 @@ def _history(args: argparse.Namespace) -> int:
         return history.stats(settings)
     if args.action == "update":
         return history.update(settings, args.source, args.any_channel)
+    if args.action == "check":
+        return history.check(settings, args.repair, args.leftovers)
     return history.rebuild(settings, args.source, args.any_channel)
 
 
@@ -137,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             "--any-channel", action="store_true", help="accept exports of other channels than DISCORD_CHANNEL_ID"
         )
     actions.add_parser("stats", help="messages per member and month, lore, index size")
+    check = actions.add_parser("check", help="compare the store and the index: missing, orphaned, stale, pending")
+    check.add_argument("--repair", action="store_true", help="mend what differs (no full rebuild)")
+    check.add_argument(
+        "--leftovers", action="store_true", help="with --repair: also remove collections of unfinished rebuilds"
+    )
     index.set_defaults(run=_history)
     backfill = sub.add_parser("backfill", help="collect the channel's history from Discord (resumes where it stopped)")
     backfill.set_defaults(run=_history)
@@ -158,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from indexes.backfill import BackfillError
     from indexes.exports import ExportError
     from indexes.lock import DataDirBusy
+    from indexes.store import StorageError
     from indexes.vector import IndexUnavailable
     from prompts import PromptError
 
@@ -171,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         BackfillError,
         IndexUnavailable,
         DataDirBusy,
+        StorageError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

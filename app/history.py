@@ -1,4 +1,4 @@
-"""The history commands: `index rebuild|update|stats`, `backfill` and `forget`.
+"""The history commands: `index rebuild|update|check|stats`, `backfill` and `forget`.
 
 Summaries go to stdout, logs and progress bars to stderr. Exit status: 0 done, 1 some export
 files failed (the others were imported), 2 nothing could be done (the error says why).
@@ -52,16 +52,39 @@ def rebuild(settings: Settings, source: Path | None, any_channel: bool) -> int:
 def update(settings: Settings, source: Path, any_channel: bool) -> int:
     store = MessageStore(settings.store_path)
     try:
+        index = open_index(settings, store)
+        before = index.sync() if index.active_name else 0  # work a crash left pending, first
+        if before:
+            print(f"index       {before:,} messages left pending by an earlier run, indexed")
         report = import_path(settings, store, source, any_channel)
         print(report.summary())
-        index = open_index(settings, store)
         if index.active_name is None:
             count = _index_with_progress(store.count(), "indexing", lambda p: index.rebuild(progress=p))
             print(f"index       {count:,} messages (no index yet: built it)")
         else:
-            count = index.add(store.stored_since(report.started_at))
-            print(f"index       {count:,} messages added or refreshed in {index.active_name}")
+            count = index.sync()
+            print(f"index       {count:,} messages added, refreshed or removed in {index.active_name}")
         return 1 if report.failed else 0
+    finally:
+        store.close()
+
+
+def check(settings: Settings, repair: bool, leftovers: bool) -> int:
+    """Compare the store and the index; with `repair`, mend what differs. Exit 1 if they disagreed."""
+    store = MessageStore(settings.store_path)
+    try:
+        index = open_index(settings, store)
+        found = index.repair(leftovers=leftovers) if repair else index.check()
+        print(found.summary())
+        if repair:
+            after = index.check()
+            print(
+                f"repaired    {'the store and the index agree now' if after.agrees else 'NOT all: ' + after.summary()}"
+            )
+            return 0 if after.agrees else 1
+        if not found.agrees:
+            print("run `python -m app index check --repair` to mend it (no rebuild needed)")
+        return 0 if found.agrees else 1
     finally:
         store.close()
 
@@ -78,7 +101,10 @@ def stats(settings: Settings) -> int:
         where = f"Chroma server {settings.CHROMA_HOST}:{settings.CHROMA_PORT}" if settings.CHROMA_HOST else (
             f"{settings.chroma_path}, {_megabytes(_folder_bytes(settings.chroma_path))} on disk"
         )  # fmt: skip
-        print(f"index       {index.active_name or 'not built'}: {index.size():,} messages ({where})")
+        print(
+            f"index       {index.active_name or 'not built'}: {index.size():,} messages, "
+            f"{index.pending():,} pending ({where})"
+        )
         print("authors")
         for name, author_id, count in store.author_counts(15):
             print(f"  {name[:24]:<24} {author_id:>20}  {count:>8,}")

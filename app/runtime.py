@@ -27,7 +27,7 @@ from indexes.filters import Filters
 from indexes.forget import ForgetReport, forget_member, member_ids
 from indexes.live import LiveIngestion
 from indexes.records import StoredMessage
-from indexes.store import MessageStore
+from indexes.store import MessageStore, StorageError
 from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever
 from prompts import Persona, PromptSet, changed_prompts, load_persona, load_prompts, prompt_hashes
 
@@ -76,13 +76,22 @@ def adapter_prompt_changes(settings: Settings) -> list[str]:
 
 
 def open_lore_index(settings: Settings, store: MessageStore, build_if_missing: bool = True) -> LoreIndex | None:
-    """The lore index (embedded Chroma or a Chroma server), built from the sample on first run; None if unusable."""
+    """The lore index (embedded Chroma or a Chroma server), built from the sample on first run; None if unusable.
+
+    Work left pending by a crash (messages stored but not indexed, deletions not applied) is done
+    here, before the first reply.
+    """
     try:
         index = open_index(settings, store)
         if build_if_missing:
             ensure_index(store, index, settings.SAMPLE_EXPORT)
+        applied = index.sync()
+        if applied:
+            logger.info("index caught up with %d messages stored, changed or deleted while it was away", applied)
         index.open()
         return index
+    except StorageError:  # the store itself cannot be written either: say so and stop
+        raise
     except Exception as exc:  # the bot still answers, without lore
         logger.warning("lore index unavailable, replies will have no lore: %s", exc)
         return None
@@ -112,10 +121,13 @@ class Runtime:
             wait_for_replies=lambda timeout: self.service.wait_for_replies(timeout),
         )  # fmt: skip
 
-    def ingest(self, message: StoredMessage) -> str | None:
-        """Live ingestion of one channel message: stored now, indexed in the background (see indexes.live)."""
+    def ingest(self, message: StoredMessage, seen: bool = False) -> str | None:
+        """Live ingestion of one channel message: stored now, indexed in the background (see indexes.live).
+
+        `seen`: just read from Discord (a new message, not an edit): where a restart catches up from.
+        """
         self.known_names.update(n for n in (message.author_name, message.author_display) if n)
-        return self.ingestion(message)
+        return self.ingestion(message, seen=seen)
 
     def observe(self, channel_id: int, message: ChatMessage) -> None:
         """Every channel message goes to short-term memory, but for those of members who opted out."""

@@ -3,9 +3,9 @@
 Only the REST API is used (no gateway connection). Pages of 100 messages are fetched at most
 REQUESTS_PER_SECOND (aiolimiter); discord.py's own rate-limit handling still answers any 429.
 Each page is written to the store in the same transaction as the checkpoint (the last message id
-read), so a run killed at any point, even with SIGKILL, resumes after the last stored page and
-every message ends up in the store exactly once. Indexing and lore scoring happen at the end, for
-everything stored since the first unfinished run began.
+read) and the index log, so a run killed at any point, even with SIGKILL, resumes after the last
+stored page, every message ends up in the store exactly once, and none is left out of the index
+(what is logged is indexed at the end, or at the next start). Lore is scored at the end.
 """
 
 from __future__ import annotations
@@ -106,10 +106,8 @@ async def backfill(
     channel_id = settings.DISCORD_CHANNEL_ID
     if not token or not channel_id:
         raise BackfillError("backfill needs DISCORD_BOT_TOKEN and DISCORD_CHANNEL_ID (see .env.example)")
-    checkpoint_key, pending_key = f"backfill:{channel_id}:after", f"backfill:{channel_id}:index_from"
+    checkpoint_key = f"backfill:{channel_id}:after"
     report = BackfillReport(resumed_after=int(store.get_meta(checkpoint_key) or 0))
-    if store.get_meta(pending_key) is None:
-        store.set_meta(pending_key, repr(time.time()))
     started = time.perf_counter()
     point_discord_at(settings.DISCORD_API_BASE)
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice here: no warning
@@ -137,7 +135,7 @@ async def backfill(
                 stored.content = stored.content[: filters.max_chars]
                 kept.append(stored)
             after = page[-1].id
-            store.upsert(kept, meta={checkpoint_key: str(after)})
+            store.upsert(kept, meta={checkpoint_key: str(after)}, seen=(channel_id, after))
             report.pages += 1
             report.read += len(page)
             report.stored += len(kept)
@@ -160,9 +158,7 @@ async def backfill(
         await client.close()
     report.lore = classify_store(store, settings.LORE_KEYWORDS)
     if index is not None:
-        since = float(store.get_meta(pending_key))
-        report.indexed = index.add(store.stored_since(since)) if index.active_name else index.rebuild()
-    store.set_meta(pending_key, None)
+        report.indexed = index.sync() if index.active_name else index.rebuild()
     report.seconds = time.perf_counter() - started
     return report
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from indexes.filters import Filters
 from indexes.importer import ImportReport, import_exports
-from indexes.store import MessageStore
+from indexes.store import MessageStore, disk_errors
 from indexes.vector import LoreIndex, build_embedding, chroma_client
 
 logger = logging.getLogger(__name__)
@@ -15,9 +15,15 @@ logger = logging.getLogger(__name__)
 
 def open_index(settings, store: MessageStore, embed_model=None) -> LoreIndex:
     """The lore index over embedded Chroma, or the Chroma server named by CHROMA_HOST/CHROMA_PORT."""
-    client = chroma_client(settings.chroma_path, settings.CHROMA_HOST, settings.CHROMA_PORT)
+    location = (
+        f"the Chroma server {settings.CHROMA_HOST}:{settings.CHROMA_PORT}"
+        if settings.CHROMA_HOST
+        else settings.chroma_path
+    )
+    with disk_errors(location):
+        client = chroma_client(settings.chroma_path, settings.CHROMA_HOST, settings.CHROMA_PORT)
     embed_model = embed_model or build_embedding(dtype=settings.EMBED_DTYPE)
-    return LoreIndex(store, client, embed_model, settings.CHROMA_COLLECTION, settings.INDEX_MIN_CHARS)
+    return LoreIndex(store, client, embed_model, settings.CHROMA_COLLECTION, settings.INDEX_MIN_CHARS, str(location))
 
 
 def import_path(

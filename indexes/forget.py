@@ -6,8 +6,8 @@ and under the id derived from each name they are known by (the names their store
 and any the caller knows, such as the bot's view of the member); every one of those ids is recorded
 as opted out, so later imports of any format skip them too.
 
-Replies to the member's messages were embedded together with them (indexes/vector.py): they are
-embedded again without them.
+Replies to the member's messages were embedded together with them (indexes/vector.py): deleting
+the member's messages logs those replies too, and the index embeds them again without them.
 
 Training samples (JSONL written by training.data_prep) carry the ids of every member whose words
 they contain in `author_ids`; each sample with one of the member's ids is dropped, the file
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from indexes.exports.common import synthetic_user_id
 from indexes.store import MessageStore
-from indexes.vector import REPLY_THREAD_DEPTH, LoreIndex
+from indexes.vector import LoreIndex
 
 logger = logging.getLogger(__name__)
 
@@ -86,21 +86,25 @@ def member_ids(store: MessageStore, user_id: int, names: Iterable[str] = ()) -> 
 def forget_member(
     store: MessageStore, index: LoreIndex | None, data_dir: Path, user_id: int, names: Iterable[str] = ()
 ) -> ForgetReport:
-    """Remove a member everywhere and record the opt-out (the store first: it gates everything else)."""
+    """Remove a member everywhere and record the opt-out (the store first: it gates everything else).
+
+    Deleting the messages logs them, and the replies embedded with them, for the index; the index
+    applies that at once (or at the next start, if this process dies first).
+    """
     ids, known = member_ids(store, user_id, names)
     report = ForgetReport(user_id, names=known)
     for member in sorted(ids):
-        answers = [
-            m for m in store.replies_to(member, REPLY_THREAD_DEPTH) if m.author_id not in ids
-        ]  # embedded with the member's words
-        report.messages += store.forget(member, member=user_id)
         if index is not None:
-            report.indexed += index.forget(member)
-            if answers and index.active_name:
-                index.add(answers)  # embedded again, without the member's message they answered
+            report.indexed += index.authored(member)
+        report.messages += store.forget(member, member=user_id)
         for path in training_files(data_dir):
             dropped = scrub_jsonl(path, member)
             if dropped:
                 report.samples[path.name] = report.samples.get(path.name, 0) + dropped
+    if index is not None:
+        try:
+            index.sync()
+        except Exception as exc:  # deleted and logged in the store: the index applies it at the next start
+            logger.warning("the index will drop member %s's messages at its next sync: %s", user_id, exc)
     logger.info("%s", report.summary())
     return report

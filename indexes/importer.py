@@ -2,8 +2,11 @@
 
 Each file is streamed into a staging table and merged in one transaction only when it was read to
 the end, so a truncated or malformed file changes nothing (the error names the file and the
-position). Messages are filtered (see `indexes.filters`), over-long ones are cut to
-IMPORT_MAX_CHARS, and lore is re-scored over the whole store at the end.
+position), and a folder goes on with its next file. A message with a value the store cannot hold
+or a date that cannot be true (an id past 64 bits, a row dated 2100) is a counted problem, named
+with its position and field; the rest of the file imports. Messages are filtered (see
+`indexes.filters`), over-long ones are cut to IMPORT_MAX_CHARS, and lore is re-scored over the
+whole store at the end. Only a full or read-only disk stops a whole import (StorageError).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from indexes.exports import ExportError, MessageProblem, export_files, open_export
+from indexes.exports.common import checked as valid
 from indexes.filters import Filters
 from indexes.lore import classify_store
-from indexes.store import MessageStore
+from indexes.store import MessageStore, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +137,11 @@ def import_file(
                 if not checked:
                     _check_channel(reader, channel_id)
                     checked = True
+                if not isinstance(item, MessageProblem):
+                    try:
+                        item = valid(item)
+                    except MessageProblem as problem:
+                        item = problem
                 if isinstance(item, MessageProblem):
                     warn("malformed", f"{path}: {position}: skipped: {item}", report.skipped)
                     continue
@@ -162,10 +171,16 @@ def import_file(
                     f"{path}: the export says {reader.info.declared_count:,} messages, {report.read:,} were read",
                     report.warnings,
                 )
-            merged = stage.merge()
+            merged = stage.merge(seen=reader.discord_ids)
     except ExportError as exc:
         report.error = str(exc)
         logger.error("%s (nothing from this file was imported)", exc)
+        return report
+    except StorageError:
+        raise
+    except Exception as exc:  # a reader's bug or an unforeseen value: this file fails, the folder goes on
+        report.error = f"{path}: cannot be read ({type(exc).__name__}: {exc})"
+        logger.exception("%s (nothing from this file was imported)", report.error)
         return report
     report.new, report.updated = merged.new, merged.updated
     report.duplicates = merged.unchanged + (stage.added - merged.staged)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from indexes.store import disk_errors
+
 LOCK_NAME = ".data.lock"
 HOLDER_NAME = ".data.lock.json"
 
@@ -34,13 +36,19 @@ class DataLock:
         self._lock = FileLock(str(data_dir / LOCK_NAME))
 
     def acquire(self) -> DataLock:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            raise DataDirBusy(self._refusal()) from None
-        holder = {"role": self.role, "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        (self.data_dir / HOLDER_NAME).write_text(json.dumps(holder), encoding="utf-8")
+        """Take the lock; DataDirBusy if another process holds it, StorageError if DATA_DIR cannot be written."""
+        with disk_errors(self.data_dir):
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self._lock.acquire(timeout=0)
+            except Timeout:
+                raise DataDirBusy(self._refusal()) from None
+            holder = {"role": self.role, "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            try:
+                (self.data_dir / HOLDER_NAME).write_text(json.dumps(holder), encoding="utf-8")
+            except BaseException:
+                self._lock.release(force=True)
+                raise
         return self
 
     def release(self) -> None:

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+
+DISCORD_EPOCH_MS = 1_420_070_400_000  # 2015-01-01, where Discord's snowflake ids count from
+MAX_ID = 2**63 - 1  # SQLite's integers
+
+
+def snowflake_at(moment: datetime) -> int:
+    """The smallest snowflake id of a message posted at `moment` (ids are time-ordered)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0, int(moment.timestamp() * 1000) - DISCORD_EPOCH_MS) << 22
 
 
 @dataclass

@@ -3,24 +3,39 @@
 Writes are idempotent by message id: importing the same message twice keeps one row, and a newer
 version (an edit) replaces the content; an older version never overwrites a newer one. Imports go
 through a staging table (`stage()`) and are merged in one short transaction, so a bad file leaves
-the store as it was and live writes are not held up while a large export is read. `stored_at` marks
-when each row last changed, so the index can pick up exactly what an import or the bot wrote.
-Members who opted out are recorded in `opted_out`; their messages are never written again.
+the store as it was and live writes are not held up while a large export is read.
+
+The index is derived from the store, and the store says what the index still has to do: every
+insert, change or deletion of a message appends its id to `index_log`, by SQLite triggers, in the
+transaction that made it. A change whose embedding carries another message's words (a reply
+embedded with the thread it answers) logs those replies too. Each index collection keeps a cursor
+(`index_collections.seq`): what is after it is pending, and stays pending across a crash at any
+point until the index has applied it (see indexes.vector.LoreIndex.sync). The log holds ids only.
+
+`seen` holds, per channel, the newest message id read from Discord (live, catch-up, backfill, or an
+export with Discord's own ids), written in the same transaction as the message: a restart catches
+up from there, never from an id derived from an export's dates. Members who opted out are recorded
+in `opted_out`; their messages are never written again.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from indexes.records import StoredMessage
+from indexes.records import StoredMessage, snowflake_at
+
+logger = logging.getLogger(__name__)
 
 _MESSAGE_COLUMNS_DDL = """
     id INTEGER PRIMARY KEY,
@@ -51,6 +66,35 @@ CREATE INDEX IF NOT EXISTS messages_reply_to ON messages (reply_to);
 CREATE INDEX IF NOT EXISTS messages_author ON messages (author_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS opted_out (user_id INTEGER PRIMARY KEY, since TEXT NOT NULL, member INTEGER);
+CREATE TABLE IF NOT EXISTS index_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS index_collections (
+    number INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL, seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (channel_id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL);
+"""
+# The replies whose embedding carries a message's words (up to REPLY_THREAD_DEPTH = 3 levels down;
+# SQLite allows no WITH clause inside a trigger, hence the nesting).
+_REPLIES_BELOW = """
+    SELECT id FROM messages WHERE reply_to = {id}
+    UNION SELECT id FROM messages WHERE reply_to IN (SELECT id FROM messages WHERE reply_to = {id})
+    UNION SELECT id FROM messages WHERE reply_to IN (
+        SELECT id FROM messages WHERE reply_to IN (SELECT id FROM messages WHERE reply_to = {id}))
+"""
+TRIGGERS = f"""
+CREATE TRIGGER IF NOT EXISTS messages_log_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO index_log(message_id) VALUES (new.id);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_log_update AFTER UPDATE ON messages BEGIN
+    INSERT INTO index_log(message_id) VALUES (new.id);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_log_edit AFTER UPDATE OF content ON messages
+WHEN old.content IS NOT new.content BEGIN
+    INSERT INTO index_log(message_id) {_REPLIES_BELOW.format(id="new.id")};
+END;
+CREATE TRIGGER IF NOT EXISTS messages_log_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO index_log(message_id) VALUES (old.id);
+    INSERT INTO index_log(message_id) {_REPLIES_BELOW.format(id="old.id")};
+END;
 """
 _COLUMNS = (
     "id, channel_id, guild_id, author_id, author_name, author_display, author_is_bot, type, "
@@ -73,6 +117,7 @@ ON CONFLICT(id) DO UPDATE SET
 WHERE {_NEWER} OR excluded.reaction_count > messages.reaction_count OR excluded.is_pinned > messages.is_pinned
     OR (messages.author_display = '' AND excluded.author_display != '')
 """
+_SEEN_CONFLICT = "ON CONFLICT(channel_id) DO UPDATE SET message_id = MAX(message_id, excluded.message_id)"
 _UPSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES ({', '.join('?' * 20)}) {_ON_CONFLICT}"
 PAGE = 2000
 
@@ -130,14 +175,24 @@ class Stage:
         now = time.time()
         rows = [_row(m, now) for m in messages]
         sql = f"INSERT INTO temp.{self.name} ({_COLUMNS}) VALUES ({', '.join('?' * 20)}) {_ON_CONFLICT.replace('messages.', f'{self.name}.')}"
-        with self.store._lock:
+        with self.store._lock, disk_errors(self.store.path):
             self.store._db.executemany(sql, rows)
         self.added += len(rows)
 
-    def merge(self) -> MergeResult:
-        """Write the staged messages into the store in one transaction; returns the counts."""
+    def merge(self, seen: bool = False) -> MergeResult:
+        """Write the staged messages into the store in one transaction; returns the counts.
+
+        `seen`: the ids are Discord's own (not derived from dates), so the newest of each channel
+        counts as read from Discord (see MessageStore.seen).
+        """
         stage, now = f"temp.{self.name}", time.time()
         with self.store.transaction() as db:
+            if seen:
+                db.execute(
+                    f"INSERT INTO seen SELECT channel_id, MAX(id) FROM {stage} WHERE channel_id != 0 AND id <= ? "
+                    f"GROUP BY channel_id {_SEEN_CONFLICT}",
+                    (snowflake_at(datetime.now(timezone.utc)),),
+                )
             db.execute(f"UPDATE {stage} SET stored_at = ?", (now,))
             result = MergeResult(staged=db.execute(f"SELECT COUNT(*) FROM {stage}").fetchone()[0])
             result.opted_out = db.execute(
@@ -147,31 +202,77 @@ class Stage:
                 f"SELECT COUNT(*) FROM {stage} s WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = s.id) "
                 "AND s.author_id NOT IN (SELECT user_id FROM opted_out)"
             ).fetchone()[0]
-            before = db.total_changes
-            db.execute(
+            written = db.execute(  # rowcount leaves out the index log's rows, which triggers write
                 f"INSERT INTO messages ({_COLUMNS}) SELECT {_COLUMNS} FROM {stage} "
                 f"WHERE author_id NOT IN (SELECT user_id FROM opted_out) {_ON_CONFLICT}"
-            )
-            written = db.total_changes - before
+            ).rowcount
         result.updated = written - result.new
         result.unchanged = result.staged - result.opted_out - written
         return result
+
+
+class StorageError(RuntimeError):
+    """DATA_DIR cannot be written (a full disk, a read-only folder); what was being written was not."""
+
+
+def storage_error(exc: BaseException, path: Path | str) -> StorageError | None:
+    """The error a full or read-only disk raised, as a StorageError that says what to do; None for others."""
+    text = str(exc).lower()
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or "disk is full" in text or "no space left" in text:
+        problem = "the disk is full: free some space"
+    elif code == errno.EFBIG or "file too large" in text:
+        problem = "a file cannot grow (the disk is full, or a file size limit): free some space or lift the limit"
+    elif code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text:
+        problem = "it is read-only for this process: make it writable, or set DATA_DIR to a writable folder"
+    elif "disk i/o error" in text:
+        problem = "writing failed (the disk is full or failing, or a file size limit was reached)"
+    elif "unable to open database" in text:
+        problem = "it cannot be opened (permissions, or a missing folder)"
+    else:
+        return None
+    error = StorageError(
+        f"cannot write {path}: {problem}, then run it again. What was being written was not "
+        f"(the store and the index stay as they were; pending index work resumes). ({exc})"
+    )
+    error.__cause__ = exc
+    return error
+
+
+@contextmanager
+def disk_errors(location: Path | str) -> Iterator[None]:
+    """The errors a full or read-only disk raises (SQLite's, Chroma's, the OS's) as StorageError."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        error = storage_error(exc, location)
+        if error is None:
+            raise
+        raise error from exc
 
 
 class MessageStore:
     """Thread-safe access to the SQLite message store."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
-        self._db.executescript(SCHEMA)
-        self._db.execute("CREATE INDEX IF NOT EXISTS messages_stored_at ON messages (stored_at)")
+        with disk_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
+            try:
+                self._db.row_factory = sqlite3.Row
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+                self._db.executescript(SCHEMA)
+                self._db.executescript(TRIGGERS)
+                self._db.execute("CREATE INDEX IF NOT EXISTS messages_stored_at ON messages (stored_at)")
+            except BaseException:
+                self._db.close()
+                raise
         self._stages = 0
 
     def _migrate(self) -> None:
@@ -182,6 +283,14 @@ class MessageStore:
         opted_out = {r[1] for r in self._db.execute("PRAGMA table_info(opted_out)")}
         if opted_out and "member" not in opted_out:
             self._db.execute("ALTER TABLE opted_out ADD COLUMN member INTEGER")
+        if columns and not list(self._db.execute("PRAGMA table_info(seen)")):
+            # Before `seen` the catch-up started after the newest stored id; the best guess of what
+            # Discord delivered is that, leaving out ids an export's dates put in the future.
+            self._db.execute("CREATE TABLE seen (channel_id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL)")
+            self._db.execute(
+                "INSERT INTO seen SELECT channel_id, MAX(id) FROM messages WHERE id <= ? GROUP BY channel_id",
+                (snowflake_at(datetime.now(timezone.utc)),),
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -189,15 +298,25 @@ class MessageStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One all-or-nothing write: rolled back if the block raises."""
+        """One all-or-nothing write: rolled back if the block raises. Inside one, a nested call joins it."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            if self._db.in_transaction:  # this thread's own (the lock is held): join it
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                return
+            with disk_errors(self.path):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                try:
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
 
     @contextmanager
     def stage(self) -> Iterator[Stage]:
@@ -210,26 +329,123 @@ class MessageStore:
             yield Stage(self, name)
         finally:
             with self._lock:
-                self._db.execute(f"DROP TABLE IF EXISTS temp.{name}")
+                try:
+                    self._db.execute(f"DROP TABLE IF EXISTS temp.{name}")
+                except sqlite3.Error as exc:  # the disk failing: the table goes with the connection anyway
+                    logger.debug("staging table %s not dropped: %s", name, exc)
 
-    def upsert(self, messages: Iterable[StoredMessage], meta: dict[str, str] | None = None) -> int:
+    def upsert(
+        self, messages: Iterable[StoredMessage], meta: dict[str, str] | None = None, seen: tuple[int, int] | None = None
+    ) -> int:
         """Insert or update messages by id in one transaction, with `meta` keys set in the same one.
 
+        `seen`: (channel id, message id) of the newest message just read from Discord (stored here or
+        left out by the filters); the channel's `seen` mark moves there in the same transaction.
         Messages of members who opted out are dropped. Returns how many rows changed.
         """
         now = time.time()
         with self.transaction() as db:
             opted_out = self._opted_out(db)
             rows = [_row(m, now) for m in messages if m.author_id not in opted_out]
-            before = db.total_changes
-            db.executemany(_UPSERT, rows)
-            changed = db.total_changes - before
+            changed = db.executemany(_UPSERT, rows).rowcount if rows else 0  # the index log's rows not counted
             for key, value in (meta or {}).items():
                 db.execute(
                     "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (key, value),
                 )
+            if seen is not None:
+                db.execute(f"INSERT INTO seen VALUES (?, ?) {_SEEN_CONFLICT}", seen)
         return changed
+
+    def mark_seen(self, channel_id: int, message_id: int) -> None:
+        """A message read from Discord and left out by the filters still moves `seen` forward."""
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO seen VALUES (?, ?) {_SEEN_CONFLICT}", (channel_id, message_id))
+
+    def seen(self, channel_id: int) -> int | None:
+        """The newest message id of a channel read from Discord, or None if none was yet."""
+        with self._lock:
+            row = self._db.execute("SELECT message_id FROM seen WHERE channel_id = ?", (channel_id,)).fetchone()
+        return row[0] if row else None
+
+    def get(self, ids: Iterable[int]) -> dict[int, StoredMessage]:
+        """The stored messages among `ids`, by id."""
+        found: dict[int, StoredMessage] = {}
+        wanted = list(dict.fromkeys(ids))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            sql = f"SELECT {_COLUMNS} FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
+            with self._lock:
+                found.update((row["id"], _message(row)) for row in self._db.execute(sql, chunk))
+        return found
+
+    # What the index has still to do (see the module's docstring)
+
+    def last_change(self) -> int:
+        """The newest entry of the index log (0 when nothing was ever logged)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'index_log'").fetchone()
+        return row[0] if row else 0
+
+    def changes(self, after: int, limit: int) -> list[tuple[int, int]]:
+        """(seq, message id) of the index log after `after`, oldest first, at most `limit`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, message_id FROM index_log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def pending(self, after: int) -> set[int]:
+        """The message ids changed after `after` in the log: what a collection at that cursor lacks."""
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT DISTINCT message_id FROM index_log WHERE seq > ?", (after,))}
+
+    def log_changes(self, ids: Iterable[int]) -> None:
+        """Mark messages as changed, so that the index applies them again (a repair)."""
+        with self.transaction() as db:
+            db.executemany("INSERT INTO index_log(message_id) VALUES (?)", [(i,) for i in ids])
+
+    def register_collection(self, base_name: str, seq: int) -> str:
+        """Record a new index collection, caught up to `seq`; returns its name.
+
+        Names carry the registration number (later rebuilds have higher ones, whatever the clock
+        says) and a random part (two stores sharing a Chroma server never collide).
+        """
+        with self.transaction() as db:
+            temporary = f"{base_name}-new-{uuid.uuid4().hex}"
+            number = db.execute("INSERT INTO index_collections(name, seq) VALUES (?, ?)", (temporary, seq)).lastrowid
+            name = f"{base_name}-{number:06d}-{uuid.uuid4().hex[:8]}"
+            db.execute("UPDATE index_collections SET name = ? WHERE number = ?", (name, number))
+        return name
+
+    def adopt_collection(self, name: str) -> None:
+        """Register a collection made before the index log existed: everything logged since is pending for it."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO index_collections(name, seq) VALUES (?, 0) ON CONFLICT(name) DO NOTHING", (name,))
+
+    def collections(self) -> dict[str, tuple[int, int]]:
+        """Every registered collection: name -> (number, cursor)."""
+        with self._lock:
+            return {r[1]: (r[0], r[2]) for r in self._db.execute("SELECT number, name, seq FROM index_collections")}
+
+    def cursor(self, name: str) -> int | None:
+        """How far a collection has applied the index log; None for a collection not registered."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM index_collections WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def advance(self, name: str, seq: int) -> None:
+        """A collection has applied the log up to `seq`; the log entries no collection needs go."""
+        with self.transaction() as db:
+            db.execute("UPDATE index_collections SET seq = MAX(seq, ?) WHERE name = ?", (seq, name))
+            db.execute(
+                "DELETE FROM index_log WHERE seq <= COALESCE((SELECT MIN(seq) FROM index_collections), ?)",
+                (seq,),
+            )
+
+    def unregister_collection(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM index_collections WHERE name = ?", (name,))
 
     def count(self) -> int:
         with self._lock:
@@ -256,10 +472,6 @@ class MessageStore:
         if channel_id is None:
             return self._select()
         return self._select("channel_id = ?", (channel_id,))
-
-    def stored_since(self, since: float) -> Iterator[StoredMessage]:
-        """Messages written or changed at or after `since` (a time.time() value)."""
-        return self._select("stored_at >= ?", (since,))
 
     def recent(self, channel_id: int, limit: int) -> list[StoredMessage]:
         """The newest `limit` messages of a channel, oldest first."""
@@ -347,12 +559,6 @@ class MessageStore:
         """How many members opted out, each counted once however many ids they are known by."""
         with self._lock:
             return self._db.execute("SELECT COUNT(DISTINCT COALESCE(member, user_id)) FROM opted_out").fetchone()[0]
-
-    def last_message_id(self, channel_id: int | None) -> int | None:
-        """The newest stored message id of a channel (ids are time-ordered, derived ones included)."""
-        with self._lock:
-            row = self._db.execute("SELECT MAX(id) FROM messages WHERE channel_id = ?", (channel_id or 0,)).fetchone()
-        return row[0] if row else None
 
     def names_of(self, user_id: int) -> set[str]:
         """The usernames and display names a member's stored messages carry."""

@@ -1,22 +1,24 @@
 """The lore index: messages embedded into Chroma through LlamaIndex, and a weighted retriever.
 
-The store is the source of truth; the index is derived from it and rebuilt atomically: a new
-collection is filled, then the store's `active_collection` pointer is switched to it, and only
-then is the old collection dropped. A crash mid-rebuild leaves the previous index in use.
-Messages written while a rebuild runs (live ingestion) are caught up from the store's `stored_at`
-marks before and after the swap, so none is lost. Very short messages ("lol", "gg") are kept in
-the store but not indexed: they only add noise to retrieval.
+The store is the source of truth; the index is derived from it. Every change to the store is
+logged with it (indexes.store), and `LoreIndex.sync()` applies the log to the active collection,
+so a message stored is in the index or pending, across any crash. A rebuild fills a new
+collection, applies what changed meanwhile, then switches the store's `active_collection` pointer
+to it and drops the old one; a crash before the switch leaves the previous index in use.
+`check()` compares store and index; `repair()` mends what differs without a rebuild. Very short
+messages ("lol", "gg") are kept in the store but not indexed: they only add noise to retrieval.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import math
 import re
-import time
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
 from itertools import islice
@@ -29,7 +31,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from indexes.lore import LORE_THRESHOLD
 from indexes.records import StoredMessage
-from indexes.store import MessageStore
+from indexes.store import MessageStore, disk_errors
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ REPLY_THREAD_DEPTH = 3  # messages of that thread, the nearest ones
 THREAD_MIN_WORDS = 4  # a shorter reply ("yes it is", "a rich wallet") would take the thread's meaning, not add to it
 PART_TOKENS = 128  # a longer message is indexed in parts of about this many tokens
 PART_OVERLAP = 16
+SYNC_BATCH = 1024  # index log entries applied per round
+FINAL_CATCH_UP = 64  # a rebuild applies the last changes, at most about this many, while writers wait
+CHECK_PAGE = 5000
 
 
 class IndexUnavailable(RuntimeError):
@@ -138,6 +143,7 @@ def to_nodes(message: StoredMessage, engagement: int, replying_to: Sequence[str]
         "lore_score": message.lore_score,
         "is_lore": message.lore_score >= LORE_THRESHOLD,
         "lore_reasons": "; ".join(message.lore_reasons),
+        "digest": content_digest(message.content),
     }
     thread = [" ".join(text.split()) for text in replying_to if text.strip()]
     if thread and len(_WORD.findall(message.content)) >= THREAD_MIN_WORDS:
@@ -158,18 +164,69 @@ def to_nodes(message: StoredMessage, engagement: int, replying_to: Sequence[str]
     return nodes
 
 
+@dataclass
+class IndexCheck:
+    """Whether the store and the active index agree (see LoreIndex.check)."""
+
+    collection: str | None
+    stored: int = 0  # messages in the store
+    indexable: int = 0  # of those, the ones the index should hold (long enough, or lore)
+    indexed: int = 0  # messages the active collection holds
+    pending: int = 0  # changed in the store, not yet applied to the index (applied on the next sync)
+    missing: set[int] = field(default_factory=set)  # indexable, not pending, yet not in the index
+    orphaned: set[int] = field(default_factory=set)  # in the index, but gone from the store (or too short now)
+    stale: set[int] = field(default_factory=set)  # in the index with other words than the store's
+    leftovers: list[str] = field(default_factory=list)  # collections of killed or concurrent rebuilds
+
+    @property
+    def agrees(self) -> bool:
+        return not (self.missing or self.orphaned or self.stale)
+
+    def summary(self) -> str:
+        def some(ids: set[int]) -> str:
+            shown = ", ".join(map(str, sorted(ids)[:5]))
+            return f" ({shown}{', ...' if len(ids) > 5 else ''})" if ids else ""
+
+        lines = [
+            f"store       {self.stored:,} messages, {self.indexable:,} to index",
+            f"index       {self.indexed:,} messages in {self.collection or '(none built)'}, {self.pending:,} pending",
+            f"missing     {len(self.missing):,}{some(self.missing)}",
+            f"orphaned    {len(self.orphaned):,}{some(self.orphaned)}",
+            f"stale       {len(self.stale):,}{some(self.stale)}",
+        ]
+        if self.leftovers:
+            lines.append(f"leftovers   {', '.join(self.leftovers)} (from rebuilds killed or still running)")
+        return "\n".join(lines)
+
+
+def content_digest(text: str) -> str:
+    """What the index records of a message's words to tell a stale entry: a short hash, never the text."""
+    return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).hexdigest()
+
+
 class LoreIndex:
-    """Builds, updates and opens the Chroma collection behind the retriever."""
+    """Builds, updates and opens the Chroma collection behind the retriever.
+
+    The store's index log says what changed (see indexes.store); `sync()` applies it to the active
+    collection from that collection's cursor: each changed message's earlier parts are deleted and
+    its current version, if it is still stored and long enough, embedded again. Applying is
+    idempotent, and the cursor moves only after Chroma has the change, so a crash at any point
+    leaves the work pending, never lost. One thread of a process applies at a time.
+    """
 
     def __init__(
-        self, store: MessageStore, client, embed_model, base_name: str = "lore", min_chars: int = INDEX_MIN_CHARS
-    ) -> None:
+        self, store: MessageStore, client, embed_model, base_name: str = "lore", min_chars: int = INDEX_MIN_CHARS,
+        location: str = "the lore index",
+    ) -> None:  # fmt: skip
         self.store = store
         self.client = client
         self.embed_model = embed_model
         self.base_name = base_name
         self.min_chars = min_chars
+        self.location = location  # where the collections live, for error messages
         self._opened: tuple[str, VectorStoreIndex] | None = None
+        self._apply_lock = threading.RLock()
+        self._name_pattern = re.compile(rf"{re.escape(base_name)}-\d+-[0-9a-f]+")
 
     @property
     def active_name(self) -> str | None:
@@ -182,22 +239,16 @@ class LoreIndex:
         vector_store = ChromaVectorStore(chroma_collection=collection)
         return VectorStoreIndex.from_vector_store(vector_store, embed_model=self.embed_model)
 
-    def _insert(
-        self,
-        index: VectorStoreIndex,
-        messages: Iterable[StoredMessage],
-        progress: Callable[[int], None] | None = None,
-        replace: bool = True,
+    def _embed(
+        self, collection, messages: Iterable[StoredMessage], progress: Callable[[int], None] | None = None
     ) -> int:
-        """Embed and insert messages in batches (replacing earlier versions); returns how many."""
+        """Embed and add messages (those long enough) to a collection, in batches; returns how many."""
+        index = self._vector_index(collection)
         count = 0
         for group in batched((m for m in messages if self.indexable(m)), INDEX_BATCH * 4):
             # Similar lengths embed together: far less padding (3x faster on chat with a few long posts).
             group.sort(key=lambda m: len(m.content))
             for batch in batched(group, INDEX_BATCH):
-                if replace:  # every part of an earlier version
-                    index.vector_store.client.delete(where={"message_id": {"$in": [str(m.id) for m in batch]}})
-                # Replies of this batch only: live ingestion indexes one message at a time.
                 replies = self.store.reply_counts([m.id for m in batch])
                 threads = self.store.threads(batch, REPLY_THREAD_DEPTH)
                 index.insert_nodes([
@@ -209,49 +260,111 @@ class LoreIndex:
                     progress(count)
         return count
 
-    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Index every stored message into a new collection, then swap it in; returns the count."""
-        started = time.time()
-        name = f"{self.base_name}-{time.strftime('%Y%m%d%H%M%S')}-{time.time_ns() % 10**6:06d}"
-        collection = self.client.create_collection(name, metadata={"hnsw:space": "cosine"})
+    def _rewrite(self, collection, ids: list[int]) -> None:
+        """Bring these messages in the collection to what the store holds now (gone, changed or new)."""
+        for chunk in batched((str(i) for i in ids), INDEX_BATCH):
+            collection.delete(where={"message_id": {"$in": chunk}})  # every part of every earlier version
+        self._embed(collection, self.store.get(ids).values())
+
+    def _apply(self, name: str, collection) -> int:
+        """Apply the index log to a collection from its cursor to the end; returns how many messages it rewrote."""
+        done = 0
+        with self._apply_lock, disk_errors(self.location):
+            while True:
+                cursor = self.store.cursor(name)
+                if cursor is None:
+                    raise IndexUnavailable(f"collection {name} is no longer registered (replaced by another rebuild)")
+                changes = self.store.changes(cursor, SYNC_BATCH)
+                if not changes:
+                    return done
+                ids = list(dict.fromkeys(message_id for _, message_id in changes))
+                self._rewrite(collection, ids)
+                self.store.advance(name, changes[-1][0])
+                done += len(ids)
+
+    def sync(self) -> int:
+        """Apply what the store logged since the active collection last caught up; returns how many messages.
+
+        Called at start (bot, console, `index update`) before anything else, by live ingestion after
+        each burst, and after forgetting. A collection made before the log existed is adopted once:
+        registered, then repaired (store and index compared, every difference applied).
+        """
+        done = 0
+        with self._apply_lock:
+            while (name := self.active_name) is not None:
+                if self.store.cursor(name) is None:
+                    self.store.adopt_collection(name)
+                    logger.info("lore index %s made by an earlier version: checking it against the store", name)
+                    self._log_differences(self.check())
+                done += self._apply(name, self._open_collection(name))
+                if self.active_name == name:  # not swapped meanwhile by a rebuild
+                    break
+        return done
+
+    def pending(self) -> int:
+        """How many messages the active collection has still to apply."""
+        name = self.active_name
+        cursor = self.store.cursor(name) if name else None
+        return len(self.store.pending(cursor)) if cursor is not None else 0
+
+    def _open_collection(self, name: str):
         try:
-            index = self._vector_index(collection)
-            count = self._insert(index, self.store.iter_messages(), progress, replace=False)
-            caught_up = time.time()
-            count += self._insert(index, self.store.stored_since(started))
-            self._drop_opted_out(collection)
+            return self.client.get_collection(name)
+        except Exception as exc:
+            raise IndexUnavailable(f"lore index collection {name!r} cannot be opened: {exc}") from exc
+
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Index every stored message into a new collection, then swap it in; returns the count.
+
+        The new collection is registered at the log's current end before the store is read, so
+        every change made while it fills is applied to it afterwards; the last few are applied
+        while writers wait, and the active pointer moves in that same transaction. A crash before
+        then leaves the previous index in use; its leftover is removed by the next rebuild.
+        """
+        name = self.store.register_collection(self.base_name, self.store.last_change())
+        try:
+            with disk_errors(self.location):
+                collection = self.client.create_collection(name, metadata={"hnsw:space": "cosine"})
+                self._embed(collection, self.store.iter_messages(), progress)
+                while len(self.store.pending(self.store.cursor(name) or 0)) > FINAL_CATCH_UP:
+                    self._apply(name, collection)  # writers go on meanwhile
+                with self._apply_lock, self.store.transaction():
+                    self._apply(name, collection)
+                    self.store.set_meta(ACTIVE_KEY, name)
         except BaseException:
-            self.client.delete_collection(name)
+            self._remove(name)
             raise
-        previous = self.active_name
-        self.store.set_meta(ACTIVE_KEY, name)
-        # Anything written between the catch-up and the swap may have gone to the old collection.
-        self._insert(index, self.store.stored_since(caught_up))
-        # The previous collection, and any left by a rebuild that was killed (names sort by start time).
-        for old in [c.name for c in self._collections()]:
-            if old < name or old == previous:
-                try:
-                    self.client.delete_collection(old)
-                except Exception:  # already gone: nothing to clean up
-                    logger.debug("old collection %s was already removed", old)
+        self._remove_older_than(name)
         count = _messages_in(collection)
         logger.info("lore index rebuilt: %d messages in collection %s", count, name)
         return count
 
-    def add(self, messages: Iterable[StoredMessage]) -> int:
-        """Incrementally index new or edited messages into the active collection; returns how many."""
-        return self._insert(self.current(), messages)
+    def _remove(self, name: str) -> None:
+        try:
+            self.store.unregister_collection(name)
+        finally:
+            try:
+                self.client.delete_collection(name)
+            except Exception:  # never created, or already gone
+                logger.debug("collection %s was already removed", name)
+
+    def _remove_older_than(self, name: str) -> None:
+        """Every other collection of this index but those of rebuilds started later (still running)."""
+        registered = self.store.collections()
+        mine = registered[name][0]
+        older = [other for other, (number, _) in registered.items() if other != name and number < mine]
+        for other in older:  # unregistered first: an older rebuild still running cannot swap its collection in
+            self.store.unregister_collection(other)
+        for collection in self._collections():
+            if collection.name != name and registered.get(collection.name, (0, 0))[0] < mine:
+                self._remove(collection.name)
 
     def open(self) -> VectorStoreIndex:
         """The active collection as a LlamaIndex index; IndexUnavailable if there is none."""
         name = self.active_name
         if not name:
             raise IndexUnavailable("no lore index has been built yet")
-        try:
-            collection = self.client.get_collection(name)
-        except Exception as exc:
-            raise IndexUnavailable(f"lore index collection {name!r} cannot be opened: {exc}") from exc
-        index = self._vector_index(collection)
+        index = self._vector_index(self._open_collection(name))
         self._opened = (name, index)
         return index
 
@@ -262,26 +375,19 @@ class LoreIndex:
         return self.open()
 
     def _collections(self) -> Iterator:
+        """This index's collections: the active one, and those of rebuilds killed or still running."""
         for collection in self.client.list_collections():
-            if (
-                collection.name.startswith(self.base_name + "-")
-                and collection.name[len(self.base_name) + 1 :][:1].isdigit()
-            ):
+            if self._name_pattern.fullmatch(collection.name):
                 yield collection
 
-    def _drop_opted_out(self, collection) -> None:
-        for user_id in self.store.opted_out():
-            collection.delete(where={"author_id": str(user_id)})
-
-    def forget(self, user_id: int) -> int:
-        """Remove a member's messages from every collection (a rebuild in progress included)."""
-        removed = 0
-        for collection in self._collections():
-            found = collection.get(where={"author_id": str(user_id)}, include=[])
-            if found["ids"]:
-                collection.delete(ids=found["ids"])
-                removed += sum("#" not in i for i in found["ids"]) if collection.name == self.active_name else 0
-        return removed
+    def authored(self, user_id: int) -> int:
+        """How many messages of an author the active collection holds."""
+        name = self.active_name
+        try:
+            found = self.client.get_collection(name).get(where={"author_id": str(user_id)}, include=[])["ids"]
+        except Exception:  # no index, or none readable: nothing to count
+            return 0
+        return sum("#" not in i for i in found)
 
     def size(self) -> int:
         """How many messages the active collection holds (a message indexed in parts counts once)."""
@@ -289,6 +395,67 @@ class LoreIndex:
             return _messages_in(self.client.get_collection(self.active_name)) if self.active_name else 0
         except Exception:
             return 0
+
+    def check(self) -> IndexCheck:
+        """Compare the store and the active collection: what is missing, orphaned, stale or pending."""
+        name = self.active_name
+        found = IndexCheck(name, stored=self.store.count())
+        expected: dict[int, str] = {}
+        for message in self.store.iter_messages():
+            if self.indexable(message):
+                expected[message.id] = content_digest(message.content)
+        found.indexable = len(expected)
+        found.leftovers = [c.name for c in self._collections() if c.name != name]
+        if not name:
+            found.missing = set(expected)
+            return found
+        digests = _digests(self._open_collection(name))
+        found.indexed = len(digests)
+        cursor = self.store.cursor(name)
+        pending = self.store.pending(cursor) if cursor is not None else set()
+        found.pending = len(pending)
+        found.missing = set(expected) - set(digests) - pending
+        found.orphaned = set(digests) - set(expected) - pending
+        found.stale = {
+            i for i, digest in digests.items()
+            if digest and i in expected and expected[i] != digest and i not in pending
+        }  # fmt: skip
+        return found
+
+    def _log_differences(self, found: IndexCheck) -> None:
+        differ = found.missing | found.orphaned | found.stale
+        if differ:
+            self.store.log_changes(sorted(differ))
+
+    def repair(self, leftovers: bool = False) -> IndexCheck:
+        """Check, then apply every difference found (without a full rebuild); returns what was found.
+
+        `leftovers`: also remove the collections of rebuilds that did not finish (only when no
+        rebuild is running, in any process sharing a Chroma server).
+        """
+        with self._apply_lock:
+            found = self.check()
+            self._log_differences(found)
+            self.sync()
+        if leftovers:
+            for name in found.leftovers:
+                self._remove(name)
+        return found
+
+
+def _digests(collection) -> dict[int, str]:
+    """Message id -> content digest ('' for entries of earlier versions) of every message in a collection."""
+    digests: dict[int, str] = {}
+    offset = 0
+    while True:
+        page = collection.get(include=["metadatas"], limit=CHECK_PAGE, offset=offset)
+        for key, meta in zip(page["ids"], page["metadatas"] or [{}] * len(page["ids"])):
+            message_id = int(key.split("#", 1)[0])
+            if "#" not in key or message_id not in digests:
+                digests[message_id] = str((meta or {}).get("digest", ""))
+        if len(page["ids"]) < CHECK_PAGE:
+            return digests
+        offset += CHECK_PAGE
 
 
 def _messages_in(collection) -> int:

@@ -485,10 +485,10 @@ async def test_messages_are_stored_in_the_order_they_came_even_when_one_is_slow(
     h = await start_bot()
     ingest, done = h.bot.runtime.ingest, []
 
-    def slow_first(message):
+    def slow_first(message, **kwargs):
         if message.content.startswith("first"):
             time.sleep(0.5)
-        result = ingest(message)
+        result = ingest(message, **kwargs)
         done.append(message.content.split()[0])
         return result
 
@@ -497,3 +497,32 @@ async def test_messages_are_stored_in_the_order_they_came_even_when_one_is_slow(
         await h.say(f"{word} message of a burst")
     await until(lambda: len(done) == 4, what="the burst stored")
     assert done == ["first", "second", "third", "fourth"]
+
+
+async def test_the_catch_up_starts_after_what_discord_delivered_not_after_an_imported_date(start_bot, tmp_path):
+    from datetime import datetime, timedelta
+
+    from indexes.filters import Filters
+    from indexes.importer import import_exports
+
+    h = await start_bot()
+    live = await h.say("a message the bot reads live")
+    store = h.bot.runtime.store
+    await until(lambda: store.seen(h.fake.channel_id) == live, what="the message stored and seen")
+    await h.bot.close()
+    missed = [
+        await asyncio.to_thread(h.fake.send_message, f"said while the bot was away, number {i}") for i in range(3)
+    ]
+    # A plain-text export written in UTC+5 and read as UTC: its newest rows lie hours after every real message.
+    ahead = (datetime.now() + timedelta(hours=5)).strftime("%m/%d/%Y %I:%M %p")
+    export = tmp_path / f"tavern [{h.fake.channel_id}].txt"
+    export.write_text(
+        "=" * 62 + "\nGuild: Pixel Tavern\nChannel: Text Channels / tavern\n" + "=" * 62 + "\n\n"
+        f"[{ahead}] carol\nwhat a night at the tavern, written in another time zone\n\n"
+        + "=" * 62 + "\nExported 1 message(s)\n" + "=" * 62 + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    assert import_exports(store, export, Filters(), progress=False).total("new") == 1
+    assert max(m.id for m in store.iter_messages()) > max(missed)  # the newest stored id lies ahead
+    again = await start_bot(fake=FakeDiscord(history=list(h.fake.history)))
+    await until(lambda: set(missed) <= {m.id for m in again.bot.runtime.store.iter_messages()}, what="the catch-up")

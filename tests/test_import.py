@@ -154,3 +154,51 @@ def test_a_name_given_for_a_member_known_only_from_plain_text(store, tmp_path):
     assert any(m.author_name == "dave" for m in store.iter_messages())
     forget_member(store, None, tmp_path, 424242, names=["dave"])
     assert not any(m.author_name == "dave" for m in store.iter_messages())
+
+
+def test_a_bad_value_is_a_counted_problem_and_a_folder_always_goes_on(store, tmp_path, caplog, monkeypatch):
+    """Values the store cannot hold or dates that cannot be true skip their message, never the file or folder."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    csv = (FIXTURES / "Fixture Guild - tavern [555000000000000001].csv").read_text(encoding="utf-8")
+    csv = csv.replace('"1001","alice","2020-11-24T15:15', '"1001","alice","2100-11-24T15:15')  # dated 2100
+    csv = csv.replace('"1002","bob"', '"99999999999999999999","bob"')  # an author id past 64 bits
+    csv = csv.replace('"1001","alice","2020-11-24T15:19', '"²","alice","2020-11-24T15:19')  # a digit, not a number
+    (folder / "a.csv").write_text(csv, encoding="utf-8")
+    txt = (FIXTURES / "Fixture Guild - tavern [555000000000000001].txt").read_text(encoding="utf-8")
+    (folder / "b.txt").write_text(txt.replace("[11/24/2020 3:15 PM] alice", "[11/24/2100 3:15 PM] alice"), "utf-8")
+    html = (FIXTURES / "Fixture Guild - tavern [555000000000000001].html").read_text(encoding="utf-8")
+    html = html.replace(
+        "scrollToMessage(event, '780000000000000002')", "scrollToMessage(event, '99999999999999999999')"
+    )
+    html = html.replace(
+        '<span class="chatlog__reaction-count">3</span>', '<span class="chatlog__reaction-count">²</span>'
+    )
+    (folder / "c.html").write_text(html, encoding="utf-8")
+    data = json.loads(JSON.read_text(encoding="utf-8"))
+    data["messages"][1]["timestamp"] = "9999-12-31T23:00-05:00"  # past what a UTC date can hold
+    (folder / "d.json").write_text(json.dumps(data), encoding="utf-8")
+    shutil.copy(FIXTURES / "old-schema [555000000000000001].json", folder / "e.json")
+
+    report = import_exports(store, folder, Filters(), progress=False)
+    assert report.failed == []
+    assert [f.skipped["malformed"] for f in report.files] == [3, 1, 2, 1, 1]  # e.json has one of its own (no id)
+    assert [f.new > 0 for f in report.files] == [True, True, False, True, True]  # c.html kept only broken ones
+    said = " | ".join(r.getMessage() for r in caplog.records)
+    for expected in ("a.csv: line 2: skipped: date 2100-11-24", "a.csv: line 3: skipped: author id is out of range",
+                     "a.csv: line 6: skipped: author id is not a number: '²'", "b.txt: line 7: skipped: date 2100-11-24",
+                     "reply-to id is out of range", "reaction count of '😂' is not a number",
+                     "d.json: message #2: skipped: date is out of range"):  # fmt: skip
+        assert expected in said, expected
+
+    from indexes.importer import open_export
+
+    def broken(path, dayfirst=False):  # a reader failing in a way nobody foresaw, on one file
+        if path.name == "c.html":
+            raise RuntimeError("a bug in a reader")
+        return open_export(path, dayfirst=dayfirst)
+
+    monkeypatch.setattr("indexes.importer.open_export", broken)
+    report = import_exports(store, folder, Filters(), progress=False)
+    assert [bool(f.error) for f in report.files] == [False, False, True, False, False]
+    assert "c.html: cannot be read (RuntimeError: a bug in a reader)" in report.files[2].error

@@ -77,8 +77,10 @@ def test_index_and_query_through_a_real_chroma_server(store, chroma_server, embe
     )
     assert any("Cursed Cartridge" in h.node.get_content() for h in hits)
     assert not (tmp_path / "unused").exists()  # nothing embedded on disk: the server holds it
-    index.add([message(1, "the server mode indexes live messages too", days_ago=0)])
+    store.upsert([message(1, "the server mode indexes live messages too", days_ago=0)])
+    assert index.pending() == 1 and index.sync() == 1 and index.pending() == 0
     assert index.size() == client.get_collection(index.active_name).count()
+    assert index.check().agrees
 
 
 def test_a_crash_mid_rebuild_leaves_the_previous_index_working(store, embed_model, tmp_path, monkeypatch):
@@ -175,23 +177,24 @@ def test_live_ingestion_during_a_rebuild_loses_nothing(store, embed_model, tmp_p
     assert len(indexed) == store.count() == 199 + len(live_ids)
 
 
-class CountingIndex:
-    """Wraps a LoreIndex and records each batch it is asked to add."""
+def count_batches(index) -> list[list[int]]:
+    """Records the message ids of each batch the index rewrites."""
+    batches, rewrite = [], index._rewrite
 
-    def __init__(self, index):
-        self.index, self.batches = index, []
+    def counting(collection, ids):
+        batches.append(sorted(ids))
+        return rewrite(collection, ids)
 
-    def add(self, messages):
-        self.batches.append([m.id for m in messages])
-        return self.index.add(messages)
+    index._rewrite = counting
+    return batches
 
 
 def test_live_ingestion_filters_stores_at_once_and_indexes_in_batches(store, embed_model, tmp_path):
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
     store.upsert([message(1, "the first message of the channel history")])
     index.rebuild()
-    counting = CountingIndex(index)
-    ingest = LiveIngestion(store, counting, Filters(), batch_delay=0.3)
+    batches = count_batches(index)
+    ingest = LiveIngestion(store, index, Filters(), batch_delay=0.3)
     assert ingest(message(2, "!play something loud")) == "command"
     bot = message(3, "I am a bot saying hello to everyone")
     bot.author_is_bot = True
@@ -201,7 +204,7 @@ def test_live_ingestion_filters_stores_at_once_and_indexes_in_batches(store, emb
     assert ingest(message(4, "a new message 4 about the pinball machine")) == "unchanged"
     assert {4, 5, 6, 7, 8} <= {m.id for m in store.iter_messages()}  # stored at once
     assert ingest.flush(30)
-    assert counting.batches == [[4, 5, 6, 7, 8]] and index.size() == 6  # one embedding batch for the burst
+    assert batches == [[4, 5, 6, 7, 8]] and index.size() == 6  # one embedding batch for the burst
     store.forget(7)
     assert ingest(message(9, "this member has opted out meanwhile")) == "opted_out"
     ingest.close()
@@ -364,8 +367,10 @@ def test_a_long_post_is_indexed_in_parts_and_found_by_one_of_its_lines(store, em
 
     edited = replace(post, content="Awards for the spring contest will be posted soon.", edited_at=NOW)
     store.upsert([edited])
-    index.add([edited])
+    index.sync()
     assert collection.get(where={"message_id": "1"}, include=[])["ids"] == ["1"]  # no part of the old text left
-    index.add([post])
-    assert index.forget(3) == 1  # every part goes, counted as one message
+    store.upsert([replace(post, edited_at=NOW + timedelta(minutes=1))])
+    index.sync()
+    assert len(collection.get(where={"message_id": "1"}, include=[])["ids"]) == len(parts["ids"])
+    assert forget_member(store, index, tmp_path, 3).indexed == 1  # every part goes, counted as one message
     assert index.client.get_collection(index.active_name).get(where={"message_id": "1"}, include=[])["ids"] == []

@@ -76,7 +76,8 @@ class Admin(commands.Cog, name="Character"):
         bot, stats = self.bot, self.bot.stats
         runtime, queue = bot.runtime, bot.get_cog("Replies").queue
         uptime = int(time.monotonic() - stats.started)
-        index_size = await asyncio.to_thread(runtime.lore_index.size) if runtime.lore_index else 0
+        index = runtime.lore_index
+        index_size, pending = await asyncio.to_thread(lambda: (index.size(), index.pending())) if index else (0, 0)
         lines = [
             f"**uptime** {uptime // 3600}h {uptime % 3600 // 60}m {uptime % 60}s",
             f"**messages seen** {stats.seen:,}, **replies** {stats.replies:,} ({stats.fallbacks} fallback), "
@@ -87,7 +88,8 @@ class Admin(commands.Cog, name="Character"):
             f"**prompt tokens** {stats.prompt_tokens:,}: {stats.reused_tokens:,} reused from the engine's cache, "
             f"{stats.prompt_tokens - stats.reused_tokens:,} computed",
             f"**model** {runtime.model.describe()}",
-            f"**memory** {_memory_mb():,.0f} MB, **lore index** {index_size:,} messages, **queue** {queue.qsize()}/{queue.maxsize}",
+            f"**memory** {_memory_mb():,.0f} MB, **lore index** {index_size:,} messages, {pending:,} pending, "
+            f"**queue** {queue.qsize()}/{queue.maxsize}",
         ]
         await ctx.reply("\n".join(lines), mention_author=False)
 

@@ -2,10 +2,12 @@
 
 Direct messages are never stored. On start the bot catches up with what the channel said while it
 was away (stopped, crashed, or killed between receiving a message and storing it): the channel's
-history after the newest stored message is read back and stored (never answered). Messages are
-stored one at a time, in the order they came: were a later one stored before an earlier one and the
-bot killed between, the catch-up (which starts after the newest stored) would skip the earlier one.
-A restart therefore loses no message and answers none twice.
+history after the newest message read from Discord (the store's `seen` mark, moved in the same
+transaction that stores a message) is read back and stored (never answered). An imported export's
+ids derived from dates never count: a row dated in the future cannot hide what was missed.
+Messages are stored one at a time, in the order they came: were a later one stored before an
+earlier one and the bot killed between, the catch-up would skip the earlier one. A restart
+therefore loses no message and answers none twice.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from discord.ext import commands
 
 from app.cogs import in_scope
 from indexes.backfill import from_discord
+from indexes.store import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +39,19 @@ class Ingestion(commands.Cog):
     async def cog_unload(self) -> None:
         self._writer.shutdown(wait=False)
 
-    async def _store(self, message: discord.Message) -> None:
-        """Ingest off the event loop, after every message that came before it."""
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._ingest, message)
+    async def _store(self, message: discord.Message, seen: bool = True) -> None:
+        """Ingest off the event loop, after every message that came before it.
 
-    def _ingest(self, message: discord.Message) -> None:
+        `seen`: a message read from Discord now (not an edit): the catch-up after a restart starts after it.
+        """
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._ingest, message, seen)
+
+    def _ingest(self, message: discord.Message, seen: bool) -> None:
         try:
-            self.bot.runtime.ingest(from_discord(message))
-        except Exception:  # the reply still happens; the store catches up on the next import
+            self.bot.runtime.ingest(from_discord(message), seen=seen)
+        except StorageError as exc:  # held in order and written once the disk allows; the reply still happens
+            logger.error("message %s not stored yet: %s", message.id, exc)
+        except Exception:  # the reply still happens; the catch-up after a restart reads it again
             logger.exception("live ingestion failed for message %s", message.id)
 
     def _wanted(self, message: discord.Message) -> bool:
@@ -64,7 +72,7 @@ class Ingestion(commands.Cog):
     async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
         """Edits update the store and index; a message edited into a mention does not trigger a reply."""
         if self._wanted(after):
-            await self._store(after)
+            await self._store(after, seen=False)
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
@@ -81,11 +89,16 @@ class Ingestion(commands.Cog):
             )
 
     async def catch_up(self) -> int:
-        """Store what the channel said after the newest stored message; returns how many were read."""
+        """Store what the channel said after the newest message read from Discord; returns how many were read."""
         settings, runtime = self.bot.settings, self.bot.runtime
-        after = await asyncio.to_thread(runtime.store.last_message_id, settings.DISCORD_CHANNEL_ID)
+        after = await asyncio.to_thread(runtime.store.seen, settings.DISCORD_CHANNEL_ID)
         channel = self.bot.get_channel(settings.DISCORD_CHANNEL_ID)
-        if after is None or channel is None:
+        if after is None:
+            logger.info(
+                "no message of this channel read from Discord yet: nothing to catch up (`backfill` collects history)"
+            )
+            return 0
+        if channel is None:
             return 0
         read = 0
         async for message in channel.history(limit=CATCH_UP_LIMIT, after=discord.Object(after), oldest_first=True):

@@ -11,15 +11,17 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from dateutil import parser as date_parser
 
-from indexes.records import StoredMessage
+from indexes.records import DISCORD_EPOCH_MS, MAX_ID, StoredMessage
 
-DISCORD_EPOCH_MS = 1_420_070_400_000
+EARLIEST = datetime.fromtimestamp(DISCORD_EPOCH_MS / 1000, timezone.utc)  # no Discord message is older
+FUTURE_MARGIN = timedelta(days=1)  # clocks and time zones: later than now by more than this is a wrong date
+MAX_COUNT = 2**31 - 1  # a reaction count
 CHANNEL_ID_IN_NAME = re.compile(r"\[(\d{15,21})\]")
 
 
@@ -62,6 +64,7 @@ class ExportReader:
     """Base of the four format readers: iterate to get (position, message or problem)."""
 
     format = ""
+    discord_ids = False  # message ids are Discord's own (JSON, HTML), not derived from dates (CSV, TXT)
 
     def __init__(self, path: Path, dayfirst: bool = False) -> None:
         self.path = path
@@ -86,6 +89,55 @@ class ExportReader:
             except (ValueError, OverflowError) as exc:
                 raise MessageProblem(f"unreadable date {text!r}") from exc
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only ("²" and other Unicode digits are not numbers here)."""
+    return text.isascii() and text.isdigit()
+
+
+def as_id(text: str, what: str) -> int:
+    """A Discord id written as text; MessageProblem, naming the field, if it is not one."""
+    text = text.strip()
+    if not is_number(text):
+        raise MessageProblem(f"{what} is not a number: {text[:40]!r}")
+    value = int(text)
+    if value > MAX_ID:
+        raise MessageProblem(f"{what} is out of range: {text[:40]}")
+    return value
+
+
+def _moment(value: datetime, what: str) -> datetime:
+    try:
+        moment = value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise MessageProblem(f"{what} is out of range: {value.isoformat()}") from None
+    if moment < EARLIEST:
+        raise MessageProblem(f"{what} {moment:%Y-%m-%d} is before Discord existed: a wrong date")
+    if moment > datetime.now(timezone.utc) + FUTURE_MARGIN:
+        raise MessageProblem(f"{what} {moment:%Y-%m-%d %H:%M} is in the future: a wrong date or time zone")
+    return value
+
+
+def checked(message: StoredMessage) -> StoredMessage:
+    """The message, if the store can hold every value and a date can be trusted; MessageProblem otherwise.
+
+    Ids must fit SQLite's integers; dates must fall between Discord's start and now (a row dated
+    2100 would make a derived id, and the newest message, lie in the future).
+    """
+    _moment(message.timestamp, "date")
+    if message.edited_at is not None:
+        _moment(message.edited_at, "edit date")
+    ids = [("message id", message.id), ("author id", message.author_id), ("channel id", message.channel_id),
+           ("guild id", message.guild_id), ("reply-to id", message.reply_to),
+           *(("mention id", m) for m in message.mentions)]  # fmt: skip
+    for what, value in ids:
+        if value is not None and not 0 <= value <= MAX_ID:
+            raise MessageProblem(f"{what} is out of range: {str(value)[:40]}")
+    for name, count in message.reactions.items():
+        if not 0 <= count <= MAX_COUNT:
+            raise MessageProblem(f"reaction count of {name[:20]!r} is out of range: {str(count)[:40]}")
+    return message
 
 
 def _hash(*parts: object, bits: int) -> int:

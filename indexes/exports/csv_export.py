@@ -15,6 +15,7 @@ from indexes.exports.common import (
     ExportReader,
     Item,
     MessageProblem,
+    as_id,
     decoded_lines,
     file_name_of,
     synthetic_message_id,
@@ -58,6 +59,8 @@ class CsvExport(ExportReader):
                     yield where, self._message(row, columns)
                 except MessageProblem as exc:
                     yield where, exc
+                except (ValueError, OverflowError, TypeError, KeyError) as exc:
+                    yield where, MessageProblem(f"malformed ({exc})")
         except csv.Error as exc:
             raise self.error(f"line {first_line}", f"broken CSV ({exc}); truncated export?") from None
 
@@ -74,9 +77,7 @@ class CsvExport(ExportReader):
         timestamp = self.parse_date(cell("date"))
         content = cell("content")
         author_id_text = cell("authorid").strip()
-        if author_id_text and not author_id_text.isdigit():
-            raise MessageProblem(f"author id is not a number: {author_id_text!r}")
-        author_id = int(author_id_text) if author_id_text else synthetic_user_id(author)
+        author_id = as_id(author_id_text, "author id") if author_id_text else synthetic_user_id(author)
         return StoredMessage(
             id=synthetic_message_id(timestamp, author_id, content),
             channel_id=self.info.channel_id or 0,

@@ -19,12 +19,19 @@ from collections.abc import Iterator
 
 from lxml import etree
 
-from indexes.exports.common import ExportReader, Item, MessageProblem, file_name_of, synthetic_user_id
+from indexes.exports.common import (
+    ExportReader,
+    Item,
+    MessageProblem,
+    as_id,
+    file_name_of,
+    is_number,
+    synthetic_user_id,
+)  # fmt: skip
 from indexes.exports.text_export import system_type
-from indexes.records import StoredMessage
+from indexes.records import MAX_ID, StoredMessage
 
 CHUNK = 1 << 16
-MAX_ID = 2**63 - 1
 MAX_MARKUP_DEPTH = 64  # deeper markup (never written by the exporter) is read as plain text
 INLINE = {"strong": "**", "b": "**", "em": "*", "i": "*", "u": "__", "s": "~~", "del": "~~"}
 # The HTML export's wording of system notifications, and the plain-text export's for the same.
@@ -124,6 +131,7 @@ def _is_content(node) -> bool:
 
 class HtmlExport(ExportReader):
     format = "html"
+    discord_ids = True
 
     def __iter__(self) -> Iterator[Item]:
         parser = etree.HTMLPullParser(events=("end",), tag="div", encoding=None, recover=True)
@@ -184,10 +192,13 @@ class HtmlExport(ExportReader):
             yield where, self._message(element, message_id)
         except MessageProblem as exc:
             yield where, exc
+        except (ValueError, OverflowError, TypeError, KeyError, AttributeError) as exc:
+            yield where, MessageProblem(f"malformed ({exc})")
 
     def _message(self, element, message_id: str) -> StoredMessage:
-        if not message_id.isdigit():
+        if not message_id:
             raise MessageProblem("no data-message-id")
+        message_id = str(as_id(message_id, "message id"))
         found: dict[str, object] = {}
         reactions: dict[str, int] = {}
         attachments: list[str] = []
@@ -217,13 +228,15 @@ class HtmlExport(ExportReader):
             elif "chatlog__reply-link" in classes:
                 target = REPLY_TARGET.search(node.get("onclick") or "")
                 if target:
-                    found["reply_to"] = int(target.group(1))
+                    found["reply_to"] = as_id(target.group(1), "reply-to id")
             elif "chatlog__reaction" in classes:
                 image = next(node.iter("img"), None)
                 name = (image.get("alt") if image is not None else "") or node.get("title") or "?"
                 count_node = next((n for n in node.iter() if "chatlog__reaction-count" in _classes(n)), None)
-                count = _text(count_node) if count_node is not None else "1"
-                reactions[name] = reactions.get(name, 0) + (int(count) if count.isdigit() else 1)
+                count = _text(count_node).strip() if count_node is not None else "1"
+                if not is_number(count):
+                    raise MessageProblem(f"reaction count of {name[:20]!r} is not a number: {count[:20]!r}")
+                reactions[name] = reactions.get(name, 0) + int(count)
             elif "chatlog__attachment" in classes:
                 link = next((n for n in node.iter("a", "source", "img") if n.get("href") or n.get("src")), None)
                 if link is not None:
@@ -235,7 +248,7 @@ class HtmlExport(ExportReader):
             user_id = author.get("data-user-id") or ""
             username = author.get("title") or _text(author)
             self._author = {
-                "id": int(user_id) if user_id.isdigit() and int(user_id) <= MAX_ID else synthetic_user_id(username),
+                "id": int(user_id) if is_number(user_id) and int(user_id) <= MAX_ID else synthetic_user_id(username),
                 "name": username,
                 "display": _text(author),
                 "bot": bool(found.get("bot")),
@@ -246,8 +259,6 @@ class HtmlExport(ExportReader):
             raise MessageProblem("no timestamp")
         edited = str(found.get("edited") or "")
         display = self._author["display"]
-        if int(message_id) > MAX_ID:
-            raise MessageProblem(f"message id is out of range: {message_id[:40]}")
         kind = "Reply" if "reply_to" in found else "Default"
         content = str(found.get("content") or "")
         if found.get("system"):

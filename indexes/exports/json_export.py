@@ -14,13 +14,12 @@ from collections.abc import Iterator
 import ijson
 
 from indexes.exports.common import ExportReader, Item, MessageProblem, file_name_of
-from indexes.records import StoredMessage
+from indexes.records import MAX_ID, StoredMessage
 
 MAX_DEPTH = 24  # DiscordChatExporter writes at most about 8 levels (messages > message > embed > fields > field)
 # The parser hands over a buffer's events at once, each with its full path: small buffers keep a
 # crafted file from building gigabytes of paths before the depth check sees them.
 PARSE_BUFFER = 4096
-MAX_ID = 2**63 - 1  # SQLite's integers
 
 
 class _CountingFile:
@@ -38,7 +37,7 @@ class _CountingFile:
 def _int(value, what: str) -> int:
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise MessageProblem(f"{what} is not a number: {str(value)[:40]!r}") from None
     if not 0 <= number <= MAX_ID:
         raise MessageProblem(f"{what} is out of range: {str(value)[:40]}")
@@ -107,6 +106,7 @@ def parse_message(raw: dict, channel_id: int, guild_id: int | None, parse_date) 
 
 class JsonExport(ExportReader):
     format = "json"
+    discord_ids = True
 
     def _read_header(self) -> None:
         """Guild and channel come before the messages: read only that far."""
@@ -164,7 +164,7 @@ class JsonExport(ExportReader):
                     where = f"message #{position}"
                     try:
                         yield where, parse_message(raw, channel_id, guild_id, self.parse_date)
-                    except (MessageProblem, KeyError, TypeError, ValueError, AttributeError) as exc:
+                    except (MessageProblem, KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
                         yield where, exc if isinstance(exc, MessageProblem) else MessageProblem(f"malformed ({exc})")
             except (ijson.JSONError, UnicodeDecodeError) as exc:
                 raise self._syntax_error(exc, f", after message #{position}") from None

@@ -188,6 +188,8 @@ class TextExport(ExportReader):
             yield where, self._message(block)
         except MessageProblem as exc:
             yield where, exc
+        except (ValueError, OverflowError, TypeError, KeyError) as exc:
+            yield where, MessageProblem(f"malformed ({exc})")
 
     def _message(self, block: _Block) -> StoredMessage:
         timestamp = self.parse_date(block.date)
