@@ -1,4 +1,4 @@
-"""`python -m bench reply|bot|soak|import|bigjson|retrieval|training|all`: run benchmarks and print their figures.
+"""`python -m bench reply|bot|soak|faults|import|bigjson|retrieval|training|all`: run benchmarks and print their figures.
 
 `all` runs every benchmark (the 1 GB `bigjson` only with --with-bigjson) and writes one markdown
 report, with the machine it ran on, to bench/results/report.md.
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "name",
-        choices=["reply", "bot", "soak", "import", "bigjson", "retrieval", "training", "all"],
+        choices=["reply", "bot", "soak", "faults", "import", "bigjson", "retrieval", "training", "all"],
         help="which benchmark to run",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where to save the JSON figures")
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         "--recipe", type=Path, default=Path("training/recipes/cpu-smoke.yaml"), help="training: the recipe"
     )
     parser.add_argument("--steps", type=int, default=10, help="training: optimizer steps to measure")
+    parser.add_argument("--kills", type=int, default=50, help="faults: how many processes to kill -9")
     args = parser.parse_args(argv)
     if args.name == "all":
         return run_all(args)
@@ -47,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print(soak.report(soak.run(args.out)))
         return 0
+    if args.name == "faults":
+        from bench import faults
+
+        result = faults.run(args.out, args.kills)
+        print(faults.report(result))
+        return 0 if result["lost"] == result["duplicated"] == 0 and result["faults_told"] else 1
     if args.name == "training":
         from bench import training
 

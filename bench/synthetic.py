@@ -40,10 +40,10 @@ def _content(rng: random.Random, i: int) -> str:
     return ". ".join(_sentence(rng).capitalize() for _ in range(rng.randint(4, 9))) + "."
 
 
-def write_export(path: Path, messages: int, seed: int = 0, members: int = 60) -> int:
-    """Write a JSON export of `messages` messages; returns the file size in bytes."""
+def write_export(path: Path, messages: int, seed: int = 0, members: int = 60, start: datetime | None = None) -> int:
+    """Write a JSON export of `messages` messages over five years from `start`; returns the file size in bytes."""
     rng = random.Random(seed)
-    start = datetime(2021, 1, 1, tzinfo=timezone.utc)
+    start = start or datetime(2021, 1, 1, tzinfo=timezone.utc)
     step = timedelta(days=5 * 365) / max(messages, 1)
     authors = [{"id": str(1400000000000000000 + n), "name": f"member{n}", "discriminator": "0000", "nickname": f"Member {n}",
                 "color": None, "isBot": False, "roles": []} for n in range(members)]  # fmt: skip
