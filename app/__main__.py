@@ -93,14 +93,14 @@ def _history(args: argparse.Namespace) -> int:
     if args.command == "backfill":
         return history.backfill(settings)
     if args.command == "forget":
-        return history.forget(settings, args.user_id, args.names)
+        return history.forget(settings, args.user_id, args.names, args.yes)
     if args.action == "stats":
         return history.stats(settings)
     if args.action == "update":
-        return history.update(settings, args.source, args.any_channel)
+        return history.update(settings, args.source, args.any_channel, args.licensed)
     if args.action == "check":
         return history.check(settings, args.repair, args.leftovers)
-    return history.rebuild(settings, args.source, args.any_channel)
+    return history.rebuild(settings, args.source, args.any_channel, args.licensed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         parser_.add_argument(
             "--any-channel", action="store_true", help="accept exports of other channels than DISCORD_CHANNEL_ID"
         )
+        parser_.add_argument(
+            "--licensed",
+            action="store_true",
+            help="you declare you may use these messages to train the voice (with TRAINING_CONSENT=consented)",
+        )
     actions.add_parser("stats", help="messages per member and month, lore, index size")
     check = actions.add_parser("check", help="compare the store and the index: missing, orphaned, stale, pending")
     check.add_argument("--repair", action="store_true", help="mend what differs (no full rebuild)")
@@ -156,17 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME",
-        help="a name the member is shown by in exports without ids (plain text, CSV); may be repeated",
+        help="a name the member is shown by in exports without ids (plain text, CSV); may be repeated. "
+        "What it matches is shown first; --yes removes it",
     )
+    forget.add_argument("--yes", action="store_true", help="with --name: remove what the preview showed")
     forget.set_defaults(run=_history)
     args = parser.parse_args(argv)
     setup_logging()
     from app.settings import SettingsError
     from chains.model import ModelLoadError
     from indexes.backfill import BackfillError
+    from indexes.disk import StorageError
     from indexes.exports import ExportError
     from indexes.lock import DataDirBusy
-    from indexes.store import StorageError
     from indexes.vector import IndexUnavailable
     from prompts import PromptError
 

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from app.settings import Settings
 from indexes.build import import_path, open_index
 from indexes.lore import LORE_THRESHOLD
+from indexes.members import prune, staleness
 from indexes.store import MessageStore
 
 logger = logging.getLogger(__name__)
@@ -33,13 +34,14 @@ def _index_with_progress(total: int, description: str, run) -> int:
         return run(lambda done: bar.update(done - bar.n))
 
 
-def rebuild(settings: Settings, source: Path | None, any_channel: bool) -> int:
+def rebuild(settings: Settings, source: Path | None, any_channel: bool, licensed: bool = False) -> int:
     store = MessageStore(settings.store_path)
     try:
         status = 0
         if source is not None:
-            report = import_path(settings, store, source, any_channel)
+            report = import_path(settings, store, source, any_channel, licensed=licensed)
             print(report.summary())
+            _prune(settings, store)
             status = 1 if report.failed else 0
         index = open_index(settings, store)
         count = _index_with_progress(store.count(), "indexing", lambda p: index.rebuild(progress=p))
@@ -49,15 +51,19 @@ def rebuild(settings: Settings, source: Path | None, any_channel: bool) -> int:
         store.close()
 
 
-def update(settings: Settings, source: Path, any_channel: bool) -> int:
+def update(settings: Settings, source: Path, any_channel: bool, licensed: bool = False) -> int:
     store = MessageStore(settings.store_path)
     try:
         index = open_index(settings, store)
+        if index.active_name and index.holds_words():  # made by an earlier version: rebuilt without them
+            print(f"index       {index.rebuild():,} messages indexed again, without their words in Chroma")
+            index.compact()
         before = index.sync() if index.active_name else 0  # work a crash left pending, first
         if before:
             print(f"index       {before:,} messages left pending by an earlier run, indexed")
-        report = import_path(settings, store, source, any_channel)
+        report = import_path(settings, store, source, any_channel, licensed=licensed)
         print(report.summary())
+        _prune(settings, store)
         if index.active_name is None:
             count = _index_with_progress(store.count(), "indexing", lambda p: index.rebuild(progress=p))
             print(f"index       {count:,} messages (no index yet: built it)")
@@ -67,6 +73,14 @@ def update(settings: Settings, source: Path, any_channel: bool) -> int:
         return 1 if report.failed else 0
     finally:
         store.close()
+
+
+def _prune(settings: Settings, store: MessageStore) -> None:
+    pruned = prune(store, settings.RETENTION_DAYS, settings.DATA_DIR)
+    if pruned:
+        print(
+            f"retention   {len(pruned):,} messages older than {settings.RETENTION_DAYS} days deleted (RETENTION_DAYS)"
+        )
 
 
 def check(settings: Settings, repair: bool, leftovers: bool) -> int:
@@ -105,6 +119,14 @@ def stats(settings: Settings) -> int:
             f"index       {index.active_name or 'not built'}: {index.size():,} messages, "
             f"{index.pending():,} pending ({where})"
         )
+        consent = store.consent()
+        print(
+            f"training    {sum(given for given, _ in consent.values())} members consented, "
+            f"{sum(not given for given, _ in consent.values())} withdrew (TRAINING_CONSENT={settings.TRAINING_CONSENT})"
+        )
+        stale = staleness(store, settings.ADAPTER_PATH)
+        if stale:
+            print(f"adapter     stale: {stale}")
         print("authors")
         for name, author_id, count in store.author_counts(15):
             print(f"  {name[:24]:<24} {author_id:>20}  {count:>8,}")
@@ -132,11 +154,16 @@ def backfill(settings: Settings) -> int:
         store.close()
 
 
-def forget(settings: Settings, user_id: int, names: list[str] = ()) -> int:
-    from indexes.forget import forget_member
+def forget(settings: Settings, user_id: int, names: list[str] = (), yes: bool = False) -> int:
+    """Forget a member by Discord id; names (exports without ids) are shown first and need --yes."""
+    from indexes.forget import forget_member, preview
 
     store = MessageStore(settings.store_path)
     try:
+        if names and not yes:
+            print(preview(store, user_id, names))
+            print("nothing was removed yet: names can be shared, so check the list above, then run again with --yes")
+            return 0
         index = open_index(settings, store)
         print(forget_member(store, index, settings.DATA_DIR, user_id, names).summary())
         return 0

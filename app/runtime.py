@@ -23,11 +23,13 @@ from chains.retrieve import LoreRetrieval, llama_index_search
 from chains.summary import build_summary_request
 from chains.types import ChatMessage
 from indexes.build import ensure_index, open_index
+from indexes.disk import StorageError
 from indexes.filters import Filters
-from indexes.forget import ForgetReport, forget_member, member_ids
+from indexes.forget import ForgetReport, by_author, by_message, forget_member, member_ids, scrub_training
 from indexes.live import LiveIngestion
+from indexes.members import MemberData, expired, member_data, staleness
 from indexes.records import StoredMessage
-from indexes.store import MessageStore, StorageError
+from indexes.store import MessageStore
 from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever
 from prompts import Persona, PromptSet, changed_prompts, load_persona, load_prompts, prompt_hashes
 
@@ -116,6 +118,7 @@ class Runtime:
         self._swap_lock = threading.Lock()
         self.known_names: set[str] = self.store.author_names()  # a reply never speaks as any of them
         self.opted_out: set[int] = self.store.opted_out()
+        self._roles_seen: dict[int, bool] = {}  # CONSENT_ROLE_ID on each member's last message
         self.ingestion = LiveIngestion(
             self.store, self.lore_index, Filters.from_settings(self.settings, self.store.opted_out()), self.settings.LORE_KEYWORDS,
             wait_for_replies=lambda timeout: self.service.wait_for_replies(timeout),
@@ -128,6 +131,39 @@ class Runtime:
         """
         self.known_names.update(n for n in (message.author_name, message.author_display) if n)
         return self.ingestion(message, seen=seen)
+
+    def edited(self, message: StoredMessage, shown: str) -> str | None:
+        """A member edited a message: the new words replace the old in the store (or the message goes,
+        if it no longer qualifies), in memory (`shown`: the text as members see it), and training files
+        drop samples that held the old words; the index follows. Returns why it was left out, or None.
+        """
+        before = self.store.get([message.id]).get(message.id)
+        reason = self.ingestion.edit(message)
+        self.memory.edit(message.id, shown)
+        if before is not None and before.content != message.content:
+            self.store.scrub()  # the old words leave the store's write-ahead log too
+            scrub_training(self.settings.DATA_DIR, by_message({message.id}, [before.content]))
+        return reason
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Messages deleted on Discord: gone at once from the store (so from retrieval), short-term memory,
+        its summaries and the training files; the index drops their entries and re-embeds the replies that
+        carried their words. Returns how many were stored.
+        """
+        ids = set(ids)
+        contents = [m.content for m in self.store.get(ids).values()]
+        deleted = self.store.delete(ids)
+        self.memory.drop(ids)
+        scrub_training(self.settings.DATA_DIR, by_message(ids, contents))
+        if deleted:
+            self.ingestion.wake()
+        return len(deleted)
+
+    def delete_channel(self, channel_id: int) -> int:
+        """A thread or channel deleted on Discord: every message of it goes, as `delete` does."""
+        ids = [m.id for m in self.store.iter_messages(channel_id)]
+        self.memory.clear(channel_id)
+        return self.delete(ids)
 
     def observe(self, channel_id: int, message: ChatMessage) -> None:
         """Every channel message goes to short-term memory, but for those of members who opted out."""
@@ -162,13 +198,54 @@ class Runtime:
             yield result
 
     def forget(self, user_id: int, names: Iterable[str] = ()) -> ForgetReport:
-        """A member opts out: store, index, training data, short-term memory and summaries (see indexes.forget)."""
+        """A member opts out: store, index, training data, short-term memory and summaries (see indexes.forget).
+
+        `names` (exports without ids) only from an admin. Their names stay known: a reply never speaks as them.
+        """
         report = forget_member(self.store, self.lore_index, self.settings.DATA_DIR, user_id, names)
-        ids, _ = member_ids(self.store, user_id, report.names)
+        ids, _ = member_ids(user_id, report.names)
         self.opted_out |= ids
         self.memory.forget(ids, set(report.names))
-        self.known_names.difference_update(report.names)
         return report
+
+    def set_consent(self, user_id: int, given: bool, source: str = "command") -> int:
+        """A member consents to training, or withdraws (which drops the samples holding their words);
+        returns how many samples were dropped."""
+        self.store.set_consent(user_id, given, source)
+        if given:
+            return 0
+        return sum(scrub_training(self.settings.DATA_DIR, by_author(user_id)).values())
+
+    def consent_role(self, user_id: int, has_role: bool) -> None:
+        """CONSENT_ROLE_ID seen on (or gone from) a member's message: their consent by role follows it.
+
+        What a member said themselves (`!consent`, `!consent off`) is never overridden by a role.
+        """
+        if self._roles_seen.get(user_id) == has_role:
+            return
+        self._roles_seen[user_id] = has_role
+        said = self.store.consent().get(user_id)
+        if has_role and said is None:
+            self.store.set_consent(user_id, True, "role")
+        elif not has_role and said == (True, "role"):
+            self.set_consent(user_id, False, "role")
+
+    def member_data(self, user_id: int) -> MemberData:
+        """What the character keeps about a member (`!mydata`), counted, never their words."""
+        return member_data(self.store, self.lore_index, self.settings.DATA_DIR, self.settings.ADAPTERS_DIR, user_id)
+
+    def prune(self) -> int:
+        """RETENTION_DAYS: messages older than that are deleted everywhere; returns how many."""
+        ids = expired(self.store, self.settings.RETENTION_DAYS)
+        if ids:
+            logger.info(
+                "%d messages older than %d days deleted (RETENTION_DAYS)", len(ids), self.settings.RETENTION_DAYS
+            )
+        return self.delete(ids)
+
+    def stale_adapter(self) -> str | None:
+        """Why the adapter in use must be trained again (its data deleted or withdrawn since), or None."""
+        return staleness(self.store, self.settings.ADAPTER_PATH)
 
     def reload_prompts(self) -> None:
         """Re-read the persona and prompt files and rebuild the chain (the model stays loaded)."""
@@ -290,4 +367,5 @@ def build_runtime(settings: Settings, model: ModelBundle | None = None, with_ind
     runtime.chain = compose_chain(
         settings, persona, prompts, model, service, lore_index, memory, lambda: runtime.known_names
     )
+    runtime.prune()
     return runtime

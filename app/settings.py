@@ -152,6 +152,21 @@ class Settings(BaseSettings):
         (), description="comma-separated words that make a message lore (server names, events)"
     )
 
+    # Members' data (see the README's privacy section)
+    PRIVATE_THREADS: Literal["ignore", "thread"] = Field(
+        "ignore",
+        description="private threads under the channel: ignore (never stored), or thread (kept, found only in that thread)",
+    )
+    RETENTION_DAYS: int | None = Field(
+        None, ge=1, description="messages older than this many days are deleted everywhere (unset: kept)"
+    )
+    TRAINING_CONSENT: Literal["consented", "all"] = Field(
+        "consented",
+        description="train on the messages of members who consented (!consent) and licensed exports only; "
+        "all: every stored message (Discord's Developer Policy forbids it without Discord's permission)",
+    )
+    CONSENT_ROLE_ID: int | None = Field(None, description="members with this role count as consenting to training")
+
     # Training (unset: the recipe's value)
     TRAIN_RECIPE: Path = Field(
         Path("training/recipes/cpu-smoke.yaml"), description="recipe used by !train and python -m app train"

@@ -130,10 +130,13 @@ def report_bigjson(r: dict) -> str:
 
 
 def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200, pool: int = 3000) -> dict:
+    from datetime import datetime, timezone
+
     import numpy as np
 
     from app.logs import quiet_libraries
     from bench.synthetic import _content
+    from indexes.records import StoredMessage
     from indexes.store import MessageStore
     from indexes.vector import LoreIndex, RetrievalWeights, WeightedRetriever, build_embedding, chroma_client
 
@@ -158,11 +161,14 @@ def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200
                 batch = base + jitter
                 batch /= np.linalg.norm(batch, axis=1, keepdims=True)
                 now = time.time()
-                collection.add(
-                    ids=[str(i) for i in ids], embeddings=batch.tolist(), documents=[texts[i % pool] for i in ids],
-                    metadatas=[{"message_id": str(i), "author": f"member{i % 60}", "author_id": str(i % 60),
-                                "timestamp": now - (size - i) * 600, "date": "2025-01-01", "engagement": i % 7,
-                                "lore_score": 0.6 if i % 50 == 0 else 0.0, "is_lore": i % 50 == 0, "lore_reasons": ""}
+                store.upsert([StoredMessage(id=i, channel_id=1, author_id=i % 60, author_name=f"member{i % 60}",
+                                            timestamp=datetime.fromtimestamp(now - (size - i) * 600, timezone.utc),
+                                            content=texts[i % pool]) for i in ids])  # fmt: skip
+                collection.add(  # as the index holds them: no words, which are read back from the store
+                    ids=[str(i) for i in ids], embeddings=batch.tolist(), documents=[""] * len(ids),
+                    metadatas=[{"message_id": str(i), "author_id": str(i % 60), "channel_id": "1",
+                                "timestamp": now - (size - i) * 600, "engagement": i % 7, "private": False,
+                                "lore_score": 0.6 if i % 50 == 0 else 0.0, "is_lore": i % 50 == 0}
                                for i in ids],
                 )  # fmt: skip
             build = time.perf_counter() - started

@@ -174,7 +174,9 @@ class Grounding:
         holds = [len(asked & claims(s)) for s, _ in candidates]
         best = max(range(len(candidates)), key=lambda i: (holds[i], scores[i]))
         found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]))
-        logger.debug("evidence %.3f: %r", found.score, found.sentence[:80])
+        logger.debug(
+            "evidence %.3f from message by %s (%d characters)", found.score, found.item.author, len(found.sentence)
+        )
         return found if found.score >= self.min_score else None
 
     @staticmethod

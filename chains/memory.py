@@ -15,7 +15,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chains.generation import BackgroundTask, GenerationRequest
 from chains.types import ChatMessage
@@ -45,6 +45,7 @@ class _Channel:
     in_flight: list[ChatMessage] = field(default_factory=list)
     added: int = 0  # messages added since the channel was first seen (or cleared)
     generation: int = 0  # bumped by clear(), so a summary started before a clear is dropped
+    summarized: set = field(default_factory=set)  # ids of the messages the summary was made from
 
 
 class _SummaryTask:
@@ -68,10 +69,11 @@ class _SummaryTask:
         with self.memory._lock:
             channel = self.memory._channel(self.channel_id)
             if channel.generation == self.generation:
+                channel.summarized |= {m.message_id for m in channel.in_flight if m.message_id}
                 channel.in_flight = []
                 if text.strip():
                     channel.summary = text.strip()
-        logger.debug("summary refreshed for channel %s: %s", self.channel_id, text.strip())
+        logger.debug("summary refreshed for channel %s (%d characters)", self.channel_id, len(text.strip()))
 
     def abort(self, reason: str) -> None:
         with self.memory._lock:
@@ -163,9 +165,45 @@ class ShortTermMemory:
                 channel.window = deque(kept, maxlen=self.window)
                 channel.since_summary = [m for m in channel.since_summary if not theirs(m)]
                 channel.in_flight = []
-                channel.summary = ""  # it may hold their words
+                channel.summary, channel.summarized = "", set()  # it may hold their words
                 channel.generation += 1  # a summary being made of their words is dropped too
         return dropped
+
+    def drop(self, message_ids: set[int]) -> int:
+        """Drop messages (deleted on Discord, no longer kept) from every channel; returns how many were held.
+
+        A summary made from one of them is dropped too (it may hold its words), and a summary being
+        made from one is discarded; the other messages it covered wait for the next summary.
+        """
+        return self._rewrite(lambda m: None if m.message_id in message_ids else m, message_ids)
+
+    def edit(self, message_id: int, content: str) -> bool:
+        """A message's new words replace the old ones wherever it is remembered; True if it was."""
+        return bool(
+            self._rewrite(lambda m: replace(m, content=content) if m.message_id == message_id else m, {message_id})
+        )
+
+    def _rewrite(self, change, message_ids: set[int]) -> int:
+        touched = 0
+        with self._lock:
+            for channel in self._channels.values():
+                held = [
+                    m
+                    for m in [*channel.window, *channel.since_summary, *channel.in_flight]
+                    if m.message_id in message_ids
+                ]
+                summarized = bool(channel.summarized & message_ids)
+                if not held and not summarized:
+                    continue
+                touched += len({m.message_id for m in held}) or 1
+                channel.window = deque((m for m in map(change, channel.window) if m is not None), maxlen=self.window)
+                if summarized or any(m.message_id in message_ids for m in channel.in_flight):
+                    channel.summary, channel.summarized = "", set()  # it may hold the old words
+                    channel.since_summary = channel.in_flight + channel.since_summary
+                    channel.in_flight = []
+                    channel.generation += 1  # a summary being made of them is dropped
+                channel.since_summary = [m for m in map(change, channel.since_summary) if m is not None]
+        return touched
 
     def clear(self, channel_id: int) -> None:
         """Forget this channel's window and summary (a summary being made is discarded)."""
@@ -175,6 +213,7 @@ class ShortTermMemory:
             channel.since_summary.clear()
             channel.in_flight = []
             channel.summary = ""
+            channel.summarized = set()
             channel.added = 0
             channel.generation += 1
 

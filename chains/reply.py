@@ -314,7 +314,9 @@ def build_reply_chain(
 
     def retrieve(state: dict) -> dict:
         analysis: Analysis = state["analysis"]
-        items, warning = retrieval(analysis.query, analysis.needs_lore, state["memory"]["history"])
+        items, warning = retrieval(
+            analysis.query, analysis.needs_lore, state["memory"]["history"], channel_id=state["channel_id"]
+        )
         return {"items": items, "warning": warning}
 
     def ground(state: dict) -> Evidence | None:

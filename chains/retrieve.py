@@ -13,15 +13,20 @@ from prompts import LorebookEntry
 
 logger = logging.getLogger(__name__)
 
-LoreSearch = Callable[[str], list[LoreItem]]
+LoreSearch = Callable[..., list[LoreItem]]  # (query, channel_id=None)
 
 
 def llama_index_search(retriever) -> LoreSearch:
-    """Adapt a LlamaIndex retriever (e.g. indexes.vector.WeightedRetriever) to a LoreSearch."""
+    """Adapt a LlamaIndex retriever (e.g. indexes.vector.WeightedRetriever) to a LoreSearch.
 
-    def search(query: str) -> list[LoreItem]:
+    A search made for a channel passes it on (`for_channel`, where the retriever scopes by channel):
+    a private thread's messages are found only in that thread.
+    """
+
+    def search(query: str, channel_id: int | None = None) -> list[LoreItem]:
+        scoped = retriever.for_channel(channel_id) if hasattr(retriever, "for_channel") else retriever
         items = []
-        for hit in retriever.retrieve(query):
+        for hit in scoped.retrieve(query):
             meta = hit.node.metadata
             items.append(
                 LoreItem(
@@ -58,8 +63,10 @@ class LoreRetrieval:
         self.scan_depth = scan_depth
         self.warning = "" if search else "no lore index: replying without lore"
 
-    def __call__(self, query: str, needs_lore: bool, recent: Sequence[ChatMessage] = ()) -> tuple[list[LoreItem], str]:
-        """Return (lore items, warning or '')."""
+    def __call__(
+        self, query: str, needs_lore: bool, recent: Sequence[ChatMessage] = (), channel_id: int | None = None
+    ) -> tuple[list[LoreItem], str]:
+        """Return (lore items, warning or ''); `channel_id`: where the reply is made (for private threads)."""
         scanned = " ".join([m.content for m in list(recent)[-self.scan_depth :]] + [query])
         items = lorebook_hits(self.lorebook, scanned)
         if not needs_lore:
@@ -68,7 +75,7 @@ class LoreRetrieval:
             logger.warning(self.warning)
             return items, self.warning
         try:
-            return items + self.search(query), ""
+            return items + self.search(query, channel_id), ""
         except Exception as exc:  # an unreadable index must not cost the reply
             logger.warning("lore index unreadable, replying without lore: %s", exc)
             return items, f"lore index unreadable: {exc}"

@@ -71,6 +71,8 @@ def from_discord(message: discord.Message) -> StoredMessage:
         reactions=reactions,
         mentions=[user.id for user in message.mentions],
         attachments=[a.filename for a in message.attachments],
+        discord_id=True,
+        private=getattr(message.channel, "type", None) == discord.ChannelType.private_thread,
     )
 
 

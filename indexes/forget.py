@@ -1,10 +1,9 @@
 """Forgetting a member who opted out: store, index and training data, and no collecting again.
 
 Exports without member ids (plain text, CSV, older HTML) give a member an id derived from the name
-they are shown by (`synthetic_user_id`). A member is therefore forgotten under their Discord id
-and under the id derived from each name they are known by (the names their stored messages carry,
-and any the caller knows, such as the bot's view of the member); every one of those ids is recorded
-as opted out, so later imports of any format skip them too.
+they are shown by (`synthetic_user_id`). A member is forgotten under their Discord id, and under the
+id derived from each name an admin gives (never from names a member's messages carry: a nickname
+can be anyone's); every one of those ids is recorded as opted out, so later imports skip them too.
 
 Replies to the member's messages were embedded together with them (indexes/vector.py): deleting
 the member's messages logs those replies too, and the index embeds them again without them.
@@ -54,8 +53,8 @@ def training_files(data_dir: Path) -> list[Path]:
     return sorted([*data_dir.glob("*.jsonl"), *data_dir.glob("training/**/*.jsonl")])
 
 
-def scrub_jsonl(path: Path, user_id: int) -> int:
-    """Drop the samples that contain the member's words; returns how many were dropped."""
+def scrub_jsonl(path: Path, drop) -> int:
+    """Rewrite a training file without the samples `drop(sample)` is true for; returns how many were dropped."""
     kept: list[str] = []
     dropped = 0
     with open(path, encoding="utf-8", errors="replace") as handle:
@@ -65,8 +64,7 @@ def scrub_jsonl(path: Path, user_id: int) -> int:
             except json.JSONDecodeError:
                 kept.append(line)
                 continue
-            ids = sample.get("author_ids", []) if isinstance(sample, dict) else []
-            if user_id in ids or str(user_id) in map(str, ids):
+            if isinstance(sample, dict) and drop(sample):
                 dropped += 1
             else:
                 kept.append(line)
@@ -77,10 +75,58 @@ def scrub_jsonl(path: Path, user_id: int) -> int:
     return dropped
 
 
-def member_ids(store: MessageStore, user_id: int, names: Iterable[str] = ()) -> tuple[set[int], tuple[str, ...]]:
-    """The member's Discord id and the ids exports without ids derive from each name they are known by."""
-    known = sorted({n.strip() for n in [*names, *store.names_of(user_id)] if n and n.strip()})
+def by_author(user_id: int):
+    """A sample holding a member's words (its `author_ids`)."""
+    return lambda sample: (
+        user_id in sample.get("author_ids", []) or str(user_id) in map(str, sample.get("author_ids", []))
+    )
+
+
+def by_message(ids: set[int], contents: Iterable[str] = ()):
+    """A sample holding one of these messages: by id, or (files written before ids were kept) by its words."""
+    words = {" ".join(text.split()) for text in contents if text.strip()}
+
+    def holds(sample: dict) -> bool:
+        if "message_ids" in sample:
+            return bool(ids & {int(i) for i in sample["message_ids"]})
+        turns = [*sample.get("history", []), sample.get("message") or {}]
+        said = {" ".join(str(t.get("content", "")).split()) for t in turns if isinstance(t, dict)}
+        return bool(words & (said | {" ".join(str(sample.get("target", "")).split())}))
+
+    return holds
+
+
+def scrub_training(data_dir: Path, drop) -> dict[str, int]:
+    """Every training file without the samples `drop` selects; returns the count per file."""
+    dropped = {}
+    for path in training_files(data_dir):
+        count = scrub_jsonl(path, drop)
+        if count:
+            dropped[path.name] = count
+    return dropped
+
+
+def member_ids(user_id: int, names: Iterable[str] = ()) -> tuple[set[int], tuple[str, ...]]:
+    """The member's Discord id, and the ids exports without ids derive from the `names` given.
+
+    Names are never taken from what a member's messages carry: anyone can take another member's
+    name as a nickname, so only an admin names them (`python -m app forget --name`, after a preview).
+    """
+    known = sorted({n.strip() for n in names if n and n.strip()})
     return {user_id, *(synthetic_user_id(name) for name in known)}, tuple(known)
+
+
+def preview(store: MessageStore, user_id: int, names: Iterable[str] = ()) -> str:
+    """What forgetting would remove: messages per id and per name, with a few of the names' first words."""
+    lines = [f"id {user_id}: {store.count_by(user_id)} messages"]
+    for name in sorted({n.strip() for n in names if n and n.strip()}):
+        derived = synthetic_user_id(name)
+        found = store.authored_by(derived, 3)
+        shown = "; ".join(f"{m.timestamp:%Y-%m-%d} {m.content[:40]!r}" for m in found)
+        lines.append(
+            f"name {name!r} (exports without ids): {store.count_by(derived)} messages{': ' + shown if shown else ''}"
+        )
+    return "\n".join(lines)
 
 
 def forget_member(
@@ -91,16 +137,14 @@ def forget_member(
     Deleting the messages logs them, and the replies embedded with them, for the index; the index
     applies that at once (or at the next start, if this process dies first).
     """
-    ids, known = member_ids(store, user_id, names)
+    ids, known = member_ids(user_id, names)
     report = ForgetReport(user_id, names=known)
     for member in sorted(ids):
         if index is not None:
             report.indexed += index.authored(member)
         report.messages += store.forget(member, member=user_id)
-        for path in training_files(data_dir):
-            dropped = scrub_jsonl(path, member)
-            if dropped:
-                report.samples[path.name] = report.samples.get(path.name, 0) + dropped
+        for name, dropped in scrub_training(data_dir, by_author(member)).items():
+            report.samples[name] = report.samples.get(name, 0) + dropped
     if index is not None:
         try:
             index.sync()

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from indexes.disk import StorageError
 from indexes.exports import ExportError, MessageProblem, export_files, open_export
 from indexes.exports.common import checked as valid
 from indexes.filters import Filters
 from indexes.lore import classify_store
-from indexes.store import MessageStore, StorageError
+from indexes.store import MessageStore
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +112,12 @@ def import_file(
     channel_id: int | None = None,
     dayfirst: bool = False,
     progress: bool | None = None,
+    licensed: bool = False,
 ) -> FileReport:
-    """Import one export file; on any error the store is left exactly as it was."""
+    """Import one export file; on any error the store is left exactly as it was.
+
+    `licensed`: the admin declares they may use these messages to train the character's voice.
+    """
     report = FileReport(path)
     warn = _Warner(report)
     try:
@@ -147,6 +152,7 @@ def import_file(
                     continue
                 if channel_id and not item.channel_id:
                     item.channel_id = channel_id
+                item.discord_id, item.licensed = reader.discord_ids, licensed
                 reason = filters.reason(item)
                 if reason:
                     report.skipped[reason] += 1
@@ -218,12 +224,13 @@ def import_exports(
     keywords: tuple[str, ...] = (),
     dayfirst: bool = False,
     progress: bool | None = None,
+    licensed: bool = False,
 ) -> ImportReport:
     """Import an export file or a folder of them, then re-score lore over the store."""
     report = ImportReport()
     started = time.perf_counter()
     for file in export_files(path):
-        report.files.append(import_file(store, file, filters, channel_id, dayfirst, progress))
+        report.files.append(import_file(store, file, filters, channel_id, dayfirst, progress, licensed))
     report.lore = classify_store(store, keywords)
     report.seconds = time.perf_counter() - started
     return report

@@ -23,10 +23,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
+from indexes.disk import StorageError
 from indexes.filters import Filters
 from indexes.lore import score_message
 from indexes.records import StoredMessage
-from indexes.store import MessageStore, StorageError
+from indexes.store import MessageStore
 from indexes.vector import LoreIndex
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,15 @@ class LiveIngestion:
                     self._held.popleft()
                 raise
             self._held.popleft()
+        return reason
+
+    def edit(self, message: StoredMessage) -> str | None:
+        """An edited message: its new version is stored, or, when it no longer qualifies (edited into a
+        bare link, a command, nothing), the stored one is deleted. Returns why it was left out, or None.
+        """
+        reason = self(message)
+        if reason not in (None, "unchanged") and self.store.delete([message.id]):
+            self.wake()
         return reason
 
     @property

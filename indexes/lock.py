@@ -18,7 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from indexes.store import disk_errors
+from indexes.disk import disk_errors
 
 LOCK_NAME = ".data.lock"
 HOLDER_NAME = ".data.lock.json"

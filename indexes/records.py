@@ -38,6 +38,9 @@ class StoredMessage:
     attachments: list[str] = field(default_factory=list)
     lore_score: float = 0.0
     lore_reasons: list[str] = field(default_factory=list)
+    discord_id: bool = False  # the id is Discord's own (live, backfill, JSON/HTML), not derived from a date
+    private: bool = False  # posted in a private thread: seen only there, never in the public channel
+    licensed: bool = False  # from an export the admin declared they may use for training (--licensed)
 
     @property
     def reaction_count(self) -> int:

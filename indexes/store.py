@@ -20,19 +20,20 @@ in `opted_out`; their messages are never written again.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 
+from indexes.disk import disk_errors
+from indexes.index_log import IndexLog
 from indexes.records import StoredMessage, snowflake_at
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ _MESSAGE_COLUMNS_DDL = """
     attachments TEXT NOT NULL DEFAULT '[]',
     lore_score REAL NOT NULL DEFAULT 0,
     lore_reasons TEXT NOT NULL DEFAULT '[]',
-    stored_at REAL NOT NULL DEFAULT 0
+    stored_at REAL NOT NULL DEFAULT 0,
+    discord_id INTEGER NOT NULL DEFAULT 0,
+    private INTEGER NOT NULL DEFAULT 0,
+    licensed INTEGER NOT NULL DEFAULT 0
 """
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS messages ({_MESSAGE_COLUMNS_DDL});
@@ -71,6 +75,9 @@ CREATE TABLE IF NOT EXISTS index_collections (
     number INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL, seq INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS seen (channel_id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS consent (
+    user_id INTEGER PRIMARY KEY, given INTEGER NOT NULL, source TEXT NOT NULL, since TEXT NOT NULL
+);
 """
 # The replies whose embedding carries a message's words (up to REPLY_THREAD_DEPTH = 3 levels down;
 # SQLite allows no WITH clause inside a trigger, hence the nesting).
@@ -99,7 +106,7 @@ END;
 _COLUMNS = (
     "id, channel_id, guild_id, author_id, author_name, author_display, author_is_bot, type, "
     "timestamp, edited_at, content, reply_to, is_pinned, reactions, reaction_count, mentions, "
-    "attachments, lore_score, lore_reasons, stored_at"
+    "attachments, lore_score, lore_reasons, stored_at, discord_id, private, licensed"
 )
 # Merging a version of a message that is already stored: a newer edit replaces the content;
 # reactions only grow, a pin stays, a nickname fills in. Anything else leaves the row untouched,
@@ -113,12 +120,14 @@ ON CONFLICT(id) DO UPDATE SET
     reaction_count = MAX(excluded.reaction_count, messages.reaction_count),
     is_pinned = MAX(excluded.is_pinned, messages.is_pinned),
     author_display = CASE WHEN messages.author_display = '' THEN excluded.author_display ELSE messages.author_display END,
+    discord_id = MAX(excluded.discord_id, messages.discord_id),
+    licensed = MAX(excluded.licensed, messages.licensed),
     stored_at = excluded.stored_at
 WHERE {_NEWER} OR excluded.reaction_count > messages.reaction_count OR excluded.is_pinned > messages.is_pinned
-    OR (messages.author_display = '' AND excluded.author_display != '')
+    OR (messages.author_display = '' AND excluded.author_display != '') OR excluded.licensed > messages.licensed
 """
 _SEEN_CONFLICT = "ON CONFLICT(channel_id) DO UPDATE SET message_id = MAX(message_id, excluded.message_id)"
-_UPSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES ({', '.join('?' * 20)}) {_ON_CONFLICT}"
+_UPSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES ({', '.join('?' * 23)}) {_ON_CONFLICT}"
 PAGE = 2000
 
 
@@ -136,7 +145,7 @@ def _row(m: StoredMessage, stored_at: float) -> tuple:
         _utc(m.edited_at) if m.edited_at else None, m.content, m.reply_to, int(m.is_pinned),
         json.dumps(m.reactions, ensure_ascii=False), m.reaction_count, json.dumps(m.mentions),
         json.dumps(m.attachments, ensure_ascii=False), m.lore_score, json.dumps(m.lore_reasons),
-        stored_at,
+        stored_at, int(m.discord_id), int(m.private), int(m.licensed),
     )  # fmt: skip
 
 
@@ -150,7 +159,8 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         content=row["content"], reply_to=row["reply_to"], is_pinned=bool(row["is_pinned"]),
         reactions=json.loads(row["reactions"]), mentions=json.loads(row["mentions"]),
         attachments=json.loads(row["attachments"]), lore_score=row["lore_score"],
-        lore_reasons=json.loads(row["lore_reasons"]),
+        lore_reasons=json.loads(row["lore_reasons"]), discord_id=bool(row["discord_id"]), private=bool(row["private"]),
+        licensed=bool(row["licensed"]),
     )  # fmt: skip
 
 
@@ -174,7 +184,7 @@ class Stage:
     def add(self, messages: Iterable[StoredMessage]) -> None:
         now = time.time()
         rows = [_row(m, now) for m in messages]
-        sql = f"INSERT INTO temp.{self.name} ({_COLUMNS}) VALUES ({', '.join('?' * 20)}) {_ON_CONFLICT.replace('messages.', f'{self.name}.')}"
+        sql = f"INSERT INTO temp.{self.name} ({_COLUMNS}) VALUES ({', '.join('?' * 23)}) {_ON_CONFLICT.replace('messages.', f'{self.name}.')}"
         with self.store._lock, disk_errors(self.store.path):
             self.store._db.executemany(sql, rows)
         self.added += len(rows)
@@ -211,48 +221,6 @@ class Stage:
         return result
 
 
-class StorageError(RuntimeError):
-    """DATA_DIR cannot be written (a full disk, a read-only folder); what was being written was not."""
-
-
-def storage_error(exc: BaseException, path: Path | str) -> StorageError | None:
-    """The error a full or read-only disk raised, as a StorageError that says what to do; None for others."""
-    text = str(exc).lower()
-    code = getattr(exc, "errno", None)
-    if code == errno.ENOSPC or "disk is full" in text or "no space left" in text:
-        problem = "the disk is full: free some space"
-    elif code == errno.EFBIG or "file too large" in text:
-        problem = "a file cannot grow (the disk is full, or a file size limit): free some space or lift the limit"
-    elif code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text:
-        problem = "it is read-only for this process: make it writable, or set DATA_DIR to a writable folder"
-    elif "disk i/o error" in text:
-        problem = "writing failed (the disk is full or failing, or a file size limit was reached)"
-    elif "unable to open database" in text:
-        problem = "it cannot be opened (permissions, or a missing folder)"
-    else:
-        return None
-    error = StorageError(
-        f"cannot write {path}: {problem}, then run it again. What was being written was not "
-        f"(the store and the index stay as they were; pending index work resumes). ({exc})"
-    )
-    error.__cause__ = exc
-    return error
-
-
-@contextmanager
-def disk_errors(location: Path | str) -> Iterator[None]:
-    """The errors a full or read-only disk raises (SQLite's, Chroma's, the OS's) as StorageError."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except Exception as exc:
-        error = storage_error(exc, location)
-        if error is None:
-            raise
-        raise error from exc
-
-
 class MessageStore:
     """Thread-safe access to the SQLite message store."""
 
@@ -266,6 +234,9 @@ class MessageStore:
                 self._db.row_factory = sqlite3.Row
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(
+                    "PRAGMA secure_delete=ON"
+                )  # deleted and overwritten words are zeroed, not left in free pages
                 self._migrate()
                 self._db.executescript(SCHEMA)
                 self._db.executescript(TRIGGERS)
@@ -274,12 +245,25 @@ class MessageStore:
                 self._db.close()
                 raise
         self._stages = 0
+        self.index_log = IndexLog(self)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held around every use of the connection (helpers such as IndexLog take it too)."""
+        return self._lock
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._db
 
     def _migrate(self) -> None:
         """Bring a store made by an earlier version up to the current schema."""
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
         if columns and "stored_at" not in columns:
             self._db.execute("ALTER TABLE messages ADD COLUMN stored_at REAL NOT NULL DEFAULT 0")
+        for column in ("discord_id", "private", "licensed"):  # unknown for older rows: derived, public, not licensed
+            if columns and column not in columns:
+                self._db.execute(f"ALTER TABLE messages ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         opted_out = {r[1] for r in self._db.execute("PRAGMA table_info(opted_out)")}
         if opted_out and "member" not in opted_out:
             self._db.execute("ALTER TABLE opted_out ADD COLUMN member INTEGER")
@@ -362,6 +346,12 @@ class MessageStore:
         with self.transaction() as db:
             db.execute(f"INSERT INTO seen VALUES (?, ?) {_SEEN_CONFLICT}", (channel_id, message_id))
 
+    def discord_messages(self, channel_id: int, low: int, high: int) -> dict[int, str]:
+        """id -> content of a channel's messages with Discord's own ids between `low` and `high`."""
+        sql = "SELECT id, content FROM messages WHERE channel_id = ? AND discord_id = 1 AND id BETWEEN ? AND ?"
+        with self._lock:
+            return dict(self._db.execute(sql, (channel_id, low, high)).fetchall())
+
     def seen(self, channel_id: int) -> int | None:
         """The newest message id of a channel read from Discord, or None if none was yet."""
         with self._lock:
@@ -378,74 +368,6 @@ class MessageStore:
             with self._lock:
                 found.update((row["id"], _message(row)) for row in self._db.execute(sql, chunk))
         return found
-
-    # What the index has still to do (see the module's docstring)
-
-    def last_change(self) -> int:
-        """The newest entry of the index log (0 when nothing was ever logged)."""
-        with self._lock:
-            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'index_log'").fetchone()
-        return row[0] if row else 0
-
-    def changes(self, after: int, limit: int) -> list[tuple[int, int]]:
-        """(seq, message id) of the index log after `after`, oldest first, at most `limit`."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, message_id FROM index_log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-            ).fetchall()
-        return [tuple(r) for r in rows]
-
-    def pending(self, after: int) -> set[int]:
-        """The message ids changed after `after` in the log: what a collection at that cursor lacks."""
-        with self._lock:
-            return {r[0] for r in self._db.execute("SELECT DISTINCT message_id FROM index_log WHERE seq > ?", (after,))}
-
-    def log_changes(self, ids: Iterable[int]) -> None:
-        """Mark messages as changed, so that the index applies them again (a repair)."""
-        with self.transaction() as db:
-            db.executemany("INSERT INTO index_log(message_id) VALUES (?)", [(i,) for i in ids])
-
-    def register_collection(self, base_name: str, seq: int) -> str:
-        """Record a new index collection, caught up to `seq`; returns its name.
-
-        Names carry the registration number (later rebuilds have higher ones, whatever the clock
-        says) and a random part (two stores sharing a Chroma server never collide).
-        """
-        with self.transaction() as db:
-            temporary = f"{base_name}-new-{uuid.uuid4().hex}"
-            number = db.execute("INSERT INTO index_collections(name, seq) VALUES (?, ?)", (temporary, seq)).lastrowid
-            name = f"{base_name}-{number:06d}-{uuid.uuid4().hex[:8]}"
-            db.execute("UPDATE index_collections SET name = ? WHERE number = ?", (name, number))
-        return name
-
-    def adopt_collection(self, name: str) -> None:
-        """Register a collection made before the index log existed: everything logged since is pending for it."""
-        with self.transaction() as db:
-            db.execute("INSERT INTO index_collections(name, seq) VALUES (?, 0) ON CONFLICT(name) DO NOTHING", (name,))
-
-    def collections(self) -> dict[str, tuple[int, int]]:
-        """Every registered collection: name -> (number, cursor)."""
-        with self._lock:
-            return {r[1]: (r[0], r[2]) for r in self._db.execute("SELECT number, name, seq FROM index_collections")}
-
-    def cursor(self, name: str) -> int | None:
-        """How far a collection has applied the index log; None for a collection not registered."""
-        with self._lock:
-            row = self._db.execute("SELECT seq FROM index_collections WHERE name = ?", (name,)).fetchone()
-        return row[0] if row else None
-
-    def advance(self, name: str, seq: int) -> None:
-        """A collection has applied the log up to `seq`; the log entries no collection needs go."""
-        with self.transaction() as db:
-            db.execute("UPDATE index_collections SET seq = MAX(seq, ?) WHERE name = ?", (seq, name))
-            db.execute(
-                "DELETE FROM index_log WHERE seq <= COALESCE((SELECT MIN(seq) FROM index_collections), ?)",
-                (seq,),
-            )
-
-    def unregister_collection(self, name: str) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM index_collections WHERE name = ?", (name,))
 
     def count(self) -> int:
         with self._lock:
@@ -578,7 +500,68 @@ class MessageStore:
                 "INSERT INTO opted_out(user_id, since, member) VALUES(?, ?, ?) ON CONFLICT(user_id) DO NOTHING",
                 (user_id, datetime.now().astimezone().isoformat(timespec="seconds"), member or user_id),
             )
+        self.scrub()
         return deleted
+
+    def delete(self, ids: Iterable[int]) -> list[int]:
+        """Delete messages by id (deleted on Discord, or no longer kept); returns the ids that were stored."""
+        wanted = list(dict.fromkeys(ids))
+        deleted: list[int] = []
+        with self.transaction() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                deleted += [r[0] for r in db.execute(f"SELECT id FROM messages WHERE id IN ({marks})", chunk)]
+                db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+        if deleted:
+            self.scrub()
+        return deleted
+
+    def ids_before(self, moment: datetime) -> list[int]:
+        """The ids of the messages posted before `moment`."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT id FROM messages WHERE timestamp < ?", (_utc(moment),))]
+
+    def authored_by(self, author_id: int, limit: int) -> list[StoredMessage]:
+        """An author's oldest `limit` messages."""
+        return list(islice(self._select("author_id = ?", (author_id,)), limit))
+
+    def count_by(self, author_id: int) -> int:
+        """How many messages of an author are stored."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM messages WHERE author_id = ?", (author_id,)).fetchone()[0]
+
+    def scrub(self) -> None:
+        """Words deleted or overwritten leave the write-ahead log too (secure_delete zeroes them in the file).
+
+        SQLite keeps the pages a transaction changed in the WAL file until a checkpoint copies them
+        back and the file is truncated; until then a deleted message's old page could be read there.
+        """
+        with self._lock:
+            try:
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error as exc:
+                logger.warning("the store's write-ahead log was not truncated: %s", exc)
+                return
+        if busy:  # another process reads: its next write's checkpoint completes it
+            logger.info("the store's write-ahead log is in use by another reader; truncated at a later write")
+
+    # Consent to training (see indexes.members)
+
+    def set_consent(self, user_id: int, given: bool, source: str = "command") -> None:
+        """Record a member's consent or its withdrawal; a role never overrides what the member said themselves."""
+        now = datetime.now().astimezone().isoformat(timespec="seconds")
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO consent VALUES (?, ?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET given = excluded.given, "
+                "source = excluded.source, since = excluded.since WHERE excluded.source = 'command' OR consent.source != 'command'",
+                (user_id, int(given), source, now),
+            )
+
+    def consent(self) -> dict[int, tuple[bool, str]]:
+        """user id -> (consented, how it was given: 'command' or 'role'), for every member who said either."""
+        with self._lock:
+            return {r[0]: (bool(r[1]), r[2]) for r in self._db.execute("SELECT user_id, given, source FROM consent")}
 
     def author_names(self) -> set[str]:
         """Every name members are known by here (usernames and display names)."""

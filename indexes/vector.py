@@ -16,8 +16,10 @@ import importlib.util
 import logging
 import math
 import re
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -26,12 +28,13 @@ from pathlib import Path
 
 from llama_index.core import VectorStoreIndex
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
+from indexes.disk import disk_errors
 from indexes.lore import LORE_THRESHOLD
 from indexes.records import StoredMessage
-from indexes.store import MessageStore, disk_errors
+from indexes.store import MessageStore
 
 logger = logging.getLogger(__name__)
 
@@ -122,46 +125,58 @@ def _split(text: str) -> list[str]:
 _WORD = re.compile(r"\w+")
 
 
-def to_nodes(message: StoredMessage, engagement: int, replying_to: Sequence[str] = ()) -> list[TextNode]:
-    """A message as LlamaIndex nodes: the content is embedded, the rest is metadata.
+def thread_of(message: StoredMessage, replying_to: Sequence[str]) -> str:
+    """What of the thread a reply answers goes with it (REPLYING_TO_CHARS, the earliest message first).
 
-    A reply is embedded together with the thread it answers (`replying_to`, the earliest message
-    first, REPLYING_TO_CHARS in all): "It will be deployed once" is found by a question about
-    deployment, which the answer alone does not mention. A message longer than PART_TOKENS is
-    indexed in parts (ids `<message id>#<n>` after the first): a question about one line of a long
-    announcement finds that line instead of losing it in the whole post's average (or past the
-    embedding model's window). The model is shown a node's content only.
+    A reply shorter than THREAD_MIN_WORDS ("yes it is", "a rich wallet") goes alone: it would take
+    the thread's meaning instead of adding to it.
+    """
+    thread = [" ".join(text.split()) for text in replying_to if text.strip()]
+    if not thread or len(_WORD.findall(message.content)) < THREAD_MIN_WORDS:
+        return ""
+    share = REPLYING_TO_CHARS // len(thread)
+    return " / ".join(text[:share] for text in thread)
+
+
+def to_nodes(message: StoredMessage, engagement: int, replying_to: Sequence[str] = ()) -> list[tuple[TextNode, str]]:
+    """A message as index entries, each with the text its vector is made from.
+
+    The entries hold a vector and metadata without words or names: ids, time, engagement, lore, a
+    short hash of the content. The words stay in the store, which the retriever reads them back from,
+    so deleting a message from the store deletes its words for good (Chroma keeps what it was given
+    in its own log for a while, even after a delete).
+
+    A reply is embedded together with the thread it answers (`replying_to`, see `thread_of`): "It
+    will be deployed once" is found by a question about deployment, which the answer alone does not
+    mention. A message longer than PART_TOKENS is indexed in parts (ids `<message id>#<n>` after the
+    first): a question about one line of a long announcement finds that line instead of losing it in
+    the whole post's average (or past the embedding model's window).
     """
     metadata = {
         "message_id": str(message.id),
         "channel_id": str(message.channel_id),
-        "author": message.speaker,
         "author_id": str(message.author_id),
         "timestamp": message.timestamp.timestamp(),
-        "date": message.timestamp.date().isoformat(),
         "engagement": engagement,
         "lore_score": message.lore_score,
         "is_lore": message.lore_score >= LORE_THRESHOLD,
-        "lore_reasons": "; ".join(message.lore_reasons),
         "digest": content_digest(message.content),
+        "private": message.private,
     }
-    thread = [" ".join(text.split()) for text in replying_to if text.strip()]
-    if thread and len(_WORD.findall(message.content)) >= THREAD_MIN_WORDS:
-        share = REPLYING_TO_CHARS // len(thread)
-        metadata["replying_to"] = " / ".join(text[:share] for text in thread)
-    nodes = []
+    thread = thread_of(message, replying_to)
+    entries = []
     for number, part in enumerate(_split(message.content)):
         node_metadata = {**metadata, "part": number} if number else metadata
-        nodes.append(
-            TextNode(
-                id_=f"{message.id}#{number}" if number else str(message.id),
-                text=part,
-                metadata=node_metadata,
-                excluded_embed_metadata_keys=[key for key in node_metadata if key != "replying_to"],
-                excluded_llm_metadata_keys=list(node_metadata),
-            )
-        )
-    return nodes
+        node = TextNode(id_=f"{message.id}#{number}" if number else str(message.id), text="", metadata=node_metadata)
+        embedded = TextNode(text=part, metadata={"replying_to": thread} if thread else {})
+        entries.append((node, embedded.get_content(MetadataMode.EMBED)))
+    return entries
+
+
+def part_of(message: StoredMessage, number: int) -> str | None:
+    """The words of one indexed part of a stored message (None if it has fewer parts now)."""
+    parts = _split(message.content)
+    return parts[number] if number < len(parts) else None
 
 
 @dataclass
@@ -216,14 +231,16 @@ class LoreIndex:
 
     def __init__(
         self, store: MessageStore, client, embed_model, base_name: str = "lore", min_chars: int = INDEX_MIN_CHARS,
-        location: str = "the lore index",
+        location: str = "the lore index", folder: Path | None = None,
     ) -> None:  # fmt: skip
         self.store = store
+        self.log = store.index_log
         self.client = client
         self.embed_model = embed_model
         self.base_name = base_name
         self.min_chars = min_chars
         self.location = location  # where the collections live, for error messages
+        self.folder = folder  # embedded Chroma's folder (None with a server)
         self._opened: tuple[str, VectorStoreIndex] | None = None
         self._apply_lock = threading.RLock()
         self._name_pattern = re.compile(rf"{re.escape(base_name)}-\d+-[0-9a-f]+")
@@ -243,7 +260,7 @@ class LoreIndex:
         self, collection, messages: Iterable[StoredMessage], progress: Callable[[int], None] | None = None
     ) -> int:
         """Embed and add messages (those long enough) to a collection, in batches; returns how many."""
-        index = self._vector_index(collection)
+        vector_store = ChromaVectorStore(chroma_collection=collection)
         count = 0
         for group in batched((m for m in messages if self.indexable(m)), INDEX_BATCH * 4):
             # Similar lengths embed together: far less padding (3x faster on chat with a few long posts).
@@ -251,10 +268,14 @@ class LoreIndex:
             for batch in batched(group, INDEX_BATCH):
                 replies = self.store.reply_counts([m.id for m in batch])
                 threads = self.store.threads(batch, REPLY_THREAD_DEPTH)
-                index.insert_nodes([
-                    node for m in batch
-                    for node in to_nodes(m, m.reaction_count + replies.get(m.id, 0), threads.get(m.id, ()))
-                ])  # fmt: skip
+                entries = [
+                    entry for m in batch
+                    for entry in to_nodes(m, m.reaction_count + replies.get(m.id, 0), threads.get(m.id, ()))
+                ]  # fmt: skip
+                vectors = self.embed_model.get_text_embedding_batch([text for _, text in entries])
+                for (node, _), vector in zip(entries, vectors):
+                    node.embedding = vector
+                vector_store.add([node for node, _ in entries])
                 count += len(batch)
                 if progress:
                     progress(count)
@@ -271,15 +292,15 @@ class LoreIndex:
         done = 0
         with self._apply_lock, disk_errors(self.location):
             while True:
-                cursor = self.store.cursor(name)
+                cursor = self.log.cursor(name)
                 if cursor is None:
                     raise IndexUnavailable(f"collection {name} is no longer registered (replaced by another rebuild)")
-                changes = self.store.changes(cursor, SYNC_BATCH)
+                changes = self.log.changes(cursor, SYNC_BATCH)
                 if not changes:
                     return done
                 ids = list(dict.fromkeys(message_id for _, message_id in changes))
                 self._rewrite(collection, ids)
-                self.store.advance(name, changes[-1][0])
+                self.log.advance(name, changes[-1][0])
                 done += len(ids)
 
     def sync(self) -> int:
@@ -292,8 +313,8 @@ class LoreIndex:
         done = 0
         with self._apply_lock:
             while (name := self.active_name) is not None:
-                if self.store.cursor(name) is None:
-                    self.store.adopt_collection(name)
+                if self.log.cursor(name) is None:
+                    self.log.adopt_collection(name)
                     logger.info("lore index %s made by an earlier version: checking it against the store", name)
                     self._log_differences(self.check())
                 done += self._apply(name, self._open_collection(name))
@@ -304,8 +325,8 @@ class LoreIndex:
     def pending(self) -> int:
         """How many messages the active collection has still to apply."""
         name = self.active_name
-        cursor = self.store.cursor(name) if name else None
-        return len(self.store.pending(cursor)) if cursor is not None else 0
+        cursor = self.log.cursor(name) if name else None
+        return len(self.log.pending(cursor)) if cursor is not None else 0
 
     def _open_collection(self, name: str):
         try:
@@ -321,12 +342,12 @@ class LoreIndex:
         while writers wait, and the active pointer moves in that same transaction. A crash before
         then leaves the previous index in use; its leftover is removed by the next rebuild.
         """
-        name = self.store.register_collection(self.base_name, self.store.last_change())
+        name = self.log.register_collection(self.base_name, self.log.last_change())
         try:
             with disk_errors(self.location):
                 collection = self.client.create_collection(name, metadata={"hnsw:space": "cosine"})
                 self._embed(collection, self.store.iter_messages(), progress)
-                while len(self.store.pending(self.store.cursor(name) or 0)) > FINAL_CATCH_UP:
+                while len(self.log.pending(self.log.cursor(name) or 0)) > FINAL_CATCH_UP:
                     self._apply(name, collection)  # writers go on meanwhile
                 with self._apply_lock, self.store.transaction():
                     self._apply(name, collection)
@@ -341,7 +362,7 @@ class LoreIndex:
 
     def _remove(self, name: str) -> None:
         try:
-            self.store.unregister_collection(name)
+            self.log.unregister_collection(name)
         finally:
             try:
                 self.client.delete_collection(name)
@@ -350,11 +371,11 @@ class LoreIndex:
 
     def _remove_older_than(self, name: str) -> None:
         """Every other collection of this index but those of rebuilds started later (still running)."""
-        registered = self.store.collections()
+        registered = self.log.collections()
         mine = registered[name][0]
         older = [other for other, (number, _) in registered.items() if other != name and number < mine]
         for other in older:  # unregistered first: an older rebuild still running cannot swap its collection in
-            self.store.unregister_collection(other)
+            self.log.unregister_collection(other)
         for collection in self._collections():
             if collection.name != name and registered.get(collection.name, (0, 0))[0] < mine:
                 self._remove(collection.name)
@@ -379,6 +400,33 @@ class LoreIndex:
         for collection in self.client.list_collections():
             if self._name_pattern.fullmatch(collection.name):
                 yield collection
+
+    def compact(self) -> bool:
+        """Embedded Chroma: rewrite its SQLite file, so that the pages of dropped collections (which held
+        the words an earlier version kept) are gone from the disk. True if done."""
+        path = self.folder / "chroma.sqlite3" if self.folder else None
+        if path is None or not path.is_file():
+            return False
+        try:
+            with closing(sqlite3.connect(path, timeout=30)) as db:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute("VACUUM")
+            return True
+        except sqlite3.Error as exc:
+            logger.warning("%s was not compacted (%s): run `chroma vacuum --path %s --force` with the bot stopped",
+                           path, exc, path.parent)  # fmt: skip
+            return False
+
+    def holds_words(self) -> bool:
+        """The active collection was made by an earlier version, which kept words and names in Chroma."""
+        name = self.active_name
+        try:
+            found = self.client.get_collection(name).get(limit=1, include=["documents", "metadatas"]) if name else None
+        except Exception:
+            return False
+        if not found or not found["ids"]:
+            return False
+        return bool((found["documents"] or [""])[0]) or "author" in ((found["metadatas"] or [{}])[0] or {})
 
     def authored(self, user_id: int) -> int:
         """How many messages of an author the active collection holds."""
@@ -411,8 +459,8 @@ class LoreIndex:
             return found
         digests = _digests(self._open_collection(name))
         found.indexed = len(digests)
-        cursor = self.store.cursor(name)
-        pending = self.store.pending(cursor) if cursor is not None else set()
+        cursor = self.log.cursor(name)
+        pending = self.log.pending(cursor) if cursor is not None else set()
         found.pending = len(pending)
         found.missing = set(expected) - set(digests) - pending
         found.orphaned = set(digests) - set(expected) - pending
@@ -425,7 +473,7 @@ class LoreIndex:
     def _log_differences(self, found: IndexCheck) -> None:
         differ = found.missing | found.orphaned | found.stale
         if differ:
-            self.store.log_changes(sorted(differ))
+            self.log.log_changes(sorted(differ))
 
     def repair(self, leftovers: bool = False) -> IndexCheck:
         """Check, then apply every difference found (without a full rebuild); returns what was found.
@@ -475,26 +523,43 @@ class RetrievalWeights:
 
 
 class WeightedRetriever(BaseRetriever):
-    """Similarity search over the lore index, re-ranked by recency, engagement and lore."""
+    """Similarity search over the lore index, re-ranked by recency, engagement and lore.
+
+    The index holds no words: each hit is read back from the store (its part of the message, who
+    wrote it, when, why it is lore, the thread it answers). A hit whose message is no longer stored
+    (deleted, forgotten, pruned) is dropped at once, before the index has applied the deletion.
+
+    Messages of a private thread (PRIVATE_THREADS=thread) are found only by a search made for that
+    thread (`for_channel`); every other search sees public messages only.
+    """
 
     def __init__(
-        self,
-        index: VectorStoreIndex | LoreIndex,
-        weights: RetrievalWeights,
-        top_k: int = 5,
-        candidates: int = 20,
-        now: datetime | None = None,
-    ) -> None:
-        """`index` is a LoreIndex (followed across rebuilds) or a fixed VectorStoreIndex."""
+        self, index: LoreIndex, weights: RetrievalWeights, top_k: int = 5, candidates: int = 20, now: datetime | None = None
+    ) -> None:  # fmt: skip
+        """`index` is followed across rebuilds."""
         super().__init__()
-        self._source = index.current if isinstance(index, LoreIndex) else (lambda: index)
+        self.index = index
         self.candidates = max(candidates, top_k)
         self.weights = weights
         self.top_k = top_k
         self._now = now
+        self.channel_id: int | None = None
+
+    def for_channel(self, channel_id: int | None) -> WeightedRetriever:
+        """This retriever for a search made in a channel (a private thread also sees its own messages)."""
+        scoped = WeightedRetriever(self.index, self.weights, self.top_k, self.candidates, self._now)
+        scoped.channel_id = channel_id
+        return scoped
+
+    def _where(self) -> dict:
+        public = {"private": False}
+        return {"$or": [public, {"channel_id": str(self.channel_id)}]} if self.channel_id else public
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self._source().as_retriever(similarity_top_k=self.candidates).retrieve(query_bundle)
+        search = self.index.current().as_retriever(
+            similarity_top_k=self.candidates, vector_store_kwargs={"where": self._where()}
+        )
+        hits = search.retrieve(query_bundle)
         now = (self._now or datetime.now(timezone.utc)).timestamp()
         max_eng = max((h.node.metadata.get("engagement", 0) for h in hits), default=0)
         w = self.weights
@@ -522,4 +587,27 @@ class WeightedRetriever(BaseRetriever):
             if message not in seen:
                 seen.add(message)
                 best.append(hit)
-        return best[: self.top_k]
+        return self._read_back(best)[: self.top_k]
+
+    def _read_back(self, hits: list[NodeWithScore]) -> list[NodeWithScore]:
+        """The hits with their words and names from the store; those no longer stored are left out."""
+        store = self.index.store
+        messages = store.get(int(hit.node.metadata["message_id"]) for hit in hits)
+        threads = store.threads(messages.values(), REPLY_THREAD_DEPTH)
+        found = []
+        for hit in hits:
+            message = messages.get(int(hit.node.metadata["message_id"]))
+            text = part_of(message, int(hit.node.metadata.get("part", 0))) if message else None
+            if text is None or (message.private and message.channel_id != self.channel_id):
+                continue
+            hit.node.set_content(text)
+            hit.node.metadata.update(
+                author=message.speaker, date=message.timestamp.date().isoformat(),
+                lore_reasons="; ".join(message.lore_reasons),
+            )  # fmt: skip
+            thread = thread_of(message, threads.get(message.id, ()))
+            if thread:
+                hit.node.metadata["replying_to"] = thread
+            hit.node.excluded_llm_metadata_keys = list(hit.node.metadata)
+            found.append(hit)
+        return found

@@ -101,3 +101,12 @@ def store(tmp_path):
     s = MessageStore(tmp_path / "messages.sqlite3")
     yield s
     s.close()
+
+
+@pytest.fixture
+async def start_bot(tmp_path, tokenizer):
+    """Starts the real bot against a local fake Discord: `await start_bot(llm=..., index=..., SETTING=value)`."""
+    from tests.harness import bot_starter
+
+    async for start in bot_starter(tmp_path, tokenizer):
+        yield start

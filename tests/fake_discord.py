@@ -11,7 +11,9 @@ and echoed back on the gateway as MESSAGE_CREATE / MESSAGE_UPDATE from the bot, 
 Gateway (websocket at /gateway): HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats answered
 with HEARTBEAT_ACK, RESUME with replay of missed events, RECONNECT on demand, and close code 4014
 when the message-content intent is not allowed. Tests inject MESSAGE_CREATE events with
-`send_message`. Point discord.py at it with DISCORD_API_BASE=fake.api_base and
+`send_message`, MESSAGE_UPDATE with `edit_message` (of any message, one the client never cached
+included), MESSAGE_DELETE and MESSAGE_DELETE_BULK with `delete_message(s)`, and threads, public
+or private (type 12), with `create_thread` / `delete_thread` (THREAD_CREATE, THREAD_DELETE). Point discord.py at it with DISCORD_API_BASE=fake.api_base and
 DISCORD_GATEWAY_URL=fake.gateway_url.
 """
 
@@ -128,6 +130,7 @@ class FakeDiscord:
     resumes: int = 0
     sent_at: dict[int, float] = field(default_factory=dict)
     commands: list[dict] = field(default_factory=list)
+    threads: dict[int, dict] = field(default_factory=dict)
 
     # --- content -------------------------------------------------------------------------------
 
@@ -286,6 +289,17 @@ class FakeDiscord:
         found = next((m for m in self.history if m["id"] == wanted), None)
         return _json(found) if found else _json({"message": "Unknown Message", "code": 10008}, status=404)
 
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        """A direct-message channel with a member (`user.send` opens one first)."""
+        await self._record(request)
+        body = await request.json()
+        recipient = user_payload(int(body["recipient_id"]), f"user{body['recipient_id']}")
+        return _json({"id": str(self.dm_channel_id), "type": 1, "recipients": [recipient], "last_message_id": None})
+
+    def direct_messages(self) -> list[Post]:
+        """What the bot sent by direct message."""
+        return [p for p in self.posts if p.channel_id == self.dm_channel_id]
+
     async def _sync_commands(self, request: web.Request) -> web.Response:
         await self._record(request)
         body = await request.json()
@@ -332,7 +346,7 @@ class FakeDiscord:
             "channels": [channel(self.channel_id, "tavern", 0), channel(self.other_channel_id, "off-topic", 1)],
             "members": [{"user": user_payload(self.bot_id, self.bot_name, bot=True), "roles": [], "joined_at": "2020-01-01T00:00:00+00:00",
                          "deaf": False, "mute": False, "flags": 0}],
-            "threads": [], "emojis": [], "stickers": [], "features": [], "member_count": 10, "large": False,
+            "threads": list(self.threads.values()), "emojis": [], "stickers": [], "features": [], "member_count": 10, "large": False,
             "unavailable": False, "joined_at": "2020-01-01T00:00:00+00:00", "voice_states": [], "presences": [],
             "stage_instances": [], "guild_scheduled_events": [], "premium_tier": 0, "verification_level": 0,
             "default_message_notifications": 0, "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0,
@@ -398,14 +412,14 @@ class FakeDiscord:
 
     def send_message(self, content: str, author_id: int = 1001, name: str = "alice", *, bot: bool = False, channel_id: int | None = None,
                      reply_to: int | None = None, mention_bot: bool = False, roles: tuple[int, ...] = (), message_id: int | None = None,
-                     dm: bool = False) -> int:  # fmt: skip
+                     dm: bool = False, nick: str | None = None) -> int:  # fmt: skip
         """A member posts in a channel (or `dm`: a direct message): MESSAGE_CREATE. Returns the message id."""
         message_id = message_id or now_snowflake()
         author = user_payload(author_id, name, bot=bot)
         if mention_bot:
             content = f"<@{self.bot_id}> {content}"
         payload = self.message_payload(
-            message_id, author, content, moment=datetime.now(timezone.utc), channel_id=channel_id
+            message_id, author, content, nick=nick, moment=datetime.now(timezone.utc), channel_id=channel_id
         )
         payload["member"]["roles"] = [str(r) for r in roles]
         if dm:
@@ -435,6 +449,55 @@ class FakeDiscord:
         if mention_bot:
             payload["mentions"] = [user_payload(self.bot_id, self.bot_name, bot=True)]
         self.call(self._dispatch("MESSAGE_UPDATE", payload))
+
+    def post_unseen(
+        self, content: str, author_id: int = 1001, name: str = "alice", channel_id: int | None = None
+    ) -> int:
+        """A message in the channel's history that no gateway event announced (posted while the bot was away)."""
+        message_id = now_snowflake()
+        payload = self.message_payload(
+            message_id, user_payload(author_id, name), content, moment=datetime.now(timezone.utc), channel_id=channel_id
+        )
+        self.history.append(payload)
+        return message_id
+
+    def delete_message(self, message_id: int, announce: bool = True) -> None:
+        """A member (or a moderator) deletes a message: MESSAGE_DELETE, unless `announce` is False (while away)."""
+        payload = next(m for m in self.history if m["id"] == str(message_id))
+        self.history.remove(payload)
+        if announce:
+            data = {"id": str(message_id), "channel_id": payload["channel_id"], "guild_id": str(self.guild_id)}
+            self.call(self._dispatch("MESSAGE_DELETE", data))
+
+    def delete_messages(self, message_ids: list[int], channel_id: int | None = None) -> None:
+        """A moderator purges messages: one MESSAGE_DELETE_BULK."""
+        wanted = {str(i) for i in message_ids}
+        self.history[:] = [m for m in self.history if m["id"] not in wanted]
+        data = {"ids": sorted(wanted), "channel_id": str(channel_id or self.channel_id), "guild_id": str(self.guild_id)}
+        self.call(self._dispatch("MESSAGE_DELETE_BULK", data))
+
+    def thread_payload(self, thread_id: int, name: str, private: bool) -> dict:
+        return {
+            "id": str(thread_id), "guild_id": str(self.guild_id), "parent_id": str(self.channel_id), "owner_id": "1001",
+            "type": 12 if private else 11, "name": name, "last_message_id": None, "rate_limit_per_user": 0,
+            "message_count": 0, "member_count": 1, "flags": 0,
+            "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "locked": False, "invitable": False,
+                                "archive_timestamp": datetime.now(timezone.utc).isoformat()},
+        }  # fmt: skip
+
+    def create_thread(self, name: str, private: bool = False) -> int:
+        """A member opens a thread under the channel (type 12 when private): THREAD_CREATE. Returns its id."""
+        thread_id = now_snowflake()
+        self.threads[thread_id] = self.thread_payload(thread_id, name, private)
+        self.call(self._dispatch("THREAD_CREATE", {**self.threads[thread_id], "newly_created": True}))
+        return thread_id
+
+    def delete_thread(self, thread_id: int) -> None:
+        """A thread is deleted with its messages: THREAD_DELETE."""
+        thread = self.threads.pop(thread_id)
+        self.history[:] = [m for m in self.history if m["channel_id"] != str(thread_id)]
+        data = {key: thread[key] for key in ("id", "guild_id", "parent_id", "type")}
+        self.call(self._dispatch("THREAD_DELETE", data))
 
     def redeliver(self, message_id: int) -> None:
         """Deliver the same MESSAGE_CREATE again (as a replay after a reconnect could)."""
@@ -478,6 +541,7 @@ class FakeDiscord:
         app.router.add_put("/api/v10/applications/{app_id}/guilds/{guild_id}/commands", self._sync_commands)
         app.router.add_put("/api/v10/applications/{app_id}/commands", self._sync_commands)
         app.router.add_get("/api/v10/users/@me", self._me)
+        app.router.add_post("/api/v10/users/@me/channels", self._open_dm)
         app.router.add_get("/api/v10/oauth2/applications/@me", self._application)
         app.router.add_get("/api/v10/channels/{channel_id}", self._channel)
         app.router.add_get("/api/v10/channels/{channel_id}/messages", self._messages)

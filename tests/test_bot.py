@@ -3,98 +3,18 @@
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from langchain_core.language_models.llms import LLM
 
-from app.bot import COOLDOWN_REACTION, CharacterBot, explain_startup_error, point_gateway_at
-from app.runtime import build_runtime
+from app.bot import COOLDOWN_REACTION, explain_startup_error, point_gateway_at
 from app.settings import load_settings
 from app.split import split_message
 from indexes.backfill import point_discord_at
 from tests.fake_discord import TOKEN, FakeDiscord
 from tests.fakes import ScriptedLLM
+from tests.harness import ADMIN, ALICE, BOB, until
 
-ALICE, BOB, ADMIN = 1001, 1002, 1003
 REPLY = ScriptedLLM().responses[0]
-
-
-async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-class Harness:
-    def __init__(self, fake: FakeDiscord, bot: CharacterBot, llm: ScriptedLLM) -> None:
-        self.fake, self.bot, self.llm = fake, bot, llm
-
-    async def say(self, content: str, author: int = ALICE, **kwargs) -> int:
-        return await asyncio.to_thread(self.fake.send_message, content, author, f"user{author}", **kwargs)
-
-    async def answered(self, message_id: int, count: int = 1, timeout: float = 20.0) -> list:
-        await until(lambda: len(self.fake.replies_to(message_id)) >= count, timeout, f"a reply to {message_id}")
-        return self.fake.replies_to(message_id)
-
-    async def sentinel(self) -> int:
-        """A mention after the events under test; once it is answered, the bot has handled everything before it."""
-        asked = await self.say("sentinel: are you still there?", author=ALICE, mention_bot=True)
-        await self.answered(asked)
-        return asked
-
-    async def delivered(self, replies: int = 1, timeout: float = 20.0) -> None:
-        """Until the bot has finished `replies` replies (the last edit included)."""
-        await until(lambda: self.bot.stats.replies >= replies, timeout, f"{replies} finished replies")
-
-
-@pytest.fixture
-async def start_bot(tmp_path, tokenizer):
-    from chains.model import ModelBundle
-
-    started: list[tuple[FakeDiscord, CharacterBot, asyncio.Task, Any]] = []
-
-    def bundle(llm: LLM) -> ModelBundle:
-        return ModelBundle(llm=llm, tokenizer=tokenizer, model=None, name="scripted", device="cpu", quantized=False,
-                           adapter=None, parameters=0, weight_bytes=0, load_seconds=0.0)  # fmt: skip
-
-    async def start(llm: ScriptedLLM | None = None, fake: FakeDiscord | None = None, **overrides) -> Harness:
-        fake = (fake or FakeDiscord()).start()
-        llm = llm or ScriptedLLM()
-        values = dict(
-            DATA_DIR=tmp_path / "data", LOG_DIR=tmp_path / "logs", DISCORD_BOT_TOKEN=TOKEN, DISCORD_GUILD_ID=fake.guild_id,
-            DISCORD_CHANNEL_ID=fake.channel_id, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url,
-            USER_COOLDOWN_SECONDS=0, RAG_TOP_K=0, SUMMARIZE_INTERVAL=1000, ADMIN_ROLE_IDS=str(fake.admin_role_id),
-        )  # fmt: skip
-        settings = load_settings(**{**values, **overrides})
-        runtime = build_runtime(
-            settings,
-            model=bundle(llm),
-            with_index=False,
-            model_factory=lambda s: bundle(ScriptedLLM(responses=["reloaded"])),
-        )
-        point_discord_at(settings.DISCORD_API_BASE)
-        point_gateway_at(settings.DISCORD_GATEWAY_URL)
-        bot = CharacterBot(runtime, settings)
-        task = asyncio.create_task(bot.start(TOKEN))
-        started.append((fake, bot, task, runtime))
-        await asyncio.wait_for(bot.wait_until_ready(), 20)
-        return Harness(fake, bot, llm)
-
-    yield start
-    for fake, bot, task, runtime in started:
-        for post in [*fake.posts, *fake.edits]:  # on every post and edit, whatever the model wrote
-            mentions = post.body.get("allowed_mentions") or {}
-            assert mentions.get("parse", []) == [] and not mentions.get("roles"), post.body
-            assert len(post.content) <= 2000
-        await bot.close()
-        await asyncio.gather(task, return_exceptions=True)
-        fake.stop()
-        runtime.close()
-    point_discord_at("https://discord.com/api/v10")
-    point_gateway_at("wss://gateway.discord.gg/")
 
 
 async def test_a_mention_gets_a_reply_to_that_message_pinging_only_its_author(start_bot):
@@ -428,6 +348,8 @@ async def test_train_runs_in_a_separate_process_and_swaps_the_adapter_in(start_b
     await until(
         lambda: any("Training failed at data_prep" in p.content for p in h.fake.posts), timeout=120, what="the failure"
     )
+    told = next(p.content for p in h.fake.posts if "Training failed" in p.content)
+    assert "not enough data" in told and "!consent" in told  # why, and what members can do
     assert not (tmp_path / "adapters" / "tiny").exists()
     started = next(p for p in h.fake.posts if p.content.startswith("Training started"))
     assert started.reply_to == failed  # the failure is told in the channel the command came from
@@ -437,7 +359,8 @@ async def test_train_runs_in_a_separate_process_and_swaps_the_adapter_in(start_b
     store = MessageStore(h.bot.settings.store_path)
     store.upsert([
         StoredMessage(id=i, channel_id=h.fake.channel_id, author_id=10 + i % 4, author_name=f"m{i % 4}", timestamp=start + timedelta(minutes=i),
-                      content=f"the {words[i % 10]} and the {words[(i * 3) % 10]} story number {words[(i * 7) % 10]} {chr(97 + i % 26)}{chr(97 + i // 26)}")
+                      content=f"the {words[i % 10]} and the {words[(i * 3) % 10]} story number {words[(i * 7) % 10]} {chr(97 + i % 26)}{chr(97 + i // 26)}",
+                      licensed=True)  # an export the admin may train on
         for i in range(60)
     ])  # fmt: skip
     store.close()

@@ -23,7 +23,7 @@ STUB_LORE = [
 def make_chain(tokenizer, prompt_set, persona):
     services = []
 
-    def make(llm, search=lambda q: list(STUB_LORE), memory=None, timeout_s=30.0):
+    def make(llm, search=lambda q, channel_id=None: list(STUB_LORE), memory=None, timeout_s=30.0):
         memory = memory or ShortTermMemory(20, 5)
         service = GenerationService(llm, timeout_s=timeout_s)
         services.append(service)
@@ -160,7 +160,7 @@ def test_generation_timeout_gives_fallback_and_really_stops_the_engine(make_chai
 
 
 def test_broken_index_means_no_lore_and_a_warning(make_chain, caplog):
-    def broken(query):
+    def broken(query, channel_id=None):
         raise OSError("chroma sqlite file is corrupt")
 
     chain, _ = make_chain(ScriptedLLM(responses=["no idea, mrrp"]), search=broken)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from indexes.disk import StorageError
 from indexes.filters import Filters
 from indexes.live import LiveIngestion
 from indexes.records import StoredMessage
-from indexes.store import MessageStore, StorageError
+from indexes.store import MessageStore
 from indexes.vector import LoreIndex, RetrievalWeights, WeightedRetriever, chroma_client, content_digest
 from tests.disks import full_disk, limiting, read_only
 
@@ -36,7 +37,7 @@ def indexed_ids(index) -> set[int]:
 
 
 def logged(store) -> list[int]:
-    return [message_id for _, message_id in store.changes(0, 10_000)]
+    return [message_id for _, message_id in store.index_log.changes(0, 10_000)]
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_every_write_is_logged_with_it_and_replies_carrying_the_words_too(store)
     assert sorted(logged(store)[4:]) == [1, 2, 3]  # the edit, and the replies embedded with its words
     store.forget(7)
     assert sorted(set(logged(store)[7:])) == [1, 2, 3]
-    assert store.last_change() == len(logged(store))
+    assert store.index_log.last_change() == len(logged(store))
 
 
 def test_sync_applies_the_log_and_the_cursor_only_moves_after_chroma_has_it(store, index, monkeypatch):
@@ -74,7 +75,7 @@ def test_sync_applies_the_log_and_the_cursor_only_moves_after_chroma_has_it(stor
     assert index.pending() == 1  # still pending, not lost
     monkeypatch.undo()
     assert index.sync() == 1 and index.pending() == 0 and indexed_ids(index) == {1, 2}
-    assert store.changes(0, 10) == []  # applied by every collection: the log is pruned
+    assert store.index_log.changes(0, 10) == []  # applied by every collection: the log is pruned
 
 
 LIVE_SCRIPT = """
@@ -171,21 +172,21 @@ def test_a_message_stored_during_any_step_of_a_rebuild_reaches_the_new_index(sto
 
 def test_collections_never_collide_and_a_rebuild_started_later_is_left_alone(store, index, monkeypatch):
     store.upsert([message(1, "the first message of the channel history")])
-    names = [store.register_collection("lore", 0) for _ in range(3)]  # in the same second, as fast as it goes
+    names = [store.index_log.register_collection("lore", 0) for _ in range(3)]  # in the same second, as fast as it goes
     assert len(set(names)) == 3
-    numbers = [store.collections()[name][0] for name in names]
+    numbers = [store.index_log.collections()[name][0] for name in names]
     assert numbers == sorted(numbers)
     index.client.create_collection(names[0])  # a rebuild killed earlier
     index.client.create_collection("lore-20261201031827-545578")  # one an earlier version left, killed
     index.rebuild()
     assert [c.name for c in index.client.list_collections()] == [index.active_name]
-    assert list(store.collections()) == [index.active_name]
+    assert list(store.index_log.collections()) == [index.active_name]
     started_later: list[str] = []
     embed = index._embed
 
     def another_rebuild_starts(collection, messages, progress=None):
         if not started_later:  # another process starts a rebuild while this one runs
-            started_later.append(store.register_collection("lore", store.last_change()))
+            started_later.append(store.index_log.register_collection("lore", store.index_log.last_change()))
             index.client.create_collection(started_later[0])
         return embed(collection, messages, progress)
 
@@ -204,7 +205,7 @@ def test_check_finds_what_differs_and_repair_mends_it_without_a_rebuild(store, i
     store.upsert([replace(message(2, "x"), content="message number 2, edited later", edited_at=NOW)])
     with store.transaction() as db:
         db.execute("DELETE FROM messages WHERE id = 3")
-    store.advance(name, store.last_change())
+    store.index_log.advance(name, store.index_log.last_change())
     found = index.check()
     assert (found.missing, found.orphaned, found.stale) == ({8}, {3}, {2}) and not found.agrees
     assert "missing     1 (8)" in found.summary()
@@ -224,7 +225,7 @@ def test_an_index_made_before_the_log_existed_is_adopted_and_repaired(store, ind
         db.execute("DELETE FROM index_collections")
     assert index.pending() == 0 and 2 not in indexed_ids(index)
     index.sync()
-    assert index.active_name in store.collections() and indexed_ids(index) == {1, 2} and index.check().agrees
+    assert index.active_name in store.index_log.collections() and indexed_ids(index) == {1, 2} and index.check().agrees
 
 
 def test_a_store_that_cannot_be_written_holds_live_messages_in_order(store, index, monkeypatch):
@@ -312,7 +313,7 @@ def test_a_read_only_or_full_data_dir_says_what_to_do_and_changes_nothing(tmp_pa
     before = snapshot(data)
     big = tmp_path / "big [555000000000000001].csv"
     rows = [f'"{2000 + i}","member{i % 9}","2024-01-01T00:{i % 60:02d}:{i % 59:02d}+00:00","{"a long message " * 40}{i}","",""'
-            for i in range(3000)]  # fmt: skip
+            for i in range(600)]  # fmt: skip
     big.write_text('"AuthorID","Author","Date","Content","Attachments","Reactions"\n' + "\n".join(rows) + "\n")
 
     with full_disk(data, headroom=96 * 1024) as limit_bytes:
@@ -331,7 +332,7 @@ def test_a_read_only_or_full_data_dir_says_what_to_do_and_changes_nothing(tmp_pa
     assert snapshot(data) == before
     assert run_app(tmp_path, "index", "check").returncode == 0
     assert run_app(tmp_path, "index", "update", "--from", str(big)).returncode == 0  # with room again: all of it
-    assert snapshot(data)["messages"] == before["messages"] + 3000
+    assert snapshot(data)["messages"] == before["messages"] + 600
 
 
 @pytest.mark.slow
@@ -371,7 +372,7 @@ def test_repair_from_the_command_line(tmp_path):
     store.upsert([message(i, f"message number {i} about the pinball league") for i in range(1, 4)])
     index.rebuild()
     store.upsert([message(4, "a message the index never received")])
-    store.advance(index.active_name, store.last_change())
+    store.index_log.advance(index.active_name, store.index_log.last_change())
     store.close()
     assert check(settings, repair=False, leftovers=False) == 1
     assert check(settings, repair=True, leftovers=False) == 0

@@ -28,7 +28,7 @@ def make_chain(tokenizer, prompt_set, persona, embed_model):
         service = GenerationService(llm, timeout_s=30)
         services.append(service)
         return build_reply_chain(
-            service, LoreRetrieval(lambda q: list(lore)), ContextAssembler(tokenizer, prompt_set, persona, 384),
+            service, LoreRetrieval(lambda q, channel_id=None: list(lore)), ContextAssembler(tokenizer, prompt_set, persona, 384),
             ShortTermMemory(20, 5), persona, stops=template_stops(tokenizer),
             grounding=Grounding(embedder(embed_model)) if grounding else None, answer=prompt_set.answer,
         )  # fmt: skip

@@ -140,8 +140,9 @@ def test_forgetting_a_member_reaches_every_format_and_keeps_them_out(store, tmp_
     import_exports(store, text, Filters(), progress=False)
     alice_rows = [m for m in store.iter_messages() if m.author_name == "alice"]
     assert len({m.author_id for m in alice_rows}) == 2  # her JSON id, and the id plain text derives from her name
-    report = forget_member(store, None, tmp_path, 1001)
-    assert report.messages == len(alice_rows) and "alice" in report.names
+    assert forget_member(store, None, tmp_path, 1001).messages == 1  # her Discord id: the JSON message only
+    report = forget_member(store, None, tmp_path, 1001, names=["alice"])  # an admin names her
+    assert report.messages == len(alice_rows) - 1 and "alice" in report.names
     assert not any(m.author_name == "alice" for m in store.iter_messages())
     again = import_exports(store, FIXTURES, Filters(opted_out=frozenset(store.opted_out())), progress=False)
     assert not any(m.author_name == "alice" for m in store.iter_messages()) and again.skipped.get("opted_out")

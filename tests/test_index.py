@@ -89,8 +89,10 @@ def test_a_crash_mid_rebuild_leaves_the_previous_index_working(store, embed_mode
     index.rebuild()
     before, size = index.active_name, index.size()
 
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
     calls = {"n": 0}
-    original = type(index.current()).insert_nodes
+    original = ChromaVectorStore.add
 
     def crash_after_first_batch(self, nodes, **kwargs):
         calls["n"] += 1
@@ -99,7 +101,7 @@ def test_a_crash_mid_rebuild_leaves_the_previous_index_working(store, embed_mode
         return original(self, nodes, **kwargs)
 
     monkeypatch.setattr("indexes.vector.INDEX_BATCH", 10)
-    monkeypatch.setattr(type(index.current()), "insert_nodes", crash_after_first_batch)
+    monkeypatch.setattr(ChromaVectorStore, "add", crash_after_first_batch)
     with pytest.raises(KeyboardInterrupt):
         index.rebuild()
     monkeypatch.undo()
@@ -266,7 +268,9 @@ def test_forget_removes_a_member_everywhere(store, embed_model, tmp_path):
     assert [json.loads(line)["author_ids"] for line in (data_dir / "training_data.jsonl").read_text().splitlines()] == [
         [5]
     ]
-    assert member in store.opted_out() and len(store.opted_out()) > 1  # also the ids derived from the names
+    assert store.opted_out() == {member}  # by Discord id only: a name can be anyone's nickname
+    kiwi = forget_member(store, index, data_dir, member, names=["kiwi"])  # an admin names them
+    assert kiwi.names == ("kiwi",) and len(store.opted_out()) == 2
     assert store.opted_out_members() == 1  # one member, however many ids
     import_exports(store, SAMPLE, Filters(opted_out=frozenset(store.opted_out())), progress=False)
     assert all(m.author_id != member for m in store.iter_messages())  # not collected again
@@ -290,8 +294,6 @@ def test_a_store_from_before_per_member_opt_outs_is_migrated(tmp_path):
 def test_a_reply_is_found_by_the_thread_it_answers_and_forgetting_the_asker_unlinks_it(store, embed_model, tmp_path):
     from dataclasses import replace
 
-    from llama_index.core.schema import MetadataMode
-
     from indexes.vector import to_nodes
 
     question = message(1, "what unit is the rate of a collection phase in, is it in bips?", author=9)
@@ -305,11 +307,12 @@ def test_a_reply_is_found_by_the_thread_it_answers_and_forgetting_the_asker_unli
         "gm everyone, the weather is lovely today", "does anyone know a good tutorial for solidity tests?",
         "the judging phase starts next week for the whole contest",
     ])]  # fmt: skip
-    [node] = to_nodes(answer, 0, [question.content, guess.content])
-    embedded = node.get_content(MetadataMode.EMBED)
+    [(node, embedded)] = to_nodes(answer, 0, [question.content, guess.content])
     assert question.content in embedded and guess.content in embedded  # the thread, the question first
     assert embedded.index(question.content) < embedded.index(guess.content)
-    assert node.get_content(MetadataMode.LLM) == answer.content  # the model reads the answer only
+    assert node.text == "" and "replying_to" not in node.metadata  # the index holds no words: read back from the store
+    [(_, alone)] = to_nodes(banter, 0, [question.content])
+    assert alone == banter.content  # too short to add to the thread: not given its meaning
 
     store.upsert([question, guess, answer, banter, *noise])
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
@@ -320,8 +323,6 @@ def test_a_reply_is_found_by_the_thread_it_answers_and_forgetting_the_asker_unli
         return collection.get(ids=[str(message_id)], include=["metadatas", "embeddings"])
 
     linked = stored(3)
-    assert linked["metadatas"][0]["replying_to"] == f"{question.content} / {guess.content}"
-    assert "replying_to" not in stored(4)["metadatas"][0]  # too short to add to the thread: not given its meaning
     retriever = WeightedRetriever(index, RetrievalWeights(1.0, 0.0, 0.0, 0.0, 180.0, 0.0), top_k=5)
 
     def answer_score():
@@ -333,8 +334,9 @@ def test_a_reply_is_found_by_the_thread_it_answers_and_forgetting_the_asker_unli
     assert found.thread == f"{question.content} / {guess.content}"  # grounding reads the answer in its thread
     forget_member(store, index, tmp_path, 9)  # the asker opts out: their words leave the answer's embedding
     unlinked = stored(3)
-    assert unlinked["ids"] == ["3"] and unlinked["metadatas"][0]["replying_to"] == guess.content
-    assert list(unlinked["embeddings"][0]) != list(linked["embeddings"][0])
+    assert unlinked["ids"] == ["3"] and list(unlinked["embeddings"][0]) != list(linked["embeddings"][0])
+    [found] = [i for i in llama_index_search(retriever)("what unit is the rate?") if i.content == answer.content]
+    assert found.thread == guess.content
     assert with_question > answer_score() + 0.05  # the question is what made the answer findable
 
 
@@ -374,3 +376,24 @@ def test_a_long_post_is_indexed_in_parts_and_found_by_one_of_its_lines(store, em
     assert len(collection.get(where={"message_id": "1"}, include=[])["ids"]) == len(parts["ids"])
     assert forget_member(store, index, tmp_path, 3).indexed == 1  # every part goes, counted as one message
     assert index.client.get_collection(index.active_name).get(where={"message_id": "1"}, include=[])["ids"] == []
+
+
+def test_the_index_holds_no_words_and_never_returns_a_message_the_store_no_longer_has(store, embed_model, tmp_path):
+    from dataclasses import replace
+
+    question = message(1, "who keeps the spare key of the arcade?", author=9)
+    answer = replace(message(2, "the spare key hangs behind the pinball machine, ask kiwi"), reply_to=1)
+    store.upsert([question, answer, message(3, "the weather is lovely today, let us go outside")])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    kept = index.client.get_collection(index.active_name).get(include=["documents", "metadatas"])
+    assert set(kept["documents"]) == {""}
+    said = json.dumps(kept["metadatas"])
+    assert "spare key" not in said and "user7" not in said and "pinball" not in said  # no words, no names
+    retriever = WeightedRetriever(index, RetrievalWeights(1.0, 0.0, 0.0, 0.0, 180.0, 0.0), top_k=3)
+    [hit] = [h for h in retriever.retrieve("where is the spare key?") if h.node.metadata["message_id"] == "2"]
+    assert hit.node.get_content() == answer.content and hit.node.metadata["author"] == "user7"  # read back
+    assert hit.node.metadata["replying_to"] == question.content
+    store.delete([2])  # deleted: not yet applied to the index, yet never returned again
+    assert index.pending() == 1
+    assert all(h.node.metadata["message_id"] != "2" for h in retriever.retrieve("where is the spare key?"))

@@ -134,3 +134,26 @@ def test_a_summary_postponed_for_long_keeps_only_the_newest_backlog(service_for)
     assert wait_until(lambda: memory.snapshot(1).summary == "summary")
     summarized = llm.prompts[1].split("new: ")[1].split(", ")
     assert len(summarized) == SUMMARY_BACKLOG and summarized[-1] == f"message {SUMMARY_BACKLOG + 49}"
+
+
+def test_a_deleted_or_edited_message_leaves_memory_and_the_summary_made_of_it(service_for):
+    llm = ScriptedLLM(responses=["alice lives at 42 Quillmoor Lane", "a summary of other things"], delay=0.2)
+    service = service_for(llm)
+    memory = ShortTermMemory(
+        window=10, summarize_interval=2, summary_request=summary_request, schedule=service.background
+    )
+    memory.add(1, ChatMessage("alice", "I live at 42 Quillmoor Lane", message_id=1))
+    memory.add(1, ChatMessage("bob", "nice street", message_id=2))
+    assert wait_until(lambda: "Quillmoor" in memory.snapshot(1).summary)
+    memory.add(2, ChatMessage("carol", "nothing to do with it", message_id=3))
+    assert memory.drop({1}) == 1
+    assert [m.message_id for m in memory.snapshot(1).messages] == [2] and memory.snapshot(1).summary == ""
+    assert [m.message_id for m in memory.snapshot(2).messages] == [3]  # other channels untouched
+
+    memory.add(1, ChatMessage("alice", "my new phone number is 555-0199", message_id=4))
+    memory.add(1, ChatMessage("bob", "noted", message_id=5))  # a summary of these two is being made
+    assert wait_until(lambda: llm.running)
+    assert memory.edit(4, "my new phone number is private")
+    assert service.wait_idle(10)
+    assert "555-0199" not in memory.snapshot(1).summary  # the summary made of the old words was discarded
+    assert [m.content for m in memory.snapshot(1).messages if m.message_id == 4] == ["my new phone number is private"]

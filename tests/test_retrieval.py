@@ -32,7 +32,7 @@ def test_sample_server_is_imported_and_the_cursed_cartridge_is_found(store, tmp_
     assert ensure_index(store, index, ROOT / "data" / "sample" / "export.json")
     assert store.count() > 150 and index.size() == sum(map(index.indexable, store.iter_messages()))
     assert index.size() < store.count()  # "lol" and "gg" stay out of the index
-    retriever = WeightedRetriever(index.open(), RetrievalWeights(), top_k=5, candidates=20, now=NOW)
+    retriever = WeightedRetriever(index, RetrievalWeights(), top_k=5, candidates=20, now=NOW)
     hits = llama_index_search(retriever)("what's the lore about the cursed cartridge?")
     assert any("Cursed Cartridge, what we know" in h.content for h in hits)
     assert all({"similarity", "recency", "engagement", "final"} <= h.scores.keys() for h in hits)
@@ -45,7 +45,7 @@ def test_equal_similarity_recent_and_engaged_message_wins(store, tmp_path, embed
     store.upsert([message(1, text, days_ago=900), message(2, text, days_ago=3, reactions=12)])
     index = lore_index(store, tmp_path, embed_model)
     index.rebuild()
-    hits = WeightedRetriever(index.open(), RetrievalWeights(), top_k=2, now=NOW).retrieve("meetup in ghent")
+    hits = WeightedRetriever(index, RetrievalWeights(), top_k=2, now=NOW).retrieve("meetup in ghent")
     assert [h.node.metadata["message_id"] for h in hits] == ["2", "1"]
     assert hits[0].node.metadata["scores"]["similarity"] == pytest.approx(
         hits[1].node.metadata["scores"]["similarity"], abs=1e-3
@@ -63,7 +63,7 @@ def test_weights_change_the_order(store, tmp_path, embed_model):
     def order(weights):
         return [
             h.node.metadata["message_id"]
-            for h in WeightedRetriever(index.open(), weights, top_k=2, now=NOW).retrieve("who holds the tetris record?")
+            for h in WeightedRetriever(index, weights, top_k=2, now=NOW).retrieve("who holds the tetris record?")
         ]
 
     assert order(RetrievalWeights(w_sim=1.0, w_rec=0.0, w_eng=0.0, lore_boost=0.0)) == ["1", "2"]

@@ -82,13 +82,25 @@ def test_persona_user_and_time_split():
 
 
 def test_prepare_from_the_store_and_not_enough_data(settings, tmp_path):
+    from dataclasses import replace
+
     store = MessageStore(settings.store_path)
-    store.upsert([message(1, 10, "hello there tavern"), message(2, 11, "hello back to you")])
+    store.upsert(
+        [
+            replace(message(1, 10, "hello there tavern"), licensed=True),
+            replace(message(2, 11, "hello back"), licensed=True),
+        ]
+    )
     store.close()
     with pytest.raises(NotEnoughData, match=r"not enough data \(1 samples, need 20\)"):
         prepare(settings, tmp_path / "data.jsonl")
     store = MessageStore(settings.store_path)
     import_exports(store, ROOT / "data" / "sample" / "export.json", Filters(), progress=False)
+    store.close()
+    with pytest.raises(NotEnoughData, match="members consent with !consent"):  # nobody consented, nothing licensed
+        prepare(settings, tmp_path / "data.jsonl")
+    store = MessageStore(settings.store_path)
+    import_exports(store, ROOT / "data" / "sample" / "export.json", Filters(), progress=False, licensed=True)
     store.forget(next(m.author_id for m in store.iter_messages() if m.author_name == "kiwi"))
     store.close()
     report = prepare(settings, tmp_path / "data.jsonl")
@@ -96,6 +108,24 @@ def test_prepare_from_the_store_and_not_enough_data(settings, tmp_path):
     assert report.kept == len(samples) > 100 and not problems
     assert report.validation == sum(s["split"] == "validation" for s in samples) > 0
     assert all("kiwi" != s["target_author"] for s in samples)
+    assert all(len(s["message_ids"]) == len(s["history"]) + 2 for s in samples)  # the message answered, the target
+
+
+def test_an_adapter_is_not_published_when_its_data_was_deleted_or_withdrawn_while_it_trained(settings):
+    from training.train_lora import DataWithdrawn, still_allowed
+
+    store = MessageStore(settings.store_path)
+    store.upsert([message(i, 10 + i % 2, f"message number {i} of the channel") for i in range(1, 5)])
+    samples = [{"message_ids": [1, 2], "author_ids": [10, 11]}, {"message_ids": [3, 4], "author_ids": [10, 11]}]
+    still_allowed(settings, samples)  # nothing changed: fine
+    store.delete([3])
+    with pytest.raises(DataWithdrawn, match="1 of its messages were deleted and 0 of its members"):
+        still_allowed(settings, samples)
+    store.upsert([message(3, 11, "message number 3 of the channel")])
+    store.set_consent(10, False)
+    with pytest.raises(DataWithdrawn, match="0 of its messages were deleted and 1 of its members"):
+        still_allowed(settings, samples)
+    store.close()
 
 
 def test_a_corrupt_jsonl_line_is_reported_with_its_number(tmp_path):
@@ -214,6 +244,8 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
     assert meta["prompt_files"] == prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE)  # checked when served
     assert meta["prompt_files"]["system.txt"] and meta["prompt_files"]["persona"]
     assert (adapters / "voice.previous" / "marker").is_file()  # the old adapter is kept aside
+    trained_on = json.loads((adapters / "voice" / "trained_on.json").read_text())
+    assert len(trained_on["message_ids"]) > 16 and trained_on["author_ids"]  # ids only, to tell when it goes stale
     for engine, quantized in (("transformers", False), ("transformers", True), ("llamacpp", False)):
         options = settings.model_copy(
             update={

@@ -6,7 +6,9 @@ Each sample is a moment of the channel as the bot would meet it: the preceding m
 messages in the history are the character's turns. The samples hold no prompt text: the trainer
 renders them with the prompt files, persona and tokenizer it trains for (`training.render`), the
 very assembly a live reply uses. Samples carry `author_ids` (everyone whose words are in them), so
-`forget` can remove a member from the data. Targets from bots, commands, members who opted out,
+`forget` can remove a member from the data, and `message_ids`, so that a deleted message leaves it.
+Only messages training may use are read (indexes.members.trainable: by default members who
+consented and licensed exports, never private threads). Targets from bots, commands, members who opted out,
 very short or link-only messages, near-duplicates and messages that only continue their author's
 own previous message are dropped. The split is by time: the newest `--validation` share is held out.
 """
@@ -29,7 +31,9 @@ from indexes.records import StoredMessage
 logger = logging.getLogger(__name__)
 
 MIN_SAMPLES = 20
-FORMAT = 2  # 1 (unversioned): a fixed system line and one user turn of `name: text` lines
+FORMAT = (
+    3  # 3: samples carry `message_ids`; 2: without them; 1 (unversioned): a fixed system line and `name: text` lines
+)
 
 
 class NotEnoughData(ValueError):
@@ -101,6 +105,7 @@ def build_samples(messages: list[StoredMessage], context: int = 6, min_chars: in
                 "message": _turn(answered, message.author_id),
                 "target": message.content.strip(),
                 "author_ids": sorted({m.author_id for m in window} | {message.author_id}),
+                "message_ids": [m.id for m in window] + [message.id],
                 "target_author": message.speaker,
                 "timestamp": message.timestamp.isoformat(),
             })  # fmt: skip
@@ -131,32 +136,34 @@ def write_jsonl(samples: list[dict], path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
-    """Samples of a JSONL file and one warning per corrupt line (with its line number).
+def read_jsonl(path: Path, text: str | None = None) -> tuple[list[dict], list[str]]:
+    """Samples of a JSONL file (or of its `text`, already read) and one warning per corrupt line.
 
     A file in another format (such as the fixed system line and single user turn written before
-    FORMAT 2) raises SampleFormatError: its prompts would not be those the bot serves.
+    FORMAT 2, or samples without `message_ids` before FORMAT 3) raises SampleFormatError: its prompts
+    would not be those the bot serves, or a deleted message could not be told in it.
     """
     samples, problems, other_format = [], [], 0
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    if text is None:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is inside lines
+        if not line.strip():
+            continue
+        try:
+            sample = json.loads(line)
+            if not isinstance(sample, dict):
+                raise ValueError("not a JSON object")
+            if sample.get("format") != FORMAT and ("messages" in sample or "format" in sample):
+                other_format += 1
                 continue
-            try:
-                sample = json.loads(line)
-                if not isinstance(sample, dict):
-                    raise ValueError("not a JSON object")
-                if sample.get("format") != FORMAT and ("messages" in sample or "format" in sample):
-                    other_format += 1
-                    continue
-                if not isinstance(sample.get("message"), dict) or not isinstance(sample.get("target"), str):
-                    raise ValueError("no 'message' and 'target'")
-                if not isinstance(sample.get("history", []), list):
-                    raise ValueError("'history' is not a list")
-            except ValueError as exc:
-                problems.append(f"{path}: line {number}: skipped, not a training sample ({exc})")
-                continue
-            samples.append(sample)
+            if not isinstance(sample.get("message"), dict) or not isinstance(sample.get("target"), str):
+                raise ValueError("no 'message' and 'target'")
+            if not isinstance(sample.get("history", []), list):
+                raise ValueError("'history' is not a list")
+        except ValueError as exc:
+            problems.append(f"{path}: line {number}: skipped, not a training sample ({exc})")
+            continue
+        samples.append(sample)
     if other_format:
         raise SampleFormatError(
             f"{path}: {other_format} samples in another format than this version's (format {FORMAT}); "
@@ -167,17 +174,32 @@ def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
 
 def prepare(settings, out: Path | None = None, context: int = 6, min_chars: int = 8, persona_user: int | None = None,
             validation: float = 0.1, min_samples: int = MIN_SAMPLES) -> PrepReport:  # fmt: skip
+    from indexes.members import trainable
     from indexes.store import MessageStore
 
     out = out or settings.training_data
     store = MessageStore(settings.store_path)
     try:
-        messages = list(store.iter_messages(settings.DISCORD_CHANNEL_ID))
+        allowed = trainable(store, settings.TRAINING_CONSENT)
+        messages, without_consent = [], 0
+        for message in store.iter_messages(settings.DISCORD_CHANNEL_ID):
+            if allowed(message):
+                messages.append(message)
+            else:
+                without_consent += 1
         samples, report = build_samples(messages, context, min_chars, persona_user, store.opted_out())
+        report.read += without_consent
+        if without_consent:
+            report.dropped["no_consent"] += without_consent
     finally:
         store.close()
     if len(samples) < min_samples:
-        raise NotEnoughData(f"not enough data ({len(samples)} samples, need {min_samples}): import more history first")
+        hint = (
+            "members consent with !consent; exports you may use are imported with --licensed"
+            if settings.TRAINING_CONSENT == "consented"
+            else "import more history first"
+        )
+        raise NotEnoughData(f"not enough data ({len(samples)} samples, need {min_samples}): {hint}")
     split_by_time(samples, validation)
     report.validation = sum(s["split"] == "validation" for s in samples)
     report.train = len(samples) - report.validation

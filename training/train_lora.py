@@ -168,7 +168,9 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
     adapters_dir = adapters_dir or settings.ADAPTERS_DIR
     if not data.is_file():
         raise NotEnoughData(f"no training data at {data}: run `python -m training.data_prep` first")
-    samples, problems = read_jsonl(data)
+    raw = data.read_bytes()  # read once: what is hashed is what is trained on, whatever happens to the file
+    digest = hashlib.sha256(raw).hexdigest()
+    samples, problems = read_jsonl(data, raw.decode("utf-8", "replace"))
     for problem in problems:
         logger.warning("%s", problem)
     train_samples = [s for s in samples if s.get("split", "train") == "train"]
@@ -249,10 +251,38 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
         tokens=tokens, seconds=seconds, peak_memory_mb=_peak_memory_mb(device),
         resumed_from=str(work) if checkpoint else None,
     )  # fmt: skip
+    used = train_samples + validation_samples
+    still_allowed(settings, used)
     _publish(
-        trainer, tokenizer, recipe, result, data, final, prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE)
-    )
+        trainer, tokenizer, recipe, result, (data, digest), final,
+        prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE), used,
+    )  # fmt: skip
     return result
+
+
+class DataWithdrawn(RuntimeError):
+    """Training data was deleted, forgotten or withdrawn while training ran: the adapter is not published."""
+
+
+def still_allowed(settings, samples: list[dict]) -> None:
+    """Refuse to publish an adapter whose data a member deleted, forgot or withdrew while it trained."""
+    from indexes.members import excluded_authors
+    from indexes.store import MessageStore
+
+    if not settings.store_path.is_file():
+        return
+    store = MessageStore(settings.store_path)
+    try:
+        ids = {int(i) for s in samples for i in s.get("message_ids", [])}
+        gone = len(ids) - len(store.get(ids))
+        left = {int(a) for s in samples for a in s.get("author_ids", [])} & excluded_authors(store)
+    finally:
+        store.close()
+    if gone or left:
+        raise DataWithdrawn(
+            f"while training ran, {gone} of its messages were deleted and {len(left)} of its members forgot or "
+            "withdrew consent: the adapter was not published (the current one stays); run training again"
+        )
 
 
 def _validation_loss(trainer) -> float | None:
@@ -263,9 +293,15 @@ def _validation_loss(trainer) -> float | None:
     return loss
 
 
-def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: Path, final: Path,
-             prompts: dict[str, str]) -> None:  # fmt: skip
-    """Write the adapter next to the current one, then swap: the old one becomes <name>.previous."""
+def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: tuple[Path, str], final: Path,
+             prompts: dict[str, str], samples: list[dict]) -> None:  # fmt: skip
+    """Write the adapter next to the current one, then swap: the old one becomes <name>.previous.
+
+    `data`: the training file and the hash of what was read from it. The adapter records the ids of
+    the messages and members it learned from (indexes.members.TRAINED_ON), never their words.
+    """
+    from indexes.members import TRAINED_ON
+
     staging = final.with_name(final.name + ".new")
     if staging.exists():
         shutil.rmtree(staging)
@@ -273,7 +309,7 @@ def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: Path
     tokenizer.save_pretrained(staging)
     meta = {
         "base_model": recipe.base_model, "recipe": asdict(recipe),
-        "data": {"path": str(data), "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+        "data": {"path": str(data[0]), "sha256": data[1],
                  "train_samples": result.train_samples, "validation_samples": result.validation_samples},
         "prompt_files": prompts,
         "validation_loss_before": result.validation_loss_before, "validation_loss_after": result.validation_loss_after,
@@ -282,6 +318,11 @@ def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: Path
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }  # fmt: skip
     (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    trained_on = {
+        "message_ids": sorted({int(i) for s in samples for i in s.get("message_ids", [])}),
+        "author_ids": sorted({int(a) for s in samples for a in s.get("author_ids", [])}),
+    }
+    (staging / TRAINED_ON).write_text(json.dumps(trained_on), encoding="utf-8")
     previous = final.with_name(final.name + ".previous")
     if final.exists():
         if previous.exists():
@@ -310,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.recipe, settings)
         result = train(recipe, settings, args.data, args.name, args.resume)
-    except (RecipeError, NotEnoughData, SampleFormatError) as exc:
+    except (RecipeError, NotEnoughData, SampleFormatError, DataWithdrawn) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(

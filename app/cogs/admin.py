@@ -1,7 +1,9 @@
 """The bot's commands, as hybrid commands: each works as `!name` and as the slash command `/name`.
 
 Admin commands (`stats`, `reload`, `clearstm`, `train`) need the Manage Server permission or a role
-in ADMIN_ROLE_IDS; others get a short refusal. `forgetme` is for every member. Failures are told
+in ADMIN_ROLE_IDS; others get a short refusal. `forgetme`, `consent` and `mydata` are for every
+member, and answered privately (an ephemeral answer to the slash command, a direct message for
+`!mydata`). Failures are told
 briefly in the channel and logged fully, by the bot's one command-error handler (app.bot).
 """
 
@@ -10,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
+import discord
 from discord.ext import commands
 
 from app.settings import RESTART_SETTINGS, load_settings
@@ -52,19 +56,6 @@ def _memory_mb() -> float:
     return psutil.Process().memory_info().rss / 1e6
 
 
-def member_names(member) -> set[str]:
-    """Every name a member may be shown by in exports (plain text keeps `name#1234` for older accounts)."""
-    names = {
-        member.name,
-        member.display_name,
-        getattr(member, "global_name", None) or "",
-        getattr(member, "nick", None) or "",
-    }
-    if getattr(member, "discriminator", "0") not in ("0", "0000", None):
-        names.add(f"{member.name}#{member.discriminator}")
-    return {n for n in names if n}
-
-
 class Admin(commands.Cog, name="Character"):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
@@ -91,6 +82,9 @@ class Admin(commands.Cog, name="Character"):
             f"**memory** {_memory_mb():,.0f} MB, **lore index** {index_size:,} messages, {pending:,} pending, "
             f"**queue** {queue.qsize()}/{queue.maxsize}",
         ]
+        stale = await asyncio.to_thread(runtime.stale_adapter)
+        if stale:
+            lines.append(f"**adapter** stale: {stale}")
         await ctx.reply("\n".join(lines), mention_author=False)
 
     @commands.hybrid_command(description="Re-read prompts and settings, reload the model and adapter")
@@ -133,8 +127,11 @@ class Admin(commands.Cog, name="Character"):
         try:
             result = await run_training(settings)
             if not result.ok:
+                said = next((line for line in reversed(result.tail.splitlines()) if line.startswith("error: ")), "")
+                why = f": {said.removeprefix('error: ')[:300]}" if said else ""
                 await ctx.send(
-                    f"Training failed at {result.step} (exit {result.returncode}); the current adapter stays in use. Details in {log}."
+                    f"Training failed at {result.step} (exit {result.returncode}){why}. The current adapter stays in use. "
+                    f"Details in {log}."
                 )
                 return
             note = f"Adapter ready: {result.adapter}. Set ADAPTER_PATH to it and !reload."
@@ -157,9 +154,39 @@ class Admin(commands.Cog, name="Character"):
     async def forgetme(self, ctx: commands.Context) -> None:
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
-        report = await asyncio.to_thread(self.bot.runtime.forget, ctx.author.id, member_names(ctx.author))
+        # By Discord id only: names (exports without ids) could be anyone's nickname; an admin forgets those.
+        report = await asyncio.to_thread(self.bot.runtime.forget, ctx.author.id)
         await ctx.reply(
             f"Done: {report.messages} of your messages were removed, and new ones will not be collected. "
             "Models trained before keep what they learned until they are retrained.",
             mention_author=False, ephemeral=True,
         )  # fmt: skip
+
+    @commands.hybrid_command(description="Let the character's voice learn from your messages (on), or stop it (off)")
+    async def consent(self, ctx: commands.Context, choice: Literal["on", "off"] = "on") -> None:
+        if ctx.interaction:
+            await ctx.defer(ephemeral=True)
+        given = choice == "on"
+        dropped = await asyncio.to_thread(self.bot.runtime.set_consent, ctx.author.id, given)
+        text = (
+            "Thank you: the character's voice may learn from your messages at its next training. "
+            "`!consent off` withdraws at any time."
+            if given
+            else f"Withdrawn: your messages will not be trained on ({dropped} prepared samples with your words were "
+            "dropped). An adapter trained before is marked to be trained again."
+        )
+        await ctx.reply(text, mention_author=False, ephemeral=True)
+
+    @commands.hybrid_command(description="What the character keeps about you (answered privately)")
+    async def mydata(self, ctx: commands.Context) -> None:
+        if ctx.interaction:
+            await ctx.defer(ephemeral=True)
+        found = await asyncio.to_thread(self.bot.runtime.member_data, ctx.author.id)
+        if ctx.interaction:
+            await ctx.reply(found.summary(), ephemeral=True)
+            return
+        try:  # a text command is public: the answer goes by direct message
+            await ctx.author.send(found.summary())
+            await ctx.message.add_reaction("📬")
+        except discord.HTTPException:
+            await ctx.reply("I could not send you a direct message: use /mydata instead.", mention_author=False)

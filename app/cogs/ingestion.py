@@ -17,49 +17,72 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import discord
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from app.cogs import in_scope
 from indexes.backfill import from_discord
-from indexes.store import StorageError
+from indexes.disk import StorageError
 
 logger = logging.getLogger(__name__)
 
 CATCH_UP_LIMIT = 2000  # more missed than this: `python -m app backfill` collects the rest
+RECHECK = 100  # the newest messages read again at a start: deleted or edited while the bot was away
 
 
 class Ingestion(commands.Cog):
-    """Live ingestion of channel messages and edits; catching up after a restart."""
+    """Live ingestion of channel messages, edits and deletions; catching up after a restart."""
 
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
         self._caught_up = False
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")  # one at a time, in order
 
+    async def cog_load(self) -> None:
+        self.retention.start()
+
     async def cog_unload(self) -> None:
+        self.retention.cancel()
         self._writer.shutdown(wait=False)
 
-    async def _store(self, message: discord.Message, seen: bool = True) -> None:
-        """Ingest off the event loop, after every message that came before it.
+    @tasks.loop(hours=1)
+    async def retention(self) -> None:
+        """RETENTION_DAYS: every hour, messages past it are deleted everywhere (nothing when unset)."""
+        await self._write(self.bot.runtime.prune)
 
-        `seen`: a message read from Discord now (not an edit): the catch-up after a restart starts after it.
-        """
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._ingest, message, seen)
+    async def _write(self, work, *args) -> None:
+        """Run a store write off the event loop, after every write that came before it."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._guarded, work, *args)
 
-    def _ingest(self, message: discord.Message, seen: bool) -> None:
+    @staticmethod
+    def _guarded(work, *args) -> None:
         try:
-            self.bot.runtime.ingest(from_discord(message), seen=seen)
+            work(*args)
         except StorageError as exc:  # held in order and written once the disk allows; the reply still happens
-            logger.error("message %s not stored yet: %s", message.id, exc)
+            logger.error("not stored yet: %s", exc)
         except Exception:  # the reply still happens; the catch-up after a restart reads it again
-            logger.exception("live ingestion failed for message %s", message.id)
+            logger.exception("live ingestion failed")
+
+    async def _store(self, message: discord.Message) -> None:
+        """A message read from Discord now: the catch-up after a restart starts after it."""
+        runtime, role = self.bot.runtime, self.bot.settings.CONSENT_ROLE_ID
+        roles = getattr(message.author, "roles", None)  # a Member's (a message read back has a User: unknown)
+
+        def store() -> None:
+            runtime.ingest(from_discord(message), seen=True)
+            if role and roles is not None:
+                runtime.consent_role(message.author.id, any(r.id == role for r in roles))
+
+        await self._write(store)
 
     def _wanted(self, message: discord.Message) -> bool:
-        return (
-            not message.author.bot
-            and in_scope(message, self.bot.settings)
-            and not isinstance(message.channel, discord.DMChannel)
-        )
+        """A member's message the character keeps: its channel or threads, never DMs, private threads by
+        PRIVATE_THREADS."""
+        if message.author.bot or isinstance(message.channel, discord.DMChannel):
+            return False
+        if not in_scope(message, self.bot.settings):
+            return False
+        private = getattr(message.channel, "type", None) == discord.ChannelType.private_thread
+        return not private or self.bot.settings.PRIVATE_THREADS == "thread"
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -69,10 +92,40 @@ class Ingestion(commands.Cog):
             await self._store(message)
 
     @commands.Cog.listener()
-    async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
-        """Edits update the store and index; a message edited into a mention does not trigger a reply."""
-        if self._wanted(after):
-            await self._store(after, seen=False)
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """Any edit, of a message in the client's cache or not: the new words replace the old everywhere.
+
+        A message edited into a mention does not trigger a reply (replies read MESSAGE_CREATE only).
+        """
+        message = payload.message
+        if message.author.bot:
+            return
+        wanted = self._wanted(message)
+
+        def edit() -> None:
+            runtime = self.bot.runtime
+            if wanted or runtime.store.get([message.id]):
+                runtime.edited(from_discord(message), message.clean_content)
+            else:  # not kept (a private thread, by default), but remembered in its channel
+                runtime.memory.edit(message.id, message.clean_content)
+
+        await self._write(edit)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        await self._write(self.bot.runtime.delete, {payload.message_id})
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        await self._write(self.bot.runtime.delete, set(payload.message_ids))
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        await self._write(self.bot.runtime.delete_channel, payload.thread_id)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        await self._write(self.bot.runtime.delete_channel, channel.id)
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
@@ -111,4 +164,29 @@ class Ingestion(commands.Cog):
             logger.warning(
                 "more than %d messages were missed: run `python -m app backfill` for the rest", CATCH_UP_LIMIT
             )
+        await self.recheck(channel)
         return read
+
+    async def recheck(self, channel) -> tuple[int, int]:
+        """The newest RECHECK messages read again: what Discord no longer has is deleted, edits are applied.
+
+        Only messages with Discord's own ids are compared (an export's derived ids are not Discord's).
+        Returns (deleted, edited).
+        """
+        current = [m async for m in channel.history(limit=RECHECK)]
+        if not current:
+            return 0, 0
+        runtime = self.bot.runtime
+        ids = [m.id for m in current]
+        low = min(ids) if len(current) >= RECHECK else 0  # fewer: that is the channel's whole history
+        stored = await asyncio.to_thread(runtime.store.discord_messages, channel.id, low, max(ids))
+        gone = set(stored) - set(ids)
+        limit = runtime.ingestion.filters.max_chars
+        changed = [m for m in current if m.id in stored and stored[m.id] != m.content[:limit] and self._wanted(m)]
+        if gone:
+            await self._write(runtime.delete, gone)
+        for message in changed:
+            await self._write(runtime.edited, from_discord(message), message.clean_content)
+        if gone or changed:
+            logger.info("%d messages deleted and %d edited while the bot was away: applied", len(gone), len(changed))
+        return len(gone), len(changed)

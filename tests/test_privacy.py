@@ -1,0 +1,340 @@
+"""Members' data follows what members do: deletions, edits, private threads, consent, their own view, retention.
+
+Through the real discord.py client and the local fake Discord (MESSAGE_DELETE, MESSAGE_DELETE_BULK,
+MESSAGE_UPDATE of uncached messages, private threads, THREAD_DELETE), with a real lore index.
+"""
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from indexes.records import StoredMessage
+from indexes.store import MessageStore
+from tests.fake_discord import FakeDiscord
+from tests.fakes import ScriptedLLM
+from tests.harness import ADMIN, ALICE, BOB, until
+
+SECRET = "my home address is 42 Quillmoor Lane and my phone is 555-0199"
+
+
+def files_holding(folder: Path, text: str) -> list[str]:
+    """Every file under `folder` whose bytes hold `text` (SQLite files, their logs, Chroma's, training files)."""
+    needle = text.encode()
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes())
+
+
+def stored(runtime) -> dict[int, str]:
+    return {m.id: m.content for m in runtime.store.iter_messages()}
+
+
+def indexed(runtime) -> set[int]:
+    index = runtime.lore_index
+    return {int(i.split("#")[0]) for i in index.client.get_collection(index.active_name).get(include=[])["ids"]}
+
+
+def vector(runtime, message_id: int) -> list[float]:
+    index = runtime.lore_index
+    found = index.client.get_collection(index.active_name).get(ids=[str(message_id)], include=["embeddings"])
+    return list(found["embeddings"][0])
+
+
+async def settled(h, sentinel: int | None = None) -> None:
+    """Until the bot has handled every event before a sentinel message, and the index has applied it all."""
+    runtime = h.bot.runtime
+    sentinel = sentinel or await h.say("sentinel: an ordinary message after the events under test", author=ADMIN)
+    await until(lambda: sentinel in stored(runtime), what="the sentinel stored")
+    await asyncio.to_thread(runtime.ingestion.flush, 60)
+    if runtime.lore_index is not None:
+        await until(lambda: runtime.lore_index.pending() == 0, what="the index caught up")
+
+
+async def asked_prompt(h, question: str) -> str:
+    """The prompt the model was given to answer `question`, asked by Bob."""
+    asked = await h.say(question, author=BOB, mention_bot=True)
+    await h.answered(asked)
+    return h.llm.prompts[-1]
+
+
+def prepare_training(runtime, **overrides) -> Path:
+    from training.data_prep import prepare
+
+    settings = runtime.settings.model_copy(update=overrides)
+    prepare(settings, min_samples=1)
+    return settings.training_data
+
+
+async def test_a_deleted_message_leaves_every_place_the_bot_keeps_words(start_bot, tmp_path):
+    h = await start_bot(llm=ScriptedLLM(responses=["mrrp, noted."]), index=True, GROUNDING="off")
+    runtime, data = h.bot.runtime, tmp_path / "data"
+    for i in range(3):
+        await h.say(f"ordinary chatter number {i} about the tavern's pinball machine", author=BOB)
+    secret = await h.say(SECRET)
+    answer = await h.say("thanks alice, I will send the parcel to that address tomorrow", author=BOB, reply_to=secret)
+    await settled(h)
+    training = await asyncio.to_thread(prepare_training, runtime, TRAINING_CONSENT="all")
+    before = vector(runtime, answer)  # embedded with the thread it answers: the secret's words
+    assert "Quillmoor" in await asked_prompt(h, "what is alice's home address?")  # control: it is found
+    assert secret in indexed(runtime) and "Quillmoor" in training.read_text(encoding="utf-8")
+    assert files_holding(data, "Quillmoor")
+
+    await asyncio.to_thread(h.fake.delete_message, secret)
+    await settled(h)
+    assert secret not in stored(runtime) and secret not in indexed(runtime)
+    assert vector(runtime, answer) != before  # embedded again, without the deleted words
+    assert not any("Quillmoor" in m.content for m in runtime.memory.snapshot(h.fake.channel_id).messages)
+    assert "Quillmoor" not in await asked_prompt(h, "what is alice's home address?")
+    assert "Quillmoor" not in training.read_text(encoding="utf-8")
+    assert files_holding(data, "Quillmoor") == []  # no SQLite file, log or training file holds it
+
+    purged = [await h.say(f"purge me, message {i} with a phone number 555-01{i}{i}") for i in range(2)]
+    await settled(h)
+    await asyncio.to_thread(h.fake.delete_messages, purged)
+    await settled(h)
+    assert not set(purged) & set(stored(runtime)) and not set(purged) & indexed(runtime)
+    assert files_holding(data, "purge me") == []
+
+
+async def test_edits_replace_the_old_words_everywhere_cached_or_not(start_bot, tmp_path):
+    h = await start_bot(index=True, GROUNDING="off")
+    runtime, data = h.bot.runtime, tmp_path / "data"
+    plan = await h.say("the meeting point is the abandoned windmill at seven tonight")
+    reply = await h.say("great, I will bring the lanterns to the windmill then", author=BOB, reply_to=plan)
+    await settled(h)
+    before = vector(runtime, reply)
+    await asyncio.to_thread(h.fake.edit_message, plan, ".")  # too short to index: the old vector must go
+    await settled(h)
+    assert stored(runtime)[plan] == "." and plan not in indexed(runtime)
+    assert vector(runtime, reply) != before  # its thread changed
+    assert not any("abandoned windmill" in m.content for m in runtime.memory.snapshot(h.fake.channel_id).messages)
+    assert "abandoned windmill" not in await asked_prompt(h, "where is the meeting point tonight?")
+    assert files_holding(data, "abandoned windmill") == []
+
+    await asyncio.to_thread(h.fake.edit_message, reply, "https://example.com/lanterns")  # a bare link: not kept
+    await settled(h)
+    assert reply not in stored(runtime) and reply not in indexed(runtime)
+
+    # A message the client never had in its cache (collected by a backfill or the catch-up).
+    unseen = h.fake.post_unseen("the treasure is buried under the third oak by the river", author_id=BOB, name="bob")
+    runtime.ingest(StoredMessage(id=unseen, channel_id=h.fake.channel_id, author_id=BOB, author_name="bob",
+                                 timestamp=datetime.now(timezone.utc), content="the treasure is buried under the third oak by the river",
+                                 discord_id=True), seen=True)  # fmt: skip
+    await settled(h)
+    await asyncio.to_thread(h.fake.edit_message, unseen, "the treasure was moved and nobody knows where it is")
+    await settled(h)
+    assert stored(runtime)[unseen] == "the treasure was moved and nobody knows where it is"
+    assert files_holding(data, "third oak") == []
+
+
+async def test_private_threads_are_ignored_by_default(start_bot):
+    h = await start_bot(index=True, GROUNDING="off")
+    runtime = h.bot.runtime
+    thread = await asyncio.to_thread(h.fake.create_thread, "party planning", True)
+    secret = await h.say("the surprise party for bob is on friday at the lighthouse", channel_id=thread)
+    inside = await h.say("are you here with us?", channel_id=thread, mention_bot=True)
+    await h.answered(inside)  # the character still talks in the thread it was invited to
+    await settled(h)
+    assert secret not in stored(runtime)
+    assert "lighthouse" not in await asked_prompt(h, "when and where is the surprise party?")
+
+
+async def test_a_private_thread_kept_in_its_own_scope_is_seen_only_there(start_bot):
+    h = await start_bot(index=True, GROUNDING="off", PRIVATE_THREADS="thread", TRAINING_CONSENT="all")
+    runtime = h.bot.runtime
+    thread = await asyncio.to_thread(h.fake.create_thread, "party planning", True)
+    secret = await h.say("the surprise party for bob is on friday at the lighthouse", channel_id=thread)
+    await settled(h)
+    assert secret in stored(runtime) and next(m for m in runtime.store.iter_messages() if m.id == secret).private
+    assert "lighthouse" not in await asked_prompt(h, "when and where is the surprise party?")  # the public channel
+    asked = await h.say("when and where is the surprise party?", author=BOB, channel_id=thread, mention_bot=True)
+    await h.answered(asked)
+    assert "lighthouse" in h.llm.prompts[-1]  # the thread itself sees it
+    for i in range(3):
+        await h.say(f"public chatter number {i} about the tavern's pinball machine", author=BOB)
+    await settled(h)
+    training = await asyncio.to_thread(prepare_training, runtime, DISCORD_CHANNEL_ID=None)
+    assert "lighthouse" not in training.read_text(encoding="utf-8")  # never trained on
+
+
+async def test_a_deleted_thread_takes_its_messages_with_it(start_bot):
+    h = await start_bot(index=True)
+    runtime = h.bot.runtime
+    thread = await asyncio.to_thread(h.fake.create_thread, "speedrun tips", False)
+    said = await h.say("the skip in level three saves twelve seconds if you jump early", channel_id=thread)
+    await settled(h)
+    assert said in stored(runtime) and said in indexed(runtime)
+    await asyncio.to_thread(h.fake.delete_thread, thread)
+    await settled(h)
+    assert said not in stored(runtime) and said not in indexed(runtime)
+
+
+async def test_forgetme_with_another_members_nickname_removes_nothing_of_theirs(start_bot, tmp_path):
+    from indexes.exports.common import synthetic_user_id
+    from indexes.filters import Filters
+    from indexes.importer import import_exports
+
+    h = await start_bot()
+    runtime = h.bot.runtime
+    export = tmp_path / f"tavern [{h.fake.channel_id}].txt"
+    rule = "=" * 62
+    export.write_text(
+        f"{rule}\nGuild: Pixel Tavern\nChannel: Text Channels / tavern\n{rule}\n\n"
+        "[11/24/2024 3:15 PM] bob\nbob's own words from an export that carries only names\n\n"
+        f"{rule}\nExported 1 message(s)\n{rule}\n",
+        encoding="utf-8",
+    )
+    import_exports(runtime.store, export, Filters(), progress=False)
+    mallory = 1009
+    await h.say("hello everyone, I am new here", author=mallory, nick="bob")
+    forget = await h.say("!forgetme", author=mallory, nick="bob")
+    (post,) = await h.answered(forget)
+    assert "1 of your messages were removed" in post.content
+    assert any(m.author_name == "bob" for m in runtime.store.iter_messages())  # bob's words stay
+    assert synthetic_user_id("bob") not in runtime.store.opted_out() and mallory in runtime.store.opted_out()
+    assert "bob" in runtime.known_names  # the character still never speaks as bob
+
+
+def test_forgetting_by_name_is_an_admins_and_shows_what_goes_first(tmp_path, capsys):
+    from app.history import forget
+    from app.settings import load_settings
+    from indexes.exports.common import synthetic_user_id
+
+    settings = load_settings(DATA_DIR=tmp_path / "data")
+    store = MessageStore(settings.store_path)
+    bob = synthetic_user_id("bob")
+    store.upsert([StoredMessage(id=1, channel_id=1, author_id=bob, author_name="bob", content="bob's words from a text export",
+                                timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc))])  # fmt: skip
+    store.close()
+    assert forget(settings, 77, ["bob"]) == 0
+    shown = capsys.readouterr().out
+    assert "name 'bob' (exports without ids): 1 messages" in shown and "nothing was removed yet" in shown
+    store = MessageStore(settings.store_path)
+    assert store.count() == 1
+    store.close()
+    assert forget(settings, 77, ["bob"], yes=True) == 0
+    store = MessageStore(settings.store_path)
+    assert store.count() == 0 and bob in store.opted_out()
+    store.close()
+
+
+async def test_training_takes_only_consented_members_and_withdrawing_acts_like_forgetting(start_bot, tmp_path):
+    adapter = tmp_path / "adapters" / "voice"
+    adapter.mkdir(parents=True)
+    h = await start_bot(ADAPTER_PATH=adapter)
+    runtime = h.bot.runtime
+    consent = await h.say("!consent", author=ALICE)
+    (post,) = await h.answered(consent)
+    assert "may learn from your messages" in post.content
+    await h.answered(await h.say("!consent on", author=ADMIN))
+    said = []
+    for i in range(4):
+        said.append(await h.say(f"alice says something about the pinball league, round {i}", author=ALICE))
+        said.append(await h.say(f"bob answers about the pinball league, round {i}", author=BOB))
+        said.append(await h.say(f"the admin adds a word about the pinball league, round {i}", author=ADMIN))
+    await settled(h)
+    training = await asyncio.to_thread(prepare_training, runtime)
+    text = training.read_text(encoding="utf-8")
+    assert "alice says" in text and "bob answers" not in text  # Bob never consented
+    (adapter / "trained_on.json").write_text(json.dumps({"message_ids": said[:3], "author_ids": [ALICE]}))
+    assert runtime.stale_adapter() is None
+
+    withdraw = await h.say("!consent off", author=ALICE)
+    (post,) = await h.answered(withdraw)
+    assert "Withdrawn" in post.content
+    assert "alice says" not in training.read_text(encoding="utf-8")  # her samples left the training file
+    assert "withdrew consent" in runtime.stale_adapter()
+    stats = await h.say("!stats", author=ADMIN, roles=(h.fake.admin_role_id,))
+    (post,) = await h.answered(stats)
+    assert "**adapter** stale" in post.content
+
+
+async def test_a_consent_role_counts_until_the_member_says_otherwise(start_bot):
+    fake = FakeDiscord()
+    h = await start_bot(fake=fake, CONSENT_ROLE_ID=fake.admin_role_id)
+    store = h.bot.runtime.store
+    await h.say("I hold the role that consents", author=BOB, roles=(fake.admin_role_id,))
+    await settled(h)
+    assert store.consent()[BOB] == (True, "role")
+    await h.say("the role was taken from me", author=BOB)
+    await settled(h)
+    assert store.consent()[BOB] == (False, "role")
+    off = await h.say("!consent off", author=ALICE)
+    await h.answered(off)
+    await h.say("now I hold the role", author=ALICE, roles=(fake.admin_role_id,))
+    await settled(h)
+    assert store.consent()[ALICE] == (False, "command")  # her own word stands
+
+
+async def test_a_member_sees_what_is_kept_about_them_privately(start_bot):
+    h = await start_bot(index=True)
+    for i in range(3):
+        await h.say(f"alice talks about the arcade cabinet, message {i}", author=ALICE)
+    await settled(h)
+    asked = await h.say("!mydata", author=ALICE)
+    await until(lambda: h.fake.direct_messages(), what="a direct message")
+    (dm,) = h.fake.direct_messages()
+    assert (
+        "Stored: 3 of your messages (3 searchable as lore)" in dm.content
+        and "Consent to training: not given" in dm.content
+    )
+    assert not h.fake.replies_to(asked)  # nothing of it in the public channel
+    assert (asked, "📬") in [(m, e) for m, e in h.fake.reactions]
+
+
+async def test_retention_deletes_older_messages_everywhere(start_bot, tmp_path):
+    from app.settings import load_settings
+
+    settings = load_settings(DATA_DIR=tmp_path / "data")
+    store = MessageStore(settings.store_path)
+    now = datetime.now(timezone.utc)
+    store.upsert([
+        StoredMessage(id=1, channel_id=1, author_id=BOB, author_name="bob", content="an old story from long ago, kept too long",
+                      timestamp=now - timedelta(days=60)),
+        StoredMessage(id=2, channel_id=1, author_id=BOB, author_name="bob", content="a recent story from last week, kept",
+                      timestamp=now - timedelta(days=7)),
+    ])  # fmt: skip
+    store.close()
+    h = await start_bot(index=True, RETENTION_DAYS=30)
+    assert set(stored(h.bot.runtime)) == {2}
+    assert files_holding(tmp_path / "data", "kept too long") == []
+
+
+async def test_the_catch_up_applies_what_was_deleted_or_edited_while_away(start_bot):
+    h = await start_bot()
+    runtime = h.bot.runtime
+    gone = await h.say("a message deleted while the bot was away")
+    changed = await h.say("a message edited while the bot was away")
+    await settled(h)
+    await h.bot.close()
+    await asyncio.to_thread(h.fake.delete_message, gone, False)
+    edited = next(m for m in h.fake.history if m["id"] == str(changed))
+    edited["content"], edited["edited_timestamp"] = (
+        "its new words, written while away",
+        datetime.now(timezone.utc).isoformat(),
+    )
+    again = await start_bot(fake=FakeDiscord(history=list(h.fake.history)))
+    await until(lambda: gone not in stored(again.bot.runtime), what="the deletion applied")
+    await until(lambda: stored(again.bot.runtime).get(changed) == "its new words, written while away", what="the edit")
+    assert runtime.store is not again.bot.runtime.store
+
+
+def test_an_index_that_kept_words_is_rebuilt_without_them(embed_model, tmp_path):
+    from indexes.build import ensure_index
+    from indexes.vector import LoreIndex, chroma_client
+
+    data = tmp_path / "data"
+    store = MessageStore(data / "messages.sqlite3")
+    text = "the dragon sleeps under the old stone bridge"
+    store.upsert([StoredMessage(id=1, channel_id=1, author_id=7, author_name="user7", content=text,
+                                timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc))])  # fmt: skip
+    client = chroma_client(data / "chroma")
+    legacy = client.create_collection("lore-20250101000000-000001", metadata={"hnsw:space": "cosine"})
+    legacy.add(ids=["1"], embeddings=[embed_model.get_text_embedding(text)], documents=[text],
+               metadatas=[{"message_id": "1", "author": "user7"}])  # as an earlier version kept it  # fmt: skip
+    store.set_meta("active_collection", legacy.name)
+    index = LoreIndex(store, client, embed_model, folder=data / "chroma")
+    assert index.holds_words()
+    assert ensure_index(store, index, None)
+    assert not index.holds_words() and index.size() == 1
+    assert files_holding(data / "chroma", "old stone bridge") == []
+    store.close()
