@@ -45,18 +45,24 @@ async def safe_call(coroutine):
 class StreamedReply:
     """One reply to `message`, shown as it is generated."""
 
-    def __init__(self, message: discord.Message, limiter: AsyncLimiter, edit_seconds: float = 1.0) -> None:
+    def __init__(
+        self, message: discord.Message, limiter: AsyncLimiter, edit_seconds: float = 1.0, ping: bool = True
+    ) -> None:
+        """`ping`: the member answered is notified (a reply is; a busy line is not)."""
         self.message = message
         self.limiter = limiter
         self.edit_seconds = edit_seconds
-        self.allowed = discord.AllowedMentions(everyone=False, roles=False, users=[message.author], replied_user=True)
+        self.ping = ping
+        self.allowed = discord.AllowedMentions(
+            everyone=False, roles=False, users=[message.author] if ping else False, replied_user=ping
+        )
         self.sent: discord.Message | None = None
         self.shown = ""
         self.first_visible: float | None = None  # time.monotonic() of the first post
         self._last_edit = 0.0
 
     async def _post(self, text: str) -> discord.Message | None:
-        sent = await safe_call(self.message.reply(text, allowed_mentions=self.allowed, mention_author=True))
+        sent = await safe_call(self.message.reply(text, allowed_mentions=self.allowed, mention_author=self.ping))
         if sent is None:  # the message was deleted meanwhile: post without the reference
             sent = await safe_call(self.message.channel.send(text, allowed_mentions=self.allowed))
         if sent is not None and self.first_visible is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,24 +28,29 @@ def quiet_libraries() -> None:
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]*@")
+
+
 class RedactSecrets(logging.Filter):
-    """Replaces each secret in a record's message (and traceback text) by [redacted]."""
+    """Replaces each secret in a record's message (and traceback text) by [redacted], and any
+    `user:password@` inside a URL, whatever its length."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s and len(s) >= 8]
 
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return _URL_CREDENTIALS.sub("[redacted]@", text)
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        for secret in self.secrets:
-            message = message.replace(secret, "[redacted]")
-            if record.exc_text:
-                record.exc_text = record.exc_text.replace(secret, "[redacted]")
-        record.msg, record.args = message, None
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        record.msg, record.args = self._clean(message), None
         return True
 
 

@@ -16,6 +16,7 @@ from app.settings import Settings
 from chains.assemble import ContextAssembler
 from chains.generation import GenerationService
 from chains.grounding import Grounding, embedder
+from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.model import ADAPTER_META_FILE, ModelBundle, build_model, resolve_engine
 from chains.reply import ReplyResult, astream_reply, build_reply_chain, run_reply, stream_reply, template_stops
@@ -338,6 +339,7 @@ def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, mode
         service, retrieval, assembler, memory, persona, reply_max_chars=settings.REPLY_MAX_CHARS,
         timeout_s=settings.GENERATION_TIMEOUT_SECONDS, stops=template_stops(model.tokenizer), token_counter=counter,
         max_new_tokens=settings.MAX_NEW_TOKENS, known_names=known_names, grounding=grounding, answer=prompts.answer,
+        links=LinkPolicy.from_lists(settings.ALLOWED_LINK_DOMAINS, settings.ALLOWED_INVITES),
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -66,6 +67,12 @@ class Settings(BaseSettings):
         1.0, ge=0.2, le=10, description="least time between two edits of a streamed reply"
     )
     ALLOW_DMS: bool = Field(False, description="answer direct messages too")
+    ALLOWED_LINK_DOMAINS: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated domains whose links a reply may post whole (others: shown as their domain)"
+    )
+    ALLOWED_INVITES: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated Discord invite codes a reply may post (others are removed)"
+    )
     REPLY_IN_THREADS: bool = Field(True, description="also live in threads under the channel")
 
     # Model
@@ -210,7 +217,8 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value.strip()
 
-    @field_validator("COMMAND_PREFIXES", "LORE_KEYWORDS", "ADMIN_ROLE_IDS", mode="before")
+    @field_validator("COMMAND_PREFIXES", "LORE_KEYWORDS", "ADMIN_ROLE_IDS", "ALLOWED_LINK_DOMAINS", "ALLOWED_INVITES",
+                     mode="before")  # fmt: skip
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -267,29 +275,40 @@ def _describe(error: dict) -> str:
     return f"{loc}{shown}: {message}"
 
 
+_URL_SETTINGS = ("OPENAI_BASE_URL", "EVAL_JUDGE_BASE_URL", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL")
+_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE")
+
+
+def without_credentials(url: str) -> str:
+    """A URL without the `user:password@` it may carry."""
+    parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def secrets_of(settings: Settings) -> list[str]:
-    """The secret values among the settings, for log redaction."""
+    """The secret values among the settings, for log redaction (credentials inside URLs included)."""
     values = [getattr(settings, name) for name in SECRET_SETTINGS]
-    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+    secrets = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+    for name in _URL_SETTINGS:
+        parts = urlsplit(getattr(settings, name) or "")
+        secrets += [p for p in (parts.password, parts.username) if p]
+    return secrets
 
 
 def child_environment(settings: Settings, keep: tuple[str, ...] = ()) -> dict[str, str]:
     """The environment for a child process: the system's basics and every setting but the secrets.
 
-    Children (data preparation, training) get no token or key, in the environment or from .env.
+    Children (data preparation, training) get no token, key or password: not the secret settings, not
+    a variable whose name says it holds one (HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...), not the
+    credentials of a URL setting, and nothing from .env.
     """
     basics = (
-        "PATH",
-        "HOME",
-        "LANG",
-        "LANGUAGE",
-        "TMPDIR",
-        "TZ",
-        "VIRTUAL_ENV",
-        "PYTHONPATH",
-        "PYTHONHASHSEED",
-        "SYSTEMROOT",
-    )
+        "PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "SYSTEMROOT",
+    )  # fmt: skip
     prefixes = (
         "LC_",
         "HF_",
@@ -301,11 +320,15 @@ def child_environment(settings: Settings, keep: tuple[str, ...] = ()) -> dict[st
         "PYTORCH_",
         "ANONYMIZED_TELEMETRY",
     )
-    environment = {k: v for k, v in os.environ.items() if k in basics or k in keep or k.startswith(prefixes)}
+    environment = {
+        k: v for k, v in os.environ.items()
+        if (k in basics or k in keep or k.startswith(prefixes)) and not any(word in k.upper() for word in _SECRET_WORDS)
+    }  # fmt: skip
     for name, value in settings.model_dump(mode="json").items():
         if name in SECRET_SETTINGS or value is None:
             continue
-        environment[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        environment[name] = without_credentials(text) if name in _URL_SETTINGS else text
     environment[ENV_FILE_VARIABLE] = ""
     return environment
 

@@ -33,6 +33,7 @@ from chains.assemble import Assembled, ContextAssembler
 from chains.engines.base import GenerationStats
 from chains.generation import REPLY_SLOT, GenerationRequest, GenerationService, Job
 from chains.grounding import Evidence, Grounding, known_claims
+from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.preprocess import Analysis, analyze
 from chains.retrieve import LoreRetrieval
@@ -152,8 +153,10 @@ class _Drafting:
     """One reply's attempts: what to generate, what to show as it streams, and how it ends."""
 
     def __init__(self, state: dict, persona: Persona, max_chars: int, stops: tuple[str, ...], token_counter,
-                 max_new_tokens: int | None, known: Iterable[str] = (), answer: PromptFile | None = None) -> None:  # fmt: skip
+                 max_new_tokens: int | None, known: Iterable[str] = (), answer: PromptFile | None = None,
+                 links: LinkPolicy | None = None) -> None:  # fmt: skip
         self.state, self.persona, self.max_chars, self.token_counter = state, persona, max_chars, token_counter
+        self.links = links or LinkPolicy()
         self.evidence: Evidence | None = state.get("evidence")
         self.answer = answer
         self.invented: set[str] = set()  # claims of this reply that no lore, question or conversation holds
@@ -192,10 +195,10 @@ class _Drafting:
         """Take a piece; returns a partial result when the safe text grew. Sets `ended` at another speaker's line."""
         self.raw += piece
         self.pieces += 1
-        view, self.ended = stream_view(self.raw, self.persona.name, self.max_chars, self.members)
+        view, self.ended = stream_view(self.raw, self.persona.name, self.max_chars, self.members, self.links)
         if self.wrap_up and self.pieces >= self.wrap_up and _SENTENCE_END.search(self.raw):
             self.ended = True  # long enough, and a sentence just ended: the reply ends here
-            view = stream_view(self.raw + "\n", self.persona.name, self.max_chars, self.members)[0]
+            view = stream_view(self.raw + "\n", self.persona.name, self.max_chars, self.members, self.links)[0]
         if view and view != self.shown:
             if self.evidence is not None and (invented := Grounding.unsupported(view, self.known)):
                 self.invented, self.ended = invented, True  # never shown: the answer line replaces it
@@ -212,7 +215,7 @@ class _Drafting:
         self._account()
         started = time.perf_counter()
         message = self.state["message"]
-        verdict = validate(self.raw, message.content, self.persona.name, self.max_chars, self.members)
+        verdict = validate(self.raw, message.content, self.persona.name, self.max_chars, self.members, self.links)
         if self.evidence is not None and not self.invented and verdict.ok:
             self.invented = Grounding.unsupported(verdict.text, self.known)
         grounded = self._answer_from_lore(verdict)
@@ -236,7 +239,7 @@ class _Drafting:
             return None
         author = evidence.item.author if evidence.item.source == "index" and evidence.item.author else "the lore"
         line = self.answer.format(author=author, content=evidence.passage)
-        answer = validate(line, question, self.persona.name, self.max_chars, self.members)
+        answer = validate(line, question, self.persona.name, self.max_chars, self.members, self.links)
         if not answer.ok:
             return None
         why = f"invented {', '.join(sorted(self.invented))}" if self.invented else "did not use the lore"
@@ -296,6 +299,7 @@ def build_reply_chain(
     known_names: Callable[[], Iterable[str]] | None = None,
     grounding: Grounding | None = None,
     answer: PromptFile | None = None,
+    links: LinkPolicy | None = None,
 ) -> Runnable:
     """Compose the reply chain. Input: {"channel_id": int, "message": ChatMessage}. Output: ReplyResult(s).
 
@@ -334,7 +338,7 @@ def build_reply_chain(
     def drafting(state: dict) -> _Drafting:
         return _Drafting(
             state, persona, reply_max_chars, stops, token_counter, max_new_tokens,
-            known_names() if known_names else (), answer,
+            known_names() if known_names else (), answer, links,
         )  # fmt: skip
 
     def respond(state: dict) -> Iterator[ReplyResult]:

@@ -8,9 +8,16 @@ retries once, then falls back to an in-character line): empty, an echo of the me
 character (talking about being an AI or a model).
 
 Who counts as another member is decided by the names the bot knows (`Members`: the recent window,
-the lore it showed, the store), compared normalized (NFKC, zero-width removed, case-folded), in any
-of the forms a line can take: "bob: ...", "bob：..." (full-width), "> bob: ...", "- bob: ...",
-"[bob] ...", "<bob> ...", "bob said: ...". "Yes: ..." or "Reminder: ..." are not members, so they stay.
+the lore it showed, the store), compared by what they look like (`names.skeleton`: look-alike
+letters from other scripts and accents folded, spaces, a `#1234` discriminator and symbols around
+the name ignored), in any of the forms a line can take: "bob: ...", "bob：..." (full-width),
+"> bob: ...", "- bob: ...", "# bob: ...", "-# bob: ...", "🐱 bob: ...", "[bob] ...", "<bob> ...",
+"bob said: ...", and after any line break Discord renders (\r, U+2028, ...). "Yes: ..." or
+"Reminder: ..." are not members, so they stay.
+
+Links (chains.links): the character never posts a link a member did not see it write. A masked link
+shows its label and its real destination's domain, a plain link only its domain, an invite is
+removed unless an admin allowed it, raw user mentions and right-to-left overrides are neutralised.
 
 `stream_view` applies the same repairs to a reply that is still being generated, showing only
 what can no longer change into something unsafe.
@@ -23,7 +30,8 @@ from collections.abc import Iterable
 
 from rapidfuzz import fuzz
 
-from chains.names import ZERO_WIDTH, normalize
+from chains.links import LinkPolicy
+from chains.names import ZERO_WIDTH, skeleton
 from chains.types import Verdict
 
 ZERO_WIDTH_SPACE = "\u200b"
@@ -32,7 +40,11 @@ _MASS_PING = re.compile(r"@(everyone|here)", re.I)
 _ROLE_PING = re.compile(r" ?<@&\d+>")
 _COLONS = ":\uff1a\ufe55\ua789\u2236"
 _DECORATION = re.compile(r"^[\s*_~`|]*")
-_LIST_PREFIX = re.compile(r"^(?:>+|[-*\u2022+]|\d{1,3}[.)])\s*")
+_LIST_PREFIX = re.compile(r"^(?:>+|-#|#{1,6}(?=\s)|[-*\u2022+]|\d{1,3}[.)])\s*")  # quote, subtext, header, list
+# Every line break Discord renders: a model may end a line with any of them.
+LINE_BREAKS = re.compile(r"\r\n|[\r\n\u2028\u2029\x0b\x0c\x85]")
+_DISCRIMINATOR = re.compile(r"#\d{4}\s*$")
+_EDGE_SYMBOLS = re.compile(r"^[\W_]+|[\W_]+$")
 _LABEL = re.compile(rf"^@?(?P<name>[^\n{_COLONS}]{{1,48}}?)[\s*_~`]*[{_COLONS}]")
 _BRACKETED = re.compile(r"^[\[<](?P<name>[^\]>\n]{1,48})[\]>]")
 _SAID = re.compile(
@@ -46,27 +58,31 @@ _OUT_OF_CHARACTER = re.compile(
 )
 
 
+def name_key(name: str) -> str:
+    """What a name is compared by: its look (skeleton) without spaces, a discriminator or symbols around it."""
+    text = skeleton(_DISCRIMINATOR.sub("", ZERO_WIDTH.sub("", name)))
+    return re.sub(r"\s+", "", _EDGE_SYMBOLS.sub("", text))
+
+
 class Members:
-    """The member names the bot knows, normalized, to tell a line written as a member from any other."""
+    """The member names the bot knows, by what they look like, to tell a line written as a member from any other."""
 
     def __init__(self, names: Iterable[str] = (), character: str = "") -> None:
-        self.character = normalize(character)
-        self.names = {n for n in (normalize(name) for name in names) if n and n != self.character}
-        self.names |= {f"{self.character} (member)"} if self.character else set()
-        self.bare = {_TRAILING_SYMBOLS.sub("", n) for n in self.names} - {""}
+        self.character = name_key(character)
+        self.keys = {k for k in (name_key(name) for name in names) if k and k != self.character}
+        if self.character:
+            self.keys.add(name_key(f"{character} (member)"))
 
     def __contains__(self, name: str) -> bool:
-        n = normalize(name)
-        if not n or n == self.character:
-            return False
-        return n in self.names or _TRAILING_SYMBOLS.sub("", n) in self.bare
+        key = name_key(name)
+        return bool(key) and key != self.character and key in self.keys
 
     def may_start(self, partial: str) -> bool:
         """True when `partial` (a line being written) could still become one of these names, or the character's."""
-        n = normalize(partial)
-        if not n:
+        key = name_key(partial)
+        if not key:
             return True
-        return any(name.startswith(n) or n.startswith(name + " ") for name in (*self.names, self.character) if name)
+        return any(name.startswith(key) or key.startswith(name) for name in (*self.keys, self.character) if name)
 
 
 def _cap(text: str, limit: int) -> str:
@@ -80,9 +96,11 @@ def _cap(text: str, limit: int) -> str:
 
 
 def _bare_line(line: str) -> str:
-    """A line without zero-width marks, markdown decoration and a list or quote prefix."""
+    """A line without zero-width marks, markdown decoration and list, quote, header or subtext prefixes."""
     text = _DECORATION.sub("", ZERO_WIDTH.sub("", line))
-    return _DECORATION.sub("", _LIST_PREFIX.sub("", text))
+    while (bare := _DECORATION.sub("", _LIST_PREFIX.sub("", text, count=1))) != text:
+        text = bare
+    return text
 
 
 def speaker(line: str, members: Members) -> str | None:
@@ -125,11 +143,13 @@ def _members(members: Iterable[str] | Members, character: str) -> Members:
     return members if isinstance(members, Members) else Members(members, character)
 
 
-def repair(raw: str, character: str, members: Iterable[str] | Members = ()) -> tuple[str, list[str]]:
+def repair(
+    raw: str, character: str, members: Iterable[str] | Members = (), links: LinkPolicy | None = None
+) -> tuple[str, list[str]]:
     """Clean a raw generation; returns the text and the fixes applied."""
     known = _members(members, character)
     fixes: list[str] = []
-    text = raw
+    text = LINE_BREAKS.sub("\n", raw)
     leftover = _TEMPLATE_LEFTOVERS.search(text)
     if leftover:
         text = text[: leftover.start()]
@@ -149,12 +169,14 @@ def repair(raw: str, character: str, members: Iterable[str] | Members = ()) -> t
     if _ROLE_PING.search(text):
         text = _ROLE_PING.sub("", text).strip()
         fixes.append("removed role ping")
-    return text, fixes
+    text, link_fixes = (links or LinkPolicy()).apply(text)
+    return text, fixes + link_fixes
 
 
-def validate(raw: str, message: str, character: str, max_chars: int, members: Iterable[str] | Members = ()) -> Verdict:
+def validate(raw: str, message: str, character: str, max_chars: int, members: Iterable[str] | Members = (),
+             links: LinkPolicy | None = None) -> Verdict:  # fmt: skip
     """Repair and judge one generated reply."""
-    text, fixes = repair(raw, character, members)
+    text, fixes = repair(raw, character, members, links)
     problems = []
     if not re.search(r"\w", text):
         problems.append("empty")
@@ -173,10 +195,11 @@ def is_safe(text: str) -> bool:
     return not _MASS_PING.search(text) and not _ROLE_PING.search(text)
 
 
-_UNFINISHED_MARKUP = re.compile(r"(<[^>\s]*|\[/?[A-Za-z]*|@\w*)$")
+_UNFINISHED_MARKUP = re.compile(r"(<[^>\s]*|\[[^\]\n]*(?:\]\([^)\n]*)?|@\w*)$")  # a tag, a (masked) link, a mention
 
 
-def stream_view(raw: str, character: str, max_chars: int, members: Iterable[str] | Members = ()) -> tuple[str, bool]:
+def stream_view(raw: str, character: str, max_chars: int, members: Iterable[str] | Members = (),
+                links: LinkPolicy | None = None) -> tuple[str, bool]:  # fmt: skip
     """What may be shown of a reply still being generated, and whether it has ended.
 
     The shown text is the repaired text (pings neutralised, labels and other members' lines
@@ -186,11 +209,12 @@ def stream_view(raw: str, character: str, max_chars: int, members: Iterable[str]
     another member's line or a chat-template token: nothing after that belongs to the reply.
     """
     known = _members(members, character)
+    raw = LINE_BREAKS.sub("\n", raw)
     ended = bool(_TEMPLATE_LEFTOVERS.search(raw))
     if not ended:
         lines = raw.lstrip().split("\n")
         ended = any(speaker(line, known) for line in lines[1:])
-    text, _ = repair(raw, character, known)
+    text, _ = repair(raw, character, known, links)
     if not ended:
         last = raw.rsplit("\n", 1)[-1]
         bare = _bare_line(last)

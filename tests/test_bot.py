@@ -449,3 +449,17 @@ async def test_the_catch_up_starts_after_what_discord_delivered_not_after_an_imp
     assert max(m.id for m in store.iter_messages()) > max(missed)  # the newest stored id lies ahead
     again = await start_bot(fake=FakeDiscord(history=list(h.fake.history)))
     await until(lambda: set(missed) <= {m.id for m in again.bot.runtime.store.iter_messages()}, what="the catch-up")
+
+
+async def test_one_member_cannot_flood_the_channel_with_busy_lines(start_bot):
+    h = await start_bot(ScriptedLLM(delay=10.0), REPLY_QUEUE_LIMIT=1)
+    await h.say("a first question that keeps the model busy", author=2001, mention_bot=True)
+    await until(lambda: h.llm.running, what="the first reply being made")
+    await h.say("a second question that fills the queue", author=2002, mention_bot=True)
+    flood = [await h.say(f"answer me now, number {i}", author=2003, mention_bot=True) for i in range(8)]
+    await until(lambda: sum(m in flood for m, _ in h.fake.reactions) == 7, what="the other seven reactions")
+    busy = [p for p in h.fake.posts if p.reply_to in flood]
+    assert len(busy) == 1 and busy[0].reply_to == flood[0]  # one busy line while they wait; the rest a reaction
+    mentions = busy[0].body["allowed_mentions"]
+    assert not mentions.get("replied_user") and not mentions.get("users")  # and it does not ping them
+    assert {e for m, e in h.fake.reactions if m in flood} == {COOLDOWN_REACTION}

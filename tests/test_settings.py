@@ -104,6 +104,27 @@ def test_child_processes_get_the_settings_but_never_the_secrets(tmp_path, monkey
     assert out.stdout.split() == ["None", "None", str(tmp_path / "data"), "('jar',", "'cabinet')"]  # not even from .env
 
 
+def test_children_get_no_hub_token_and_urls_lose_their_credentials(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from app.logs import RedactSecrets
+    from app.settings import child_environment, secrets_of
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_hub_token")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings = load_settings(DATA_DIR=tmp_path / "data", OPENAI_BASE_URL="http://bot:pw@10.0.0.5:8000/v1")
+    env = child_environment(settings)
+    assert "HF_TOKEN" not in env and env["HF_HUB_OFFLINE"] == "1"  # what the child needs, not the secret
+    assert env["OPENAI_BASE_URL"] == "http://10.0.0.5:8000/v1"
+    assert not any("pw@" in value or "hf_secret" in value for value in env.values())
+    assert "pw" in secrets_of(settings)
+    record = logging.LogRecord(
+        "x", logging.WARNING, "f", 1, "server %s is down", ("http://bot:pw@10.0.0.5:8000/v1",), None
+    )
+    RedactSecrets(secrets_of(settings)).filter(record)
+    assert record.getMessage() == "server http://[redacted]@10.0.0.5:8000/v1 is down"  # short passwords too
+
+
 def test_every_command_redacts_the_secrets_in_its_logs(monkeypatch, capsys, tmp_path):
     import logging
 

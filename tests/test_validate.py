@@ -93,3 +93,71 @@ def test_stream_view_holds_back_unfinished_markup(partial):
 def test_stream_view_holds_back_a_first_line_that_may_become_a_label():
     assert stream_view("kiwi", "Susu", 600, ["kiwi"])[0] == ""
     assert stream_view("kiwi: the record is 412", "Susu", 600, ["kiwi"])[0] == "the record is"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "b\u043eb: I quit the tavern",  # a Cyrillic o inside the name
+        "# bob: I quit the tavern",  # a markdown header
+        "-# bob: I quit the tavern",  # subtext
+        "> -# **bob**: I quit the tavern",
+        "\U0001f431 bob: I quit the tavern",  # an emoji before the name
+        "b\u00f3b: I quit the tavern",  # an accent
+        "b o b: I quit the tavern",  # spaced letters
+        "bob#1234: I quit the tavern",  # a discriminator
+        "BOB\uff1a I quit the tavern",  # a full-width colon
+    ],
+)
+def test_every_form_of_speaking_as_a_member_is_cut(line):
+    text, _ = repair(f"mrrp, of course!\n{line}", "Susu", ["bob"])
+    assert text == "mrrp, of course!"
+
+
+@pytest.mark.parametrize("breaker", ["\r", "\u2028", "\u2029", "\x0b", "\x0c", "\x85", "\r\n"])
+def test_every_line_break_discord_renders_starts_a_line(breaker):
+    text, _ = repair(f"mrrp, of course!{breaker}bob: I quit the tavern", "Susu", ["bob"])
+    assert text == "mrrp, of course!"
+    view, ended = stream_view(f"mrrp, of course!{breaker}bob: I quit", "Susu", 600, ["bob"])
+    assert ended and "quit" not in view
+
+
+def test_yes_and_names_of_nobody_still_pass():
+    text, _ = repair("Yes: the cabinet hums.\nReminder: snacks at nine", "Susu", ["bob", "b\u00f3b"])
+    assert text == "Yes: the cabinet hums.\nReminder: snacks at nine"
+
+
+PHISH = "vote here: [vote.pixeltavern.gg](https://dlscord-nitro.example/login?next=vote) and discord.gg/freenitro <@1234567>"
+
+
+def test_a_reply_never_relays_a_masked_link_an_invite_or_a_mention():
+    verdict = validate(f"kiwi said: {PHISH}", "how do we vote?", "Susu", 600)
+    assert (
+        verdict.text == "kiwi said: vote here: vote.pixeltavern.gg (dlscord-nitro.example) and (invite removed) @member"
+    )
+    assert "http" not in verdict.text and "](" not in verdict.text
+    assert {"unmasked a link", "removed an invite", "neutralised a user mention"} <= set(verdict.fixes)
+
+
+def test_links_show_their_real_domain_unless_an_admin_allows_them():
+    from chains.links import LinkPolicy
+
+    allowed = LinkPolicy.from_lists(["pixeltavern.gg"], ["tavern"])
+    text = "rules at https://www.pixeltavern.gg/rules, prizes at https://\u0440ixeltavern.gg/x, join discord.gg/tavern"
+    assert validate(text, "hi", "Susu", 600, links=allowed).text == (
+        "rules at https://www.pixeltavern.gg/rules, prizes at xn--ixeltavern-zvi.gg, join discord.gg/tavern"
+    )  # the look-alike domain (a Cyrillic p) shows what it is
+    assert validate(text, "hi", "Susu", 600).text.startswith("rules at www.pixeltavern.gg, prizes")
+
+
+def test_right_to_left_overrides_are_removed():
+    verdict = validate("open invoice\u202etxt.exe please", "hi", "Susu", 600)
+    assert verdict.text == "open invoicetxt.exe please" and "removed direction controls" in verdict.fixes
+
+
+def test_stream_view_never_shows_a_masked_link_while_it_is_written():
+    reply = "mrrp! [the vote page](https://dlscord-nitro.example/login) is open"
+    for prefix in prefixes(reply):
+        view = stream_view(prefix, "Susu", 600)[0]
+        assert "](" not in view and "http" not in view
+    assert stream_view(reply + " ", "Susu", 600)[0] == "mrrp! the vote page (dlscord-nitro.example) is open"

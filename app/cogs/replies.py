@@ -89,6 +89,7 @@ class Replies(commands.Cog):
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=bot.settings.REPLY_QUEUE_LIMIT)
         self.cooldowns = self._cooldowns(bot.settings)
         self._pending_authors: set[int] = set()  # members with a reply queued or being made
+        self._told_busy: set[int] = set()  # members told the queue is full, until it has room again
         self._edits = AsyncLimiter(EDITS_PER_WINDOW, EDIT_WINDOW_SECONDS)
         self._answered: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._own_messages: collections.deque[int] = collections.deque(maxlen=REMEMBERED_IDS)
@@ -177,9 +178,16 @@ class Replies(commands.Cog):
         try:
             self.queue.put_nowait(Job(message, chat, time.monotonic()))
         except asyncio.QueueFull:
+            if message.author.id in self._told_busy:  # one busy line per member while the queue is full
+                self.stats.cooled_down += 1
+                logger.info("reply queue full (%d): %s was told already, reacting", self.queue.maxsize, message.author)
+                await safe_call(message.add_reaction(COOLDOWN_REACTION))
+                return
             self.stats.busy += 1
+            self._told_busy.add(message.author.id)
             logger.info("reply queue full (%d): busy line for %s", self.queue.maxsize, message.author)
-            await StreamedReply(message, self._edits).finish(self.bot.runtime.persona.busy(next(self._busy_lines)))
+            line = self.bot.runtime.persona.busy(next(self._busy_lines))
+            await StreamedReply(message, self._edits, ping=False).finish(line)
             return
         self._pending_authors.add(message.author.id)
 
@@ -189,6 +197,7 @@ class Replies(commands.Cog):
         """One reply at a time, in the order asked."""
         while True:
             job = await self.queue.get()
+            self._told_busy.clear()  # the queue has room again
             try:
                 await self._answer(job)
             except Exception:
