@@ -10,7 +10,9 @@ in the channel, the whole story in the log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 
 import discord
 from discord.ext import commands
@@ -176,9 +178,31 @@ def check_bot_settings(settings: Settings) -> None:
 
 
 async def run_bot(runtime: Runtime, settings: Settings) -> None:
-    """Start the bot and run until it is closed."""
+    """Start the bot and run until it is closed, or told to stop.
+
+    SIGTERM (`docker stop`, systemd) and SIGINT (Ctrl-C) close it cleanly: it leaves the gateway and
+    the caller closes the store and index. SIGINT is handled even where the process inherited it
+    ignored (started in the background by a shell without job control).
+    """
     point_discord_at(settings.DISCORD_API_BASE)
     point_gateway_at(settings.DISCORD_GATEWAY_URL)
     bot = CharacterBot(runtime, settings)
-    async with bot:
-        await bot.start(settings.DISCORD_BOT_TOKEN.get_secret_value())
+    loop = asyncio.get_running_loop()
+    stop_signals = [signal.SIGTERM, signal.SIGINT] if hasattr(signal, "SIGTERM") else []
+    for number in stop_signals:
+        try:
+            loop.add_signal_handler(number, _stop, bot, signal.Signals(number).name)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread: the defaults apply
+            stop_signals = []
+            break
+    try:
+        async with bot:
+            await bot.start(settings.DISCORD_BOT_TOKEN.get_secret_value())
+    finally:
+        for number in stop_signals:
+            loop.remove_signal_handler(number)
+
+
+def _stop(bot: CharacterBot, name: str) -> None:
+    logger.info("%s received: closing", name)
+    asyncio.get_running_loop().create_task(bot.close())

@@ -203,7 +203,7 @@ def _bot_kills(data: Path, kills: int, rng: random.Random) -> tuple[list[dict], 
             deadline = time.monotonic() + 120
             while not stored(sentinel) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            process.send_signal(signal.SIGINT)  # a clean stop, so that the figures can be read
+            process.send_signal(signal.SIGTERM)  # a clean stop, so that the figures can be read
             process.wait(120)
             row = {"fault": "kill -9 the bot", "at_s": round(delay, 2), "killed": True, "restart_ok": True,
                    **figures(data, posted)}  # fmt: skip

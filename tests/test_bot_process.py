@@ -147,3 +147,26 @@ def test_killed_mid_reply_and_mid_ingestion_then_started_again_nothing_is_lost_o
         fake.stop()
     assert len(fake.replies_to(asked)) == 1  # not answered again after the restart
     assert not any(fake.replies_to(m) for m in [*burst, *while_down])
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_an_inherited_ignored_sigint_stop_the_bot_cleanly(tmp_path, stop_signal):
+    """`docker stop` sends SIGTERM; a shell without job control starts background jobs with SIGINT ignored."""
+    fake = FakeDiscord().start()
+    env = bot_env(tmp_path, fake)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "bot"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        wait_for(logged_in(env), process, what="the bot ready")
+        process.send_signal(stop_signal)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        fake.stop()
+    assert process.returncode == 0, stderr[-2000:]
+    log = (tmp_path / "logs" / "bot.log").read_text(encoding="utf-8")
+    assert f"{signal.Signals(stop_signal).name} received: closing" in log
