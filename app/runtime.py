@@ -314,19 +314,23 @@ class Runtime:
         self.store.close()
 
 
+def lore_retriever(settings: Settings, lore_index: LoreIndex) -> WeightedRetriever:
+    """The hybrid retriever with the configured weights (RAG_* and W_* settings)."""
+    weights = RetrievalWeights(
+        settings.W_SIM, settings.W_REC, settings.W_ENG, settings.LORE_BOOST, settings.RECENCY_HALF_LIFE_DAYS,
+        settings.MIN_SIMILARITY, settings.W_LEX, settings.ENGAGEMENT_SCALE, settings.QUESTION_PENALTY,
+    )  # fmt: skip
+    return WeightedRetriever(lore_index, weights, settings.RAG_TOP_K, settings.RAG_CANDIDATES)
+
+
 def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, service: GenerationService,
                   lore_index: LoreIndex | None, memory: ShortTermMemory, known_names: Callable[[], set[str]] | None = None):  # fmt: skip
     """The reply chain from its parts."""
     search = None
     if lore_index is not None and settings.RAG_TOP_K > 0:
         try:
-            weights = RetrievalWeights(
-                settings.W_SIM, settings.W_REC, settings.W_ENG, settings.LORE_BOOST,
-                settings.RECENCY_HALF_LIFE_DAYS, settings.MIN_SIMILARITY,
-            )  # fmt: skip
             lore_index.current()
-            retriever = WeightedRetriever(lore_index, weights, settings.RAG_TOP_K, settings.RAG_CANDIDATES)
-            search = llama_index_search(retriever)
+            search = llama_index_search(lore_retriever(settings, lore_index))
         except IndexUnavailable as exc:
             logger.warning("replying without lore: %s", exc)
     retrieval = LoreRetrieval(search, persona.lorebook, persona.lorebook_scan_depth)

@@ -129,10 +129,21 @@ class Settings(BaseSettings):
     )
     RAG_TOP_K: int = Field(5, ge=0, le=50)
     RAG_CANDIDATES: int = Field(20, ge=1, le=500, description="similarity hits re-ranked per query")
-    W_SIM: float = Field(0.7, ge=0.0)
-    W_REC: float = Field(0.15, ge=0.0)
-    W_ENG: float = Field(0.15, ge=0.0)
+    W_SIM: float = Field(1.0, ge=0.0, description="weight of the dense (cosine) similarity to the question")
+    W_LEX: float = Field(
+        0.2,
+        ge=0.0,
+        description="weight of the share of the question's words (by rarity) a message holds (0: dense only)",
+    )
+    W_REC: float = Field(
+        0.03, ge=0.0, description="bonus of a message posted now (halves every RECENCY_HALF_LIFE_DAYS)"
+    )
+    W_ENG: float = Field(0.08, ge=0.0, description="bonus of a message with ENGAGEMENT_SCALE reactions and replies")
+    ENGAGEMENT_SCALE: int = Field(20, ge=1, description="reactions and replies that earn the full W_ENG")
     LORE_BOOST: float = Field(0.1, ge=0.0)
+    QUESTION_PENALTY: float = Field(
+        0.1, ge=0.0, description="taken from a short message that only asks: the answer to it holds the fact"
+    )
     RECENCY_HALF_LIFE_DAYS: float = Field(180.0, gt=0)
     MIN_SIMILARITY: float = Field(0.2, ge=-1.0, le=1.0, description="drop hits below this")
     CHROMA_COLLECTION: str = "lore"
@@ -229,8 +240,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
-        if self.W_SIM + self.W_REC + self.W_ENG == 0:
-            raise ValueError("W_SIM, W_REC and W_ENG must not all be 0")
+        if self.W_SIM + self.W_LEX == 0:
+            raise ValueError("W_SIM and W_LEX must not both be 0: replies would be found by recency alone")
         if self.MAX_NEW_TOKENS >= self.CONTEXT_TOKENS:
             raise ValueError("MAX_NEW_TOKENS must be smaller than CONTEXT_TOKENS")
         if self.ENGINE == "openai" and not self.OPENAI_BASE_URL:

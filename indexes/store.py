@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 
+from indexes import lexical
 from indexes.disk import disk_errors
 from indexes.index_log import IndexLog
 from indexes.records import StoredMessage, snowflake_at
@@ -241,6 +242,13 @@ class MessageStore:
                 self._db.executescript(SCHEMA)
                 self._db.executescript(TRIGGERS)
                 self._db.execute("CREATE INDEX IF NOT EXISTS messages_stored_at ON messages (stored_at)")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    lexical.create(self._db)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
             except BaseException:
                 self._db.close()
                 raise
@@ -402,6 +410,16 @@ class MessageStore:
             rows = self._db.execute(sql, (channel_id, limit)).fetchall()
         return [_message(r) for r in reversed(rows)]
 
+    def following(self, message: StoredMessage, limit: int) -> list[StoredMessage]:
+        """The next `limit` messages after `message` in its channel, oldest first."""
+        sql = (
+            f"SELECT {_COLUMNS} FROM messages WHERE channel_id = ? AND (timestamp, id) > (?, ?) "
+            "ORDER BY timestamp, id LIMIT ?"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, (message.channel_id, _utc(message.timestamp), message.id, limit)).fetchall()
+        return [_message(r) for r in rows]
+
     def replies_to(self, author_id: int, depth: int = 1) -> list[StoredMessage]:
         """Other authors' messages in a thread below one of this author's, at most `depth` replies down."""
         where = f"""author_id != ? AND id IN (
@@ -517,6 +535,17 @@ class MessageStore:
             self.scrub()
         return deleted
 
+    def lexical_search(self, text: str, limit: int, channel_id: int | None = None) -> list[tuple[int, float]]:
+        """(message id, BM25 score) of the messages holding the question's words (indexes.lexical)."""
+        terms = lexical.query_terms(text)
+        with self._lock:
+            return lexical.search(self._db, terms, limit, channel_id)
+
+    def lexical_coverage(self, text: str, ids: Iterable[int]) -> dict[int, float]:
+        """How much of the question's words (weighted by rarity) each of these messages holds, 0 to 1."""
+        with self._lock:
+            return lexical.coverage(self._db, lexical.query_terms(text), list(ids))
+
     def ids_before(self, moment: datetime) -> list[int]:
         """The ids of the messages posted before `moment`."""
         with self._lock:
@@ -532,16 +561,19 @@ class MessageStore:
             return self._db.execute("SELECT COUNT(*) FROM messages WHERE author_id = ?", (author_id,)).fetchone()[0]
 
     def scrub(self) -> None:
-        """Words deleted or overwritten leave the write-ahead log too (secure_delete zeroes them in the file).
+        """Words deleted or overwritten leave the lexical index and the write-ahead log too.
 
-        SQLite keeps the pages a transaction changed in the WAL file until a checkpoint copies them
-        back and the file is truncated; until then a deleted message's old page could be read there.
+        secure_delete zeroes freed pages in the file; the lexical index's segments are merged so that
+        no deleted term stays in them (indexes.lexical). SQLite keeps the pages a transaction changed
+        in the WAL file until a checkpoint copies them back and the file is truncated; until then a
+        deleted message's old page could be read there.
         """
         with self._lock:
             try:
+                lexical.merge(self._db)  # one statement: its own transaction
                 busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             except sqlite3.Error as exc:
-                logger.warning("the store's write-ahead log was not truncated: %s", exc)
+                logger.warning("the store's lexical index was not merged or its write-ahead log not truncated: %s", exc)
                 return
         if busy:  # another process reads: its next write's checkpoint completes it
             logger.info("the store's write-ahead log is in use by another reader; truncated at a later write")

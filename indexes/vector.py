@@ -26,11 +26,13 @@ from functools import cache
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
 from llama_index.core import VectorStoreIndex
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
+from indexes.answers import ANSWER_LOOKAHEAD, likely_answer, only_asks
 from indexes.disk import disk_errors
 from indexes.lore import LORE_THRESHOLD
 from indexes.records import StoredMessage
@@ -512,22 +514,51 @@ def _messages_in(collection) -> int:
 
 @dataclass(frozen=True)
 class RetrievalWeights:
-    """final = w_sim*similarity + w_rec*recency + w_eng*engagement (+ lore_boost for lore)."""
+    """final = w_sim*similarity + w_lex*lexical + w_rec*recency + w_eng*engagement (+ lore_boost for lore).
 
-    w_sim: float = 0.7
-    w_rec: float = 0.15
-    w_eng: float = 0.15
+    A message that only asks (`only_asks`) loses `question_penalty`: it matches a question by
+    repeating it, while the answer to it (embedded with the question it replies to) holds the fact.
+
+    Relevance decides: similarity (cosine, dense) and lexical (BM25 over the messages' words, relative
+    to the query's best lexical hit). Recency, engagement and the lore boost only break near-ties: each
+    is bounded and on an absolute scale, the same in every query (a reaction adds as much whatever the
+    other candidates have; `engagement_scale` reactions and replies give the full w_eng).
+    """
+
+    w_sim: float = 1.0
+    w_rec: float = 0.03
+    w_eng: float = 0.08
     lore_boost: float = 0.1
     half_life_days: float = 180.0
     min_similarity: float = 0.2
+    w_lex: float = 0.2
+    engagement_scale: int = 20
+    question_penalty: float = 0.1
+
+
+PART_MARGIN = 0.08  # other parts of a long message this close to its best part come with it
+
+
+@dataclass
+class _Candidate:
+    """A message found by either search, with every indexed part of it and how close each is."""
+
+    node: TextNode  # its best part's entry
+    parts: dict[int, float] = field(default_factory=dict)  # part number -> similarity
+    lexical: float = 0.0
 
 
 class WeightedRetriever(BaseRetriever):
-    """Similarity search over the lore index, re-ranked by recency, engagement and lore.
+    """Hybrid search over the lore index: dense similarity and BM25 on words, re-ranked.
 
-    The index holds no words: each hit is read back from the store (its part of the message, who
-    wrote it, when, why it is lore, the thread it answers). A hit whose message is no longer stored
-    (deleted, forgotten, pruned) is dropped at once, before the index has applied the deletion.
+    Candidates are the `candidates` nearest entries in Chroma and the `candidates` best BM25 matches
+    in the store's full-text index (indexes.lexical); each is scored on its closest part with
+    RetrievalWeights. A long message comes with every part nearly as close as its best one, so a
+    question about one line of a pinned post gets that line even when another part ranked it.
+
+    The index holds no words: each hit is read back from the store (its parts, who wrote it, when,
+    why it is lore, the thread it answers). A hit whose message is no longer stored (deleted,
+    forgotten, pruned) is dropped at once, before the index has applied the deletion.
 
     Messages of a private thread (PRIVATE_THREADS=thread) are found only by a search made for that
     thread (`for_channel`); every other search sees public messages only.
@@ -556,56 +587,122 @@ class WeightedRetriever(BaseRetriever):
         return {"$or": [public, {"channel_id": str(self.channel_id)}]} if self.channel_id else public
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        w = self.weights
+        query = query_bundle.query_str
+        if query_bundle.embedding is None:
+            query_bundle = QueryBundle(query, embedding=self.index.embed_model.get_query_embedding(query))
         search = self.index.current().as_retriever(
             similarity_top_k=self.candidates, vector_store_kwargs={"where": self._where()}
         )
-        hits = search.retrieve(query_bundle)
-        now = (self._now or datetime.now(timezone.utc)).timestamp()
-        max_eng = max((h.node.metadata.get("engagement", 0) for h in hits), default=0)
-        w = self.weights
-        ranked = []
-        for hit in hits:
-            # ChromaVectorStore reports exp(-cosine distance); recover the cosine similarity.
-            similarity = 1.0 + math.log(hit.score) if hit.score and hit.score > 0 else 0.0
-            if similarity < w.min_similarity:
-                continue
-            meta = hit.node.metadata
-            age_days = max(0.0, (now - float(meta.get("timestamp", now))) / 86400)
-            recency = 0.5 ** (age_days / w.half_life_days)
-            engagement = math.log1p(meta.get("engagement", 0)) / math.log1p(max_eng) if max_eng else 0.0
-            boost = w.lore_boost if meta.get("is_lore") else 0.0
-            final = w.w_sim * max(similarity, 0.0) + w.w_rec * recency + w.w_eng * engagement + boost
-            hit.node.metadata["scores"] = {
-                "similarity": round(similarity, 3), "recency": round(recency, 3),
-                "engagement": round(engagement, 3), "lore_boost": boost, "final": round(final, 3),
-            }  # fmt: skip
-            ranked.append(NodeWithScore(node=hit.node, score=final))
-        ranked.sort(key=lambda n: n.score, reverse=True)
-        best, seen = [], set()
-        for hit in ranked:  # one part per message: its best
-            message = hit.node.metadata.get("message_id", hit.node.node_id)
-            if message not in seen:
-                seen.add(message)
-                best.append(hit)
-        return self._read_back(best)[: self.top_k]
-
-    def _read_back(self, hits: list[NodeWithScore]) -> list[NodeWithScore]:
-        """The hits with their words and names from the store; those no longer stored are left out."""
+        found = {hit.node.metadata.get("message_id", hit.node.node_id) for hit in search.retrieve(query_bundle)}
         store = self.index.store
-        messages = store.get(int(hit.node.metadata["message_id"]) for hit in hits)
-        threads = store.threads(messages.values(), REPLY_THREAD_DEPTH)
+        lexical = store.lexical_search(query, self.candidates, self.channel_id) if w.w_lex else []
+        candidates = self._candidates(found | {str(m) for m, _ in lexical}, query_bundle.embedding)
+        if w.w_lex:
+            for message_id, held in store.lexical_coverage(query, map(int, candidates)).items():
+                candidates[str(message_id)].lexical = held
+        messages = store.get(int(message_id) for message_id in candidates)
+        now = (self._now or datetime.now(timezone.utc)).timestamp()
+        ranked = []
+        for message_id, candidate in candidates.items():
+            message = messages.get(int(message_id))
+            if message is None or (message.private and message.channel_id != self.channel_id):
+                continue  # deleted, forgotten or pruned since it was indexed; or another thread's
+            similarity = max(candidate.parts.values())
+            relevance = w.w_sim * max(similarity, 0.0) + w.w_lex * candidate.lexical
+            if similarity < w.min_similarity and relevance < w.min_similarity:
+                continue
+            meta = candidate.node.metadata
+            age_days = max(0.0, (now - message.timestamp.timestamp()) / 86400)
+            recency = 0.5 ** (age_days / w.half_life_days)
+            engagement = min(1.0, math.log1p(int(meta.get("engagement", 0))) / math.log1p(max(w.engagement_scale, 1)))
+            boost = w.lore_boost if meta.get("is_lore") else 0.0
+            asks = w.question_penalty if only_asks(message.content) else 0.0
+            final = relevance + w.w_rec * recency + w.w_eng * engagement + boost - asks
+            meta["scores"] = {
+                "similarity": round(similarity, 3), "lexical": round(candidate.lexical, 3),
+                "recency": round(recency, 3), "engagement": round(engagement, 3), "lore_boost": boost,
+                "question": -asks, "final": round(final, 3),
+            }  # fmt: skip
+            meta["parts"] = [n for n, sim in sorted(candidate.parts.items()) if sim >= similarity - PART_MARGIN]
+            ranked.append(NodeWithScore(node=candidate.node, score=final))
+        ranked.sort(key=lambda n: n.score, reverse=True)
+        ranked = self._answered(ranked, messages)
+        return self._read_back(ranked[: self.top_k], messages)
+
+    def _answered(self, ranked: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:
+        """Each question among the best hits gives its place to its answer (indexes.answers), if it has one.
+
+        The answer takes the question's score without the question penalty (or keeps its own, if
+        higher), and carries the question as the thread it answers.
+        """
+        by_id = {int(hit.node.metadata["message_id"]): hit for hit in ranked}
+        replaced: set[int] = set()  # questions whose answer stands for them
+        for hit in ranked[: self.top_k * 2]:
+            question = messages[int(hit.node.metadata["message_id"])]
+            if not only_asks(question.content):
+                continue
+            answer = likely_answer(question, self.index.store.following(question, ANSWER_LOOKAHEAD))
+            if answer is None or (answer.private and answer.channel_id != self.channel_id):
+                continue
+            score = hit.score + self.weights.question_penalty
+            paired = by_id.get(answer.id)
+            if paired is None:  # found through its question only: the question's scores
+                node = TextNode(id_=str(answer.id), text="", metadata={"message_id": str(answer.id)})
+                node.metadata["scores"] = {**hit.node.metadata["scores"], "question": 0.0}
+                paired = by_id[answer.id] = NodeWithScore(node=node, score=score)
+                messages[answer.id] = answer
+                ranked.append(paired)
+            if "answers" not in paired.node.metadata or score > (paired.score or 0.0):
+                paired.node.metadata["answers"] = question.id
+            paired.score = max(paired.score or 0.0, score)
+            paired.node.metadata["scores"] = {**paired.node.metadata["scores"], "final": round(paired.score, 3)}
+            replaced.add(question.id)
+        ranked = [hit for hit in ranked if int(hit.node.metadata["message_id"]) not in replaced]
+        ranked.sort(key=lambda n: n.score, reverse=True)
+        return ranked
+
+    def _candidates(self, message_ids: set[str], query_vector: list[float]) -> dict[str, _Candidate]:
+        """Every indexed part of these messages, with its cosine similarity to the query."""
+        if not message_ids:
+            return {}
+        collection = self.index.current().vector_store.client
+        where = {"$and": [{"message_id": {"$in": sorted(message_ids)}}, self._where()]}
+        entries = collection.get(where=where, include=["metadatas", "embeddings"])
+        if not entries["ids"]:
+            return {}
+        vectors = np.asarray(entries["embeddings"], dtype=np.float32)
+        query = np.asarray(query_vector, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1) * (np.linalg.norm(query) or 1.0)
+        similarities = (vectors @ query) / np.where(norms > 0, norms, 1.0)
+        candidates: dict[str, _Candidate] = {}
+        for key, meta, similarity in zip(entries["ids"], entries["metadatas"], similarities.tolist()):
+            candidate = candidates.get(meta["message_id"])
+            if candidate is None or similarity > max(candidate.parts.values()):
+                node = TextNode(id_=key, text="", metadata=dict(meta))
+                candidate = candidates[meta["message_id"]] = _Candidate(node, candidate.parts if candidate else {})
+            candidate.parts[int(meta.get("part", 0))] = similarity
+        return candidates
+
+    def _read_back(self, hits: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:
+        """The hits with their words (their closest parts), names and the thread they answer, from the store."""
+        chosen = [messages[int(hit.node.metadata["message_id"])] for hit in hits]
+        threads = self.index.store.threads(chosen, REPLY_THREAD_DEPTH)
         found = []
-        for hit in hits:
-            message = messages.get(int(hit.node.metadata["message_id"]))
-            text = part_of(message, int(hit.node.metadata.get("part", 0))) if message else None
-            if text is None or (message.private and message.channel_id != self.channel_id):
+        for hit, message in zip(hits, chosen):
+            numbers = hit.node.metadata.pop("parts", None) or [int(hit.node.metadata.get("part", 0))]
+            text = " … ".join(p for p in (part_of(message, n) for n in numbers) if p is not None)
+            if not text:
                 continue
             hit.node.set_content(text)
             hit.node.metadata.update(
                 author=message.speaker, date=message.timestamp.date().isoformat(),
                 lore_reasons="; ".join(message.lore_reasons),
             )  # fmt: skip
-            thread = thread_of(message, threads.get(message.id, ()))
+            question = messages.get(hit.node.metadata.pop("answers", 0))
+            thread = (
+                question.content[:REPLYING_TO_CHARS] if question else thread_of(message, threads.get(message.id, ()))
+            )
             if thread:
                 hit.node.metadata["replying_to"] = thread
             hit.node.excluded_llm_metadata_keys = list(hit.node.metadata)

@@ -1,0 +1,59 @@
+"""Questions and their answers, paired where the export does not link them.
+
+A member's question matches a question about the same thing best, yet it holds no answer; the answer,
+a minute later from another member, may share none of its words ("arbitrum l2 first"). Discord's
+replies link the two (HTML and JSON exports keep the link, and a reply is embedded with what it
+answers); plain-text exports and members who answer without replying do not. So the retriever asks
+the store, at search time, for the answer to each question it finds: an explicit reply, else the
+most likely of the next messages by other members (see `likely_answer`). Nothing is stored: what is
+deleted or edited in the store is gone from the pairing at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+
+from indexes.records import StoredMessage
+
+ANSWER_WINDOW = timedelta(minutes=30)  # how long after a question its answer may come
+ANSWER_LOOKAHEAD = 8  # how many of the following messages are considered
+_ASKS = re.compile(r"\?\W*$")
+_OPENS_A_QUESTION = re.compile(
+    r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:are|is|do|does|did|can|could|should|shall|will|would|what|which|who|when|"
+    r"where|why|how|any|anyone|anybody)\b", re.IGNORECASE,
+)  # fmt: skip
+_WORD = re.compile(r"\w+")
+
+
+def only_asks(text: str) -> bool:
+    """A short message that asks (ends in "?", or opens like a question): it holds no answer itself."""
+    text = text.strip()
+    words = len(_WORD.findall(text))
+    return (bool(_ASKS.search(text)) and words <= 40) or (bool(_OPENS_A_QUESTION.match(text)) and words <= 25)
+
+
+def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
+    """The message among those after `question` (oldest first) most likely to answer it, if any.
+
+    An explicit reply to it wins; otherwise a message by another member that is not itself a
+    question, preferring one that names the asker (an @mention or their name), else the first such
+    message. Bots' messages and the asker's own follow-ups are not answers.
+    """
+    names = {n.lower() for n in (question.author_name, question.author_display) if n}
+    candidates = [
+        m for m in following
+        if m.author_id != question.author_id and not m.author_is_bot and not only_asks(m.content)
+        and len(_WORD.findall(m.content)) >= 2 and m.timestamp - question.timestamp <= ANSWER_WINDOW
+    ]  # fmt: skip
+    if not candidates:
+        return None
+    for message in candidates:
+        if message.reply_to == question.id:
+            return message
+    for message in candidates:
+        text = message.content.lower()
+        if question.author_id in message.mentions or any(f"@{name}" in text or name in text.split() for name in names):
+            return message
+    return candidates[0] if candidates[0].reply_to is None else None

@@ -1,0 +1,123 @@
+"""Lexical search over the stored messages: SQLite FTS5, ranked by BM25, inside the store's file.
+
+Dense retrieval misses the exact terms a member types: file names, contract names, numbers, product
+names. The full-text index finds them, and the retriever fuses both (indexes.vector.WeightedRetriever).
+
+It is an external-content FTS5 table over `messages.content`, kept in step by triggers in the
+transaction that changed the message: it never disagrees with the store after a crash, and a message
+deleted or edited in the store leaves it at once. FTS5 records a deletion as a marker until its
+segments are merged, so `MessageStore.scrub` merges them (`optimize`): no deleted word stays in the
+file. Private-thread messages are found only by a search made in their own thread, as in the
+vector index.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+
+FTS_TABLE = "messages_fts"
+STATEMENTS = (
+    f"""CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(
+        content, content='messages', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')""",
+    f"""CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO {FTS_TABLE}(rowid, content) VALUES (new.id, new.content);
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, content) VALUES ('delete', old.id, old.content);
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO {FTS_TABLE}(rowid, content) VALUES (new.id, new.content);
+    END""",
+)
+MAX_TERMS = 16
+# A figure with its separators ("60,500", "1.5") or a word, with dots inside it ("NextGenCore.sol"):
+# quoted, each is a phrase of FTS5 tokens, so "60,500" matches "$60,500" and not every "500".
+_TERM = re.compile(r"\d+(?:[.,]\d+)+|[^\W_]+(?:\.[^\W_]+)*")
+# Words that say nothing about which message is meant; BM25's IDF would weigh them down anyway, but
+# each one matches most of the channel and makes the search slow.
+STOPWORDS = frozenset(
+    """a about after all also am an and any are as at be been before but by can could did do does doing
+    for from get got had has have he her here hey hi his how i if in into is it its just know let like
+    me my no not now of on or our out please she should so some tell than that the their them then
+    there these they this those to too up us was we were what when where which who whom why will with
+    would yes you your don doesn isn ll re ve""".split()
+)
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a question worth searching for: no stopwords, no single letters, each once.
+
+    "what's the deadline for NextGenCore.sol?" -> ["deadline", "nextgencore.sol"].
+    """
+    terms: list[str] = []
+    for match in _TERM.finditer(text.lower()):
+        term = match.group()
+        if term in STOPWORDS or (len(term) < 2 and not term.isdigit()) or term in terms:
+            continue
+        terms.append(term)
+    return terms[:MAX_TERMS]
+
+
+def fts_query(terms: list[str]) -> str:
+    """An FTS5 query matching any of the terms; each is quoted, so no member's text is read as syntax."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def search(
+    db: sqlite3.Connection, terms: list[str], limit: int, channel_id: int | None = None
+) -> list[tuple[int, float]]:
+    """(message id, BM25 score, higher is better) of the best `limit` messages holding any term."""
+    if not terms or limit <= 0:
+        return []
+    scope = "m.private = 0" + (" OR m.channel_id = ?" if channel_id else "")
+    args: tuple = (fts_query(terms), *((channel_id,) if channel_id else ()), limit)
+    rows = db.execute(
+        f"SELECT m.id, -bm25({FTS_TABLE}) FROM {FTS_TABLE} JOIN messages m ON m.id = {FTS_TABLE}.rowid "
+        f"WHERE {FTS_TABLE} MATCH ? AND ({scope}) ORDER BY bm25({FTS_TABLE}) LIMIT ?",
+        args,
+    )
+    return [(int(message_id), float(score)) for message_id, score in rows]
+
+
+def coverage(db: sqlite3.Connection, terms: list[str], ids: list[int]) -> dict[int, float]:
+    """How much of the question's words each message holds, weighted by rarity: 0 (none) to 1 (all).
+
+    sum of idf(term) over the terms a message holds / sum over the terms any message holds. Unlike a
+    BM25 score it means the same in every query: a message with the one rare word of the question
+    ("NextGenCore.sol", "60,500") scores high, one that shares only common words scores low.
+    """
+    if not terms or not ids:
+        return {}
+    total = db.execute(f"SELECT COUNT(*) FROM {FTS_TABLE}").fetchone()[0]
+    marks = ",".join("?" * len(ids))
+    held = {message_id: 0.0 for message_id in ids}
+    weight = 0.0
+    for term in terms:
+        query = fts_query([term])
+        documents = db.execute(f"SELECT COUNT(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?", (query,)).fetchone()[0]
+        if not documents:
+            continue  # a word no message has says nothing about which message is meant
+        idf = math.log(1 + (total - documents + 0.5) / (documents + 0.5))
+        weight += idf
+        for (message_id,) in db.execute(
+            f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid IN ({marks})", (query, *ids)
+        ):
+            held[message_id] += idf
+    return {message_id: value / weight for message_id, value in held.items()} if weight else {}
+
+
+def create(db: sqlite3.Connection) -> None:
+    """Create the table and its triggers, filled from the stored messages, in the caller's transaction."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (FTS_TABLE,)).fetchone() is not None:
+        return
+    for statement in STATEMENTS:
+        db.execute(statement)
+    db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
+
+
+def merge(db: sqlite3.Connection) -> None:
+    """Merge the table's segments, so that the terms of deleted and edited messages leave the file."""
+    db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')")

@@ -1,0 +1,182 @@
+"""Hybrid retrieval: the lexical index in the store, absolute tie-breakers, questions paired with answers, parts."""
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from indexes import lexical
+from indexes.answers import likely_answer, only_asks
+from indexes.records import StoredMessage
+from indexes.vector import LoreIndex, RetrievalWeights, WeightedRetriever, chroma_client
+
+NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
+
+
+def message(i, content, minutes_ago=60 * 24, author=None, reactions=0, reply_to=None, private=False, channel=1):
+    author_id = author if author is not None else 10 + i
+    return StoredMessage(
+        id=i, channel_id=channel, author_id=author_id, author_name=f"user{author_id}",
+        timestamp=NOW - timedelta(minutes=minutes_ago), content=content,
+        reactions={"👍": reactions} if reactions else {}, reply_to=reply_to, private=private,
+    )  # fmt: skip
+
+
+def retrieve(store, tmp_path, embed_model, query, weights=None, top_k=3, channel_id=None):
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    retriever = WeightedRetriever(index, weights or RetrievalWeights(), top_k=top_k, now=NOW).for_channel(channel_id)
+    return retriever.retrieve(query)
+
+
+# The lexical index
+
+
+def test_query_terms_keep_figures_and_file_names_and_drop_stopwords():
+    assert lexical.query_terms("what's the deadline for NextGenCore.sol and the $60,500 pool? is it v1.2") == [
+        "deadline", "nextgencore.sol", "60,500", "pool", "v1.2",
+    ]  # fmt: skip
+    assert lexical.fts_query(['say "hi"']) == '"say ""hi"""'  # a member's quote is never FTS5 syntax
+
+
+def test_the_lexical_index_follows_inserts_edits_and_deletes(store):
+    store.upsert([message(1, "the zorblax contract holds the vault"), message(2, "nothing to see here")])
+    assert [m for m, _ in store.lexical_search("where is zorblax?", 5)] == [1]
+    edited = message(1, "the quintar contract holds the vault")
+    store.upsert([StoredMessage(**{**edited.__dict__, "edited_at": NOW})])
+    assert store.lexical_search("zorblax", 5) == [] and [m for m, _ in store.lexical_search("quintar", 5)] == [1]
+    store.delete([1])
+    assert store.lexical_search("quintar", 5) == []
+
+
+def test_a_deleted_word_leaves_the_lexical_index_in_the_file(store):
+    store.upsert([message(1, "my address is 12 flibbertigibbet lane"), message(2, "an unrelated message")])
+    store.scrub()
+    store.delete([1])  # scrubs: the index's segments are merged, the write-ahead log truncated
+    files = [store.path, store.path.with_name(store.path.name + "-wal")]
+    data = b"".join(Path(f).read_bytes() for f in files if Path(f).exists())
+    assert b"flibbertigibbet" not in data
+
+
+def test_a_store_of_an_earlier_version_gets_its_lexical_index_when_opened(tmp_path):
+    from indexes.store import MessageStore
+
+    store = MessageStore(tmp_path / "old.sqlite3")
+    store.upsert([message(1, "the glimmerstone is under the bar")])
+    store.db.execute(f"DROP TABLE {lexical.FTS_TABLE}")
+    for trigger in ("insert", "delete", "update"):
+        store.db.execute(f"DROP TRIGGER messages_fts_{trigger}")
+    store.close()
+    reopened = MessageStore(tmp_path / "old.sqlite3")
+    assert [m for m, _ in reopened.lexical_search("glimmerstone", 5)] == [1]
+    reopened.close()
+
+
+def test_lexical_search_sees_a_private_thread_only_from_inside_it(store):
+    store.upsert([message(1, "the secret snorkelwax plan", private=True, channel=77)])
+    assert store.lexical_search("snorkelwax", 5) == []
+    assert [m for m, _ in store.lexical_search("snorkelwax", 5, channel_id=77)] == [1]
+
+
+def test_coverage_weighs_rare_words_and_means_the_same_in_every_query(store):
+    store.upsert([message(i, f"the deploy went fine today number {i}") for i in range(1, 30)])
+    store.upsert([message(40, "DeployVault.s.sol deploys the vault"), message(41, "the deploy is today")])
+    held = store.lexical_coverage("which script is DeployVault.s.sol, the deploy one?", [40, 41])
+    assert held[40] > 0.8 > 0.3 > held[41] > 0
+
+
+# Scoring
+
+
+def test_the_exact_term_a_member_types_is_found_by_the_lexical_search(store, tmp_path, embed_model):
+    notes = (
+        "Deployment notes for tonight: we move the database to the new cluster at 22:00, the old replicas stay up "
+        "until the morning, and ENABLE_FLIBBER stays on so the workers keep retrying. Dashboards will be red for a "
+        "bit, that is fine. Ping me if the queue grows past ten thousand jobs."
+    )
+    near = ["ENABLE_FLOBBER", "ENABLE_FLUBBER", "ENABLE_FLABBER", "ENABLE_BLIBBER", "ENABLE_FLIPPER", "ENABLE_GLIBBER"]
+    store.upsert([message(1, notes), *(message(10 + i, f"{name} is for the cache") for i, name in enumerate(near))])
+    query = "what is ENABLE_FLIBBER for?"  # dense retrieval takes the look-alike names for it
+    dense_only = retrieve(store, tmp_path, embed_model, query, RetrievalWeights(w_lex=0.0), top_k=3)
+    hybrid = {h.node.metadata["message_id"]: h for h in retrieve(store, tmp_path, embed_model, query, top_k=3)}
+    assert "1" in hybrid and hybrid["1"].node.metadata["scores"]["lexical"] > 0.9
+    assert "1" not in [h.node.metadata["message_id"] for h in dense_only]
+
+
+def test_one_reaction_adds_the_same_whatever_the_other_candidates_have(store, tmp_path, embed_model):
+    store.upsert([message(1, "the pizza oven at the meetup was great", reactions=1)])
+    alone = retrieve(store, tmp_path / "a", embed_model, "pizza oven")[0].node.metadata["scores"]["engagement"]
+    store.upsert([message(2, "pizza oven pizza oven, what a night", reactions=50)])
+    crowded = retrieve(store, tmp_path / "b", embed_model, "pizza oven", top_k=2)
+    scores = {h.node.metadata["message_id"]: h.node.metadata["scores"]["engagement"] for h in crowded}
+    assert scores["1"] == pytest.approx(alone) and 0 < alone < scores["2"] <= 1.0
+
+
+def test_similarity_decides_and_recency_and_reactions_only_break_ties(store, tmp_path, embed_model):
+    store.upsert([
+        message(1, "kiwi holds the tetris record with 412 lines", minutes_ago=3 * 365 * 24 * 60),
+        message(2, "tetris night was fun, I played some today", minutes_ago=60, reactions=40),
+    ])  # fmt: skip
+    hits = retrieve(store, tmp_path, embed_model, "who holds the tetris record?", top_k=2)
+    assert [h.node.metadata["message_id"] for h in hits] == ["1", "2"]
+
+
+# Questions and answers
+
+
+def test_only_asks():
+    assert only_asks("which chain will it launch on first?") and only_asks("Are the owner and manager trusted roles")
+    assert only_asks("@sponsor is the oracle trusted")
+    assert not only_asks("arbitrum l2 first") and not only_asks("It launches on arbitrum first.")
+
+
+def test_the_likely_answer_is_a_reply_else_a_message_naming_the_asker_else_the_next_one():
+    question = message(1, "which chain will it launch on first?", minutes_ago=30, author=5)
+    bot = StoredMessage(**{**message(2, "a bot line here", minutes_ago=29).__dict__, "author_is_bot": True})
+    follow_up = message(3, "anyone knows?", minutes_ago=28, author=5)
+    first = message(4, "the docs are on the site", minutes_ago=27)
+    naming = message(5, "@user5 arbitrum l2 first", minutes_ago=26)
+    reply = message(6, "arbitrum, then mainnet", minutes_ago=25, reply_to=1)
+    assert likely_answer(question, [bot, follow_up, first, naming, reply]) == reply
+    assert likely_answer(question, [bot, follow_up, first, naming]) == naming
+    assert likely_answer(question, [bot, follow_up, first]) == first
+    late = message(7, "arbitrum l2 first", minutes_ago=-60)
+    assert likely_answer(question, [bot, follow_up, late]) is None  # outside the window, or only bots and the asker
+
+
+def test_a_question_found_gives_its_place_to_its_unlinked_answer(store, tmp_path, embed_model):
+    store.upsert([
+        message(1, "which chain will the lending protocol launch on first?", minutes_ago=30, author=5),
+        message(2, "arbitrum l2 first", minutes_ago=29, author=6),
+        *(message(10 + i, f"the vault liquidation logic looks solid, test {i} passes") for i in range(10)),
+    ])  # fmt: skip
+    hits = retrieve(store, tmp_path, embed_model, "on which network is the protocol deployed first?")
+    assert hits[0].node.get_content() == "arbitrum l2 first"
+    assert "launch on first" in hits[0].node.metadata["replying_to"]
+    assert "1" not in [h.node.metadata["message_id"] for h in hits]  # the question itself gives way
+    plain = retrieve(store, tmp_path, embed_model, "on which network is the protocol deployed first?",
+                     RetrievalWeights(question_penalty=0.0), top_k=3)  # fmt: skip
+    assert all(h.node.get_content() != "arbitrum l2 first" or "answers" not in h.node.metadata for h in plain)
+
+
+def test_a_deleted_answer_is_never_paired(store, tmp_path, embed_model):
+    store.upsert([
+        message(1, "which chain will the lending protocol launch on first?", minutes_ago=30, author=5),
+        message(2, "arbitrum l2 first", minutes_ago=29, author=6),
+        message(3, "the docs say the vault is audited", minutes_ago=20, author=7),
+    ])  # fmt: skip
+    store.delete([2])
+    hits = retrieve(store, tmp_path, embed_model, "on which network is the protocol deployed first?")
+    assert all("arbitrum" not in h.node.get_content() for h in hits)
+
+
+# Parts of a long message
+
+
+def test_a_long_post_comes_with_every_part_nearly_as_close_as_its_best(store, tmp_path, embed_model):
+    filler = " ".join(f"Rule {i}: be kind to other wardens and read the docs before asking." for i in range(12))
+    post = f"Welcome to the audit channel! The prize pool is $88,500 in USDC. {filler} Audit Page: https://example.org"
+    store.upsert([message(1, post), *(message(10 + i, f"gm wardens, coffee number {i}") for i in range(5))])
+    hits = retrieve(store, tmp_path, embed_model, "how big is the prize pool of the audit?", top_k=1)
+    assert "$88,500" in hits[0].node.get_content()
+    assert len(hits[0].node.get_content()) < len(post)  # parts, not the whole post
