@@ -21,8 +21,16 @@ from pathlib import Path
 NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
 
 
+PAGE = 4096
+
+
 def _used(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """What the folder's files and folders take on a tmpfs: whole pages each, not their apparent sizes."""
+    pages = 0
+    for path in folder.rglob("*"):
+        size = path.stat().st_size if path.is_file() else 0
+        pages += max(1, -(-size // PAGE))
+    return (pages + 1) * PAGE
 
 
 def _mount(folder: Path, size: int) -> bool:

@@ -170,3 +170,32 @@ def test_sigterm_and_an_inherited_ignored_sigint_stop_the_bot_cleanly(tmp_path, 
     assert process.returncode == 0, stderr[-2000:]
     log = (tmp_path / "logs" / "bot.log").read_text(encoding="utf-8")
     assert f"{signal.Signals(stop_signal).name} received: closing" in log
+
+
+def test_a_member_posting_during_the_catch_up_cannot_make_the_next_one_skip_what_was_missed(tmp_path):
+    """Killed again while catching up, after a live message was stored: the next start still reads what was missed."""
+    fake = FakeDiscord().start()
+    env = bot_env(tmp_path, fake)
+    process = start(env)
+    try:
+        wait_for(logged_in(env), process, what="the bot ready")
+        first = fake.send_message("the first message, read live")
+        wait_for(lambda: first in stored_ids(env), process, what="the live message stored")
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        missed = [fake.send_message(f"said while the bot was down, number {i}") for i in range(5)]
+        fake.page_delay = 5.0  # the catch-up's history read is slow: a member posts meanwhile
+        process = start(env)
+        wait_for(logged_in(env, times=2), process, what="the bot ready again")
+        live = fake.send_message("posted while the bot was catching up")
+        wait_for(lambda: live in stored_ids(env), process, what="the live message stored")
+        process.send_signal(signal.SIGKILL)  # before the catch-up has read the history
+        process.wait(30)
+        assert not set(missed) & stored_ids(env)
+        fake.page_delay = 0.0
+        process = start(env)
+        wait_for(logged_in(env, times=3), process, what="the bot ready a third time")
+        wait_for(lambda: set(missed) <= stored_ids(env), process, timeout=60, what="the missed messages stored")
+    finally:
+        stop(process)
+        fake.stop()

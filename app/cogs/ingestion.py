@@ -4,7 +4,10 @@ Direct messages are never stored. On start the bot catches up with what the chan
 was away (stopped, crashed, or killed between receiving a message and storing it): the channel's
 history after the newest message read from Discord (the store's `seen` mark, moved in the same
 transaction that stores a message) is read back and stored (never answered). An imported export's
-ids derived from dates never count: a row dated in the future cannot hide what was missed.
+ids derived from dates never count: a row dated in the future cannot hide what was missed. Until the
+catch-up has read the history, a live message is stored without moving the mark: a member posting as
+the bot comes back (or the bot killed again mid-catch-up) cannot make the next catch-up start past
+what was missed.
 Messages are stored one at a time, in the order they came: were a later one stored before an
 earlier one and the bot killed between, the catch-up would skip the earlier one. A restart
 therefore loses no message and answers none twice.
@@ -35,6 +38,7 @@ class Ingestion(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
         self._caught_up = False
+        self._live_moves_seen = False  # until the catch-up has read what was missed
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")  # one at a time, in order
 
     async def cog_load(self) -> None:
@@ -62,13 +66,13 @@ class Ingestion(commands.Cog):
         except Exception:  # the reply still happens; the catch-up after a restart reads it again
             logger.exception("live ingestion failed")
 
-    async def _store(self, message: discord.Message) -> None:
-        """A message read from Discord now: the catch-up after a restart starts after it."""
+    async def _store(self, message: discord.Message, seen: bool = True) -> None:
+        """A message read from Discord now; `seen`: the catch-up after a restart starts after it."""
         runtime, role = self.bot.runtime, self.bot.settings.CONSENT_ROLE_ID
         roles = getattr(message.author, "roles", None)  # a Member's (a message read back has a User: unknown)
 
         def store() -> None:
-            runtime.ingest(from_discord(message), seen=True)
+            runtime.ingest(from_discord(message), seen=seen)
             if role and roles is not None:
                 runtime.consent_role(message.author.id, any(r.id == role for r in roles))
 
@@ -89,7 +93,7 @@ class Ingestion(commands.Cog):
         # get_context does not yield to the loop (the prefix is not looked up remotely): messages
         # reach the writer in the order the gateway delivered them.
         if self._wanted(message) and not (await self.bot.get_context(message)).valid:
-            await self._store(message)
+            await self._store(message, seen=self._live_moves_seen)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
@@ -150,6 +154,7 @@ class Ingestion(commands.Cog):
             logger.info(
                 "no message of this channel read from Discord yet: nothing to catch up (`backfill` collects history)"
             )
+            self._live_moves_seen = True
             return 0
         if channel is None:
             return 0
@@ -164,6 +169,7 @@ class Ingestion(commands.Cog):
             logger.warning(
                 "more than %d messages were missed: run `python -m app backfill` for the rest", CATCH_UP_LIMIT
             )
+        self._live_moves_seen = True
         await self.recheck(channel)
         return read
 
