@@ -188,14 +188,16 @@ class Grounding:
     def uses(text: str, evidence: Evidence, question: str) -> bool:
         """Does the reply use the evidence beyond the question's own words?
 
-        Its figures and code-like names, when it has any (one of them must be in the reply); else its
-        words (at least two, and a quarter of them).
+        Its figures and code-like names, when it has any: one of them, and at least two (an eighth) of
+        its words, must be in the reply (a figure alone can be chance: "3D" is not "all 3 randomizer
+        options"); else its words (at least two, and a quarter of them).
         """
         key = claims(evidence.passage) - claims(question)
-        if key:
-            return bool(key & claims(text))
         new = content_words(evidence.passage) - content_words(question)
-        return not new or len(new & content_words(text)) >= max(2, len(new) / 4)
+        shared = len(new & content_words(text))
+        if key:  # a figure or name of the evidence, and some of its words: a shared "3" alone can be chance
+            return bool(key & claims(text)) and shared >= min(len(new), max(2, len(new) / 8))
+        return not new or shared >= max(2, len(new) / 4)
 
 
 def embedder(embed_model) -> Embed:

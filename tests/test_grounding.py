@@ -58,6 +58,19 @@ def test_a_reply_that_uses_the_lore_keeps_its_own_words(make_chain):
     assert result.ok and result.text == text
 
 
+def test_a_reply_sharing_only_an_incidental_figure_with_the_lore_gets_the_answer_line(make_chain):
+    nxt = LoreItem(
+        content="NXT is our custom implementation that has no external fees to generating a random value. "
+        "We intend to support all 3 randomizer options and each collection can have its own.",
+        author="piravlos", score=0.9,
+    )  # fmt: skip
+    made_up = "The NXT randomizer is a 3D engine that makes endless worlds out of one dataset."  # "3" from "3D"
+    llm = ScriptedLLM(responses=[made_up])
+    question = "@Susu what is the NXT randomizer for?"
+    result = run_reply(make_chain(llm, lore=(nxt,)), 1, ChatMessage("tadev0", question, message_id=1))
+    assert result.ok and result.text.startswith('as piravlos put it: "') and "no external fees" in result.text
+
+
 def test_a_reply_that_ignores_the_lore_gets_the_answer_line(make_chain):
     llm = ScriptedLLM(responses=["i love naps in the sun and chasing the cursor around."])
     result = run_reply(make_chain(llm), 1, ChatMessage("tadev0", QUESTION, message_id=1))
