@@ -6,9 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-# The sets `python -m evals run` runs and the gate guards: the sample server, and a real channel
-# (its export is read from ../shared/data/real-exports/; where it is absent the set is skipped, visibly).
-DEFAULT_SETS = (Path("evals/datasets/sample_server.yaml"), Path("evals/datasets/real_nextgen.yaml"))
+# The eval sets (see evals/README.md):
+# - tuned: the sample server, and the real channel the weights were first tuned on (its export is read
+#   from ../shared/data/real-exports/; where it is absent the set is skipped, visibly);
+# - dev: real channels (exports shipped in evals/exports/) that retrieval and prompts are tuned on;
+# - test: real channels nobody tuning has read: reported (`--dataset`), never tuned on, not in the default run.
+# `python -m evals run` (and `make test`) runs, and the gate guards, the tuned and dev sets.
+TUNED_SETS = (Path("evals/datasets/sample_server.yaml"), Path("evals/datasets/real_nextgen.yaml"))
+DEV_SETS = tuple(Path(f"evals/datasets/dev_{name}.yaml") for name in ("curves", "revert", "meshcore"))
+TEST_SETS = tuple(Path(f"evals/datasets/test_{name}.yaml") for name in ("aiarena", "golom", "pyscript"))
+DEFAULT_SETS = TUNED_SETS + DEV_SETS
 EVAL_SEED = 1234
 
 
@@ -88,6 +95,25 @@ def _gate(args) -> int:
     return 0 if passed else 1
 
 
+def _retrieval(args) -> int:
+    from app.logs import setup_logging
+    from app.settings import load_settings
+    from evals.dataset import load_dataset
+    from evals.retrieval import retrieval_eval, summary
+    from prompts import load_persona
+
+    settings = load_settings()
+    setup_logging("WARNING")
+    for path in args.dataset or DEFAULT_SETS:
+        eval_set = load_dataset(path)
+        if eval_set.missing:
+            print(f"{eval_set.name}: SKIPPED ({eval_set.missing})")
+            continue
+        character = load_persona(eval_set.persona or settings.PERSONA_FILE).name
+        print(summary(eval_set.name, retrieval_eval(settings, eval_set, character)), flush=True)
+    return 0
+
+
 def _make(args) -> int:
     from app.settings import load_settings
     from evals.make import make_from_export
@@ -116,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("--run", type=Path, help="one run directory (default: the latest run of each set)")
     gate.add_argument("--dataset", type=Path, action="append", help="an eval set file (default: every default set)")
     gate.set_defaults(handler=_gate)
+    retrieval = sub.add_parser("retrieval", help="the retriever alone: source in top k and rank, per set")
+    retrieval.add_argument(
+        "--dataset", type=Path, action="append", help="an eval set file (default: every default set)"
+    )
+    retrieval.set_defaults(handler=_retrieval)
     make = sub.add_parser("make", help="draft an eval set from an export, for review")
     make.add_argument("--from", dest="source", type=Path, required=True)
     make.add_argument("--out", type=Path, default=Path("evals/datasets/drafted.yaml"))

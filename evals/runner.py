@@ -8,8 +8,10 @@ means per metric), `samples.jsonl` (each question, reply, retrieved contexts and
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +52,12 @@ SAFE_SETTINGS = (
     "RAG_TOP_K",
     "RAG_CANDIDATES",
     "W_SIM",
+    "W_LEX",
     "W_REC",
     "W_ENG",
     "LORE_BOOST",
+    "ENGAGEMENT_SCALE",
+    "QUESTION_PENALTY",
     "RECENCY_HALF_LIFE_DAYS",
     "MIN_SIMILARITY",
     "PROMPTS_DIR",
@@ -90,12 +95,27 @@ def settings_for(settings, eval_set: EvalSet):
     """The settings an eval set runs with: its own channel's store, index and character, if it has them."""
     if eval_set.source is None:
         return settings
+    folder = EVAL_DATA_DIR / eval_set.name
     update = {
-        "DATA_DIR": EVAL_DATA_DIR / eval_set.name / eval_set.source.name, "SAMPLE_EXPORT": eval_set.source,
+        "DATA_DIR": folder / eval_set.source.name, "SAMPLE_EXPORT": unpacked(eval_set.source, folder),
         "DISCORD_CHANNEL_ID": None,
         "CHROMA_HOST": None, **({"PERSONA_FILE": eval_set.persona} if eval_set.persona else {}),
     }  # fmt: skip
     return settings.model_copy(update=update)
+
+
+def unpacked(source: Path, folder: Path) -> Path:
+    """The export itself; a gzipped one (`name.txt.gz`, as shipped in evals/exports/) unpacked once into `folder`."""
+    if source.suffix != ".gz":
+        return source
+    target = folder / source.stem
+    if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        with gzip.open(source, "rb") as packed, partial.open("wb") as out:
+            shutil.copyfileobj(packed, out)
+        partial.replace(target)
+    return target
 
 
 def voice_lines(persona) -> list[str]:

@@ -517,7 +517,8 @@ class RetrievalWeights:
     """final = w_sim*similarity + w_lex*lexical + w_rec*recency + w_eng*engagement (+ lore_boost for lore).
 
     A message that only asks (`only_asks`) loses `question_penalty`: it matches a question by
-    repeating it, while the answer to it (embedded with the question it replies to) holds the fact.
+    repeating it, while the answer to it holds the fact; among the best hits it gives its place to its
+    answer (indexes.answers). 0 turns both off.
 
     Relevance decides: similarity (cosine, dense) and lexical (BM25 over the messages' words, relative
     to the query's best lexical hit). Recency, engagement and the lore boost only break near-ties: each
@@ -536,9 +537,6 @@ class RetrievalWeights:
     question_penalty: float = 0.1
 
 
-PART_MARGIN = 0.08  # other parts of a long message this close to its best part come with it
-
-
 @dataclass
 class _Candidate:
     """A message found by either search, with every indexed part of it and how close each is."""
@@ -552,11 +550,12 @@ class WeightedRetriever(BaseRetriever):
     """Hybrid search over the lore index: dense similarity and BM25 on words, re-ranked.
 
     Candidates are the `candidates` nearest entries in Chroma and the `candidates` best BM25 matches
-    in the store's full-text index (indexes.lexical); each is scored on its closest part with
-    RetrievalWeights. A long message comes with every part nearly as close as its best one, so a
-    question about one line of a pinned post gets that line even when another part ranked it.
+    in the store's full-text index (indexes.lexical); every indexed part of each is compared with the
+    question, and the message is scored on its closest part with RetrievalWeights and shown by it.
+    (Showing a long message's other nearly-as-close parts with it was measured on the eval sets: it
+    cost right answers, the small model lost the fact in the longer text.)
 
-    The index holds no words: each hit is read back from the store (its parts, who wrote it, when,
+    The index holds no words: each hit is read back from the store (its part, who wrote it, when,
     why it is lore, the thread it answers). A hit whose message is no longer stored (deleted,
     forgotten, pruned) is dropped at once, before the index has applied the deletion.
 
@@ -624,10 +623,11 @@ class WeightedRetriever(BaseRetriever):
                 "recency": round(recency, 3), "engagement": round(engagement, 3), "lore_boost": boost,
                 "question": -asks, "final": round(final, 3),
             }  # fmt: skip
-            meta["parts"] = [n for n, sim in sorted(candidate.parts.items()) if sim >= similarity - PART_MARGIN]
+            meta["part"] = max(candidate.parts, key=candidate.parts.get)
             ranked.append(NodeWithScore(node=candidate.node, score=final))
         ranked.sort(key=lambda n: n.score, reverse=True)
-        ranked = self._answered(ranked, messages)
+        if w.question_penalty:
+            ranked = self._answered(ranked, messages)
         return self._read_back(ranked[: self.top_k], messages)
 
     def _answered(self, ranked: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:
@@ -685,13 +685,12 @@ class WeightedRetriever(BaseRetriever):
         return candidates
 
     def _read_back(self, hits: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:
-        """The hits with their words (their closest parts), names and the thread they answer, from the store."""
+        """The hits with their words (their closest part), names and the thread they answer, from the store."""
         chosen = [messages[int(hit.node.metadata["message_id"])] for hit in hits]
         threads = self.index.store.threads(chosen, REPLY_THREAD_DEPTH)
         found = []
         for hit, message in zip(hits, chosen):
-            numbers = hit.node.metadata.pop("parts", None) or [int(hit.node.metadata.get("part", 0))]
-            text = " … ".join(p for p in (part_of(message, n) for n in numbers) if p is not None)
+            text = part_of(message, int(hit.node.metadata.get("part", 0)))
             if not text:
                 continue
             hit.node.set_content(text)
@@ -700,9 +699,7 @@ class WeightedRetriever(BaseRetriever):
                 lore_reasons="; ".join(message.lore_reasons),
             )  # fmt: skip
             question = messages.get(hit.node.metadata.pop("answers", 0))
-            thread = (
-                question.content[:REPLYING_TO_CHARS] if question else thread_of(message, threads.get(message.id, ()))
-            )
+            thread = thread_of(message, [question.content] if question else threads.get(message.id, ()))
             if thread:
                 hit.node.metadata["replying_to"] = thread
             hit.node.excluded_llm_metadata_keys = list(hit.node.metadata)

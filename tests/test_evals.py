@@ -53,6 +53,11 @@ def test_shipped_thresholds_cover_both_sets():
         thresholds["sample_server"]
     )
     assert {"source_in_top_k", "answer_correct", "answered", "grounded"} <= set(thresholds["real_nextgen"])
+    from evals.__main__ import DEFAULT_SETS, DEV_SETS, TEST_SETS
+
+    assert set(DEV_SETS) <= set(DEFAULT_SETS) and not set(TEST_SETS) & set(DEFAULT_SETS)  # test sets: reported only
+    for path in DEV_SETS:
+        assert {"source_in_top_k", "answer_correct", "answered"} <= set(thresholds[load_dataset(path).name])
 
 
 REAL_EXPORT = ROOT.parent / "shared" / "data" / "real-exports" / "nextgen-oct30.html"
@@ -184,3 +189,75 @@ def test_make_drafts_lore_and_answered_questions(tmp_path):
     assert intents == {"lore", "question"}
     assert any("Cursed Cartridge" in c for s in drafted.samples for c in s.reference_contexts)
     assert out.read_text().startswith("# DRAFT")
+
+
+CHANNEL_SETS = sorted((ROOT / "evals" / "datasets").glob("[dt]e[vs]*_*.yaml"))
+CHANNEL_SETS = [p for p in CHANNEL_SETS if not p.stem.endswith("_persona")]
+
+
+def test_there_are_dev_sets_to_tune_on_and_test_sets_to_report_on():
+    names = [p.stem for p in CHANNEL_SETS]
+    assert (
+        len([n for n in names if n.startswith("dev_")]) >= 3 and len([n for n in names if n.startswith("test_")]) >= 3
+    )
+
+
+@pytest.mark.parametrize("path", CHANNEL_SETS, ids=lambda p: p.stem)
+def test_each_channel_set_quotes_real_messages_of_its_shipped_export(path, store, tmp_path):
+    from evals.runner import unpacked
+    from indexes.filters import Filters
+    from indexes.importer import import_exports
+    from prompts import load_persona
+
+    eval_set = load_dataset(path)
+    assert eval_set.source.suffix == ".gz" and eval_set.source.parent == Path("evals/exports") and not eval_set.missing
+    assert load_persona(eval_set.persona).name and len(eval_set.samples) >= 12
+    import_exports(store, unpacked(ROOT / eval_set.source, tmp_path), Filters(), progress=False)
+    messages = {m.content for m in store.iter_messages()}
+    for sample in eval_set.samples:
+        assert sample.facts and sample.reference_contexts, sample.id
+        for context in sample.reference_contexts:
+            assert context in messages, (sample.id, context[:60])
+        for fact in sample.facts:
+            assert facts_found(sample.reference + " " + " ".join(sample.reference_contexts), [fact]) == 1.0, fact
+
+
+def test_a_gzipped_export_is_unpacked_once(tmp_path):
+    import gzip
+
+    from evals.runner import unpacked
+
+    packed = tmp_path / "chan.txt.gz"
+    packed.write_bytes(gzip.compress(b"hello"))
+    first = unpacked(packed, tmp_path / "out")
+    assert first == tmp_path / "out" / "chan.txt" and first.read_bytes() == b"hello"
+    stamp = first.stat().st_mtime_ns
+    assert unpacked(packed, tmp_path / "out").stat().st_mtime_ns == stamp
+    plain = tmp_path / "plain.html"
+    assert unpacked(plain, tmp_path / "out") == plain
+
+
+def test_evals_retrieval_reports_source_in_top_k_and_rank_per_set(tmp_path, monkeypatch, capsys):
+    import gzip
+
+    import evals.runner
+    from evals.__main__ import main
+
+    monkeypatch.setattr(evals.runner, "EVAL_DATA_DIR", tmp_path / "evals")
+    export = tmp_path / "sample.json.gz"
+    export.write_bytes(gzip.compress((ROOT / "data" / "sample" / "export.json").read_bytes()))
+    found = "The Golden Joystick 2024 goes to tomasz"
+    eval_set = tmp_path / "retrieval_check.yaml"
+    eval_set.write_text(yaml.safe_dump({
+        "name": "retrieval_check", "source": str(export), "samples": [
+            {"id": "joystick", "question": "@Susu who won the Golden Joystick 2024?", "reference": "tomasz",
+             "reference_contexts": [next(m["content"] for m in json.loads(
+                 (ROOT / "data" / "sample" / "export.json").read_text(encoding="utf-8"))["messages"]
+                 if m["content"].startswith(found))]},
+            {"id": "nowhere", "question": "@Susu what is the capital of Mars?", "reference": "none",
+             "reference_contexts": ["a message that is not in the channel at all"]},
+        ],
+    }))  # fmt: skip
+    assert main(["retrieval", "--dataset", str(eval_set)]) == 0
+    out = capsys.readouterr().out
+    assert "retrieval_check: source_in_top_k 0.500" in out and "missed: nowhere" in out

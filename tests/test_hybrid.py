@@ -147,16 +147,16 @@ def test_the_likely_answer_is_a_reply_else_a_message_naming_the_asker_else_the_n
 def test_a_question_found_gives_its_place_to_its_unlinked_answer(store, tmp_path, embed_model):
     store.upsert([
         message(1, "which chain will the lending protocol launch on first?", minutes_ago=30, author=5),
-        message(2, "arbitrum l2 first", minutes_ago=29, author=6),
+        message(2, "arbitrum l2 first, mainnet later", minutes_ago=29, author=6),
         *(message(10 + i, f"the vault liquidation logic looks solid, test {i} passes") for i in range(10)),
     ])  # fmt: skip
     hits = retrieve(store, tmp_path, embed_model, "on which network is the protocol deployed first?")
-    assert hits[0].node.get_content() == "arbitrum l2 first"
+    assert hits[0].node.get_content() == "arbitrum l2 first, mainnet later"
     assert "launch on first" in hits[0].node.metadata["replying_to"]
     assert "1" not in [h.node.metadata["message_id"] for h in hits]  # the question itself gives way
     plain = retrieve(store, tmp_path, embed_model, "on which network is the protocol deployed first?",
                      RetrievalWeights(question_penalty=0.0), top_k=3)  # fmt: skip
-    assert all(h.node.get_content() != "arbitrum l2 first" or "answers" not in h.node.metadata for h in plain)
+    assert plain[0].node.metadata["message_id"] == "1"  # without the pairing, the question comes first
 
 
 def test_a_deleted_answer_is_never_paired(store, tmp_path, embed_model):
@@ -173,10 +173,10 @@ def test_a_deleted_answer_is_never_paired(store, tmp_path, embed_model):
 # Parts of a long message
 
 
-def test_a_long_post_comes_with_every_part_nearly_as_close_as_its_best(store, tmp_path, embed_model):
+def test_a_long_post_is_found_and_shown_by_its_closest_part(store, tmp_path, embed_model):
     filler = " ".join(f"Rule {i}: be kind to other wardens and read the docs before asking." for i in range(12))
     post = f"Welcome to the audit channel! The prize pool is $88,500 in USDC. {filler} Audit Page: https://example.org"
     store.upsert([message(1, post), *(message(10 + i, f"gm wardens, coffee number {i}") for i in range(5))])
     hits = retrieve(store, tmp_path, embed_model, "how big is the prize pool of the audit?", top_k=1)
     assert "$88,500" in hits[0].node.get_content()
-    assert len(hits[0].node.get_content()) < len(post)  # parts, not the whole post
+    assert len(hits[0].node.get_content()) < len(post) and hits[0].node.metadata["scores"]["similarity"] > 0.5

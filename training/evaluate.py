@@ -227,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         comparison = compare(settings, args.adapter, args.data, args.limit, engine=args.engine)
         if not args.no_evals:
-            from evals.__main__ import DEFAULT_SETS
+            from evals.__main__ import TUNED_SETS
 
             settings = settings.model_copy(update={"ENGINE": args.engine} if args.engine else {})
             comparison.evals, comparison.skipped = compare_evals(
-                settings, args.adapter, args.eval_sets or list(DEFAULT_SETS), args.eval_limit,
+                settings, args.adapter, args.eval_sets or list(TUNED_SETS), args.eval_limit,
                 progress=lambda line: print(line, file=sys.stderr),
             )  # fmt: skip
         print(comparison.summary())
