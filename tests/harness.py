@@ -19,6 +19,7 @@ from tests.fake_discord import TOKEN, FakeDiscord
 from tests.fakes import ScriptedLLM
 
 ALICE, BOB, ADMIN = 1001, 1002, 1003
+SENTINEL = 1999  # a member of its own: never refused as "a reply still pending" or cooled down
 
 
 async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
@@ -37,12 +38,23 @@ class Harness:
         return await asyncio.to_thread(self.fake.send_message, content, author, f"user{author}", **kwargs)
 
     async def answered(self, message_id: int, count: int = 1, timeout: float = 20.0) -> list:
-        await until(lambda: len(self.fake.replies_to(message_id)) >= count, timeout, f"a reply to {message_id}")
+        """Until the bot has posted `count` replies to the message and finished that reply (its last edit made).
+
+        A reply is posted at its first sentence and edited after: until it is finished, the asker still has a
+        reply pending, and their next mention would get a reaction instead of a reply.
+        """
+        replies = self.bot.get_cog("Replies")
+        await until(lambda: len(self.fake.replies_to(message_id)) >= count and replies.answering != message_id,
+                    timeout, f"a reply to {message_id}")  # fmt: skip
         return self.fake.replies_to(message_id)
 
     async def sentinel(self) -> int:
-        """A mention after the events under test; once it is answered, the bot has handled everything before it."""
-        asked = await self.say("sentinel: are you still there?", author=ALICE, mention_bot=True)
+        """A mention after the events under test; once it is answered, the bot has handled everything before it.
+
+        It comes from a member of its own: from the asker, it could arrive while their streamed reply is still
+        being finished, and be refused with a reaction as "a reply still pending" (the reply queue's rule).
+        """
+        asked = await self.say("sentinel: are you still there?", author=SENTINEL, mention_bot=True)
         await self.answered(asked)
         return asked
 

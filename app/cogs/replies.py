@@ -95,6 +95,7 @@ class Replies(commands.Cog):
         self._own_messages: collections.deque[int] = collections.deque(maxlen=REMEMBERED_IDS)
         self._busy_lines = itertools.count()
         self._worker: asyncio.Task | None = None
+        self.answering: int | None = None  # the message whose reply is being made and posted, if any
 
     @staticmethod
     def _cooldowns(settings) -> commands.CooldownMapping:
@@ -198,11 +199,13 @@ class Replies(commands.Cog):
         while True:
             job = await self.queue.get()
             self._told_busy.clear()  # the queue has room again
+            self.answering = job.message.id
             try:
                 await self._answer(job)
             except Exception:
                 logger.exception("reply to message %s failed", job.message.id)
             finally:
+                self.answering = None
                 self.queue.task_done()
 
     async def _answer(self, job: Job) -> None:
