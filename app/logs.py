@@ -28,12 +28,12 @@ def quiet_libraries() -> None:
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]*@")
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/?#\s@]+@")  # user:password@ or a lone token@
 
 
 class RedactSecrets(logging.Filter):
     """Replaces each secret in a record's message (and traceback text) by [redacted], and any
-    `user:password@` inside a URL, whatever its length."""
+    `user:password@` or `token@` inside a URL, whatever its length."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ that names each bad variable and what it accepts.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -292,12 +293,15 @@ _SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "
 
 def without_credentials(url: str) -> str:
     """A URL without the `user:password@` it may carry."""
-    parts = urlsplit(url)
-    if not parts.username and not parts.password:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
+    try:
+        parts = urlsplit(url)
+        if not parts.username and not parts.password:
+            return url
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:  # not a URL urllib can read (a bad port, a stray bracket): cut whatever precedes an @
+        return re.sub(r"(?<=://)[^/?#\s@]+@", "", url)
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -315,7 +319,8 @@ def child_environment(settings: Settings, keep: tuple[str, ...] = ()) -> dict[st
 
     Children (data preparation, training) get no token, key or password: not the secret settings, not
     a variable whose name says it holds one (HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...), not the
-    credentials of a URL setting, and nothing from .env.
+    credentials inside a URL (a setting's or a variable's, HF_ENDPOINT=https://user:pass@...), and nothing
+    from .env.
     """
     basics = (
         "PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "SYSTEMROOT",
@@ -332,7 +337,7 @@ def child_environment(settings: Settings, keep: tuple[str, ...] = ()) -> dict[st
         "ANONYMIZED_TELEMETRY",
     )
     environment = {
-        k: v for k, v in os.environ.items()
+        k: without_credentials(v) if "://" in v else v for k, v in os.environ.items()
         if (k in basics or k in keep or k.startswith(prefixes)) and not any(word in k.upper() for word in _SECRET_WORDS)
     }  # fmt: skip
     for name, value in settings.model_dump(mode="json").items():

@@ -125,6 +125,22 @@ def test_children_get_no_hub_token_and_urls_lose_their_credentials(tmp_path, mon
     assert record.getMessage() == "server http://[redacted]@10.0.0.5:8000/v1 is down"  # short passwords too
 
 
+def test_a_hub_mirror_with_credentials_reaches_children_without_them_and_logs_hide_a_lone_token(tmp_path, monkeypatch):
+    import logging
+
+    from app.logs import RedactSecrets
+    from app.settings import child_environment
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror-user:mirror-pass@hub.example.org/api")
+    monkeypatch.setenv("HF_HUB_CACHE", "/tmp/hub://odd")
+    env = child_environment(load_settings(DATA_DIR=tmp_path / "data"))
+    assert env["HF_ENDPOINT"] == "https://hub.example.org/api"  # the mirror is kept, its password is not
+    assert env["HF_HUB_CACHE"] == "/tmp/hub://odd"  # a value without credentials is left as it is
+    record = logging.LogRecord("x", logging.WARNING, "f", 1, "cloning %s", ("https://ghp_abc@github.com/o/r",), None)
+    RedactSecrets([]).filter(record)
+    assert record.getMessage() == "cloning https://[redacted]@github.com/o/r"  # a token as the user name, no password
+
+
 def test_every_command_redacts_the_secrets_in_its_logs(monkeypatch, capsys, tmp_path):
     import logging
 
