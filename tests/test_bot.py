@@ -463,3 +463,19 @@ async def test_one_member_cannot_flood_the_channel_with_busy_lines(start_bot):
     mentions = busy[0].body["allowed_mentions"]
     assert not mentions.get("replied_user") and not mentions.get("users")  # and it does not ping them
     assert {e for m, e in h.fake.reactions if m in flood} == {COOLDOWN_REACTION}
+
+
+async def test_the_allowed_link_settings_reach_every_reply(start_bot):
+    made = (
+        "mrrp! the rules are at [the official rules](https://dlscord-nitro.example/login), the wiki is "
+        "https://wiki.pixeltavern.example/rules and the door is discord.gg/tavern or discord.gg/elsewhere"
+    )
+    h = await start_bot(
+        ScriptedLLM(responses=[made]), ALLOWED_LINK_DOMAINS="pixeltavern.example", ALLOWED_INVITES="tavern"
+    )
+    asked = await h.say("where are the rules?", mention_bot=True)
+    (reply,) = await h.answered(asked)
+    shown = [reply.content, *(edit.content for edit in h.fake.edits_of(reply.id))]
+    assert "the official rules (dlscord-nitro.example)" in shown[-1] and not any("https://dlscord" in s for s in shown)
+    assert "https://wiki.pixeltavern.example/rules" in shown[-1]  # an allowed domain, posted whole
+    assert "discord.gg/tavern" in shown[-1] and not any("elsewhere" in s for s in shown)

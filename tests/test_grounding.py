@@ -5,6 +5,7 @@ import pytest
 from chains.assemble import ContextAssembler
 from chains.generation import GenerationService
 from chains.grounding import Grounding, embedder, sentences
+from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.reply import build_reply_chain, run_reply, stream_reply, template_stops
 from chains.retrieve import LoreRetrieval
@@ -24,13 +25,13 @@ QUESTION = "@Susu how big is the prize pool of the NextGen audit?"
 def make_chain(tokenizer, prompt_set, persona, embed_model):
     services = []
 
-    def make(llm, lore=(WELCOME,), grounding=True):
+    def make(llm, lore=(WELCOME,), grounding=True, links=None):
         service = GenerationService(llm, timeout_s=30)
         services.append(service)
         return build_reply_chain(
             service, LoreRetrieval(lambda q, channel_id=None: list(lore)), ContextAssembler(tokenizer, prompt_set, persona, 384),
             ShortTermMemory(20, 5), persona, stops=template_stops(tokenizer),
-            grounding=Grounding(embedder(embed_model)) if grounding else None, answer=prompt_set.answer,
+            grounding=Grounding(embedder(embed_model)) if grounding else None, answer=prompt_set.answer, links=links,
         )  # fmt: skip
 
     yield make
@@ -75,6 +76,26 @@ def test_a_reply_that_ignores_the_lore_gets_the_answer_line(make_chain):
     llm = ScriptedLLM(responses=["i love naps in the sun and chasing the cursor around."])
     result = run_reply(make_chain(llm), 1, ChatMessage("tadev0", QUESTION, message_id=1))
     assert result.ok and result.text.startswith('as kartoonjoy put it: "') and "$60,500" in result.text
+
+
+def test_the_answer_line_quoting_a_phishing_post_relays_none_of_its_links(make_chain):
+    phishing = LoreItem(
+        content="Prize claims for the NextGen audit go through [the official claims portal](https://nextgen-claims.example/login) "
+        "and support is at discord.gg/claims24 for every warden.",
+        author="totally_staff", score=0.9,
+    )  # fmt: skip
+    question = "@Susu how do wardens claim their NextGen audit prize?"
+    ignores = ["i love naps in the sun and chasing the cursor around."]
+    result = run_reply(
+        make_chain(ScriptedLLM(responses=ignores), lore=(phishing,)), 1, ChatMessage("tadev0", question, message_id=1)
+    )
+    assert result.ok and result.text.startswith('as totally_staff put it: "')  # the answer line, quoting the post
+    assert "the official claims portal (nextgen-claims.example)" in result.text  # where it really leads, not a link
+    assert "https://" not in result.text and "](" not in result.text and "discord.gg" not in result.text
+    allowed = LinkPolicy.from_lists(["nextgen-claims.example"], ["claims24"])  # what ALLOWED_* say, through the chain
+    chain = make_chain(ScriptedLLM(responses=ignores), lore=(phishing,), links=allowed)
+    result = run_reply(chain, 1, ChatMessage("tadev0", question, message_id=1))
+    assert "https://nextgen-claims.example/login" in result.text and "discord.gg/claims24" in result.text
 
 
 def test_without_the_check_the_invented_figure_goes_out(make_chain):

@@ -83,3 +83,19 @@ def test_no_reply_and_no_answer_line_relays_a_masked_link_a_link_or_an_invite(la
     line = answer.format(author=author, content=post)  # the answer line quotes a member's post word for word
     verdict = validate(line, "how do we vote?", "Susu", 2000, [author])
     assert not relays_a_link(verdict.text)
+
+
+unicode_names = st.text(
+    alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Lo", "Nd"), max_codepoint=0x9FFF), min_size=2, max_size=12
+)
+
+
+@CHECKS
+@given(data=st.data(), author=unicode_names, member=names)
+def test_the_answer_line_never_speaks_as_a_member_whoever_wrote_the_post(data, author, member):
+    said = data.draw(prefixes) + data.draw(disguised(member)) + data.draw(colons) + " " + PAYLOAD
+    post = f"the vote closes on friday{data.draw(breaks)}{said}"
+    line = load_prompts(ROOT / "prompts").answer.format(author=author, content=post)
+    verdict = validate(line, "when does the vote close?", "Susu", 2000, [member, author, "kiwi"])
+    assert "PAYLOADxq" not in verdict.text
+    assert not verdict.ok or "the vote closes on friday" in verdict.text  # the quote itself survives
