@@ -107,15 +107,17 @@ class TrainResult:
 
 
 def _precision(recipe: Recipe, device: str) -> dict:
+    """The trainer's mixed-precision flags, always both said: trl's SFTConfig turns bf16 on when neither is
+    (bf16 matrix products on a CPU without bf16 instructions are many times slower than fp32)."""
     import torch
 
     if recipe.precision == "fp32" or device != "cuda":
         if recipe.precision != "fp32":
             logger.warning("precision %s needs a GPU: training in fp32 on %s", recipe.precision, device)
-        return {}
+        return {"bf16": False, "fp16": False}
     if recipe.precision == "bf16" or torch.cuda.is_bf16_supported():
-        return {"bf16": True}
-    return {"fp16": True}
+        return {"bf16": True, "fp16": False}
+    return {"bf16": False, "fp16": True}
 
 
 def load_base(recipe: Recipe, settings):
