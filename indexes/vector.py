@@ -11,7 +11,6 @@ messages ("lol", "gg") are kept in the store but not indexed: they only add nois
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import math
@@ -35,7 +34,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from indexes.answers import ANSWER_LOOKAHEAD, likely_answer, only_asks
 from indexes.disk import disk_errors
 from indexes.lore import LORE_THRESHOLD
-from indexes.records import StoredMessage
+from indexes.records import StoredMessage, content_digest
 from indexes.store import MessageStore
 
 logger = logging.getLogger(__name__)
@@ -51,6 +50,7 @@ PART_TOKENS = 128  # a longer message is indexed in parts of about this many tok
 PART_OVERLAP = 16
 SYNC_BATCH = 1024  # index log entries applied per round
 FINAL_CATCH_UP = 64  # a rebuild applies the last changes, at most about this many, while writers wait
+CATCH_UP_ROUNDS = 4  # ... or, when writers outpace it, whatever is left after this many rounds without them waiting
 CHECK_PAGE = 5000
 
 
@@ -216,11 +216,6 @@ class IndexCheck:
         return "\n".join(lines)
 
 
-def content_digest(text: str) -> str:
-    """What the index records of a message's words to tell a stale entry: a short hash, never the text."""
-    return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).hexdigest()
-
-
 class LoreIndex:
     """Builds, updates and opens the Chroma collection behind the retriever.
 
@@ -289,15 +284,16 @@ class LoreIndex:
             collection.delete(where={"message_id": {"$in": chunk}})  # every part of every earlier version
         self._embed(collection, self.store.get(ids).values())
 
-    def _apply(self, name: str, collection) -> int:
-        """Apply the index log to a collection from its cursor to the end; returns how many messages it rewrote."""
+    def _apply(self, name: str, collection, through: int | None = None) -> int:
+        """Apply the index log to a collection from its cursor to the end (or to entry `through`: writers going on
+        meanwhile cannot keep it chasing the end); returns how many messages it rewrote."""
         done = 0
         with self._apply_lock, disk_errors(self.location):
             while True:
                 cursor = self.log.cursor(name)
                 if cursor is None:
                     raise IndexUnavailable(f"collection {name} is no longer registered (replaced by another rebuild)")
-                changes = self.log.changes(cursor, SYNC_BATCH)
+                changes = [c for c in self.log.changes(cursor, SYNC_BATCH) if through is None or c[0] <= through]
                 if not changes:
                     return done
                 ids = list(dict.fromkeys(message_id for _, message_id in changes))
@@ -306,7 +302,9 @@ class LoreIndex:
                 done += len(ids)
 
     def sync(self) -> int:
-        """Apply what the store logged since the active collection last caught up; returns how many messages.
+        """Apply what the store logged since the active collection last caught up, up to the log's end as this
+        call began (writers posting faster than messages are embedded cannot keep it, and the lock a rebuild
+        waits for, forever); returns how many messages.
 
         Called at start (bot, console, `index update`) before anything else, by live ingestion after
         each burst, and after forgetting. A collection made before the log existed is adopted once:
@@ -319,7 +317,7 @@ class LoreIndex:
                     self.log.adopt_collection(name)
                     logger.info("lore index %s made by an earlier version: checking it against the store", name)
                     self._log_differences(self.check())
-                done += self._apply(name, self._open_collection(name))
+                done += self._apply(name, self._open_collection(name), through=self.log.last_change())
                 if self.active_name == name:  # not swapped meanwhile by a rebuild
                     break
         return done
@@ -340,17 +338,21 @@ class LoreIndex:
         """Index every stored message into a new collection, then swap it in; returns the count.
 
         The new collection is registered at the log's current end before the store is read, so
-        every change made while it fills is applied to it afterwards; the last few are applied
-        while writers wait, and the active pointer moves in that same transaction. A crash before
-        then leaves the previous index in use; its leftover is removed by the next rebuild.
+        every change made while it fills is applied to it afterwards, in rounds that each stop at the
+        log's end as the round began; the last few (or, when writers outpace the rounds, what is left
+        after CATCH_UP_ROUNDS) are applied while writers wait, and the active pointer moves in that same
+        transaction. A crash before then leaves the previous index in use; its leftover is removed by
+        the next rebuild.
         """
         name = self.log.register_collection(self.base_name, self.log.last_change())
         try:
             with disk_errors(self.location):
                 collection = self.client.create_collection(name, metadata={"hnsw:space": "cosine"})
                 self._embed(collection, self.store.iter_messages(), progress)
-                while len(self.log.pending(self.log.cursor(name) or 0)) > FINAL_CATCH_UP:
-                    self._apply(name, collection)  # writers go on meanwhile
+                for _ in range(CATCH_UP_ROUNDS):  # writers go on meanwhile
+                    if len(self.log.pending(self.log.cursor(name) or 0)) <= FINAL_CATCH_UP:
+                        break
+                    self._apply(name, collection, through=self.log.last_change())
                 with self._apply_lock, self.store.transaction():
                     self._apply(name, collection)
                     self.store.set_meta(ACTIVE_KEY, name)

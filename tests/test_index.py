@@ -179,6 +179,39 @@ def test_live_ingestion_during_a_rebuild_loses_nothing(store, embed_model, tmp_p
     assert len(indexed) == store.count() == 199 + len(live_ids)
 
 
+def test_a_rebuild_ends_even_when_writers_outpace_its_catch_up(store, embed_model, tmp_path, monkeypatch):
+    from indexes import vector
+
+    store.upsert([message(i, f"old message {i} about speedrun routes and glitches") for i in range(1, 50)])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    monkeypatch.setattr(vector, "SYNC_BATCH", 8)
+    monkeypatch.setattr(vector, "FINAL_CATCH_UP", 4)
+    embed, rewrite, posted = index._embed, index._rewrite, iter(range(1000, 5000))
+
+    def post(count: int) -> None:
+        if not store.db.in_transaction:  # writers wait while the rebuild holds the store for its last step
+            store.upsert([message(next(posted), "live message posted while the index was rebuilt", days_ago=0)
+                          for _ in range(count)])  # fmt: skip
+
+    def filled(collection, messages, progress=None):
+        count = embed(collection, messages, progress)
+        if not hasattr(filled, "done"):  # the first fill, the new collection's: posted meanwhile, 20 to catch up
+            filled.done = post(20)
+        return count
+
+    def outpaced(collection, ids):  # each batch applied, writers have posted as many meanwhile
+        post(len(ids))
+        rewrite(collection, ids)
+
+    monkeypatch.setattr(index, "_embed", filled)
+    monkeypatch.setattr(index, "_rewrite", outpaced)
+    index.rebuild()  # without a bound on its rounds, it chases the log's end as long as writers post: forever
+    indexed = set(index.client.get_collection(index.active_name).get(include=[])["ids"])
+    assert indexed == {str(m.id) for m in store.iter_messages()}  # the last ones applied while writers waited
+    post(20)
+    assert index.sync() >= 20  # live indexing too stops at the log's end as it began (and lets a rebuild have its turn)
+
+
 def count_batches(index) -> list[list[int]]:
     """Records the message ids of each batch the index rewrites."""
     batches, rewrite = [], index._rewrite
