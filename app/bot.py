@@ -25,6 +25,7 @@ from app.runtime import Runtime
 from app.settings import Settings, SettingsError
 from chains.model import ModelLoadError
 from indexes.backfill import point_discord_at
+from indexes.members import ALL_WARNING
 from indexes.vector import IndexUnavailable
 from prompts import PromptError
 
@@ -88,6 +89,8 @@ class CharacterBot(commands.Bot):
         return True
 
     async def setup_hook(self) -> None:
+        if self.settings.TRAINING_CONSENT == "all":
+            logger.warning("%s", ALL_WARNING)  # said where the admin sees it, not only when training runs
         for cog in (Replies(self), Ingestion(self), Admin(self)):
             await self.add_cog(cog)
         if self.settings.DISCORD_GUILD_ID:

@@ -161,10 +161,16 @@ class Runtime:
         return len(deleted)
 
     def delete_channel(self, channel_id: int) -> int:
-        """A thread or channel deleted on Discord: every message of it goes, as `delete` does."""
-        ids = [m.id for m in self.store.iter_messages(channel_id)]
-        self.memory.clear(channel_id)
-        return self.delete(ids)
+        """A thread or channel deleted on Discord: every message of it and of its threads goes, as `delete` does
+        (Discord tells of the channel only; discord.py adds the threads it has cached, not archived ones)."""
+        channels = [channel_id, *self.store.threads_under(channel_id)]
+        ids = [m.id for c in channels for m in self.store.iter_messages(c)]
+        for channel in channels:
+            self.memory.clear(channel)
+        deleted = self.delete(ids)
+        for channel in channels:
+            self.store.set_meta(f"thread:{channel}", None)
+        return deleted
 
     def observe(self, channel_id: int, message: ChatMessage) -> None:
         """Every channel message goes to short-term memory, but for those of members who opted out."""
@@ -245,7 +251,7 @@ class Runtime:
         return self.delete(ids)
 
     def stale_adapter(self) -> str | None:
-        """Why the adapter in use must be trained again (its data deleted or withdrawn since), or None."""
+        """Why the adapter in use must be trained again (its data deleted, edited or withdrawn since), or None."""
         return staleness(self.store, self.settings.ADAPTER_PATH)
 
     def reload_prompts(self) -> None:

@@ -9,8 +9,9 @@
 - **A member's own view** (`!mydata`): what is stored, indexed and in training files, and their choices.
 - **Retention** (RETENTION_DAYS): older messages are deleted everywhere.
 - **Adapters trained on data that is gone.** An adapter records the ids of the messages and members
-  it was trained on (`trained_on.json`); once one of those messages is deleted or one of those
-  members forgets or withdraws, the adapter is stale until trained again.
+  it was trained on, and a short hash of each message's words (`trained_on.json`); once one of those
+  messages is deleted or edited, or one of those members forgets or withdraws, the adapter is stale
+  until trained again.
 """
 
 from __future__ import annotations
@@ -23,12 +24,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from indexes.forget import by_author, by_message, scrub_training, training_files
-from indexes.records import StoredMessage
+from indexes.records import StoredMessage, content_digest
 from indexes.store import MessageStore
 
 logger = logging.getLogger(__name__)
 
 TRAINED_ON = "trained_on.json"
+
+
+ALL_WARNING = (
+    "TRAINING_CONSENT=all: training on every stored message, consent or not. Discord's Developer Policy "
+    "forbids training on message content from its API without Discord's permission"
+)
 
 
 def excluded_authors(store: MessageStore) -> set[int]:
@@ -42,10 +49,7 @@ def trainable(store: MessageStore, mode: str) -> Callable[[StoredMessage], bool]
     excluded = excluded_authors(store)
     consented = {user for user, (given, _) in store.consent().items() if given}
     if mode == "all":
-        logger.warning(
-            "TRAINING_CONSENT=all: training on every stored message, consent or not. Discord's Developer Policy "
-            "forbids training on message content from its API without Discord's permission"
-        )
+        logger.warning("%s", ALL_WARNING)
         return lambda m: not m.private and m.author_id not in excluded
     return lambda m: not m.private and m.author_id not in excluded and (m.author_id in consented or m.licensed)
 
@@ -107,18 +111,40 @@ def trained_on(adapter: Path) -> tuple[set[int], set[int]]:
         return set(), set()
 
 
+def digests(store: MessageStore, ids: set[int]) -> dict[int, str]:
+    """A short hash of each stored message's words (never the words): what an adapter learned, to tell an edit."""
+    return {i: content_digest(m.content) for i, m in store.get(ids).items()}
+
+
+def learned_digests(adapter: Path) -> dict[int, str]:
+    """The digests of the words an adapter learned, by message id; empty when it does not say."""
+    try:
+        data = json.loads((adapter / TRAINED_ON).read_text(encoding="utf-8")).get("digests", {})
+        return {int(i): str(d) for i, d in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def edited_since(store: MessageStore, learned: dict[int, str]) -> int:
+    """How many of these messages say something else now than the words learned (a deleted one is not counted)."""
+    now = digests(store, set(learned))
+    return sum(1 for i, digest in learned.items() if i in now and now[i] != digest)
+
+
 def staleness(store: MessageStore, adapter: Path | None) -> str | None:
-    """Why an adapter must be trained again (its data deleted, forgotten or withdrawn since), or None."""
+    """Why an adapter must be trained again (its data deleted, edited, forgotten or withdrawn since), or None."""
     if adapter is None or not (adapter / TRAINED_ON).is_file():
         return None
     messages, authors = trained_on(adapter)
     gone = len(messages) - len(store.get(messages))
+    edited = edited_since(store, learned_digests(adapter))
     left = len(authors & excluded_authors(store))
-    if not gone and not left:
+    if not gone and not edited and not left:
         return None
     return (
-        f"adapter {adapter.name} was trained on {gone} messages deleted since and on {left} members who forgot or "
-        "withdrew consent: train it again (python -m app train, or !train) and it leaves them out"
+        f"adapter {adapter.name} was trained on {gone} messages deleted since, {edited} edited since (in the words "
+        f"they no longer say) and on {left} members who forgot or withdrew consent: train it again "
+        "(python -m app train, or !train) and it leaves them out"
     )
 
 

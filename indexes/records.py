@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 DISCORD_EPOCH_MS = 1_420_070_400_000  # 2015-01-01, where Discord's snowflake ids count from
 MAX_ID = 2**63 - 1  # SQLite's integers
+
+
+def content_digest(text: str) -> str:
+    """What the index and the adapters record of a message's words to tell a change: a short hash, never the text."""
+    return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).hexdigest()
 
 
 def snowflake_at(moment: datetime) -> int:

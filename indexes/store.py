@@ -621,6 +621,16 @@ class MessageStore:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM messages WHERE lore_score >= ?", (threshold,)).fetchone()[0]
 
+    def note_thread(self, thread_id: int, parent_id: int) -> None:
+        """A thread's messages are kept: remember its channel, so that deleting the channel takes them too."""
+        self.set_meta(f"thread:{thread_id}", str(parent_id))
+
+    def threads_under(self, channel_id: int) -> list[int]:
+        """The threads of a channel whose messages were kept (see note_thread)."""
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM meta WHERE key LIKE 'thread:%' AND value = ?", (str(channel_id),))
+            return [int(key.removeprefix("thread:")) for (key,) in rows.fetchall()]
+
     def get_meta(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

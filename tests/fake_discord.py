@@ -499,6 +499,20 @@ class FakeDiscord:
         data = {key: thread[key] for key in ("id", "guild_id", "parent_id", "type")}
         self.call(self._dispatch("THREAD_DELETE", data))
 
+    def archive_thread(self, thread_id: int) -> None:
+        """A thread is archived (THREAD_UPDATE): clients forget it, so a channel deletion no longer names it."""
+        self.threads[thread_id]["thread_metadata"]["archived"] = True
+        self.call(self._dispatch("THREAD_UPDATE", self.threads[thread_id]))
+
+    def delete_channel(self) -> None:
+        """The channel is deleted, its threads with it: one CHANNEL_DELETE (Discord sends none for the threads)."""
+        threads = {str(t) for t, payload in self.threads.items() if payload["parent_id"] == str(self.channel_id)}
+        self.threads = {t: payload for t, payload in self.threads.items() if str(t) not in threads}
+        self.history[:] = [m for m in self.history if m["channel_id"] not in {str(self.channel_id), *threads}]
+        data = {"id": str(self.channel_id), "type": 0, "name": "tavern", "position": 0, "permission_overwrites": [],
+                "nsfw": False, "parent_id": None, "guild_id": str(self.guild_id)}  # fmt: skip
+        self.call(self._dispatch("CHANNEL_DELETE", data))
+
     def redeliver(self, message_id: int) -> None:
         """Deliver the same MESSAGE_CREATE again (as a replay after a reconnect could)."""
         payload = next(m for m in self.history if m["id"] == str(message_id))

@@ -168,6 +168,23 @@ async def test_a_deleted_thread_takes_its_messages_with_it(start_bot):
     assert said not in stored(runtime) and said not in indexed(runtime)
 
 
+async def test_a_deleted_channel_takes_its_threads_and_every_word_with_it(start_bot):
+    h = await start_bot(index=True)
+    runtime = h.bot.runtime
+    said = [await h.say("the lighthouse key hangs behind the bar, ask the keeper", author=BOB)]
+    thread = await asyncio.to_thread(h.fake.create_thread, "speedrun tips", False)
+    said.append(await h.say("the skip in level three saves twelve seconds if you jump early", channel_id=thread))
+    await settled(h)
+    assert set(said) <= set(stored(runtime)) and set(said) <= indexed(runtime)
+    await asyncio.to_thread(h.fake.archive_thread, thread)  # discord.py no longer knows it: the store must
+    await until(lambda: h.bot.get_channel(thread) is None, what="the thread archived")
+    await asyncio.to_thread(h.fake.delete_channel)
+    await until(lambda: not set(said) & set(stored(runtime)), what="the channel's messages deleted")
+    await until(lambda: runtime.lore_index.pending() == 0, what="the index caught up")
+    assert not set(said) & indexed(runtime)  # the archived thread's message too: Discord told of the channel only
+    assert not any("lighthouse" in m.content for m in runtime.memory.snapshot(h.fake.channel_id).messages)
+
+
 async def test_forgetme_with_another_members_nickname_removes_nothing_of_theirs(start_bot, tmp_path):
     from indexes.exports.common import synthetic_user_id
     from indexes.filters import Filters
@@ -246,6 +263,50 @@ async def test_training_takes_only_consented_members_and_withdrawing_acts_like_f
     stats = await h.say("!stats", author=ADMIN, roles=(h.fake.admin_role_id,))
     (post,) = await h.answered(stats)
     assert "**adapter** stale" in post.content
+
+
+def adapter_record(runtime, said: list[int]):
+    """Writes what training records in an adapter trained now on these messages (ids, authors, digests)."""
+    from training.train_lora import learned_words
+
+    def trained() -> None:
+        learned = learned_words(runtime.settings, [{"message_ids": said}])
+        authors = sorted({m.author_id for m in runtime.store.get(said).values()})
+        record = {"message_ids": said, "author_ids": authors, "digests": {str(i): d for i, d in learned.items()}}
+        (runtime.settings.ADAPTER_PATH / "trained_on.json").write_text(json.dumps(record))
+
+    return trained
+
+
+async def test_an_edit_takes_the_old_words_out_of_training_and_makes_the_adapter_stale(start_bot, tmp_path):
+    adapter = tmp_path / "adapters" / "voice"
+    adapter.mkdir(parents=True)
+    h = await start_bot(ADAPTER_PATH=adapter)
+    runtime = h.bot.runtime
+    for member in (ALICE, ADMIN):
+        await h.answered(await h.say("!consent", author=member))
+    said = []
+    for i in range(4):
+        said.append(await h.say(f"alice says something about the pinball league, round {i}", author=ALICE))
+        said.append(await h.say(f"the admin adds a word about the pinball league, round {i}", author=ADMIN))
+    await settled(h)
+    training = await asyncio.to_thread(prepare_training, runtime)
+    assert "alice says something about the pinball league, round 2" in training.read_text(encoding="utf-8")
+    adapter_trained = adapter_record(runtime, said)
+    adapter_trained()
+    assert runtime.stale_adapter() is None
+
+    await asyncio.to_thread(h.fake.edit_message, said[4], "alice took that back, she never liked the league")
+    await settled(h)
+    assert "alice says something about the pinball league, round 2" not in training.read_text(encoding="utf-8")
+    assert "1 edited since" in runtime.stale_adapter()  # learned in words she no longer says
+    adapter_trained()
+    assert runtime.stale_adapter() is None  # an adapter trained after the edit learned the new words
+
+
+async def test_training_on_everyone_is_warned_about_when_the_bot_starts(start_bot, caplog):
+    await start_bot(TRAINING_CONSENT="all")
+    assert "TRAINING_CONSENT=all" in caplog.text and "Developer Policy" in caplog.text
 
 
 async def test_a_consent_role_counts_until_the_member_says_otherwise(start_bot):

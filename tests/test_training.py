@@ -112,19 +112,27 @@ def test_prepare_from_the_store_and_not_enough_data(settings, tmp_path):
 
 
 def test_an_adapter_is_not_published_when_its_data_was_deleted_or_withdrawn_while_it_trained(settings):
-    from training.train_lora import DataWithdrawn, still_allowed
+    from training.train_lora import DataWithdrawn, learned_words, still_allowed
 
     store = MessageStore(settings.store_path)
     store.upsert([message(i, 10 + i % 2, f"message number {i} of the channel") for i in range(1, 5)])
     samples = [{"message_ids": [1, 2], "author_ids": [10, 11]}, {"message_ids": [3, 4], "author_ids": [10, 11]}]
-    still_allowed(settings, samples)  # nothing changed: fine
+    learned = learned_words(settings, samples)
+    assert len(learned) == 4 and not any("message" in digest for digest in learned.values())  # hashes, not words
+    still_allowed(settings, samples, learned)  # nothing changed: fine
     store.delete([3])
-    with pytest.raises(DataWithdrawn, match="1 of its messages were deleted and 0 of its members"):
-        still_allowed(settings, samples)
+    with pytest.raises(DataWithdrawn, match="1 of its messages were deleted, 0 edited and 0 of its members"):
+        still_allowed(settings, samples, learned)
     store.upsert([message(3, 11, "message number 3 of the channel")])
+    edited = message(2, 11, "message number 2, said otherwise now")
+    edited.edited_at = T0 + timedelta(days=1)  # when Discord says it was edited does not matter: its words do
+    store.upsert([edited])
+    with pytest.raises(DataWithdrawn, match="0 of its messages were deleted, 1 edited and 0 of its members"):
+        still_allowed(settings, samples, learned)
+    still_allowed(settings, samples, learned_words(settings, samples))  # edited before training read it: fine
     store.set_consent(10, False)
-    with pytest.raises(DataWithdrawn, match="0 of its messages were deleted and 1 of its members"):
-        still_allowed(settings, samples)
+    with pytest.raises(DataWithdrawn, match="0 of its messages were deleted, 0 edited and 1 of its members"):
+        still_allowed(settings, samples, learned_words(settings, samples))
     store.close()
 
 
@@ -216,7 +224,7 @@ def smoke_recipe(settings, **changes):
     recipe = load_recipe(ROOT / "training" / "recipes" / "cpu-smoke.yaml", settings)
     recipe.max_steps, recipe.max_length, recipe.learning_rate = 12, 256, 1e-3
     recipe.logging_steps, recipe.save_steps, recipe.eval_steps = 1, 4, 1000
-    recipe.gradient_accumulation_steps = 1
+    recipe.gradient_accumulation_steps, recipe.per_device_batch_size = 1, 2  # a few minutes on 2 cores in fp32
     for key, value in changes.items():
         setattr(recipe, key, value)
     return recipe
@@ -246,6 +254,7 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
     assert (adapters / "voice.previous" / "marker").is_file()  # the old adapter is kept aside
     trained_on = json.loads((adapters / "voice" / "trained_on.json").read_text())
     assert len(trained_on["message_ids"]) > 16 and trained_on["author_ids"]  # ids only, to tell when it goes stale
+    assert trained_on["digests"] == {}  # hashes of stored words, to tell an edit: this data is not in the store
     for engine, quantized in (("transformers", False), ("transformers", True), ("llamacpp", False)):
         options = settings.model_copy(
             update={
@@ -338,3 +347,14 @@ def test_qlora_trains_on_the_4bit_base(settings, training_data, tmp_path):
     assert recipe.quantization
     result = train(recipe, settings, training_data, "qlora", adapters_dir=tmp_path / "adapters", progress=False)
     assert result.steps == 2 and (tmp_path / "adapters" / "qlora" / "adapter_model.safetensors").is_file()
+
+
+def test_an_fp32_recipe_trains_in_fp32_whatever_trl_would_choose(settings, tmp_path):
+    from trl import SFTConfig
+
+    from training.train_lora import _precision
+
+    config = SFTConfig(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", **_precision(smoke_recipe(settings), "cpu")
+    )
+    assert not config.bf16 and not config.fp16  # trl alone turns bf16 on: many times slower on a CPU without it

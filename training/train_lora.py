@@ -177,6 +177,7 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
         logger.warning("%s", problem)
     train_samples = [s for s in samples if s.get("split", "train") == "train"]
     validation_samples = [s for s in samples if s.get("split") == "validation"]
+    learned = learned_words(settings, samples)  # a message that says something else by the end was edited
     if len(train_samples) < MIN_TRAIN_SAMPLES:
         raise NotEnoughData(f"not enough data ({len(train_samples)} samples, need {MIN_TRAIN_SAMPLES})")
     work, final = adapters_dir / f"{name}.work", adapters_dir / name
@@ -254,21 +255,39 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
         resumed_from=str(work) if checkpoint else None,
     )  # fmt: skip
     used = train_samples + validation_samples
-    still_allowed(settings, used)
+    still_allowed(settings, used, learned)
     _publish(
         trainer, tokenizer, recipe, result, (data, digest), final,
-        prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE), used,
+        prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE), used, learned,
     )  # fmt: skip
     return result
 
 
 class DataWithdrawn(RuntimeError):
-    """Training data was deleted, forgotten or withdrawn while training ran: the adapter is not published."""
+    """Training data was deleted, edited, forgotten or withdrawn while training ran: the adapter is not published."""
 
 
-def still_allowed(settings, samples: list[dict]) -> None:
-    """Refuse to publish an adapter whose data a member deleted, forgot or withdrew while it trained."""
-    from indexes.members import excluded_authors
+def learned_words(settings, samples: list[dict]) -> dict[int, str]:
+    """The digests of the stored words of the samples' messages as training reads them (never the words)."""
+    from indexes.members import digests
+    from indexes.store import MessageStore
+
+    if not settings.store_path.is_file():
+        return {}
+    store = MessageStore(settings.store_path)
+    try:
+        return digests(store, {int(i) for s in samples for i in s.get("message_ids", [])})
+    finally:
+        store.close()
+
+
+def still_allowed(settings, samples: list[dict], learned: dict[int, str] | None = None) -> None:
+    """Refuse to publish an adapter whose data a member deleted, edited, forgot or withdrew while it trained.
+
+    `learned`: the digests of the words training read (learned_words); a message whose words differ now was
+    learned in words it no longer says.
+    """
+    from indexes.members import edited_since, excluded_authors
     from indexes.store import MessageStore
 
     if not settings.store_path.is_file():
@@ -277,13 +296,15 @@ def still_allowed(settings, samples: list[dict]) -> None:
     try:
         ids = {int(i) for s in samples for i in s.get("message_ids", [])}
         gone = len(ids) - len(store.get(ids))
+        edited = edited_since(store, learned or {})
         left = {int(a) for s in samples for a in s.get("author_ids", [])} & excluded_authors(store)
     finally:
         store.close()
-    if gone or left:
+    if gone or edited or left:
         raise DataWithdrawn(
-            f"while training ran, {gone} of its messages were deleted and {len(left)} of its members forgot or "
-            "withdrew consent: the adapter was not published (the current one stays); run training again"
+            f"while training ran, {gone} of its messages were deleted, {edited} edited and {len(left)} of its "
+            "members forgot or withdrew consent: the adapter was not published (the current one stays); "
+            "run training again"
         )
 
 
@@ -296,11 +317,12 @@ def _validation_loss(trainer) -> float | None:
 
 
 def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: tuple[Path, str], final: Path,
-             prompts: dict[str, str], samples: list[dict]) -> None:  # fmt: skip
+             prompts: dict[str, str], samples: list[dict], learned: dict[int, str]) -> None:  # fmt: skip
     """Write the adapter next to the current one, then swap: the old one becomes <name>.previous.
 
     `data`: the training file and the hash of what was read from it. The adapter records the ids of
-    the messages and members it learned from (indexes.members.TRAINED_ON), never their words.
+    the messages and members it learned from (indexes.members.TRAINED_ON), never their words, and a short
+    hash of each message's words (`learned`: a message edited since makes the adapter stale).
     """
     from indexes.members import TRAINED_ON
 
@@ -323,6 +345,7 @@ def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: tupl
     trained_on = {
         "message_ids": sorted({int(i) for s in samples for i in s.get("message_ids", [])}),
         "author_ids": sorted({int(a) for s in samples for a in s.get("author_ids", [])}),
+        "digests": {str(i): digest for i, digest in sorted(learned.items())},
     }
     (staging / TRAINED_ON).write_text(json.dumps(trained_on), encoding="utf-8")
     previous = final.with_name(final.name + ".previous")

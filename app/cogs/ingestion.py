@@ -40,6 +40,7 @@ class Ingestion(commands.Cog):
         self._caught_up = False
         self._live_moves_seen = False  # until the catch-up has read what was missed
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")  # one at a time, in order
+        self._threads: set[int] = set()  # threads whose channel the store was told of (the writer's only)
 
     async def cog_load(self) -> None:
         self.retention.start()
@@ -70,9 +71,13 @@ class Ingestion(commands.Cog):
         """A message read from Discord now; `seen`: the catch-up after a restart starts after it."""
         runtime, role = self.bot.runtime, self.bot.settings.CONSENT_ROLE_ID
         roles = getattr(message.author, "roles", None)  # a Member's (a message read back has a User: unknown)
+        thread = message.channel if isinstance(message.channel, discord.Thread) else None
 
         def store() -> None:
             runtime.ingest(from_discord(message), seen=seen)
+            if thread is not None and thread.id not in self._threads:
+                runtime.store.note_thread(thread.id, thread.parent_id)
+                self._threads.add(thread.id)
             if role and roles is not None:
                 runtime.consent_role(message.author.id, any(r.id == role for r in roles))
 
