@@ -291,14 +291,14 @@ async def test_an_edit_takes_the_old_words_out_of_training_and_makes_the_adapter
         said.append(await h.say(f"the admin adds a word about the pinball league, round {i}", author=ADMIN))
     await settled(h)
     training = await asyncio.to_thread(prepare_training, runtime)
-    assert "alice says something about the pinball league, round 2" in training.read_text(encoding="utf-8")
+    assert "alice says something about the pinball league, round 1" in training.read_text(encoding="utf-8")
     adapter_trained = adapter_record(runtime, said)
     adapter_trained()
     assert runtime.stale_adapter() is None
 
-    await asyncio.to_thread(h.fake.edit_message, said[4], "alice took that back, she never liked the league")
+    await asyncio.to_thread(h.fake.edit_message, said[2], "alice took that back, she never liked the league")
     await settled(h)
-    assert "alice says something about the pinball league, round 2" not in training.read_text(encoding="utf-8")
+    assert "alice says something about the pinball league, round 1" not in training.read_text(encoding="utf-8")
     assert "1 edited since" in runtime.stale_adapter()  # learned in words she no longer says
     adapter_trained()
     assert runtime.stale_adapter() is None  # an adapter trained after the edit learned the new words
