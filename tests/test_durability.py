@@ -146,7 +146,7 @@ def test_a_message_stored_during_any_step_of_a_rebuild_reaches_the_new_index(sto
             post("scan")  # stored after the new collection was registered, maybe after the scan passed it
         return embed(collection, messages, progress)
 
-    def applying(name, collection):
+    def applying(name, collection, through=None):
         if name != old:
             if store._db.in_transaction:  # the last catch-up: a writer on another thread waits for the swap
                 writer = threading.Thread(target=post, args=("swap",))
@@ -154,7 +154,7 @@ def test_a_message_stored_during_any_step_of_a_rebuild_reaches_the_new_index(sto
                 during["writer"] = writer
             elif not during["catch-up"]:
                 post("catch-up")
-        return apply(name, collection)
+        return apply(name, collection, through)
 
     monkeypatch.setattr(index, "_embed", scanning)
     monkeypatch.setattr(index, "_apply", applying)
