@@ -28,7 +28,7 @@ def quiet_libraries() -> None:
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/?#\s@]+@")  # user:password@ or a lone token@
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/?#\s@]+@")  # user:password@ or a lone token@
 
 
 class RedactSecrets(logging.Filter):
@@ -42,7 +42,7 @@ class RedactSecrets(logging.Filter):
     def _clean(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
-        return _URL_CREDENTIALS.sub("[redacted]@", text)
+        return URL_CREDENTIALS.sub("[redacted]@", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -8,7 +8,6 @@ that names each bad variable and what it accepts.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.logs import URL_CREDENTIALS
 from chains.config import DEFAULT_MODEL, ModelConfig
 
 # Settings the running bot keeps until a restart (`!reload` names them when they changed): its
@@ -301,7 +301,7 @@ def without_credentials(url: str) -> str:
         netloc = f"{host}:{parts.port}" if parts.port else host
         return urlunsplit(parts._replace(netloc=netloc))
     except ValueError:  # not a URL urllib can read (a bad port, a stray bracket): cut whatever precedes an @
-        return re.sub(r"(?<=://)[^/?#\s@]+@", "", url)
+        return URL_CREDENTIALS.sub("", url)
 
 
 def secrets_of(settings: Settings) -> list[str]:
