@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from indexes.store import MessageStore
 
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer: no bound
+
 
 class IndexLog:
     """The store's index log and the collections' cursors (`store.index_log`)."""
@@ -29,11 +31,12 @@ class IndexLog:
             row = self._store.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'index_log'").fetchone()
         return row[0] if row else 0
 
-    def changes(self, after: int, limit: int) -> list[tuple[int, int]]:
-        """(seq, message id) of the index log after `after`, oldest first, at most `limit`."""
+    def changes(self, after: int, limit: int, through: int | None = None) -> list[tuple[int, int]]:
+        """(seq, message id) of the index log after `after` (and up to `through`), oldest first, at most `limit`."""
         with self._store.lock:
             rows = self._store.db.execute(
-                "SELECT seq, message_id FROM index_log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+                "SELECT seq, message_id FROM index_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after, MAX_SEQ if through is None else through, limit),
             ).fetchall()
         return [tuple(r) for r in rows]
 

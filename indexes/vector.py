@@ -293,7 +293,7 @@ class LoreIndex:
                 cursor = self.log.cursor(name)
                 if cursor is None:
                     raise IndexUnavailable(f"collection {name} is no longer registered (replaced by another rebuild)")
-                changes = [c for c in self.log.changes(cursor, SYNC_BATCH) if through is None or c[0] <= through]
+                changes = self.log.changes(cursor, SYNC_BATCH, through)
                 if not changes:
                     return done
                 ids = list(dict.fromkeys(message_id for _, message_id in changes))
