@@ -180,28 +180,38 @@ class Runtime:
             self.known_names.add(message.author)
         self.memory.add(channel_id, message)
 
-    def remember_reply(self, channel_id: int, text: str) -> None:
-        """The character's own reply joins the channel's short-term memory."""
-        self.memory.add(channel_id, ChatMessage(author=self.persona.name, content=text, from_character=True))
+    def remember_reply(self, channel_id: int, text: str, sources: Iterable[int] = ()) -> None:
+        """The character's own reply joins the channel's short-term memory, with the ids of the messages it
+        was made from: when one of them is deleted, edited or forgotten, the reply goes from memory too."""
+        reply = ChatMessage(author=self.persona.name, content=text, from_character=True, sources=frozenset(sources))
+        self.memory.add(channel_id, reply)
+
+    def _remember(self, channel_id: int, result: ReplyResult, asked: ChatMessage) -> None:
+        """A reply made: remembered with every message its prompt held (memory, lore, the question), any of
+        which the model may have quoted."""
+        sources = self.memory.cited(channel_id) | {i for item in result.lore for i in item.message_ids}
+        if asked.message_id:
+            sources.add(asked.message_id)
+        self.remember_reply(channel_id, result.text, sources)
 
     def reply(self, channel_id: int, message: ChatMessage) -> ReplyResult:
         """Answer a message in character (the final result only); the reply is remembered too."""
         result = run_reply(self.chain, channel_id, message)
-        self.remember_reply(channel_id, result.text)
+        self._remember(channel_id, result, message)
         return result
 
     def stream(self, channel_id: int, message: ChatMessage) -> Iterator[ReplyResult]:
         """Answer a message, yielding the safe part of the reply as it grows, then the final result."""
         for result in stream_reply(self.chain, channel_id, message):
             if not result.partial:
-                self.remember_reply(channel_id, result.text)
+                self._remember(channel_id, result, message)
             yield result
 
     async def astream(self, channel_id: int, message: ChatMessage) -> AsyncIterator[ReplyResult]:
         """`stream` for an event loop: nothing blocks the loop."""
         async for result in astream_reply(self.chain, channel_id, message):
             if not result.partial:
-                self.remember_reply(channel_id, result.text)
+                self._remember(channel_id, result, message)
             yield result
 
     def forget(self, user_id: int, names: Iterable[str] = ()) -> ForgetReport:
@@ -209,10 +219,13 @@ class Runtime:
 
         `names` (exports without ids) only from an admin. Their names stay known: a reply never speaks as them.
         """
+        ids, _ = member_ids(user_id, names)
+        quoted = {i for i, m in self.store.get(self.memory.cited()).items() if m.author_id in ids}
         report = forget_member(self.store, self.lore_index, self.settings.DATA_DIR, user_id, names)
         ids, _ = member_ids(user_id, report.names)
         self.opted_out |= ids
         self.memory.forget(ids, set(report.names))
+        self.memory.drop(quoted)  # the character's replies made from their words
         return report
 
     def set_consent(self, user_id: int, given: bool, source: str = "command") -> int:

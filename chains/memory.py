@@ -48,6 +48,17 @@ class _Channel:
     summarized: set = field(default_factory=set)  # ids of the messages the summary was made from
 
 
+def _words_of(messages) -> set[int]:
+    """The ids of the members' messages whose words these hold: their own, and those a reply of the
+    character's was made from (`ChatMessage.sources`)."""
+    return {i for m in messages for i in (m.message_id, *m.sources) if i}
+
+
+def _cites(message: ChatMessage, ids: set[int]) -> bool:
+    """The message is one of `ids`, or a reply of the character's made from one of them."""
+    return message.message_id in ids or not message.sources.isdisjoint(ids)
+
+
 class _SummaryTask:
     """One channel's summary refresh, run by the generation service when it is idle."""
 
@@ -69,7 +80,7 @@ class _SummaryTask:
         with self.memory._lock:
             channel = self.memory._channel(self.channel_id)
             if channel.generation == self.generation:
-                channel.summarized |= {m.message_id for m in channel.in_flight if m.message_id}
+                channel.summarized |= _words_of(channel.in_flight)
                 channel.in_flight = []
                 if text.strip():
                     channel.summary = text.strip()
@@ -172,32 +183,47 @@ class ShortTermMemory:
     def drop(self, message_ids: set[int]) -> int:
         """Drop messages (deleted on Discord, no longer kept) from every channel; returns how many were held.
 
-        A summary made from one of them is dropped too (it may hold its words), and a summary being
-        made from one is discarded; the other messages it covered wait for the next summary.
+        The character's replies made from one of them go too (the model may have quoted it), a summary
+        made from one is dropped (it may hold its words), and a summary being made from one is
+        discarded; the other messages it covered wait for the next summary.
         """
-        return self._rewrite(lambda m: None if m.message_id in message_ids else m, message_ids)
+        return self._rewrite(lambda m: None if _cites(m, message_ids) else m, message_ids)
 
     def edit(self, message_id: int, content: str) -> bool:
-        """A message's new words replace the old ones wherever it is remembered; True if it was."""
-        return bool(
-            self._rewrite(lambda m: replace(m, content=content) if m.message_id == message_id else m, {message_id})
-        )
+        """A message's new words replace the old ones wherever it is remembered (the character's replies
+        made from the old words go, as `drop` says); True if it was."""
+
+        def change(message: ChatMessage) -> ChatMessage | None:
+            if message.message_id == message_id:
+                return replace(message, content=content)
+            return None if _cites(message, {message_id}) else message
+
+        return bool(self._rewrite(change, {message_id}))
+
+    def cited(self, channel_id: int | None = None) -> set[int]:
+        """The ids of the members' messages whose words one channel's memory (or all) holds: the window,
+        the summary and the character's replies made from others (see `ChatMessage.sources`)."""
+        with self._lock:
+            channels = self._channels.values() if channel_id is None else [self._channel(channel_id)]
+            return {
+                i
+                for channel in channels
+                for i in _words_of([*channel.window, *channel.since_summary, *channel.in_flight]) | channel.summarized
+            }
 
     def _rewrite(self, change, message_ids: set[int]) -> int:
         touched = 0
         with self._lock:
             for channel in self._channels.values():
                 held = [
-                    m
-                    for m in [*channel.window, *channel.since_summary, *channel.in_flight]
-                    if m.message_id in message_ids
+                    m for m in [*channel.window, *channel.since_summary, *channel.in_flight] if _cites(m, message_ids)
                 ]
                 summarized = bool(channel.summarized & message_ids)
                 if not held and not summarized:
                     continue
-                touched += len({m.message_id for m in held}) or 1
+                touched += len({m.message_id for m in held if m.message_id in message_ids}) or 1
                 channel.window = deque((m for m in map(change, channel.window) if m is not None), maxlen=self.window)
-                if summarized or any(m.message_id in message_ids for m in channel.in_flight):
+                if summarized or any(_cites(m, message_ids) for m in channel.in_flight):
                     channel.summary, channel.summarized = "", set()  # it may hold the old words
                     channel.since_summary = channel.in_flight + channel.since_summary
                     channel.in_flight = []

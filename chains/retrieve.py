@@ -16,6 +16,12 @@ logger = logging.getLogger(__name__)
 LoreSearch = Callable[..., list[LoreItem]]  # (query, channel_id=None)
 
 
+def _ids(meta: dict) -> tuple[int, ...]:
+    """The stored messages a hit's words came from: itself, then the thread it answers."""
+    ids = [meta.get("message_id"), *meta.get("thread_ids", ())]
+    return tuple(int(i) for i in ids if str(i or "").isdigit())
+
+
 def llama_index_search(retriever) -> LoreSearch:
     """Adapt a LlamaIndex retriever (e.g. indexes.vector.WeightedRetriever) to a LoreSearch.
 
@@ -38,6 +44,7 @@ def llama_index_search(retriever) -> LoreSearch:
                     scores=dict(meta.get("scores", {})),
                     reasons=str(meta.get("lore_reasons", "")),
                     thread=str(meta.get("replying_to", "")),
+                    message_ids=_ids(meta),
                 )
             )
         return items

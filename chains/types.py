@@ -20,6 +20,7 @@ class ChatMessage:
     from_character: bool = False  # written by the bot itself
     message_id: int | None = None
     timestamp: datetime = field(default_factory=_now)
+    sources: frozenset[int] = frozenset()  # the character's reply: ids of the messages its prompt held
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class LoreItem:
     scores: dict = field(default_factory=dict)
     reasons: str = ""
     thread: str = ""  # what a reply answers (the start of its thread), when it is one
+    message_ids: tuple[int, ...] = ()  # the messages whose words this holds (the message, then its thread)
 
 
 @dataclass(frozen=True)

@@ -430,14 +430,14 @@ class MessageStore:
             ) SELECT id FROM below WHERE depth > 0)"""
         return list(self._select(where, (author_id, author_id)))
 
-    def threads(self, messages: Iterable[StoredMessage], depth: int = 1) -> dict[int, list[str]]:
-        """For each reply among `messages`, what it answers: up to `depth` messages, the earliest first.
+    def threads(self, messages: Iterable[StoredMessage], depth: int = 1) -> dict[int, list[tuple[int, str]]]:
+        """For each reply among `messages`, what it answers: up to `depth` (id, words) of messages, the earliest first.
 
         A reply to a reply answers the whole exchange, and the question usually starts it. The walk
         stops at a message that is not stored (deleted, forgotten, or never imported).
         """
         above = {m.id: m.reply_to for m in messages if m.reply_to}
-        found: dict[int, list[str]] = {}
+        found: dict[int, list[tuple[int, str]]] = {}
         for _ in range(depth):
             rows = self._links(above.values())
             for message_id, parent in list(above.items()):
@@ -445,7 +445,7 @@ class MessageStore:
                     del above[message_id]
                     continue
                 content, above[message_id] = rows[parent]
-                found.setdefault(message_id, []).insert(0, content)
+                found.setdefault(message_id, []).insert(0, (parent, content))
                 if above[message_id] is None:
                     del above[message_id]
         return found

@@ -267,7 +267,7 @@ class LoreIndex:
                 threads = self.store.threads(batch, REPLY_THREAD_DEPTH)
                 entries = [
                     entry for m in batch
-                    for entry in to_nodes(m, m.reaction_count + replies.get(m.id, 0), threads.get(m.id, ()))
+                    for entry in to_nodes(m, m.reaction_count + replies.get(m.id, 0), [t for _, t in threads.get(m.id, ())])
                 ]  # fmt: skip
                 vectors = self.embed_model.get_text_embedding_batch([text for _, text in entries])
                 for (node, _), vector in zip(entries, vectors):
@@ -701,9 +701,11 @@ class WeightedRetriever(BaseRetriever):
                 lore_reasons="; ".join(message.lore_reasons),
             )  # fmt: skip
             question = messages.get(hit.node.metadata.pop("answers", 0))
-            thread = thread_of(message, [question.content] if question else threads.get(message.id, ()))
+            above = [(question.id, question.content)] if question else threads.get(message.id, [])
+            thread = thread_of(message, [text for _, text in above])
             if thread:
                 hit.node.metadata["replying_to"] = thread
+            hit.node.metadata["thread_ids"] = [i for i, _ in above]  # whose words came along: see LoreItem
             hit.node.excluded_llm_metadata_keys = list(hit.node.metadata)
             found.append(hit)
         return found

@@ -365,11 +365,12 @@ def test_a_reply_is_found_by_the_thread_it_answers_and_forgetting_the_asker_unli
     with_question = answer_score()
     [found] = [i for i in llama_index_search(retriever)("what unit is the rate?") if i.content == answer.content]
     assert found.thread == f"{question.content} / {guess.content}"  # grounding reads the answer in its thread
+    assert found.message_ids == (3, 1, 2)  # whose words it brings: a reply made from it goes when one goes
     forget_member(store, index, tmp_path, 9)  # the asker opts out: their words leave the answer's embedding
     unlinked = stored(3)
     assert unlinked["ids"] == ["3"] and list(unlinked["embeddings"][0]) != list(linked["embeddings"][0])
     [found] = [i for i in llama_index_search(retriever)("what unit is the rate?") if i.content == answer.content]
-    assert found.thread == guess.content
+    assert found.thread == guess.content and found.message_ids == (3, 2)
     assert with_question > answer_score() + 0.05  # the question is what made the answer findable
 
 

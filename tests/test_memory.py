@@ -157,3 +157,36 @@ def test_a_deleted_or_edited_message_leaves_memory_and_the_summary_made_of_it(se
     assert service.wait_idle(10)
     assert "555-0199" not in memory.snapshot(1).summary  # the summary made of the old words was discarded
     assert [m.content for m in memory.snapshot(1).messages if m.message_id == 4] == ["my new phone number is private"]
+
+
+def test_the_characters_replies_made_from_a_message_go_with_it(service_for):
+    llm = ScriptedLLM(responses=["the character said alice lives at 42 Quillmoor Lane"])
+    service = service_for(llm)
+    memory = ShortTermMemory(
+        window=10, summarize_interval=3, summary_request=summary_request, schedule=service.background
+    )
+    memory.add(1, ChatMessage("alice", "I live at 42 Quillmoor Lane", message_id=1))
+    memory.add(1, ChatMessage("bob", "where does alice live?", message_id=2))
+    assert memory.cited(1) == {1, 2}
+    memory.add(
+        1, ChatMessage("Susu", "alice lives at 42 Quillmoor Lane", from_character=True, sources=frozenset({1, 2}))
+    )
+    memory.add(1, ChatMessage("Susu", "a reply made from lore only", from_character=True, sources=frozenset({9})))
+    assert memory.cited(1) == {1, 2, 9}
+    assert memory.edit(1, "I moved")
+    assert [m.content for m in memory.snapshot(1).messages] == [
+        "I moved",
+        "where does alice live?",
+        "a reply made from lore only",
+    ]
+    assert memory.drop({9}) == 1  # a lore message, never in memory itself: the reply made from it goes
+    assert [m.message_id for m in memory.snapshot(1).messages] == [1, 2]
+
+    memory.add(2, ChatMessage("carol", "hello", message_id=3))
+    memory.add(2, ChatMessage("Susu", "quoting lore message 7", from_character=True, sources=frozenset({3, 7})))
+    memory.add(2, ChatMessage("dave", "hi", message_id=4))  # the summary is made of these three
+    assert wait_until(lambda: "Quillmoor" in memory.snapshot(2).summary)
+    assert memory.cited(2) >= {3, 4, 7}
+    assert memory.drop({7}) == 1
+    snap = memory.snapshot(2)
+    assert snap.summary == "" and [m.message_id for m in snap.messages] == [3, 4]  # made from 7's words: dropped

@@ -49,6 +49,14 @@ async def settled(h, sentinel: int | None = None) -> None:
         await until(lambda: runtime.lore_index.pending() == 0, what="the index caught up")
 
 
+class Parrot(ScriptedLLM):
+    """Repeats the secret's words whenever its prompt holds them, as a model quoting its context does."""
+
+    def _stream(self, prompt, stop=None, run_manager=None, **kwargs):
+        self.responses = ["mrrp, alice lives at 42 Quillmoor Lane."] if "Quillmoor" in prompt else ["mrrp, noted."]
+        yield from super()._stream(prompt, stop, run_manager, **kwargs)
+
+
 async def asked_prompt(h, question: str) -> str:
     """The prompt the model was given to answer `question`, asked by Bob."""
     asked = await h.say(question, author=BOB, mention_bot=True)
@@ -65,7 +73,7 @@ def prepare_training(runtime, **overrides) -> Path:
 
 
 async def test_a_deleted_message_leaves_every_place_the_bot_keeps_words(start_bot, tmp_path):
-    h = await start_bot(llm=ScriptedLLM(responses=["mrrp, noted."]), index=True, GROUNDING="off")
+    h = await start_bot(llm=Parrot(), index=True, GROUNDING="off")
     runtime, data = h.bot.runtime, tmp_path / "data"
     for i in range(3):
         await h.say(f"ordinary chatter number {i} about the tavern's pinball machine", author=BOB)
@@ -77,12 +85,16 @@ async def test_a_deleted_message_leaves_every_place_the_bot_keeps_words(start_bo
     assert "Quillmoor" in await asked_prompt(h, "what is alice's home address?")  # control: it is found
     assert secret in indexed(runtime) and "Quillmoor" in training.read_text(encoding="utf-8")
     assert files_holding(data, "Quillmoor")
+    remembered = runtime.memory.snapshot(h.fake.channel_id)
+    assert any("Quillmoor" in m.content for m in remembered.messages if m.from_character)  # it quoted her
 
     await asyncio.to_thread(h.fake.delete_message, secret)
     await settled(h)
     assert secret not in stored(runtime) and secret not in indexed(runtime)
     assert vector(runtime, answer) != before  # embedded again, without the deleted words
-    assert not any("Quillmoor" in m.content for m in runtime.memory.snapshot(h.fake.channel_id).messages)
+    remembered = runtime.memory.snapshot(h.fake.channel_id)
+    assert not any("Quillmoor" in m.content for m in remembered.messages)  # the character's quote went too
+    assert "Quillmoor" not in remembered.summary
     assert "Quillmoor" not in await asked_prompt(h, "what is alice's home address?")
     assert "Quillmoor" not in training.read_text(encoding="utf-8")
     assert files_holding(data, "Quillmoor") == []  # no SQLite file, log or training file holds it
@@ -209,6 +221,23 @@ async def test_forgetme_with_another_members_nickname_removes_nothing_of_theirs(
     assert any(m.author_name == "bob" for m in runtime.store.iter_messages())  # bob's words stay
     assert synthetic_user_id("bob") not in runtime.store.opted_out() and mallory in runtime.store.opted_out()
     assert "bob" in runtime.known_names  # the character still never speaks as bob
+
+
+def test_forgetting_a_member_takes_the_characters_replies_made_from_their_words(settings, fake_bundle):
+    from app.runtime import build_runtime
+    from chains.types import ChatMessage
+
+    runtime = build_runtime(settings, model=fake_bundle(["mrrp"]), with_index=False)
+    now = datetime.now(timezone.utc)
+    said = StoredMessage(id=7, channel_id=1, author_id=BOB, author_name="bob", timestamp=now,
+                         content="my locker code is 4-8-15, do not tell anyone", discord_id=True)  # fmt: skip
+    runtime.store.upsert([said])  # found as lore: never in this channel's memory itself
+    runtime.observe(1, ChatMessage("alice", "hi all", author_id=ALICE, message_id=8))
+    runtime.remember_reply(1, "bob's locker code is 4-8-15", sources={7, 8})
+    runtime.remember_reply(1, "welcome back, alice", sources={8})
+    runtime.forget(BOB)
+    assert [m.content for m in runtime.memory.snapshot(1).messages] == ["hi all", "welcome back, alice"]
+    runtime.close()
 
 
 def test_forgetting_by_name_is_an_admins_and_shows_what_goes_first(tmp_path, capsys):
@@ -356,8 +385,23 @@ async def test_retention_deletes_older_messages_everywhere(start_bot, tmp_path):
     ])  # fmt: skip
     store.close()
     h = await start_bot(index=True, RETENTION_DAYS=30)
-    assert set(stored(h.bot.runtime)) == {2}
+    runtime = h.bot.runtime
+    assert set(stored(runtime)) == {2}  # at start
     assert files_holding(tmp_path / "data", "kept too long") == []
+
+    # Every hour after: a live message grows old, indexed and in a training file by then.
+    aging = await h.say("a live story told today that will outstay the retention period")
+    await settled(h)
+    assert aging in indexed(runtime)
+    samples = [{"message_ids": [str(aging)], "target": "the story"}, {"message_ids": ["2"], "target": "recent"}]
+    settings.training_data.write_text("".join(json.dumps(s) + "\n" for s in samples), encoding="utf-8")
+    with runtime.store.transaction() as db:
+        db.execute("UPDATE messages SET timestamp = ? WHERE id = ?", ((now - timedelta(days=31)).isoformat(), aging))
+    await h.bot.get_cog("Ingestion").retention()  # the hourly run
+    await settled(h)
+    assert aging not in stored(runtime) and aging not in indexed(runtime) and 2 in stored(runtime)
+    assert [json.loads(line)["target"] for line in settings.training_data.read_text().splitlines()] == ["recent"]
+    assert files_holding(tmp_path / "data", "outstay the retention") == []
 
 
 async def test_the_catch_up_applies_what_was_deleted_or_edited_while_away(start_bot):
