@@ -25,6 +25,36 @@ FIRST_POST_CHARS = 60  # a first sentence that runs on longer is posted before i
 _SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
 
 
+QUOTE_WORDS = 3  # this many words of a message in a row, one of them telling, in a reply: it repeats the message
+_WORD = re.compile(r"\w+")
+
+
+def _telling(word: str) -> bool:
+    """A word that says something of its own: a number, a name, anything of five letters or more."""
+    return len(word) >= 5 or any(c.isdigit() for c in word)
+
+
+def _fragments(text: str) -> set[str]:
+    """Every run of QUOTE_WORDS words of `text` that holds a telling word ("42 Quillmoor Lane", not "it is a")."""
+    words = _WORD.findall(text.casefold())
+    runs = (words[i : i + QUOTE_WORDS] for i in range(len(words) - QUOTE_WORDS + 1))
+    return {" ".join(run) for run in runs if any(map(_telling, run))}
+
+
+def without_quotes(text: str, gone: list[str], now: list[str] = ()) -> str:
+    """`text` without the lines that quote one of the `gone` texts (deleted messages, or edited ones' old
+    words; a run of words still in the `now` texts is no quote of what went); '' if no line is left."""
+    wanted = set().union(*map(_fragments, gone)) - set().union(set(), *map(_fragments, now))
+    if not wanted:
+        return text
+
+    def quotes(line: str) -> bool:
+        said = f" {' '.join(_WORD.findall(line.casefold()))} "
+        return any(f" {fragment} " in said for fragment in wanted)
+
+    return "\n".join(line for line in text.splitlines() if not quotes(line)).strip()
+
+
 def complete_sentences(text: str) -> str:
     """The text up to the end of its last complete sentence ('' if none has ended yet)."""
     ends = [m.end() for m in _SENTENCE_END.finditer(text)]
@@ -57,6 +87,7 @@ class StreamedReply:
             everyone=False, roles=False, users=[message.author] if ping else False, replied_user=ping
         )
         self.sent: discord.Message | None = None
+        self.posts: list[tuple[discord.Message, str]] = []  # once finished: each message posted, with its text
         self.shown = ""
         self.first_visible: float | None = None  # time.monotonic() of the first post
         self._last_edit = 0.0
@@ -98,5 +129,9 @@ class StreamedReply:
             self.sent = await self._post(chunks[0])
         elif chunks[0] != self.shown:
             await self._edit(chunks[0])
+        if self.sent is not None:
+            self.posts.append((self.sent, self.shown or chunks[0]))  # what Discord shows
         for chunk in chunks[1:]:
-            await safe_call(self.message.channel.send(chunk, allowed_mentions=self.allowed))
+            sent = await safe_call(self.message.channel.send(chunk, allowed_mentions=self.allowed))
+            if sent is not None:
+                self.posts.append((sent, chunk))

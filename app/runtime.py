@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.settings import Settings
 from chains.assemble import ContextAssembler
@@ -186,33 +186,28 @@ class Runtime:
         reply = ChatMessage(author=self.persona.name, content=text, from_character=True, sources=frozenset(sources))
         self.memory.add(channel_id, reply)
 
-    def _remember(self, channel_id: int, result: ReplyResult, asked: ChatMessage) -> None:
+    def _remember(self, channel_id: int, result: ReplyResult, asked: ChatMessage) -> ReplyResult:
         """A reply made: remembered with every message its prompt held (memory, lore, the question), any of
-        which the model may have quoted."""
+        which the model may have quoted; returned with them (`sources`)."""
         sources = self.memory.cited(channel_id) | {i for item in result.lore for i in item.message_ids}
         if asked.message_id:
             sources.add(asked.message_id)
         self.remember_reply(channel_id, result.text, sources)
+        return replace(result, sources=frozenset(sources))
 
     def reply(self, channel_id: int, message: ChatMessage) -> ReplyResult:
         """Answer a message in character (the final result only); the reply is remembered too."""
-        result = run_reply(self.chain, channel_id, message)
-        self._remember(channel_id, result, message)
-        return result
+        return self._remember(channel_id, run_reply(self.chain, channel_id, message), message)
 
     def stream(self, channel_id: int, message: ChatMessage) -> Iterator[ReplyResult]:
         """Answer a message, yielding the safe part of the reply as it grows, then the final result."""
         for result in stream_reply(self.chain, channel_id, message):
-            if not result.partial:
-                self._remember(channel_id, result, message)
-            yield result
+            yield result if result.partial else self._remember(channel_id, result, message)
 
     async def astream(self, channel_id: int, message: ChatMessage) -> AsyncIterator[ReplyResult]:
         """`stream` for an event loop: nothing blocks the loop."""
         async for result in astream_reply(self.chain, channel_id, message):
-            if not result.partial:
-                self._remember(channel_id, result, message)
-            yield result
+            yield result if result.partial else self._remember(channel_id, result, message)
 
     def forget(self, user_id: int, names: Iterable[str] = ()) -> ForgetReport:
         """A member opts out: store, index, training data, short-term memory and summaries (see indexes.forget).

@@ -80,6 +80,7 @@ class ReplyResult:
     reused_tokens: int = 0  # prompt tokens the engine took from its KV cache instead of computing
     reuse_reported: bool = False  # False when the engine did not say (a server's stream closed early)
     engine: GenerationStats | None = None  # the engine's own figures for the last generation
+    sources: frozenset[int] = frozenset()  # the final reply: ids of the messages its prompt held (app.runtime)
 
     def __add__(self, other: ReplyResult) -> ReplyResult:
         return other  # streamed results: the later one holds everything (invoke() keeps the last)

@@ -65,14 +65,15 @@ class MemberData:
     opted_out: bool = False
     adapters: int = 0  # adapters trained on their words
 
-    def summary(self) -> str:
+    def summary(self, prefix: str = "!") -> str:
+        """What a member is told; `prefix`: how they asked (`/` for a slash command), to name the commands so."""
         if self.opted_out:
-            return "You opted out (!forgetme): none of your messages are kept, and new ones are not collected."
+            return f"You opted out ({prefix}forgetme): none of your messages are kept, and new ones are not collected."
         return (
             f"Stored: {self.stored} of your messages ({self.indexed} searchable as lore). "
             f"In training data: {self.training_samples} samples. Adapters trained on your words: {self.adapters}. "
-            f"Consent to training: {self.consent} (`!consent` / `!consent off`). "
-            "`!forgetme` removes everything."
+            f"Consent to training: {self.consent} (`{prefix}consent on` / `{prefix}consent off`). "
+            f"`{prefix}forgetme` removes everything."
         )
 
 

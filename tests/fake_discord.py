@@ -15,6 +15,15 @@ when the message-content intent is not allowed. Tests inject MESSAGE_CREATE even
 included), MESSAGE_DELETE and MESSAGE_DELETE_BULK with `delete_message(s)`, and threads, public
 or private (type 12), with `create_thread` / `delete_thread` (THREAD_CREATE, THREAD_DELETE). Point discord.py at it with DISCORD_API_BASE=fake.api_base and
 DISCORD_GATEWAY_URL=fake.gateway_url.
+
+Slash commands: `invoke_command` has a member use a command the bot synced (INTERACTION_CREATE, type 2), with
+the synced command's id and option types. The bot answers as Discord has it: the interaction callback
+(`POST /interactions/{id}/{token}/callback`: type 4 a message, type 5 deferred), followups on the
+application's webhook (`POST /webhooks/{application_id}/{token}`) and the original response
+(`GET`/`PATCH .../messages/@original`). What the member was shown is in `interaction_responses` (`answers`),
+with the flags it was shown with: the first followup after a deferral replaces the "thinking" message and is
+ephemeral exactly when the deferral was. Public answers appear in the channel (MESSAGE_CREATE / MESSAGE_UPDATE);
+ephemeral ones never do, nor go to `posts`.
 """
 
 from __future__ import annotations
@@ -32,6 +41,10 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 TOKEN = "fake-token.for.tests"
 MESSAGE_CONTENT_INTENT = 1 << 15
 MANAGE_GUILD = 1 << 5
+EVERYONE_PERMISSIONS = 0x400 | 0x800 | 0x10000  # view channel, send messages, read message history
+ALL_PERMISSIONS = (1 << 51) - 1  # what a server owner has
+EPHEMERAL, LOADING = 1 << 6, 1 << 7  # message flags
+ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 
 
 def snowflake(moment: datetime, sequence: int = 0) -> int:
@@ -106,6 +119,27 @@ class Edit:
 
 
 @dataclass
+class InteractionResponse:
+    """What the bot answered to an interaction, as the member was shown it.
+
+    `kind`: "deferred" (callback type 5: the "thinking" message), "message" (callback type 4), "followup" or
+    "edit" (of the original response). `flags` are those of the message shown: a first followup after a
+    deferral takes the deferral's ephemeral flag, whatever its own says. `body` is what the bot sent.
+    """
+
+    interaction_id: int
+    kind: str
+    content: str
+    flags: int
+    body: dict
+    at: float
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.flags & EPHEMERAL)
+
+
+@dataclass
 class FakeDiscord:
     guild_id: int = 900000000000000001
     channel_id: int = 900000000000000002
@@ -131,6 +165,8 @@ class FakeDiscord:
     sent_at: dict[int, float] = field(default_factory=dict)
     commands: list[dict] = field(default_factory=list)
     threads: dict[int, dict] = field(default_factory=dict)
+    interactions: dict[int, dict] = field(default_factory=dict)
+    interaction_responses: list[InteractionResponse] = field(default_factory=list)
 
     # --- content -------------------------------------------------------------------------------
 
@@ -303,6 +339,7 @@ class FakeDiscord:
     async def _sync_commands(self, request: web.Request) -> web.Response:
         await self._record(request)
         body = await request.json()
+        guild_id = request.match_info.get("guild_id")  # a guild's commands name it, as Discord's do
         self.commands = [
             {
                 **c,
@@ -310,10 +347,200 @@ class FakeDiscord:
                 "application_id": str(self.bot_id),
                 "version": "1",
                 "type": c.get("type", 1),
+                **({"guild_id": guild_id} if guild_id else {}),
             }
             for c in body
         ]
         return _json(self.commands)
+
+    # --- interactions (slash commands) ---------------------------------------------------------
+
+    def _member_permissions(self, author_id: int, roles: tuple[int, ...]) -> int:
+        if author_id == self.owner_id:
+            return ALL_PERMISSIONS
+        return EVERYONE_PERMISSIONS | (MANAGE_GUILD if self.admin_role_id in roles else 0)
+
+    def _partial_channel(self, channel_id: int, permissions: int) -> dict:
+        """The `channel` of an interaction: the channel, with the member's permissions in it."""
+        if channel_id in self.threads:
+            return {**self.threads[channel_id], "permissions": str(permissions)}
+        name, position = ("tavern", 0) if channel_id == self.channel_id else ("off-topic", 1)
+        return {"id": str(channel_id), "type": 0, "guild_id": str(self.guild_id), "name": name, "position": position,
+                "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0,
+                "last_message_id": None, "flags": 0, "permissions": str(permissions)}  # fmt: skip
+
+    def invoke_command(self, command: str, options: dict | None = None, author_id: int = 1001, name: str = "alice", *,
+                       roles: tuple[int, ...] = (), channel_id: int | None = None, nick: str | None = None) -> int:  # fmt: skip
+        """A member uses the slash command `/command` in a channel: INTERACTION_CREATE. Returns the interaction id.
+
+        The command must have been synced by the bot; its id, and the type of each option (given by name), are
+        those the bot synced, and a value outside an option's choices is refused, as Discord's client does.
+        """
+        synced = next((c for c in self.commands if c["name"] == command and c["type"] == 1), None)
+        if synced is None:
+            raise LookupError(f"/{command} was not synced; synced: {sorted(c['name'] for c in self.commands)}")
+        declared = {o["name"]: o for o in synced.get("options", [])}
+        given = []
+        for key, value in (options or {}).items():
+            option = declared.get(key)
+            if option is None:
+                raise ValueError(f"/{command} has no option {key!r}; it has {sorted(declared)}")
+            if option.get("choices") and value not in [c["value"] for c in option["choices"]]:
+                raise ValueError(f"{value!r} is not one of the choices of /{command} {key}: {option['choices']}")
+            given.append({"name": key, "type": option["type"], "value": value})
+        missing = sorted(o["name"] for o in declared.values() if o.get("required") and o["name"] not in (options or {}))
+        if missing:
+            raise ValueError(f"/{command} needs {missing}")
+        interaction_id, token = now_snowflake(), f"interaction-token-{now_snowflake()}"
+        channel_id = channel_id or self.channel_id
+        permissions = self._member_permissions(author_id, roles)
+        user = user_payload(author_id, name)
+        data = {"id": synced["id"], "name": command, "type": 1, "options": given}
+        if "guild_id" in synced:
+            data["guild_id"] = synced["guild_id"]
+        payload = {
+            "id": str(interaction_id), "application_id": str(self.bot_id), "type": 2, "token": token, "version": 1,
+            "guild_id": str(self.guild_id), "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
+            "channel_id": str(channel_id), "channel": self._partial_channel(channel_id, permissions),
+            "member": {"user": user, "roles": [str(r) for r in roles], "nick": nick, "avatar": None, "banner": None,
+                       "joined_at": "2020-01-01T00:00:00+00:00", "premium_since": None, "deaf": False, "mute": False,
+                       "flags": 0, "pending": False, "permissions": str(permissions), "communication_disabled_until": None,
+                       "unusual_dm_activity_until": None},
+            "data": data, "app_permissions": str(EVERYONE_PERMISSIONS), "locale": "en-US", "guild_locale": "en-US",
+            "entitlements": [], "authorizing_integration_owners": {"0": str(self.guild_id)}, "context": 0,
+            "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+        }  # fmt: skip
+        self.interactions[interaction_id] = {
+            "token": token, "channel_id": channel_id, "user": user, "command": command,
+            "callback": None, "deferred_flags": 0, "original": None, "followups": 0,
+        }  # fmt: skip
+        self.call(self._dispatch("INTERACTION_CREATE", payload))
+        return interaction_id
+
+    def responses_to(self, interaction_id: int) -> list[InteractionResponse]:
+        """Everything the bot answered to an interaction, the deferral included."""
+        return [r for r in self.interaction_responses if r.interaction_id == interaction_id]
+
+    def answers(self, interaction_id: int) -> list[InteractionResponse]:
+        """What the member was shown in answer to an interaction: its messages and edits (not the "thinking")."""
+        return [r for r in self.responses_to(interaction_id) if r.kind != "deferred"]
+
+    @staticmethod
+    async def _body(request: web.Request) -> dict:
+        """A JSON body, or the `payload_json` of a multipart one (a message with files)."""
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            return json.loads(form.get("payload_json") or "{}")
+        return await request.json() if request.can_read_body else {}
+
+    def _interaction(self, interaction_id: int | None, token: str) -> tuple[int, dict] | None:
+        """The interaction with this token (and id, when given): None for an unknown one."""
+        for known, interaction in self.interactions.items():
+            if interaction["token"] == token and interaction_id in (None, known):
+                return known, interaction
+        return None
+
+    def _interaction_message(self, interaction_id: int, interaction: dict, content: str, flags: int) -> dict:
+        """A message answering an interaction: from the bot, through the application's webhook."""
+        payload = self.message_payload(now_snowflake(), user_payload(self.bot_id, self.bot_name, bot=True), content,
+                                       moment=datetime.now(timezone.utc), channel_id=interaction["channel_id"])  # fmt: skip
+        del payload["member"]
+        payload.update(
+            type=20, flags=flags, webhook_id=str(self.bot_id), application_id=str(self.bot_id),
+            interaction_metadata={"id": str(interaction_id), "type": 2, "user": interaction["user"],
+                                  "authorizing_integration_owners": {"0": str(self.guild_id)}, "name": interaction["command"]},
+        )  # fmt: skip
+        return payload
+
+    async def _show(self, message: dict, created: bool) -> None:
+        """A public answer appears in the channel, as any message does; an ephemeral one only to the member."""
+        if message["flags"] & EPHEMERAL:
+            return
+        if created:
+            self.history.append(message)
+        await self._dispatch("MESSAGE_CREATE" if created else "MESSAGE_UPDATE", message)
+
+    def _respond(self, interaction_id: int, kind: str, message: dict, body: dict) -> None:
+        self.interaction_responses.append(
+            InteractionResponse(interaction_id, kind, message["content"], message["flags"], body, time.monotonic())
+        )
+
+    async def _interaction_callback(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        body = await self._body(request)
+        found = self._interaction(int(request.match_info["interaction_id"]), request.match_info["token"])
+        if found is None:
+            return _json({"message": "Unknown interaction", "code": 10062}, status=404)
+        interaction_id, interaction = found
+        if interaction["callback"] is not None:
+            return _json({"message": "Interaction has already been acknowledged.", "code": 40060}, status=400)
+        kind = {4: "message", 5: "deferred"}.get(body.get("type"))
+        if kind is None:  # 1 PONG, 6/7 for components, 8 autocomplete, 9 modal: not for this fake's commands
+            return _json({"message": "Invalid Form Body", "code": 50035}, status=400)
+        data = body.get("data") or {}
+        flags = int(data.get("flags") or 0)
+        if kind == "deferred":
+            interaction["deferred_flags"] = flags & EPHEMERAL
+            message = self._interaction_message(interaction_id, interaction, "", (flags & EPHEMERAL) | LOADING)
+        else:
+            message = self._interaction_message(interaction_id, interaction, data.get("content") or "", flags)
+        interaction["callback"], interaction["original"] = body["type"], message
+        self._respond(interaction_id, kind, message, body)
+        await self._show(message, created=True)
+        if request.query.get("with_response") not in ("1", "true", "True"):
+            return web.Response(status=204)
+        return _json({
+            "interaction": {"id": str(interaction_id), "type": 2, "activity_instance_id": None,
+                            "response_message_id": message["id"], "response_message_loading": kind == "deferred",
+                            "response_message_ephemeral": bool(message["flags"] & EPHEMERAL)},
+            "resource": {"type": body["type"], "message": message},
+        })  # fmt: skip
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        """A followup: the first after a deferral replaces the "thinking" message, and keeps its ephemerality."""
+        await self._record(request)
+        body = await self._body(request)
+        found = self._interaction(None, request.match_info["token"])
+        if found is None or int(request.match_info["application_id"]) != self.bot_id or found[1]["callback"] is None:
+            return _json({"message": "Unknown Webhook", "code": 10015}, status=404)
+        interaction_id, interaction = found
+        flags = int(body.get("flags") or 0)
+        original = interaction["original"]
+        if original["flags"] & LOADING:
+            original.update(content=body.get("content") or "", edited_timestamp=None,
+                            flags=interaction["deferred_flags"] | (flags & ~(EPHEMERAL | LOADING)))  # fmt: skip
+            message, created = original, False
+        else:
+            message, created = (
+                self._interaction_message(interaction_id, interaction, body.get("content") or "", flags),
+                True,
+            )
+        interaction["followups"] += 1
+        self._respond(interaction_id, "followup", message, body)
+        await self._show(message, created=created)
+        if request.query.get("wait") not in ("1", "true", "True"):
+            return web.Response(status=204)
+        return _json(message)
+
+    async def _original(self, request: web.Request) -> web.Response:
+        """The original response: fetched (GET) or edited (PATCH)."""
+        await self._record(request)
+        found = self._interaction(None, request.match_info["token"])
+        if found is None or int(request.match_info["application_id"]) != self.bot_id:
+            return _json({"message": "Unknown Webhook", "code": 10015}, status=404)
+        interaction_id, interaction = found
+        original = interaction["original"]
+        if original is None:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        if request.method == "PATCH":
+            body = await self._body(request)
+            if "content" in body:
+                original["content"] = body["content"] or ""
+            original["flags"] &= ~LOADING
+            original["edited_timestamp"] = datetime.now(timezone.utc).isoformat()
+            self._respond(interaction_id, "edit", original, body)
+            await self._show(original, created=False)
+        return _json(original)
 
     async def _gateway_info(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -342,7 +569,7 @@ class FakeDiscord:
 
         return {
             "id": str(self.guild_id), "name": "Pixel Tavern", "owner_id": str(self.owner_id), "icon": None,
-            "roles": [role(self.guild_id, "@everyone", 0x400 | 0x800 | 0x10000, 0), role(self.admin_role_id, "Admins", MANAGE_GUILD, 1)],
+            "roles": [role(self.guild_id, "@everyone", EVERYONE_PERMISSIONS, 0), role(self.admin_role_id, "Admins", MANAGE_GUILD, 1)],
             "channels": [channel(self.channel_id, "tavern", 0), channel(self.other_channel_id, "off-topic", 1)],
             "members": [{"user": user_payload(self.bot_id, self.bot_name, bot=True), "roles": [], "joined_at": "2020-01-01T00:00:00+00:00",
                          "deaf": False, "mute": False, "flags": 0}],
@@ -554,6 +781,10 @@ class FakeDiscord:
         app.router.add_put("/api/v10/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me", self._react)
         app.router.add_put("/api/v10/applications/{app_id}/guilds/{guild_id}/commands", self._sync_commands)
         app.router.add_put("/api/v10/applications/{app_id}/commands", self._sync_commands)
+        app.router.add_post("/api/v10/interactions/{interaction_id}/{token}/callback", self._interaction_callback)
+        app.router.add_post("/api/v10/webhooks/{application_id}/{token}", self._followup)
+        app.router.add_get("/api/v10/webhooks/{application_id}/{token}/messages/@original", self._original)
+        app.router.add_patch("/api/v10/webhooks/{application_id}/{token}/messages/@original", self._original)
         app.router.add_get("/api/v10/users/@me", self._me)
         app.router.add_post("/api/v10/users/@me/channels", self._open_dm)
         app.router.add_get("/api/v10/oauth2/applications/@me", self._application)

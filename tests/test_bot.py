@@ -66,6 +66,21 @@ async def test_long_replies_are_split_at_2000_characters(start_bot):
     assert " ".join(shown).split() == long_reply.split()  # no word broken or lost
 
 
+def test_a_reply_loses_only_the_lines_quoting_words_that_are_gone():
+    from app.delivery import without_quotes
+
+    reply = 'Mrrp, the address is known.\nAs alice put it: "I live at 42 Quillmoor Lane, come by"\nAnything else?'
+    gone = ["I live at 42 Quillmoor Lane, come by any time"]
+    assert without_quotes(reply, gone) == "Mrrp, the address is known.\nAnything else?"
+    assert without_quotes(reply.upper(), gone).count("\n") == 1  # case and punctuation do not hide a quote
+    assert without_quotes(reply, ["ok"]) == reply  # too short to tell a quote from ordinary words
+    assert without_quotes(reply, ["an address is never known here"]) == reply  # no three words in a row
+    assert without_quotes("it is a fine day", ["yes it is a bit late"]) == "it is a fine day"  # nothing telling
+    edited = ["I live at 42 Quillmoor Lane, come by tomorrow instead"]  # what is still said is no quote of what went
+    assert without_quotes(reply, gone, now=edited) == reply
+    assert without_quotes('As alice put it: "I live at 42 Quillmoor Lane, come by"', gone) == ""
+
+
 def test_split_keeps_code_blocks_closed_and_words_whole():
     text = "intro " * 300 + "\n```python\n" + "\n".join(f"x_{i} = {i}" for i in range(400)) + "\n```\nthe end"
     chunks = split_message(text)

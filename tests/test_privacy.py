@@ -9,6 +9,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from app.cogs.replies import UNQUOTED
 from indexes.records import StoredMessage
 from indexes.store import MessageStore
 from tests.fake_discord import FakeDiscord
@@ -82,7 +83,9 @@ async def test_a_deleted_message_leaves_every_place_the_bot_keeps_words(start_bo
     await settled(h)
     training = await asyncio.to_thread(prepare_training, runtime, TRAINING_CONSENT="all")
     before = vector(runtime, answer)  # embedded with the thread it answers: the secret's words
-    assert "Quillmoor" in await asked_prompt(h, "what is alice's home address?")  # control: it is found
+    question = await h.say("what is alice's home address?", author=BOB, mention_bot=True)
+    (quoting,) = await h.answered(question)
+    assert "Quillmoor" in h.llm.prompts[-1] and "Quillmoor" in h.fake.shown(quoting)  # control: found, and said
     assert secret in indexed(runtime) and "Quillmoor" in training.read_text(encoding="utf-8")
     assert files_holding(data, "Quillmoor")
     remembered = runtime.memory.snapshot(h.fake.channel_id)
@@ -95,6 +98,8 @@ async def test_a_deleted_message_leaves_every_place_the_bot_keeps_words(start_bo
     remembered = runtime.memory.snapshot(h.fake.channel_id)
     assert not any("Quillmoor" in m.content for m in remembered.messages)  # the character's quote went too
     assert "Quillmoor" not in remembered.summary
+    await until(lambda: "Quillmoor" not in h.fake.shown(quoting), what="the public post quoting it edited")
+    assert h.fake.shown(quoting) == UNQUOTED  # its only line was the quote
     assert "Quillmoor" not in await asked_prompt(h, "what is alice's home address?")
     assert "Quillmoor" not in training.read_text(encoding="utf-8")
     assert files_holding(data, "Quillmoor") == []  # no SQLite file, log or training file holds it
@@ -107,15 +112,28 @@ async def test_a_deleted_message_leaves_every_place_the_bot_keeps_words(start_bo
     assert files_holding(data, "purge me") == []
 
 
+class Echo(ScriptedLLM):
+    """Says the meeting point back, on a line of its own, whenever its prompt holds it (a model quoting its context)."""
+
+    def _stream(self, prompt, stop=None, run_manager=None, **kwargs):
+        said = "the meeting point is the abandoned windmill at seven tonight"
+        self.responses = [f"mrrp, noted.\n{said}" if said in prompt else "mrrp, noted."]
+        yield from super()._stream(prompt, stop, run_manager, **kwargs)
+
+
 async def test_edits_replace_the_old_words_everywhere_cached_or_not(start_bot, tmp_path):
-    h = await start_bot(index=True, GROUNDING="off")
+    h = await start_bot(llm=Echo(), index=True, GROUNDING="off")
     runtime, data = h.bot.runtime, tmp_path / "data"
     plan = await h.say("the meeting point is the abandoned windmill at seven tonight")
     reply = await h.say("great, I will bring the lanterns to the windmill then", author=BOB, reply_to=plan)
     await settled(h)
     before = vector(runtime, reply)
+    asked = await h.say("where do we meet tonight?", author=BOB, mention_bot=True)
+    (quoting,) = await h.answered(asked)
+    assert "abandoned windmill" in h.fake.shown(quoting)  # control: the character said it
     await asyncio.to_thread(h.fake.edit_message, plan, ".")  # too short to index: the old vector must go
     await settled(h)
+    await until(lambda: h.fake.shown(quoting) == "mrrp, noted.", what="the line quoting the old words gone")
     assert stored(runtime)[plan] == "." and plan not in indexed(runtime)
     assert vector(runtime, reply) != before  # its thread changed
     assert not any("abandoned windmill" in m.content for m in runtime.memory.snapshot(h.fake.channel_id).messages)
@@ -238,6 +256,16 @@ def test_forgetting_a_member_takes_the_characters_replies_made_from_their_words(
     runtime.forget(BOB)
     assert [m.content for m in runtime.memory.snapshot(1).messages] == ["hi all", "welcome back, alice"]
     runtime.close()
+
+
+async def test_forgetme_takes_the_quotes_of_the_member_out_of_the_characters_posts(start_bot):
+    h = await start_bot(llm=Parrot(), GROUNDING="off")
+    await h.say(SECRET)
+    question = await h.say("what is alice's home address?", author=BOB, mention_bot=True)
+    (quoting,) = await h.answered(question)
+    assert "Quillmoor" in h.fake.shown(quoting)
+    await h.answered(await h.say("!forgetme"))
+    await until(lambda: h.fake.shown(quoting) == UNQUOTED, what="the post quoting alice edited")
 
 
 def test_forgetting_by_name_is_an_admins_and_shows_what_goes_first(tmp_path, capsys):

@@ -15,6 +15,7 @@ import time
 from typing import Literal
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from app.settings import RESTART_SETTINGS, load_settings
@@ -155,7 +156,16 @@ class Admin(commands.Cog, name="Character"):
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
         # By Discord id only: names (exports without ids) could be anyone's nickname; an admin forgets those.
-        report = await asyncio.to_thread(self.bot.runtime.forget, ctx.author.id)
+        runtime, replies = self.bot.runtime, self.bot.get_cog("Replies")
+        quoted = replies.made_from() if replies else set()
+
+        def forget():
+            theirs = {i: m.content for i, m in runtime.store.get(quoted).items() if m.author_id == ctx.author.id}
+            return runtime.forget(ctx.author.id), theirs
+
+        report, theirs = await asyncio.to_thread(forget)
+        if replies and theirs:  # the character's posts quoting them lose those lines
+            await replies.unquote(theirs)
         await ctx.reply(
             f"Done: {report.messages} of your messages were removed, and new ones will not be collected. "
             "Models trained before keep what they learned until they are retrained.",
@@ -163,6 +173,7 @@ class Admin(commands.Cog, name="Character"):
         )  # fmt: skip
 
     @commands.hybrid_command(description="Let the character's voice learn from your messages (on), or stop it (off)")
+    @app_commands.describe(choice="on: the voice may learn from your messages; off: withdraw (acts like forgetting)")
     async def consent(self, ctx: commands.Context, choice: Literal["on", "off"] = "on") -> None:
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
@@ -170,7 +181,7 @@ class Admin(commands.Cog, name="Character"):
         dropped = await asyncio.to_thread(self.bot.runtime.set_consent, ctx.author.id, given)
         text = (
             "Thank you: the character's voice may learn from your messages at its next training. "
-            "`!consent off` withdraws at any time."
+            f"`{'/' if ctx.interaction else ctx.prefix}consent off` withdraws at any time."
             if given
             else f"Withdrawn: your messages will not be trained on ({dropped} prepared samples with your words were "
             "dropped). An adapter trained before is marked to be trained again."
@@ -183,10 +194,10 @@ class Admin(commands.Cog, name="Character"):
             await ctx.defer(ephemeral=True)
         found = await asyncio.to_thread(self.bot.runtime.member_data, ctx.author.id)
         if ctx.interaction:
-            await ctx.reply(found.summary(), ephemeral=True)
+            await ctx.reply(found.summary("/"), ephemeral=True)
             return
         try:  # a text command is public: the answer goes by direct message
-            await ctx.author.send(found.summary())
+            await ctx.author.send(found.summary(ctx.prefix))
             await ctx.message.add_reaction("📬")
         except discord.HTTPException:
             await ctx.reply("I could not send you a direct message: use /mydata instead.", mention_author=False)

@@ -7,7 +7,9 @@ an in-character busy line: never silence. The chain streams on the event loop (g
 the generation service's thread, so heartbeats go on) and the reply is posted at its first sentence
 and edited as it grows (see app.delivery). Every channel message goes to short-term memory, in the
 order it came, before anything awaits. The bot ignores itself and other bots, so it cannot loop,
-and answers each message once even if Discord delivers it again.
+and answers each message once even if Discord delivers it again. Each post is kept with the ids of
+the messages its prompt held: when one is deleted, edited or forgotten, the lines quoting its old
+words are edited out of the post (`unquote`).
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from aiolimiter import AsyncLimiter
 from discord.ext import commands
 
 from app.cogs import in_scope
-from app.delivery import EDIT_WINDOW_SECONDS, EDITS_PER_WINDOW, StreamedReply, safe_call
+from app.delivery import EDIT_WINDOW_SECONDS, EDITS_PER_WINDOW, StreamedReply, safe_call, without_quotes
 from chains.types import ChatMessage
 
 logger = logging.getLogger(__name__)
 
 COOLDOWN_REACTION = "\N{HOURGLASS WITH FLOWING SAND}"
 REMEMBERED_IDS = 2000
+POSTS_KEPT = 500  # the newest posts of the character's, kept with the messages they were made from
+UNQUOTED = "*(This reply quoted a message that was deleted or changed since.)*"
 
 
 @dataclass
@@ -96,6 +100,10 @@ class Replies(commands.Cog):
         self._busy_lines = itertools.count()
         self._worker: asyncio.Task | None = None
         self.answering: int | None = None  # the message whose reply is being made and posted, if any
+        # post id -> (the post, its text, the ids of the messages its prompt held): see `unquote`
+        self._made_from: collections.OrderedDict[int, tuple[discord.Message, str, frozenset[int]]] = (
+            collections.OrderedDict()
+        )
 
     @staticmethod
     def _cooldowns(settings) -> commands.CooldownMapping:
@@ -208,6 +216,30 @@ class Replies(commands.Cog):
                 self.answering = None
                 self.queue.task_done()
 
+    def made_from(self) -> set[int]:
+        """The ids of the messages the character's kept posts were made from."""
+        return {i for _, _, sources in self._made_from.values() for i in sources}
+
+    async def unquote(self, gone: dict[int, str], now: dict[int, str] | None = None) -> int:
+        """Messages deleted, edited or forgotten (`gone`: id -> their old words; `now`: an edited one's new
+        words): the character's posts made from them lose every line quoting the old words (a post left
+        with nothing says it quoted a message that is gone). Returns how many posts were edited."""
+        now = now or {}
+        edited = 0
+        for post_id, (post, text, sources) in list(self._made_from.items()):
+            quoted = [gone[i] for i in sources & gone.keys()]
+            kept = without_quotes(text, quoted, [now[i] for i in sources & now.keys()]) if quoted else text
+            if kept == text:
+                continue
+            kept = kept or UNQUOTED
+            async with self._edits:
+                done = await safe_call(post.edit(content=kept, allowed_mentions=discord.AllowedMentions.none()))
+            if done is not None:
+                self._made_from[post_id] = (post, kept, sources)
+                edited += 1
+                logger.info("post %s no longer quotes a message that was deleted or changed", post_id)
+        return edited
+
     async def _answer(self, job: Job) -> None:
         """Stream the reply into Discord; the member's cooldown starts when it is delivered."""
         bot, settings = self.bot, self.bot.settings
@@ -230,6 +262,10 @@ class Replies(commands.Cog):
                 self.stats.record(time.monotonic() - job.received, 0, 0.0, False)
                 return
             await reply.finish(result.text)
+            for post, text in reply.posts:
+                self._made_from[post.id] = (post, text, result.sources)
+            while len(self._made_from) > POSTS_KEPT:
+                self._made_from.popitem(last=False)
             first = reply.first_visible - job.received if reply.first_visible else None
             self.stats.record(
                 time.monotonic() - job.received, result.generated_tokens, result.timings.get("generate", 0.0), result.ok,
