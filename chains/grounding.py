@@ -78,10 +78,11 @@ class Evidence:
 
 def claims(text: str) -> set[str]:
     """Numbers, code-like names and proper names: what a reply can get wrong by inventing it."""
-    return _figures(text) | proper_names(text)
+    return figures(text) | proper_names(text)
 
 
-def _figures(text: str) -> set[str]:
+def figures(text: str) -> set[str]:
+    """Numbers and code-like names: the claims a reply to a question never makes up, lore or not."""
     numbers = {n.rstrip(".,").replace(",", "") for n in _NUMBER.findall(text)}
     return {n for n in numbers if n} | {c.lower() for c in _CODE_NAME.findall(text)}
 
@@ -112,7 +113,7 @@ def known_claims(supports: Sequence[str], names: Sequence[str] = ()) -> set[str]
     case ("the NXT Randomizer" is no invention next to "randomizer").
     """
     words = {w.lower() for text in [*supports, *names] for w in _LETTERS.findall(text)}  # proper names among them
-    return set().union(*(_figures(s) for s in supports)) | words
+    return set().union(*(figures(s) for s in supports)) | words
 
 
 def content_words(text: str) -> set[str]:

@@ -6,8 +6,10 @@
 reply grows (`partial=True`, the text already repaired and safe to show), then the final one. A
 reply that fails validation is generated once more, then replaced by an in-character fallback
 line, as is a generation error or timeout. A question with close enough lore (`ground`, see
-chains/grounding.py) is checked against it: a reply that invents a figure is stopped before the
-figure is shown, and one that does not use the lore is replaced by the answer line. (The retry lives inside the streaming stage: LangChain's
+chains/grounding.py) is checked against it: a reply that invents a figure or a name is stopped before
+it is shown, and one that does not use the lore is replaced by the answer line. A question without
+such lore still may not be answered with a made-up figure: the sentences holding one are dropped
+(with none left, the persona's `unknown` line is said). (The retry lives inside the streaming stage: LangChain's
 `with_retry`/`with_fallbacks` cannot retry a stream that has already yielded.)
 
 `chain.stream(...)` / `chain.astream(...)` give every step; `chain.invoke(...)` gives the final
@@ -32,7 +34,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from chains.assemble import Assembled, ContextAssembler
 from chains.engines.base import GenerationStats
 from chains.generation import REPLY_SLOT, GenerationRequest, GenerationService, Job
-from chains.grounding import Evidence, Grounding, known_claims
+from chains.grounding import QUESTION_INTENTS, Evidence, Grounding, figures, known_claims
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.preprocess import Analysis, analyze
@@ -49,6 +51,7 @@ ATTEMPTS = 2
 # Past this share of MAX_NEW_TOKENS a reply ends at its next sentence end, rather than being cut
 # mid-sentence by the token limit (and the member waits for fewer tokens).
 WRAP_UP_FRACTION = 0.6
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+")
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]*]*\s*$")
 EMPTY_MESSAGE_TEXT = "(mentions you without saying anything)"
 
@@ -155,10 +158,12 @@ class _Drafting:
 
     def __init__(self, state: dict, persona: Persona, max_chars: int, stops: tuple[str, ...], token_counter,
                  max_new_tokens: int | None, known: Iterable[str] = (), answer: PromptFile | None = None,
-                 links: LinkPolicy | None = None) -> None:  # fmt: skip
+                 links: LinkPolicy | None = None, grounded: bool = False) -> None:  # fmt: skip
         self.state, self.persona, self.max_chars, self.token_counter = state, persona, max_chars, token_counter
         self.links = links or LinkPolicy()
         self.evidence: Evidence | None = state.get("evidence")
+        # A question's reply is checked for invented claims, with evidence or without (grounding on).
+        self.checked = grounded and state["analysis"].intent in QUESTION_INTENTS
         self.answer = answer
         self.invented: set[str] = set()  # claims of this reply that no lore, question or conversation holds
         self.wrap_up = int(max_new_tokens * WRAP_UP_FRACTION) if max_new_tokens else None
@@ -174,7 +179,7 @@ class _Drafting:
         self.attempts: list[Verdict] = []
         self.timings: dict[str, float] = defaultdict(float)
         self.known: set[str] = set()  # the claims the lore, the message and the conversation hold
-        if self.evidence is not None:
+        if self.checked:
             self.known = known_claims([
                 *(item.content for item in state["lore"]["items"]), state["message"].content,
                 *(m.content for m in history), state["memory"]["summary"], persona.description, persona.scenario,
@@ -201,8 +206,8 @@ class _Drafting:
             self.ended = True  # long enough, and a sentence just ended: the reply ends here
             view = stream_view(self.raw + "\n", self.persona.name, self.max_chars, self.members, self.links)[0]
         if view and view != self.shown:
-            if self.evidence is not None and (invented := Grounding.unsupported(view, self.known)):
-                self.invented, self.ended = invented, True  # never shown: the answer line replaces it
+            if self.checked and (invented := self._invented(view)):
+                self.invented, self.ended = invented, True  # never shown: the answer line (or less) replaces it
                 return None
             self.shown = view
             return self._result(Verdict(ok=True, text=view), partial=True)
@@ -217,9 +222,11 @@ class _Drafting:
         started = time.perf_counter()
         message = self.state["message"]
         verdict = validate(self.raw, message.content, self.persona.name, self.max_chars, self.members, self.links)
-        if self.evidence is not None and not self.invented and verdict.ok:
-            self.invented = Grounding.unsupported(verdict.text, self.known)
+        if self.checked and not self.invented and verdict.ok:
+            self.invented = self._invented(verdict.text)
         grounded = self._answer_from_lore(verdict)
+        if grounded is None and verdict.ok and self.invented:
+            grounded = self._without_invented(verdict)
         self.timings["validate"] += time.perf_counter() - started
         self.attempts.append(verdict)
         if grounded is not None:
@@ -246,6 +253,24 @@ class _Drafting:
         why = f"invented {', '.join(sorted(self.invented))}" if self.invented else "did not use the lore"
         logger.info("reply %s: answered from the lore (evidence %.2f)", why, evidence.score)
         return Verdict(ok=True, text=answer.text, fixes=(*answer.fixes, f"answered from the lore ({why})"))
+
+    def _invented(self, text: str) -> set[str]:
+        """The claims of `text` no lore, message or name holds: with evidence, figures and names; without,
+        figures only (a reply to "what's your favourite game?" may name one; it may not make up a score)."""
+        found = Grounding.unsupported(text, self.known)
+        return found if self.evidence is not None else found & figures(text)
+
+    def _without_invented(self, verdict: Verdict) -> Verdict:
+        """No evidence to answer from (or its line refused): the reply without its sentences that hold an
+        invented claim, or, with none left, the persona's line for a question it cannot answer."""
+        lines = [
+            " ".join(s for s in _SENTENCE_BREAK.split(line) if not self._invented(s)).strip()
+            for line in verdict.text.splitlines()
+        ]
+        why = f"dropped what invented {', '.join(sorted(self.invented))}"
+        logger.info("reply to a question: %s", why)
+        text = "\n".join(line for line in lines if line) or self.persona.unknown(len(self.attempts))
+        return Verdict(ok=True, text=text, fixes=(*verdict.fixes, why))
 
     def fallback(self, error: BaseException) -> ReplyResult:
         if self.job is not None and self.job.finished is None:
@@ -339,7 +364,7 @@ def build_reply_chain(
     def drafting(state: dict) -> _Drafting:
         return _Drafting(
             state, persona, reply_max_chars, stops, token_counter, max_new_tokens,
-            known_names() if known_names else (), answer, links,
+            known_names() if known_names else (), answer, links, grounding is not None,
         )  # fmt: skip
 
     def respond(state: dict) -> Iterator[ReplyResult]:

@@ -18,6 +18,7 @@ from prompts.loader import PromptError
 
 _DEFAULT_FALLBACK = "*{{char}} tilts their head* sorry, I lost my train of thought. ask me again?"
 _DEFAULT_BUSY = "*{{char}} is answering someone else* one moment!"
+_DEFAULT_UNKNOWN = "*{{char}} searches their memory* I don't know that one. someone who was there might!"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Persona:
     post_history_instructions: str = ""
     fallback_lines: tuple[str, ...] = (_DEFAULT_FALLBACK,)
     busy_lines: tuple[str, ...] = (_DEFAULT_BUSY,)
+    unknown_lines: tuple[str, ...] = (_DEFAULT_UNKNOWN,)
     lorebook: tuple[LorebookEntry, ...] = ()
     lorebook_scan_depth: int = 4
     examples_in_prompt: int = 1
@@ -96,6 +98,10 @@ class Persona:
 
     def busy(self, index: int = 0) -> str:
         return self.render(self.busy_lines[index % len(self.busy_lines)])
+
+    def unknown(self, index: int = 0) -> str:
+        """Said to a question that neither the lore nor the conversation answers, instead of an invented answer."""
+        return self.render(self.unknown_lines[index % len(self.unknown_lines)])
 
 
 def _lines(value: object, path: Path, key: str) -> tuple[str, ...]:
@@ -132,6 +138,7 @@ def _from_yaml(path: Path) -> Persona:
         post_history_instructions=str(data.get("post_history_instructions") or ""),
         fallback_lines=_lines(data.get("fallback_lines"), path, "fallback_lines") or (_DEFAULT_FALLBACK,),
         busy_lines=_lines(data.get("busy_lines"), path, "busy_lines") or (_DEFAULT_BUSY,),
+        unknown_lines=_lines(data.get("unknown_lines"), path, "unknown_lines") or (_DEFAULT_UNKNOWN,),
         examples_in_prompt=int(data.get("examples_in_prompt", 1)),
         source=path,
     )

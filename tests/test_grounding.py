@@ -108,10 +108,27 @@ def test_banter_and_unrelated_lore_are_left_alone(make_chain):
     banter = ScriptedLLM(responses=["mrrp, you are the best, 100 head scratches for you!"])
     result = run_reply(make_chain(banter), 1, ChatMessage("tadev0", "@Susu you are so fluffy lol", message_id=1))
     assert result.text == "mrrp, you are the best, 100 head scratches for you!"
-    unrelated = ScriptedLLM(responses=["no idea, but 7 cats agree it is big."])
+    unrelated = ScriptedLLM(responses=["no idea, but it is big. I bet the Tetris champions know!"])
     lore = (LoreItem(content="rip gyarados, you were a good fish.", author="kiwi", score=0.3),)
     result = run_reply(make_chain(unrelated, lore=lore), 1, ChatMessage("tadev0", QUESTION, message_id=1))
-    assert result.text == "no idea, but 7 cats agree it is big."  # no lore close enough: nothing to check against
+    assert result.text == "no idea, but it is big. I bet the Tetris champions know!"  # no lore close: a name is free
+
+
+def test_without_close_lore_a_question_is_never_answered_with_a_made_up_figure(make_chain, persona):
+    lore = (LoreItem(content="rip gyarados, you were a good fish.", author="kiwi", score=0.3),)
+    llm = ScriptedLLM(
+        responses=["mrrp, I counted the coins twice! the pool is 121,458 coins.\nkiwi would know more, ask her."],
+        piece_delay=0.01,
+    )
+    results = list(stream_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", QUESTION, message_id=1)))
+    assert not any("121" in r.text for r in results)  # not even for one edit
+    assert results[-1].ok and results[-1].text == "mrrp, I counted the coins twice!"  # stopped at it: no more came
+    llm = ScriptedLLM(responses=["it is 1.5% of the price, everyone knows."])
+    result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", QUESTION, message_id=1))
+    assert result.ok and result.text == persona.unknown()  # nothing left: the persona's line for not knowing
+    llm = ScriptedLLM(responses=["mrrp, you asked at 3 in the morning!"])
+    result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", "@Susu is it 3 already?", message_id=1))
+    assert result.text == "mrrp, you asked at 3 in the morning!"  # a figure from the question is no invention
 
 
 def test_evidence_is_a_statement_never_a_question_or_a_bare_link():
