@@ -23,7 +23,7 @@ def open_index(settings, store: MessageStore, embed_model=None) -> LoreIndex:
     )
     with disk_errors(location):
         client = chroma_client(settings.chroma_path, settings.CHROMA_HOST, settings.CHROMA_PORT)
-    embed_model = embed_model or build_embedding(dtype=settings.EMBED_DTYPE)
+    embed_model = embed_model or (lambda: build_embedding(dtype=settings.EMBED_DTYPE))  # loaded when first needed
     folder = None if settings.CHROMA_HOST else settings.chroma_path
     return LoreIndex(
         store, client, embed_model, settings.CHROMA_COLLECTION, settings.INDEX_MIN_CHARS, str(location), folder

@@ -233,7 +233,8 @@ class LoreIndex:
         self.store = store
         self.log = store.index_log
         self.client = client
-        self.embed_model = embed_model
+        self._embed_model = embed_model  # or a function that loads it, on first use (`embed_model`)
+        self._embed_lock = threading.Lock()
         self.base_name = base_name
         self.min_chars = min_chars
         self.location = location  # where the collections live, for error messages
@@ -241,6 +242,15 @@ class LoreIndex:
         self._opened: tuple[str, VectorStoreIndex] | None = None
         self._apply_lock = threading.RLock()
         self._name_pattern = re.compile(rf"{re.escape(base_name)}-\d+-[0-9a-f]+")
+
+    @property
+    def embed_model(self):
+        """The embedding model; given as a function, loaded at the first search or embedding (a command that
+        only counts, such as `index stats`, never loads it)."""
+        with self._embed_lock:
+            if callable(self._embed_model) and not hasattr(self._embed_model, "get_text_embedding_batch"):
+                self._embed_model = self._embed_model()
+            return self._embed_model
 
     @property
     def active_name(self) -> str | None:
