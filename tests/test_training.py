@@ -222,7 +222,7 @@ def smoke_recipe(settings, **changes):
     from training.train_lora import load_recipe
 
     recipe = load_recipe(ROOT / "training" / "recipes" / "cpu-smoke.yaml", settings)
-    recipe.max_steps, recipe.max_length, recipe.learning_rate = 12, 256, 1e-3
+    recipe.max_steps, recipe.max_length, recipe.learning_rate = 8, 256, 2e-3
     recipe.logging_steps, recipe.save_steps, recipe.eval_steps = 1, 4, 1000
     recipe.gradient_accumulation_steps, recipe.per_device_batch_size = 1, 2  # a few minutes on 2 cores in fp32
     for key, value in changes.items():
@@ -240,7 +240,7 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
     (adapters / "voice").mkdir(parents=True)
     (adapters / "voice" / "marker").write_text("the previous adapter")
     result = train(smoke_recipe(settings), settings, training_data, "voice", adapters_dir=adapters, progress=False)
-    assert result.steps == 12 and result.loss_last < result.loss_first
+    assert result.steps == 8 and result.loss_last < result.loss_first
     assert result.validation_loss_after < result.validation_loss_before
     assert result.tokens > 0 and result.tokens_per_second > 0
     meta = json.loads((adapters / "voice" / META_FILE).read_text())
@@ -309,19 +309,19 @@ def test_an_interrupted_run_keeps_the_adapter_and_resumes(settings, training_dat
 
     class Interrupt(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 6:
-                raise KeyboardInterrupt("killed at step 6")
+            if state.global_step == 3:
+                raise KeyboardInterrupt("killed at step 3")
 
     adapters = tmp_path / "adapters"
     (adapters / "voice").mkdir(parents=True)
     (adapters / "voice" / "marker").write_text("in use")
-    recipe = smoke_recipe(settings, max_steps=8, save_steps=2)
+    recipe = smoke_recipe(settings, max_steps=4, save_steps=2)
     with pytest.raises(KeyboardInterrupt):
         train(recipe, settings, training_data, "voice", adapters_dir=adapters, callbacks=[Interrupt()], progress=False)
     assert (adapters / "voice" / "marker").read_text() == "in use" and not (adapters / "voice.previous").exists()
-    assert (adapters / "voice.work" / "checkpoint-4").is_dir()
+    assert (adapters / "voice.work" / "checkpoint-2").is_dir()
     result = train(recipe, settings, training_data, "voice", resume=True, adapters_dir=adapters, progress=False)
-    assert result.resumed_from and result.steps == 8
+    assert result.resumed_from and result.steps == 4
     assert (adapters / "voice" / "adapter_config.json").is_file() and (adapters / "voice.previous" / "marker").is_file()
 
 
