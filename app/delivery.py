@@ -27,18 +27,25 @@ _SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
 
 QUOTE_WORDS = 3  # this many words of a message in a row, one of them telling, in a reply: it repeats the message
 _WORD = re.compile(r"\w+")
+_COMMON = frozenset(
+    "about above after again being below could every first great happy hello maybe never other really right since "
+    "still thank thanks their there these thing things think those today under until where which while would yeah "
+    "yours".split()
+)
 
 
 def _telling(word: str) -> bool:
-    """A word that says something of its own: a number, a name, anything of five letters or more."""
-    return len(word) >= 5 or any(c.isdigit() for c in word)
+    """A word that says something of its own: a number, a name, anything of five letters or more but common ones."""
+    return any(c.isdigit() for c in word) or (len(word) >= 5 and word not in _COMMON)
 
 
 def _fragments(text: str) -> set[str]:
-    """Every run of QUOTE_WORDS words of `text` that holds a telling word ("42 Quillmoor Lane", not "it is a")."""
+    """What repeating `text` shows: every run of QUOTE_WORDS words holding a telling word ("42 Quillmoor Lane",
+    not "it is a" or "thank you so"), and each number of three digits or more on its own ("555-0199")."""
     words = _WORD.findall(text.casefold())
     runs = (words[i : i + QUOTE_WORDS] for i in range(len(words) - QUOTE_WORDS + 1))
-    return {" ".join(run) for run in runs if any(map(_telling, run))}
+    numbers = {w for w in words if sum(c.isdigit() for c in w) >= 3}
+    return {" ".join(run) for run in runs if any(map(_telling, run))} | numbers
 
 
 def without_quotes(text: str, gone: list[str], now: list[str] = ()) -> str:

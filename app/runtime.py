@@ -6,9 +6,11 @@ own LLM bundle (a fake) and may skip the index.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -36,6 +38,7 @@ from prompts import Persona, PromptSet, changed_prompts, load_persona, load_prom
 
 logger = logging.getLogger(__name__)
 REPLY_DRAIN_SECONDS = 60.0  # on reload, how long the old model may finish the reply it is making
+GONE_SECONDS, GONE_KEPT = 600.0, 5000  # how long (and how many) words just gone are held: see Runtime.gone_words
 
 
 def torch_threads(settings: Settings) -> int:
@@ -117,6 +120,10 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self._swap_lock = threading.Lock()
+        # Words just deleted, edited away or forgotten: id -> (old words, new words of an edit or None), held
+        # in this process for GONE_SECONDS only, to take them out of replies still being made (`gone_words`).
+        self._gone: collections.OrderedDict[int, tuple[str, str | None, float]] = collections.OrderedDict()
+        self._gone_lock = threading.Lock()
         self.known_names: set[str] = self.store.author_names()  # a reply never speaks as any of them
         self.opted_out: set[int] = self.store.opted_out()
         self._roles_seen: dict[int, bool] = {}  # CONSENT_ROLE_ID on each member's last message
@@ -133,32 +140,70 @@ class Runtime:
         self.known_names.update(n for n in (message.author_name, message.author_display) if n)
         return self.ingestion(message, seen=seen)
 
-    def edited(self, message: StoredMessage, shown: str) -> str | None:
+    def edited(self, message: StoredMessage, shown: str, old: str | None = None) -> str | None:
         """A member edited a message: the new words replace the old in the store (or the message goes,
-        if it no longer qualifies), in memory (`shown`: the text as members see it), and training files
-        drop samples that held the old words; the index follows. Returns why it was left out, or None.
+        if it no longer qualifies), in memory (`shown`: the text as members see it; the character's replies
+        made from the old words go), and training files drop samples that held the old words; the index
+        follows. `old`: the words before, when the store does not have them. An edit that changes no word
+        (a pin, a late link preview) changes nothing. Returns why it was left out, or None.
         """
         before = self.store.get([message.id]).get(message.id)
+        old = before.content if before is not None else old
+        if old is not None and old in (message.content, message.content[: self.ingestion.filters.max_chars]):
+            return None  # no word changed
         reason = self.ingestion.edit(message)
-        self.memory.edit(message.id, shown)
-        if before is not None and before.content != message.content:
+        with self._gone_lock:
+            if old is not None:
+                self._bury({message.id: (old, message.content)})
+            self.memory.edit(message.id, shown)
+        if before is not None:
             self.store.scrub()  # the old words leave the store's write-ahead log too
             scrub_training(self.settings.DATA_DIR, by_message({message.id}, [before.content]))
         return reason
 
-    def delete(self, ids: Iterable[int]) -> int:
-        """Messages deleted on Discord: gone at once from the store (so from retrieval), short-term memory,
-        its summaries and the training files; the index drops their entries and re-embeds the replies that
-        carried their words. Returns how many were stored.
+    def remembered_edit(self, message_id: int, shown: str, new: str, old: str | None) -> None:
+        """A message the store does not keep (a private thread, by default) edited: memory only, as `edited`."""
+        if old is not None and old == new:
+            return
+        with self._gone_lock:
+            if old is not None:
+                self._bury({message_id: (old, new)})
+            self.memory.edit(message_id, shown)
+
+    def delete(self, ids: Iterable[int], words: dict[int, str] | None = None) -> int:
+        """Messages deleted on Discord: gone at once from the store (so from retrieval), short-term memory
+        (with the character's replies made from them), its summaries and the training files; the index drops
+        their entries and re-embeds the replies that carried their words. `words`: what they said, where the
+        store does not have it (Discord's cache). Returns how many were stored.
         """
         ids = set(ids)
-        contents = [m.content for m in self.store.get(ids).values()]
+        stored = {i: m.content for i, m in self.store.get(ids).items()}
+        said = {**(words or {}), **self.memory.said(ids), **stored}
         deleted = self.store.delete(ids)
-        self.memory.drop(ids)
-        scrub_training(self.settings.DATA_DIR, by_message(ids, contents))
+        with self._gone_lock:
+            self._bury({i: (text, None) for i, text in said.items()})
+            self.memory.drop(ids)
+        scrub_training(self.settings.DATA_DIR, by_message(ids, stored.values()))
         if deleted:
             self.ingestion.wake()
         return len(deleted)
+
+    def _bury(self, words: dict[int, tuple[str, str | None]]) -> None:
+        """Hold words just gone for GONE_SECONDS (the caller holds `_gone_lock`)."""
+        now = time.monotonic()
+        for message_id, (old, new) in words.items():
+            self._gone.pop(message_id, None)
+            self._gone[message_id] = (old, new, now)
+        while self._gone and (len(self._gone) > GONE_KEPT or next(iter(self._gone.values()))[2] < now - GONE_SECONDS):
+            self._gone.popitem(last=False)
+
+    def gone_words(self, ids: Iterable[int]) -> tuple[dict[int, str], dict[int, str]]:
+        """Among `ids`, the words deleted, edited away or forgotten in the last GONE_SECONDS: (old words by id,
+        an edit's new words by id), for taking them out of the character's posts."""
+        with self._gone_lock:
+            self._bury({})
+            found = {i: self._gone[i] for i in set(ids) & self._gone.keys()}
+        return {i: old for i, (old, _, _) in found.items()}, {i: new for i, (_, new, _) in found.items() if new}
 
     def delete_channel(self, channel_id: int) -> int:
         """A thread or channel deleted on Discord: every message of it and of its threads goes, as `delete` does
@@ -186,41 +231,54 @@ class Runtime:
         reply = ChatMessage(author=self.persona.name, content=text, from_character=True, sources=frozenset(sources))
         self.memory.add(channel_id, reply)
 
-    def _remember(self, channel_id: int, result: ReplyResult, asked: ChatMessage) -> ReplyResult:
-        """A reply made: remembered with every message its prompt held (memory, lore, the question), any of
-        which the model may have quoted; returned with them (`sources`)."""
-        sources = self.memory.cited(channel_id) | {i for item in result.lore for i in item.message_ids}
+    def _remember(self, channel_id: int, result: ReplyResult, asked: ChatMessage, held: set[int]) -> ReplyResult:
+        """A reply made: remembered with every message its prompt held (`held`: memory when it was asked, then
+        the lore and the question), any of which the model may have quoted; returned with them (`sources`).
+        A reply made from words deleted, edited or forgotten while it was being made is not remembered."""
+        sources = held | self.memory.prompt_sources(channel_id) | {i for item in result.lore for i in item.message_ids}
         if asked.message_id:
             sources.add(asked.message_id)
-        self.remember_reply(channel_id, result.text, sources)
+        with self._gone_lock:
+            self._bury({})
+            if sources.isdisjoint(self._gone):
+                self.remember_reply(channel_id, result.text, sources)
         return replace(result, sources=frozenset(sources))
 
     def reply(self, channel_id: int, message: ChatMessage) -> ReplyResult:
         """Answer a message in character (the final result only); the reply is remembered too."""
-        return self._remember(channel_id, run_reply(self.chain, channel_id, message), message)
+        held = self.memory.prompt_sources(channel_id)  # what the prompt is made from, before any of it can go
+        return self._remember(channel_id, run_reply(self.chain, channel_id, message), message, held)
 
     def stream(self, channel_id: int, message: ChatMessage) -> Iterator[ReplyResult]:
         """Answer a message, yielding the safe part of the reply as it grows, then the final result."""
+        held = self.memory.prompt_sources(channel_id)
         for result in stream_reply(self.chain, channel_id, message):
-            yield result if result.partial else self._remember(channel_id, result, message)
+            yield result if result.partial else self._remember(channel_id, result, message, held)
 
     async def astream(self, channel_id: int, message: ChatMessage) -> AsyncIterator[ReplyResult]:
         """`stream` for an event loop: nothing blocks the loop."""
+        held = self.memory.prompt_sources(channel_id)
         async for result in astream_reply(self.chain, channel_id, message):
-            yield result if result.partial else self._remember(channel_id, result, message)
+            yield result if result.partial else self._remember(channel_id, result, message, held)
 
-    def forget(self, user_id: int, names: Iterable[str] = ()) -> ForgetReport:
+    def forget(self, user_id: int, names: Iterable[str] = (), cited: Iterable[int] = ()) -> ForgetReport:
         """A member opts out: store, index, training data, short-term memory and summaries (see indexes.forget).
 
         `names` (exports without ids) only from an admin. Their names stay known: a reply never speaks as them.
+        `cited`: ids the character's posts were made from, whose words, if the member's, `gone_words` then gives.
         """
         ids, _ = member_ids(user_id, names)
-        quoted = {i for i, m in self.store.get(self.memory.cited()).items() if m.author_id in ids}
+        quoted = {
+            i: m.content for i, m in self.store.get(self.memory.cited() | set(cited)).items() if m.author_id in ids
+        }
+        quoted |= self.memory.said_by(ids)  # kept in memory only (a private thread)
         report = forget_member(self.store, self.lore_index, self.settings.DATA_DIR, user_id, names)
         ids, _ = member_ids(user_id, report.names)
         self.opted_out |= ids
-        self.memory.forget(ids, set(report.names))
-        self.memory.drop(quoted)  # the character's replies made from their words
+        with self._gone_lock:
+            self._bury({i: (text, None) for i, text in quoted.items()})
+            self.memory.forget(ids, set(report.names))
+            self.memory.drop(set(quoted))  # the character's replies made from their words
         return report
 
     def set_consent(self, user_id: int, given: bool, source: str = "command") -> int:

@@ -76,6 +76,17 @@ class Evidence:
         return whole[start:end].strip()
 
 
+_ASKS_FIGURE = re.compile(
+    r"(?i)\b(?:how\s+(?:much|many|long|old|big|far|often|fast|high)|when|what\s+(?:year|date|day|time|score|price|"
+    r"amount|number|percentage|rate|size)|which\s+(?:year|date|day)|cost|costs|price|score|percent|record)\b"
+)
+
+
+def asks_for_figure(question: str) -> bool:
+    """A question whose answer is a figure: an amount, a count, a date, a score ("how much did it raise?")."""
+    return bool(_ASKS_FIGURE.search(question))
+
+
 def claims(text: str) -> set[str]:
     """Numbers, code-like names and proper names: what a reply can get wrong by inventing it."""
     return figures(text) | proper_names(text)

@@ -200,15 +200,41 @@ class ShortTermMemory:
 
         return bool(self._rewrite(change, {message_id}))
 
-    def cited(self, channel_id: int | None = None) -> set[int]:
-        """The ids of the members' messages whose words one channel's memory (or all) holds: the window,
-        the summary and the character's replies made from others (see `ChatMessage.sources`)."""
+    def cited(self) -> set[int]:
+        """The ids of the members' messages whose words memory holds: every message kept, the summaries and
+        the character's replies made from others (see `ChatMessage.sources`)."""
         with self._lock:
-            channels = self._channels.values() if channel_id is None else [self._channel(channel_id)]
             return {
                 i
-                for channel in channels
+                for channel in self._channels.values()
                 for i in _words_of([*channel.window, *channel.since_summary, *channel.in_flight]) | channel.summarized
+            }
+
+    def prompt_sources(self, channel_id: int) -> set[int]:
+        """What a prompt made now from this channel's memory holds: the window (with what the character's
+        replies in it were made from) and the summary's messages."""
+        with self._lock:
+            channel = self._channel(channel_id)
+            return _words_of(channel.window) | channel.summarized
+
+    def said(self, message_ids: set[int]) -> dict[int, str]:
+        """The words of these messages that memory holds, by id."""
+        with self._lock:
+            return {
+                m.message_id: m.content
+                for channel in self._channels.values()
+                for m in [*channel.window, *channel.since_summary, *channel.in_flight]
+                if m.message_id in message_ids
+            }
+
+    def said_by(self, author_ids: set[int]) -> dict[int, str]:
+        """The words of these members' messages that memory holds, by message id (kept or not in the store)."""
+        with self._lock:
+            return {
+                m.message_id: m.content
+                for channel in self._channels.values()
+                for m in [*channel.window, *channel.since_summary, *channel.in_flight]
+                if m.message_id and m.author_id in author_ids and not m.from_character
             }
 
     def _rewrite(self, change, message_ids: set[int]) -> int:

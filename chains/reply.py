@@ -7,8 +7,9 @@ reply grows (`partial=True`, the text already repaired and safe to show), then t
 reply that fails validation is generated once more, then replaced by an in-character fallback
 line, as is a generation error or timeout. A question with close enough lore (`ground`, see
 chains/grounding.py) is checked against it: a reply that invents a figure or a name is stopped before
-it is shown, and one that does not use the lore is replaced by the answer line. A question without
-such lore still may not be answered with a made-up figure: the sentences holding one are dropped
+it is shown, and one that does not use the lore is replaced by the answer line. A question asking for a
+figure ("how much", "when") without such lore still may not be answered with a made-up one: the
+sentences holding one are dropped
 (with none left, the persona's `unknown` line is said). (The retry lives inside the streaming stage: LangChain's
 `with_retry`/`with_fallbacks` cannot retry a stream that has already yielded.)
 
@@ -34,7 +35,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from chains.assemble import Assembled, ContextAssembler
 from chains.engines.base import GenerationStats
 from chains.generation import REPLY_SLOT, GenerationRequest, GenerationService, Job
-from chains.grounding import QUESTION_INTENTS, Evidence, Grounding, figures, known_claims
+from chains.grounding import QUESTION_INTENTS, Evidence, Grounding, asks_for_figure, figures, known_claims
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.preprocess import Analysis, analyze
@@ -164,6 +165,7 @@ class _Drafting:
         self.evidence: Evidence | None = state.get("evidence")
         # A question's reply is checked for invented claims, with evidence or without (grounding on).
         self.checked = grounded and state["analysis"].intent in QUESTION_INTENTS
+        self.figure_asked = asks_for_figure(state["message"].content)
         self.answer = answer
         self.invented: set[str] = set()  # claims of this reply that no lore, question or conversation holds
         self.wrap_up = int(max_new_tokens * WRAP_UP_FRACTION) if max_new_tokens else None
@@ -180,9 +182,11 @@ class _Drafting:
         self.timings: dict[str, float] = defaultdict(float)
         self.known: set[str] = set()  # the claims the lore, the message and the conversation hold
         if self.checked:
+            lore = state["lore"]["items"]
             self.known = known_claims([
-                *(item.content for item in state["lore"]["items"]), state["message"].content,
+                *(item.content for item in lore), *(item.date for item in lore), state["message"].content,
                 *(m.content for m in history), state["memory"]["summary"], persona.description, persona.scenario,
+                persona.personality, persona.system_prompt, persona.post_history_instructions, *names, persona.name,
             ], [*names, persona.name])  # fmt: skip
         self.raw = self.shown = ""
         self.job: Job | None = None
@@ -190,6 +194,7 @@ class _Drafting:
 
     def request(self) -> GenerationRequest:
         self.raw = self.shown = ""
+        self.invented = set()  # each attempt is checked afresh
         self.ended, self.pieces = False, 0
         retry = RETRY_TEMPERATURE if self.attempts else None
         return GenerationRequest(self.state["context"].prompt, temperature=retry, stop=self.stops, slot=REPLY_SLOT)
@@ -255,10 +260,12 @@ class _Drafting:
         return Verdict(ok=True, text=answer.text, fixes=(*answer.fixes, f"answered from the lore ({why})"))
 
     def _invented(self, text: str) -> set[str]:
-        """The claims of `text` no lore, message or name holds: with evidence, figures and names; without,
-        figures only (a reply to "what's your favourite game?" may name one; it may not make up a score)."""
-        found = Grounding.unsupported(text, self.known)
-        return found if self.evidence is not None else found & figures(text)
+        """The claims of `text` no lore, message or name holds: with evidence, figures and names; without, the
+        figures a question asking for one is answered with ("how much did it raise?" may not get a made-up
+        amount; "what's the best mario game?" may get "super mario 64")."""
+        if self.evidence is not None:
+            return Grounding.unsupported(text, self.known)
+        return Grounding.unsupported(text, self.known) & figures(text) if self.figure_asked else set()
 
     def _without_invented(self, verdict: Verdict) -> Verdict:
         """No evidence to answer from (or its line refused): the reply without its sentences that hold an

@@ -79,6 +79,9 @@ def test_a_reply_loses_only_the_lines_quoting_words_that_are_gone():
     edited = ["I live at 42 Quillmoor Lane, come by tomorrow instead"]  # what is still said is no quote of what went
     assert without_quotes(reply, gone, now=edited) == reply
     assert without_quotes('As alice put it: "I live at 42 Quillmoor Lane, come by"', gone) == ""
+    assert without_quotes("bob's number: 555-0199", ["my number is 555-0199"]) == ""  # a long number on its own
+    thanks = "mrrp! thank you so much for visiting"
+    assert without_quotes(thanks, ["thank you so much for the help"]) == thanks  # common words are no quote
 
 
 def test_split_keeps_code_blocks_closed_and_words_whole():

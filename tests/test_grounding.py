@@ -127,8 +127,14 @@ def test_without_close_lore_a_question_is_never_answered_with_a_made_up_figure(m
     result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", QUESTION, message_id=1))
     assert result.ok and result.text == persona.unknown()  # nothing left: the persona's line for not knowing
     llm = ScriptedLLM(responses=["mrrp, you asked at 3 in the morning!"])
-    result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", "@Susu is it 3 already?", message_id=1))
+    question = "@Susu how many hours did it take, 3?"
+    result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1))
     assert result.text == "mrrp, you asked at 3 in the morning!"  # a figure from the question is no invention
+    llm = ScriptedLLM(responses=["super mario 64, no contest!"])
+    question = "@Susu what's the best mario game?"  # asks for no figure: the character's own taste may hold one
+    assert (
+        run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1)).text == llm.responses[0]
+    )
 
 
 def test_evidence_is_a_statement_never_a_question_or_a_bare_link():

@@ -167,12 +167,12 @@ def test_the_characters_replies_made_from_a_message_go_with_it(service_for):
     )
     memory.add(1, ChatMessage("alice", "I live at 42 Quillmoor Lane", message_id=1))
     memory.add(1, ChatMessage("bob", "where does alice live?", message_id=2))
-    assert memory.cited(1) == {1, 2}
+    assert memory.prompt_sources(1) == {1, 2}
     memory.add(
         1, ChatMessage("Susu", "alice lives at 42 Quillmoor Lane", from_character=True, sources=frozenset({1, 2}))
     )
     memory.add(1, ChatMessage("Susu", "a reply made from lore only", from_character=True, sources=frozenset({9})))
-    assert memory.cited(1) == {1, 2, 9}
+    assert memory.prompt_sources(1) == {1, 2, 9} and memory.said({1, 5}) == {1: "I live at 42 Quillmoor Lane"}
     assert memory.edit(1, "I moved")
     assert [m.content for m in memory.snapshot(1).messages] == [
         "I moved",
@@ -186,7 +186,7 @@ def test_the_characters_replies_made_from_a_message_go_with_it(service_for):
     memory.add(2, ChatMessage("Susu", "quoting lore message 7", from_character=True, sources=frozenset({3, 7})))
     memory.add(2, ChatMessage("dave", "hi", message_id=4))  # the summary is made of these three
     assert wait_until(lambda: "Quillmoor" in memory.snapshot(2).summary)
-    assert memory.cited(2) >= {3, 4, 7}
+    assert memory.prompt_sources(2) >= {3, 4, 7} and memory.cited() == {1, 2, 3, 4, 7}
     assert memory.drop({7}) == 1
     snap = memory.snapshot(2)
     assert snap.summary == "" and [m.message_id for m in snap.messages] == [3, 4]  # made from 7's words: dropped

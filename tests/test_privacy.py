@@ -253,9 +253,36 @@ def test_forgetting_a_member_takes_the_characters_replies_made_from_their_words(
     runtime.observe(1, ChatMessage("alice", "hi all", author_id=ALICE, message_id=8))
     runtime.remember_reply(1, "bob's locker code is 4-8-15", sources={7, 8})
     runtime.remember_reply(1, "welcome back, alice", sources={8})
-    runtime.forget(BOB)
+    runtime.observe(2, ChatMessage("bob", "psst, the vault opens at 3am", author_id=BOB, message_id=9))  # not stored
+    runtime.remember_reply(2, "the vault opens at 3am, says bob", sources={9})
+    runtime.forget(BOB, cited={7})
     assert [m.content for m in runtime.memory.snapshot(1).messages] == ["hi all", "welcome back, alice"]
+    assert runtime.memory.snapshot(2).messages == ()  # remembered only (a private thread): their words went too
+    assert runtime.gone_words({7, 8, 9})[0] == {7: said.content, 9: "psst, the vault opens at 3am"}  # for the posts
+
+    # An edit that changes no word (a pin, a late link preview) keeps what was made from the message.
+    runtime.observe(1, ChatMessage("alice", "the raid starts at nine tonight", author_id=ALICE, message_id=10))
+    runtime.remember_reply(1, "see you at the raid at nine", sources={10})
+    runtime.remembered_edit(
+        10, "the raid starts at nine tonight", "the raid starts at nine tonight", "the raid starts at nine tonight"
+    )
+    assert "see you at the raid at nine" in [m.content for m in runtime.memory.snapshot(1).messages]
+    runtime.remembered_edit(10, "the raid is off", "the raid is off", "the raid starts at nine tonight")
+    assert "see you at the raid at nine" not in [m.content for m in runtime.memory.snapshot(1).messages]
     runtime.close()
+
+
+async def test_a_message_deleted_while_its_reply_is_being_made_is_not_quoted_after(start_bot):
+    h = await start_bot(llm=Parrot(delay=1.5), GROUNDING="off")  # 1.5 s of "prefill": the prompt is already made
+    runtime = h.bot.runtime
+    secret = await h.say(SECRET)
+    question = await h.say("what is alice's home address?", author=BOB, mention_bot=True)
+    await until(lambda: h.llm.running, what="the reply being made")
+    await asyncio.to_thread(h.fake.delete_message, secret)
+    (quoting,) = await h.answered(question)
+    assert "Quillmoor" in h.llm.prompts[-1]  # it was made from the secret, deleted before it was posted
+    await until(lambda: h.fake.shown(quoting) == UNQUOTED, what="the post taken back")
+    assert not any("Quillmoor" in m.content for m in runtime.memory.snapshot(h.fake.channel_id).messages)
 
 
 async def test_forgetme_takes_the_quotes_of_the_member_out_of_the_characters_posts(start_bot):

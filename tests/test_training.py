@@ -325,6 +325,39 @@ def test_an_interrupted_run_keeps_the_adapter_and_resumes(settings, training_dat
     assert (adapters / "voice" / "adapter_config.json").is_file() and (adapters / "voice.previous" / "marker").is_file()
 
 
+@pytest.mark.slow
+def test_a_member_forgotten_while_training_runs_is_in_no_published_adapter(settings, tmp_path):
+    from transformers import TrainerCallback
+
+    from indexes.forget import forget_member
+    from training.train_lora import DataWithdrawn, train
+
+    settings = settings.model_copy(update={"TRAINING_CONSENT": "all"})  # consent is not what this is about
+    store = MessageStore(settings.store_path)
+    import_exports(store, ROOT / "data" / "sample" / "export.json", Filters(), progress=False)
+    samples, _ = build_samples(list(store.iter_messages()), context=2)
+    samples = [s for s in samples if len(json.dumps(s)) < 500][:12]
+    split_by_time(samples, 0.25)
+    data = tmp_path / "training_data.jsonl"
+    write_jsonl(samples, data)
+    member = samples[0]["author_ids"][0]
+
+    class ForgetMidway(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:  # `!forgetme` while the adapter trains, as the bot would run it
+                forget_member(store, None, settings.DATA_DIR, int(member))
+
+    adapters = tmp_path / "adapters"
+    (adapters / "voice").mkdir(parents=True)
+    (adapters / "voice" / "marker").write_text("the adapter in use")
+    with pytest.raises(DataWithdrawn, match="1 of its members forgot or withdrew"):
+        train(smoke_recipe(settings, max_steps=2), settings, data, "voice", adapters_dir=adapters,
+              callbacks=[ForgetMidway()], progress=False)  # fmt: skip
+    assert [p.name for p in (adapters / "voice").iterdir()] == ["marker"]  # nothing of it was published
+    assert not (adapters / "voice.previous").exists()
+    store.close()
+
+
 def test_a_bad_recipe_is_named(tmp_path, settings):
     from training.train_lora import RecipeError, load_recipe
 

@@ -157,15 +157,10 @@ class Admin(commands.Cog, name="Character"):
             await ctx.defer(ephemeral=True)
         # By Discord id only: names (exports without ids) could be anyone's nickname; an admin forgets those.
         runtime, replies = self.bot.runtime, self.bot.get_cog("Replies")
-        quoted = replies.made_from() if replies else set()
-
-        def forget():
-            theirs = {i: m.content for i, m in runtime.store.get(quoted).items() if m.author_id == ctx.author.id}
-            return runtime.forget(ctx.author.id), theirs
-
-        report, theirs = await asyncio.to_thread(forget)
-        if replies and theirs:  # the character's posts quoting them lose those lines
-            await replies.unquote(theirs)
+        cited = replies.made_from() if replies else set()
+        report = await asyncio.to_thread(runtime.forget, ctx.author.id, (), cited)
+        if replies:  # the character's posts quoting them lose those lines
+            await replies.unquote(*runtime.gone_words(cited))
         await ctx.reply(
             f"Done: {report.messages} of your messages were removed, and new ones will not be collected. "
             "Models trained before keep what they learned until they are retrained.",
@@ -173,7 +168,7 @@ class Admin(commands.Cog, name="Character"):
         )  # fmt: skip
 
     @commands.hybrid_command(description="Let the character's voice learn from your messages (on), or stop it (off)")
-    @app_commands.describe(choice="on: the voice may learn from your messages; off: withdraw (acts like forgetting)")
+    @app_commands.describe(choice="on: the voice may learn from your messages; off: withdraw, for training")
     async def consent(self, ctx: commands.Context, choice: Literal["on", "off"] = "on") -> None:
         if ctx.interaction:
             await ctx.defer(ephemeral=True)

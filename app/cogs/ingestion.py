@@ -110,51 +110,45 @@ class Ingestion(commands.Cog):
         if message.author.bot:
             return
         wanted = self._wanted(message)
-        old = {message.id: payload.cached_message.content} if payload.cached_message else {}
+        cached = payload.cached_message.content if payload.cached_message else None  # the words before
 
         def edit() -> None:
             runtime = self.bot.runtime
-            stored = runtime.store.get([message.id])
-            old.update((i, m.content) for i, m in stored.items())
-            if wanted or stored:
-                runtime.edited(from_discord(message), message.clean_content)
+            if wanted or runtime.store.get([message.id]):
+                runtime.edited(from_discord(message), message.clean_content, cached)
             else:  # not kept (a private thread, by default), but remembered in its channel
-                runtime.memory.edit(message.id, message.clean_content)
+                runtime.remembered_edit(message.id, message.clean_content, message.content, cached)
 
         await self._write(edit)
-        await self._unquote(old, {message.id: message.content})
+        await self._unquote()
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        await self._delete({payload.message_id}, [payload.cached_message] if payload.cached_message else [])
+        cached = [payload.cached_message] if payload.cached_message else []
+        await self._write(self.bot.runtime.delete, {payload.message_id}, {m.id: m.content for m in cached})
+        await self._unquote()
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
-        await self._delete(set(payload.message_ids), payload.cached_messages)
-
-    async def _delete(self, ids: set[int], cached: list[discord.Message]) -> None:
-        """Deleted on Discord: gone everywhere (see Runtime.delete), and from the character's posts that quoted them."""
-        runtime, words = self.bot.runtime, {m.id: m.content for m in cached}
-
-        def delete() -> None:
-            words.update((i, m.content) for i, m in runtime.store.get(ids).items())
-            runtime.delete(ids)
-
-        await self._write(delete)
-        await self._unquote(words)
-
-    async def _unquote(self, gone: dict[int, str], now: dict[int, str] | None = None) -> None:
-        replies = self.bot.get_cog("Replies")
-        if gone and replies is not None:
-            await replies.unquote(gone, now)
+        cached = {m.id: m.content for m in payload.cached_messages}
+        await self._write(self.bot.runtime.delete, set(payload.message_ids), cached)
+        await self._unquote()
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
         await self._write(self.bot.runtime.delete_channel, payload.thread_id)
+        await self._unquote()
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         await self._write(self.bot.runtime.delete_channel, channel.id)
+        await self._unquote()
+
+    async def _unquote(self) -> None:
+        """The character's posts made from words just deleted, edited away or forgotten lose their quotes."""
+        replies = self.bot.get_cog("Replies")
+        if replies is not None:
+            await replies.unquote(*self.bot.runtime.gone_words(replies.made_from()))
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:

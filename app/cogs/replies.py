@@ -104,6 +104,7 @@ class Replies(commands.Cog):
         self._made_from: collections.OrderedDict[int, tuple[discord.Message, str, frozenset[int]]] = (
             collections.OrderedDict()
         )
+        self._unquoting = asyncio.Lock()
 
     @staticmethod
     def _cooldowns(settings) -> commands.CooldownMapping:
@@ -223,18 +224,31 @@ class Replies(commands.Cog):
     async def unquote(self, gone: dict[int, str], now: dict[int, str] | None = None) -> int:
         """Messages deleted, edited or forgotten (`gone`: id -> their old words; `now`: an edited one's new
         words): the character's posts made from them lose every line quoting the old words (a post left
-        with nothing says it quoted a message that is gone). Returns how many posts were edited."""
+        with nothing says it quoted a message that is gone). One pass at a time, each reading the posts as
+        the last pass left them. Returns how many posts were edited."""
+        if not gone:
+            return 0
         now = now or {}
         edited = 0
-        for post_id, (post, text, sources) in list(self._made_from.items()):
-            quoted = [gone[i] for i in sources & gone.keys()]
-            kept = without_quotes(text, quoted, [now[i] for i in sources & now.keys()]) if quoted else text
-            if kept == text:
-                continue
-            kept = kept or UNQUOTED
-            async with self._edits:
-                done = await safe_call(post.edit(content=kept, allowed_mentions=discord.AllowedMentions.none()))
-            if done is not None:
+        async with self._unquoting:
+            for post_id in [i for i, (_, _, sources) in self._made_from.items() if not sources.isdisjoint(gone)]:
+                if post_id not in self._made_from:  # no longer kept (a newer post pushed it out meanwhile)
+                    continue
+                post, text, sources = self._made_from[post_id]
+                quoted = [gone[i] for i in sources & gone.keys()]
+                kept = without_quotes(text, quoted, [now[i] for i in sources & now.keys()])
+                if kept == text:
+                    continue
+                kept = kept or UNQUOTED
+                try:
+                    async with self._edits:
+                        await post.edit(content=kept, allowed_mentions=discord.AllowedMentions.none())
+                except discord.NotFound:  # deleted meanwhile (by a moderator): nothing left to show
+                    del self._made_from[post_id]
+                    continue
+                except discord.HTTPException as exc:
+                    logger.warning("could not take a quote out of post %s: %s %s", post_id, exc.status, exc.text)
+                    continue
                 self._made_from[post_id] = (post, kept, sources)
                 edited += 1
                 logger.info("post %s no longer quotes a message that was deleted or changed", post_id)
@@ -266,6 +280,7 @@ class Replies(commands.Cog):
                 self._made_from[post.id] = (post, text, result.sources)
             while len(self._made_from) > POSTS_KEPT:
                 self._made_from.popitem(last=False)
+            await self.unquote(*bot.runtime.gone_words(result.sources))  # gone while the reply was being made
             first = reply.first_visible - job.received if reply.first_visible else None
             self.stats.record(
                 time.monotonic() - job.received, result.generated_tokens, result.timings.get("generate", 0.0), result.ok,
