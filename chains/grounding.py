@@ -32,6 +32,8 @@ MIN_SENTENCE_CHARS = 12
 MAX_SENTENCES = 64  # sentences compared per reply (the best lore items' first ones)
 PASSAGE_CHARS = 280  # a message up to this long is quoted whole
 THREAD_CHARS = 120  # how much of the thread a reply answers is read with its sentences
+KIND_BONUS = 0.2  # a sentence holding what the question asks for (a date for "when") ranks this much higher
+ASKING_PENALTY = 0.2  # a sentence of a message that asks ("I wonder if the manager is trusted") ranks lower
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _LETTERS = re.compile(r"[^\W\d_]+")
 _WORD = re.compile(r"[\w$][\w$.,'-]*\w|\w")
@@ -63,23 +65,78 @@ class Evidence:
     @property
     def passage(self) -> str:
         """What the answer line quotes: the whole message when short, else the sentence and what follows it."""
-        whole = " ".join(self.item.content.split())
-        if len(whole) <= PASSAGE_CHARS:
-            return whole
-        start = whole.find(self.sentence)
-        if start < 0:
-            return self.sentence
-        end = start + len(self.sentence)
-        while end < len(whole) and end - start < PASSAGE_CHARS // 2:  # a short sentence takes the next one along
-            following = _SENTENCE.search(whole, end + 1)
-            end = following.start() if following else len(whole)
-        return whole[start:end].strip()
+        return _passage(self.sentence, self.item)
+
+
+def _passage(sentence: str, item: LoreItem) -> str:
+    whole = " ".join(item.content.split())
+    if len(whole) <= PASSAGE_CHARS:
+        return whole
+    start = whole.find(sentence)
+    if start < 0:
+        return sentence
+    end = start + len(sentence)
+    while end < len(whole) and end - start < PASSAGE_CHARS // 2:  # a short sentence takes the next one along
+        following = _SENTENCE.search(whole, end + 1)
+        end = following.start() if following else len(whole)
+    return whole[start:end].strip()
 
 
 _ASKS_FIGURE = re.compile(
     r"(?i)\b(?:how\s+(?:much|many|long|old|big|far|often|fast|high)|when|what\s+(?:year|date|day|time|score|price|"
     r"amount|number|percentage|rate|size)|which\s+(?:year|date|day)|cost|costs|price|score|percent|record)\b"
 )
+
+
+_ASKS_DATE = re.compile(
+    r"(?i)^(?:@\S+\s+)?when\b|\b(?:what|which)\s+(?:year|date|day|time|month)\b|\b(?:deadline|start|starts|open|opens|"
+    r"close|closes|end|ends)\b.*\?$"
+)
+_ASKS_AMOUNT = re.compile(
+    r"(?i)\bhow\s+(?:much|many|long|big|far|often|high)\b|\bwhat\s+(?:score|price|amount|number|percentage|rate|size)\b|"
+    r"\b(?:cost|costs|price|percent|prize\s+pool|raised?)\b"
+)
+_ASKS_PERSON = re.compile(r"(?i)^(?:@\S+\s+)?(?:who|whom|whose)\b|\bwhich\s+(?:member|person|user|warden|one of us)\b")
+_DATE = re.compile(
+    r"(?i)\b\d{1,4}[/.-]\d{1,2}(?:[/.-]\d{2,4})?\b|\b\d{1,2}:\d{2}\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|"
+    r"nov|dec)[a-z]*\.?\s+\d{1,2}\b|\b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|"
+    r"dec)[a-z]*\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|tomorrow|yesterday|tonight)\b|"
+    r"\b(?:19|20)\d{2}\b"
+)
+_AMOUNT = re.compile(r"\d")
+_PERSON = re.compile(r"@\S|»")
+_WONDERS = re.compile(
+    r"(?i)\b(?:i\s+wonder|wondering|want(?:ed)?\s+to\s+ask|any\s+idea|anyone\s+know|does\s+anyone|can\s+someone|"
+    r"could\s+someone|having\s+a\s+hard\s+time|can'?t\s+figure|not\s+sure\s+(?:if|whether|how|what|why)|"
+    r"missed\s+(?:this|my)\s+question)\b"
+)
+
+
+def answer_kind(question: str) -> str:
+    """What a question asks for: "date", "amount", "person", or "" (anything else: a fact, a reason, a how)."""
+    if _ASKS_DATE.search(question):
+        return "date"
+    if _ASKS_AMOUNT.search(question):
+        return "amount"
+    if _ASKS_PERSON.search(question):
+        return "person"
+    return ""
+
+
+def fits(kind: str, text: str) -> bool:
+    """Does `text` hold what a question of this kind asks for (a date, a figure, a member)?"""
+    if kind == "date":
+        return bool(_DATE.search(text))
+    if kind == "amount":
+        return bool(_AMOUNT.search(text))
+    if kind == "person":
+        return bool(_PERSON.search(text) or proper_names(text))
+    return False
+
+
+def seeks(text: str) -> bool:
+    """A message that asks rather than answers: a question, or a statement of wanting to know ("I wonder if")."""
+    return any(_asks(part) for part in _SENTENCE.split(text) if part.strip()) or bool(_WONDERS.search(text))
 
 
 def asks_for_figure(question: str) -> bool:
@@ -157,9 +214,17 @@ def _asks(sentence: str) -> bool:
 class Grounding:
     """Finds the evidence for a question and checks replies against it."""
 
-    def __init__(self, embed: Embed, min_score: float = 0.5) -> None:
+    def __init__(
+        self,
+        embed: Embed,
+        min_score: float = 0.5,
+        kind_bonus: float = KIND_BONUS,
+        asking_penalty: float = ASKING_PENALTY,
+    ) -> None:
         self.embed = embed
         self.min_score = min_score
+        self.kind_bonus = kind_bonus
+        self.asking_penalty = asking_penalty
 
     def evidence(self, question: str, intent: str, lore: Sequence[LoreItem]) -> Evidence | None:
         """The lore sentence that answers a question best, if close enough; None for other intents or weak lore.
@@ -184,7 +249,14 @@ class Grounding:
         scores = vectors[1:] @ vectors[0]
         asked = claims(question)
         holds = [len(asked & claims(s)) for s, _ in candidates]
-        best = max(range(len(candidates)), key=lambda i: (holds[i], scores[i]))
+        kind = answer_kind(question)
+        ranked = [
+            score
+            + (self.kind_bonus if kind and fits(kind, _passage(s, item)) else 0.0)
+            - (self.asking_penalty if seeks(item.content) else 0.0)
+            for score, (s, item) in zip(scores, candidates, strict=True)
+        ]
+        best = max(range(len(candidates)), key=lambda i: (holds[i], ranked[i]))
         found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]))
         logger.debug(
             "evidence %.3f from message by %s (%d characters)", found.score, found.item.author, len(found.sentence)

@@ -99,7 +99,7 @@ def _retrieval(args) -> int:
     from app.logs import setup_logging
     from app.settings import load_settings
     from evals.dataset import load_dataset
-    from evals.retrieval import retrieval_eval, summary
+    from evals.retrieval import details, retrieval_eval, summary
     from prompts import load_persona
 
     settings = load_settings()
@@ -110,7 +110,10 @@ def _retrieval(args) -> int:
             print(f"{eval_set.name}: SKIPPED ({eval_set.missing})")
             continue
         character = load_persona(eval_set.persona or settings.PERSONA_FILE).name
-        print(summary(eval_set.name, retrieval_eval(settings, eval_set, character)), flush=True)
+        results = retrieval_eval(settings, eval_set, character)
+        print(summary(eval_set.name, results), flush=True)
+        if args.show:
+            print(details(results), flush=True)
     return 0
 
 
@@ -142,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("--run", type=Path, help="one run directory (default: the latest run of each set)")
     gate.add_argument("--dataset", type=Path, action="append", help="an eval set file (default: every default set)")
     gate.set_defaults(handler=_gate)
-    retrieval = sub.add_parser("retrieval", help="the retriever alone: source in top k and rank, per set")
+    retrieval = sub.add_parser("retrieval", help="the retriever and the evidence alone: source, rank, facts, per set")
     retrieval.add_argument(
         "--dataset", type=Path, action="append", help="an eval set file (default: every default set)"
     )
+    retrieval.add_argument("--show", action="store_true", help="one line per question: rank, facts, the evidence")
     retrieval.set_defaults(handler=_retrieval)
     make = sub.add_parser("make", help="draft an eval set from an export, for review")
     make.add_argument("--from", dest="source", type=Path, required=True)

@@ -251,13 +251,18 @@ def test_evals_retrieval_reports_source_in_top_k_and_rank_per_set(tmp_path, monk
     eval_set.write_text(yaml.safe_dump({
         "name": "retrieval_check", "source": str(export), "samples": [
             {"id": "joystick", "question": "@Susu who won the Golden Joystick 2024?", "reference": "tomasz",
-             "reference_contexts": [next(m["content"] for m in json.loads(
+             "facts": ["tomasz"], "reference_contexts": [next(m["content"] for m in json.loads(
                  (ROOT / "data" / "sample" / "export.json").read_text(encoding="utf-8"))["messages"]
                  if m["content"].startswith(found))]},
             {"id": "nowhere", "question": "@Susu what is the capital of Mars?", "reference": "none",
-             "reference_contexts": ["a message that is not in the channel at all"]},
+             "facts": ["olympus city"], "reference_contexts": ["a message that is not in the channel at all"]},
         ],
     }))  # fmt: skip
-    assert main(["retrieval", "--dataset", str(eval_set)]) == 0
+    assert main(["retrieval", "--dataset", str(eval_set), "--show"]) == 0
     out = capsys.readouterr().out
     assert "retrieval_check: source_in_top_k 0.500" in out and "missed: nowhere" in out
+    # the evidence for the first question quotes the winner; nothing in the channel names Mars' capital
+    assert "fact_in_evidence 0.500" in out
+    shown = dict(line.strip().split(": ", 1) for line in out.splitlines() if line.startswith("  "))
+    assert shown["joystick"].startswith("rank 1  facts yes") and "tomasz" in shown["joystick"]
+    assert shown["nowhere"].startswith("rank -  facts no")

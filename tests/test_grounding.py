@@ -4,7 +4,7 @@ import pytest
 
 from chains.assemble import ContextAssembler
 from chains.generation import GenerationService
-from chains.grounding import Grounding, embedder, sentences
+from chains.grounding import Grounding, answer_kind, embedder, fits, seeks, sentences
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.reply import build_reply_chain, run_reply, stream_reply, template_stops
@@ -192,6 +192,60 @@ def test_evidence_says_more_than_the_question_and_holds_what_it_asks_about(embed
     for year in (2023, 2024, 2025):
         evidence = grounding.evidence(f"who got the golden joystick {year}?", "lore", years)
         assert evidence is not None and str(year) in evidence.sentence
+
+
+def test_questions_are_told_apart_by_what_they_ask_for():
+    assert answer_kind("@Cora when does the Curves audit start and when does it close?") == "date"
+    assert answer_kind("what day is the meetup?") == "date"
+    assert answer_kind("how much is the prize pool?") == "amount"
+    assert answer_kind("@Susu who won the golden joystick?") == "person"
+    assert answer_kind("why is mint() restricted?") == answer_kind("what kind of chain is Form network?") == ""
+    assert fits("date", "Audit opens 01/08/2024 20:00 UTC") and fits("date", "on 4 March") and fits("date", "tomorrow")
+    assert not fits("date", "The Curves audit is now closed!") and not fits("amount", "a big pool")
+    assert fits("amount", "a $36,500 pool") and fits("person", "$6,215.78 USDC » @0x3b")
+    assert fits("person", "it went to Tomasz for the repairs") and not fits("", "anything at all, 2024")
+
+
+def test_a_message_that_wonders_asks_and_one_that_answers_does_not():
+    assert seeks("Hey @0xAndy, I believe you missed this question. If owner is trusted, I wonder if manager is.")
+    assert seeks("I want to ask about fees when someone buys or sells tokens.")
+    assert seeks("i am also intrested, are these three audits where you got confirmed findings?")
+    assert not seeks("Whether u buy or sell u pay all the fees") and not seeks(
+        "It is an L2 on the Optimism Superchain."
+    )
+
+
+def test_evidence_holds_what_the_question_asks_for_before_an_announcement_or_a_question(embed_model):
+    # Scores here (bf16 embeddings), similarity alone: the announcement 0.71, the welcome post 0.55; the
+    # wondering message 0.71, the answer 0.54. What the question asks for decides between them.
+    grounding = Grounding(embedder(embed_model))
+    closed = LoreItem(content="@wardens The **Curves** audit is now closed! Huge thanks to everyone.", author="C4")
+    dates = LoreItem(
+        content="👋 Hello and welcome to the audit channel for the $36,500 in USDC **Curves** audit!\n\n"
+        "📆 Audit opens 01/08/2024 20:00 (20:00 UTC) and runs through 01/16/2024 20:00 (20:00 UTC) (8 days).",
+        author="knownfact",
+    )
+    question = "when does the Curves audit start and when does it close?"
+    evidence = grounding.evidence(question, "lore", [closed, dates])
+    assert evidence is not None and evidence.item is dates
+    plain = Grounding(embedder(embed_model), kind_bonus=0.0, asking_penalty=0.0).evidence(
+        question, "lore", [closed, dates]
+    )
+    assert plain is not None and plain.item is closed  # by similarity alone, the announcement
+
+    wonders = LoreItem(
+        content="Hey @0xAndy, I believe you missed this one. If `owner` makes sense to be trusted, I wonder if "
+        "`manager` is considered trusted or not.", author="alexczm",
+    )  # fmt: skip
+    answers = LoreItem(content="The manager is trusted as much as the owner: both are the Curves team multisig.",
+                       author="0xandy")  # fmt: skip
+    question = "should wardens treat the manager role as a trusted one, like the owner?"
+    evidence = grounding.evidence(question, "question", [wonders, answers])
+    assert evidence is not None and evidence.item is answers
+    plain = Grounding(embedder(embed_model), kind_bonus=0.0, asking_penalty=0.0).evidence(
+        question, "question", [wonders, answers]
+    )
+    assert plain is not None and plain.item is wonders
 
 
 MEETUP = LoreItem(
