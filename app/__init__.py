@@ -1,1 +1,1 @@
-"""The character bot's entry points, settings and composition root (`python -m app ...`)."""
+"""The character bot's entry points, Discord layer and composition root (`python -m app ...`)."""

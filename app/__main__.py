@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from app.logs import setup_logging
+from config.logs import setup_logging
 
 logger = logging.getLogger("app")
 
@@ -15,7 +15,7 @@ logger = logging.getLogger("app")
 def _chat(args: argparse.Namespace) -> int:
     from app.console import Console, parse_line
     from app.runtime import build_runtime
-    from app.settings import load_settings, secrets_of
+    from config.settings import load_settings, secrets_of
     from indexes.lock import hold_data_dir
 
     settings = load_settings()
@@ -39,7 +39,7 @@ def _bot(args: argparse.Namespace) -> int:
 
     from app.bot import check_bot_settings, explain_startup_error, run_bot
     from app.runtime import build_runtime
-    from app.settings import load_settings, secrets_of
+    from config.settings import load_settings, secrets_of
 
     settings = load_settings()
     setup_logging(
@@ -69,8 +69,8 @@ def _bot(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from app.settings import load_settings, secrets_of
     from app.train import main_train
+    from config.settings import load_settings, secrets_of
 
     overrides = {"TRAIN_RECIPE": args.recipe} if args.recipe else {}
     settings = load_settings(**overrides)
@@ -80,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     from app import history
-    from app.settings import load_settings, secrets_of
+    from config.settings import load_settings, secrets_of
     from indexes.lock import hold_data_dir
 
     settings = load_settings()
@@ -168,13 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     forget.set_defaults(run=_history)
     args = parser.parse_args(argv)
     setup_logging()
-    from app.settings import SettingsError
-    from chains.model import ModelLoadError
-    from indexes.backfill import BackfillError
+    from app.backfill import BackfillError
+    from config.settings import SettingsError
     from indexes.disk import StorageError
     from indexes.exports import ExportError
     from indexes.lock import DataDirBusy
     from indexes.vector import IndexUnavailable
+    from llm.model import ModelLoadError
     from prompts import PromptError
 
     try:

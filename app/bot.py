@@ -17,16 +17,16 @@ import signal
 import discord
 from discord.ext import commands
 
+from app.backfill import point_discord_at
 from app.cogs import in_scope
 from app.cogs.admin import REFUSAL, Admin
 from app.cogs.ingestion import Ingestion
 from app.cogs.replies import COOLDOWN_REACTION, BotStats, Replies
 from app.runtime import Runtime
-from app.settings import Settings, SettingsError
-from chains.model import ModelLoadError
-from indexes.backfill import point_discord_at
+from config.settings import Settings, SettingsError
 from indexes.members import ALL_WARNING
 from indexes.vector import IndexUnavailable
+from llm.model import ModelLoadError
 from prompts import PromptError
 
 logger = logging.getLogger(__name__)

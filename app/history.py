@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.settings import Settings
+from config.settings import Settings
 from indexes.build import import_path, open_index
 from indexes.lore import LORE_THRESHOLD
 from indexes.members import prune, staleness
@@ -141,7 +141,7 @@ def stats(settings: Settings) -> int:
 
 
 def backfill(settings: Settings) -> int:
-    from indexes.backfill import backfill as run_backfill
+    from app.backfill import backfill as run_backfill
 
     store = MessageStore(settings.store_path)
     try:

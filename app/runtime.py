@@ -14,17 +14,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from app.settings import Settings
 from chains.assemble import ContextAssembler
-from chains.generation import GenerationService
 from chains.grounding import Grounding, embedder
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
-from chains.model import ADAPTER_META_FILE, ModelBundle, build_model, resolve_engine
 from chains.reply import ReplyResult, astream_reply, build_reply_chain, run_reply, stream_reply, template_stops
 from chains.retrieve import LoreRetrieval, llama_index_search
 from chains.summary import build_summary_request
 from chains.types import ChatMessage
+from config.settings import Settings
 from indexes.build import ensure_index, open_index
 from indexes.disk import StorageError
 from indexes.filters import Filters
@@ -34,6 +32,8 @@ from indexes.members import MemberData, expired, member_data, staleness
 from indexes.records import StoredMessage
 from indexes.store import MessageStore
 from indexes.vector import IndexUnavailable, LoreIndex, RetrievalWeights, WeightedRetriever
+from llm.generation import GenerationService
+from llm.model import ADAPTER_META_FILE, ModelBundle, build_model, resolve_engine
 from prompts import Persona, PromptSet, changed_prompts, load_persona, load_prompts, prompt_hashes
 
 logger = logging.getLogger(__name__)

@@ -33,15 +33,15 @@ class TrainingRun:
 
 
 def adapter_for(recipe: Path, adapters_dir: Path) -> Path:
-    from training.train_lora import load_recipe
+    from training.recipe import load_recipe
 
     return adapters_dir / load_recipe(recipe).name
 
 
 async def run_training(settings, log_file: Path | None = None) -> TrainingRun:
     """Data prep then training, each in its own process; stops at the first failure."""
-    from app.settings import child_environment
-    from training.train_lora import RecipeError
+    from config.settings import child_environment
+    from training.recipe import RecipeError
 
     log_file = log_file or settings.logs_dir / "train.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -22,12 +22,12 @@ from bench.reply import BENCH_SEED, PROMPTS, engine_lines, overhead, raw_engine,
 
 
 async def _measure(count: int) -> dict:
+    from app.backfill import point_discord_at
     from app.bot import CharacterBot, point_gateway_at
-    from app.logs import setup_logging
     from app.runtime import build_runtime
-    from app.settings import load_settings
-    from indexes.backfill import point_discord_at
-    from tests.fake_discord import TOKEN, FakeDiscord
+    from config.logs import setup_logging
+    from config.settings import load_settings
+    from fakes.discord_server import TOKEN, FakeDiscord
 
     setup_logging("WARNING")
     fake = FakeDiscord().start()

@@ -14,7 +14,7 @@ the command is run again) and the figures are taken from the store and the index
   must be 0.
 
 Then a full disk (a small tmpfs where the machine allows mounting one, else a file size limit) and
-a read-only DATA_DIR (file modes, and no root override) during `index update` (tests/disks.py):
+a read-only DATA_DIR (file modes, and no root override) during `index update` (fakes/disks.py):
 the command must say what is wrong (exit 2, no traceback) and leave the store as it was.
 """
 
@@ -50,7 +50,7 @@ def _env(data: Path, **extra: str) -> dict[str, str]:
 
 
 def _app(env: dict[str, str], *args: str, prefix: list[str] = (), limit_bytes: int | None = None):
-    from tests.disks import limiting
+    from fakes.disks import limiting
 
     return subprocess.run([*prefix, sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900, preexec_fn=limiting(limit_bytes))  # fmt: skip
@@ -72,7 +72,7 @@ def _killed_after(env: dict[str, str], args: list[str], delay: float) -> bool:
 
 def _expected(export: Path) -> set[int]:
     """The ids an import of `export` keeps (the same reader and filters, into a scratch store)."""
-    from app.settings import load_settings
+    from config.settings import load_settings
     from indexes.build import import_path
     from indexes.store import MessageStore
 
@@ -87,7 +87,7 @@ def _expected(export: Path) -> set[int]:
 
 def figures(data: Path, expected: set[int]) -> dict:
     """What the store and the index hold, and what of `expected` is lost or duplicated."""
-    from app.settings import load_settings
+    from config.settings import load_settings
     from indexes.store import MessageStore
     from indexes.vector import LoreIndex, _split, chroma_client
 
@@ -148,7 +148,7 @@ def _cli_kills(kind: str, data: Path, exports: Path, kills: int, rng: random.Ran
 
 def _bot_kills(data: Path, kills: int, rng: random.Random) -> tuple[list[dict], set[int]]:
     """The bot killed while members post; started again, it catches up and indexes what it missed."""
-    from tests.fake_discord import TOKEN, FakeDiscord
+    from fakes.discord_server import TOKEN, FakeDiscord
 
     fake = FakeDiscord().start()
     env = _env(
@@ -216,7 +216,7 @@ def _bot_kills(data: Path, kills: int, rng: random.Random) -> tuple[list[dict], 
 
 def _disk_faults(data: Path, exports: Path, expected: set[int]) -> list[dict]:
     """A full disk, then a read-only DATA_DIR, during `index update`; then the same run with room again."""
-    from tests.disks import full_disk, read_only
+    from fakes.disks import full_disk, read_only
 
     env = _env(data, DISCORD_CHANNEL_ID=str(CHANNEL))
     rows = []

@@ -24,13 +24,13 @@ TARGET_RETRIEVAL_P95_MS = 30
 
 
 def _settings(data_dir: Path):
-    from app.settings import load_settings
+    from config.settings import load_settings
 
     return load_settings(DATA_DIR=data_dir, DISCORD_CHANNEL_ID=None)
 
 
 def _import_phase(export: str, data_dir: str) -> dict:
-    from app.logs import quiet_libraries
+    from config.logs import quiet_libraries
     from indexes.build import import_path
     from indexes.store import MessageStore
 
@@ -47,7 +47,7 @@ def _import_phase(export: str, data_dir: str) -> dict:
 
 
 def _index_phase(data_dir: str) -> dict:
-    from app.logs import quiet_libraries
+    from config.logs import quiet_libraries
     from indexes.build import open_index
     from indexes.store import MessageStore
 
@@ -134,8 +134,8 @@ def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200
 
     import numpy as np
 
-    from app.logs import quiet_libraries
     from bench.synthetic import _content
+    from config.logs import quiet_libraries
     from indexes.records import StoredMessage
     from indexes.store import MessageStore
     from indexes.vector import LoreIndex, RetrievalWeights, WeightedRetriever, build_embedding, chroma_client

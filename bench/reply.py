@@ -79,8 +79,8 @@ def record_requests(runtime) -> list[Sent]:
 
 def _replay(options, requests: list[tuple]) -> list[dict]:
     """Runs in a fresh process: the engine alone on the recorded prompts, in order."""
-    from chains.engines.base import GenerationStats
-    from chains.model import build_model
+    from llm.engines.base import GenerationStats
+    from llm.model import build_model
 
     bundle = build_model(options)
     rows = []
@@ -139,10 +139,10 @@ def overhead(chain_seconds: list[float], raw_seconds: list[float]) -> float:
 
 def run(out_dir: Path | None = None) -> dict:
     from app.console import CONSOLE_CHANNEL_ID, parse_line
-    from app.logs import setup_logging
     from app.runtime import build_runtime
-    from app.settings import load_settings
     from chains.types import ChatMessage
+    from config.logs import setup_logging
+    from config.settings import load_settings
 
     setup_logging("WARNING")
     settings = load_settings(SEED=BENCH_SEED)

@@ -35,14 +35,14 @@ def _rss_mb() -> float:
 
 
 async def _measure(mentions: int, ordinary: int, pace: float) -> dict:
+    from app.backfill import point_discord_at
     from app.bot import COOLDOWN_REACTION, CharacterBot, point_gateway_at
-    from app.logs import setup_logging
     from app.runtime import build_runtime
-    from app.settings import load_settings
-    from chains.model import ModelBundle
-    from indexes.backfill import point_discord_at
-    from tests.fake_discord import TOKEN, FakeDiscord
-    from tests.fakes import ScriptedLLM
+    from config.logs import setup_logging
+    from config.settings import load_settings
+    from fakes.discord_server import TOKEN, FakeDiscord
+    from fakes.llm import ScriptedLLM
+    from llm.model import ModelBundle
 
     setup_logging("ERROR")
     rng = random.Random(1234)
@@ -53,7 +53,7 @@ async def _measure(mentions: int, ordinary: int, pace: float) -> dict:
             DISCORD_CHANNEL_ID=fake.channel_id, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url,
             MODEL_CACHE_DIR=Path("data/models"), SEED=1, STREAM_EDIT_SECONDS=0.5,
         )  # fmt: skip
-        from chains.model import gguf_tokenizer, packaged_gguf
+        from llm.model import gguf_tokenizer, packaged_gguf
 
         llm = ScriptedLLM(
             responses=["mrrp! the cabinet hums. the tavern remembers everything, traveler."],

@@ -21,13 +21,14 @@ DESIGN_CLAIM = "13-18 hours for 63,000 messages on an RTX 2080 Ti (Mistral-7B QL
 def run(out: Path, recipe_path: Path = Path("training/recipes/cpu-smoke.yaml"), steps: int = 10) -> dict:
     import torch
 
-    from app.logs import setup_logging
-    from app.settings import load_settings
+    from config.logs import setup_logging
+    from config.settings import load_settings
     from indexes.filters import Filters
     from indexes.importer import import_exports
     from indexes.store import MessageStore
     from training.data_prep import prepare
-    from training.train_lora import load_recipe, train
+    from training.recipe import load_recipe
+    from training.train_lora import train
 
     setup_logging("WARNING")
     with tempfile.TemporaryDirectory() as folder:

@@ -1,1 +1,1 @@
-"""The reply chain (LCEL) and its stages, and the model factory."""
+"""The reply chain (LCEL) and its stages: memory, preprocess, retrieve, ground, assemble, generate, validate."""

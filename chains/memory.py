@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
-from chains.generation import BackgroundTask, GenerationRequest
 from chains.types import ChatMessage
+from llm.generation import BackgroundTask, GenerationRequest
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,6 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
 from chains.assemble import Assembled, ContextAssembler
-from chains.engines.base import GenerationStats
-from chains.generation import REPLY_SLOT, GenerationRequest, GenerationService, Job
 from chains.grounding import QUESTION_INTENTS, Evidence, Grounding, asks_for_figure, figures, known_claims
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
@@ -42,6 +40,8 @@ from chains.preprocess import Analysis, analyze
 from chains.retrieve import LoreRetrieval
 from chains.types import ChatMessage, LoreItem, Verdict
 from chains.validate import Members, stream_view, validate
+from llm.engines.base import GenerationStats
+from llm.generation import REPLY_SLOT, GenerationRequest, GenerationService, Job
 from prompts import Persona, PromptFile
 
 logger = logging.getLogger(__name__)

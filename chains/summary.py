@@ -7,10 +7,10 @@ its own KV-cache slot, greedily, so a refresh never disturbs the cache of the re
 from __future__ import annotations
 
 from chains.assemble import speaker_label
-from chains.generation import BACKGROUND_SLOT, GenerationRequest
 from chains.memory import SummaryRequest
 from chains.names import SpecialTokenGuard, one_line
 from chains.types import ChatMessage
+from llm.generation import BACKGROUND_SLOT, GenerationRequest
 from prompts import Persona, PromptSet
 
 SUMMARY_MAX_NEW_TOKENS = 80

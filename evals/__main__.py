@@ -6,22 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-# The eval sets (see evals/README.md):
-# - tuned: the sample server, and the real channel the weights were first tuned on (its export is read
-#   from ../shared/data/real-exports/; where it is absent the set is skipped, visibly);
-# - dev: real channels (exports shipped in evals/exports/) that retrieval and prompts are tuned on;
-# - test: real channels nobody tuning has read: reported (`--dataset`), never tuned on, not in the default run.
-# `python -m evals run` (and `make test`) runs, and the gate guards, the tuned and dev sets.
-TUNED_SETS = (Path("evals/datasets/sample_server.yaml"), Path("evals/datasets/real_nextgen.yaml"))
-DEV_SETS = tuple(Path(f"evals/datasets/dev_{name}.yaml") for name in ("curves", "revert", "meshcore"))
-TEST_SETS = tuple(Path(f"evals/datasets/test_{name}.yaml") for name in ("aiarena", "golom", "pyscript"))
-DEFAULT_SETS = TUNED_SETS + DEV_SETS
-EVAL_SEED = 1234
+from evals.dataset import DEFAULT_SETS, DEV_SETS, EVAL_SEED, TEST_SETS, TUNED_SETS  # noqa: F401 (the sets, read by tests)
 
 
 def _run(args) -> int:
-    from app.logs import setup_logging
-    from app.settings import load_settings
+    from config.logs import setup_logging
+    from config.settings import load_settings
     from evals.dataset import load_dataset
     from evals.report import write_report
     from evals.runner import previous_run, run_eval, settings_for, table
@@ -96,8 +86,8 @@ def _gate(args) -> int:
 
 
 def _retrieval(args) -> int:
-    from app.logs import setup_logging
-    from app.settings import load_settings
+    from config.logs import setup_logging
+    from config.settings import load_settings
     from evals.dataset import load_dataset
     from evals.retrieval import details, retrieval_eval, summary
     from prompts import load_persona
@@ -118,7 +108,7 @@ def _retrieval(args) -> int:
 
 
 def _make(args) -> int:
-    from app.settings import load_settings
+    from config.settings import load_settings
     from evals.make import make_from_export
     from prompts import load_persona
 
@@ -129,6 +119,11 @@ def _make(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["adapter"]:  # its own parser, shared with `python -m training.evaluate`
+        from evals.adapter import main as adapter
+
+        return adapter(argv[1:])
     from evals.gate import THRESHOLDS
     from evals.runner import RUNS_DIR
 
@@ -151,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     retrieval.add_argument("--show", action="store_true", help="one line per question: rank, facts, the evidence")
     retrieval.set_defaults(handler=_retrieval)
+    sub.add_parser("adapter", help="base model vs an adapter: perplexity and the eval sets (ADAPTER --help)")
     make = sub.add_parser("make", help="draft an eval set from an export, for review")
     make.add_argument("--from", dest="source", type=Path, required=True)
     make.add_argument("--out", type=Path, default=Path("evals/datasets/drafted.yaml"))
@@ -160,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--runs", type=Path, default=RUNS_DIR, help="where runs are saved")
         p.add_argument("--thresholds", type=Path, default=THRESHOLDS)
     args = parser.parse_args(argv)
-    from app.settings import SettingsError
+    from config.settings import SettingsError
     from evals.dataset import DatasetError
     from indexes.lock import DataDirBusy
     from prompts import PromptError

@@ -13,6 +13,18 @@ from pathlib import Path
 
 import yaml
 
+# The eval sets (see evals/README.md):
+# - tuned: the sample server, and the real channel the weights were first tuned on (its export is read
+#   from ../shared/data/real-exports/; where it is absent the set is skipped, visibly);
+# - dev: real channels (exports shipped in evals/exports/) that retrieval and prompts are tuned on;
+# - test: real channels nobody tuning has read: reported (`--dataset`), never tuned on, not in the default run.
+# `python -m evals run` (and `make test`) runs, and the gate guards, the tuned and dev sets.
+TUNED_SETS = (Path("evals/datasets/sample_server.yaml"), Path("evals/datasets/real_nextgen.yaml"))
+DEV_SETS = tuple(Path(f"evals/datasets/dev_{name}.yaml") for name in ("curves", "revert", "meshcore"))
+TEST_SETS = tuple(Path(f"evals/datasets/test_{name}.yaml") for name in ("aiarena", "golom", "pyscript"))
+DEFAULT_SETS = TUNED_SETS + DEV_SETS
+EVAL_SEED = 1234  # runs compare prompts and models, not sampling luck (used when SEED is unset)
+
 INTENTS = {"lore", "question", "greeting", "banter", "request", "feedback", "off_topic"}
 
 

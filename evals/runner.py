@@ -212,7 +212,7 @@ def _judge(settings):
         return None
     if getattr(settings, "EVAL_JUDGE_BASE_URL", None):
         return openai_judge(settings.EVAL_JUDGE_BASE_URL, name, settings.EVAL_JUDGE_API_KEY)
-    from chains.model import build_model
+    from llm.model import build_model
 
     judge_settings = settings.model_copy(
         update={"MODEL_NAME": name, "ADAPTER_PATH": None, "MAX_NEW_TOKENS": 512, "CONTEXT_TOKENS": 4096}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.logs import quiet_libraries
+from config.logs import quiet_libraries
 
 quiet_libraries()
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -27,7 +27,7 @@ def _isolated_env(monkeypatch, tmp_path):
             "DEVICE",
         }:
             monkeypatch.delenv(key, raising=False)
-    from app.settings import Settings
+    from config.settings import Settings
 
     monkeypatch.setitem(Settings.model_config, "env_file", None)
     monkeypatch.setenv("ENV_FILE", "")
@@ -35,7 +35,7 @@ def _isolated_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def settings(tmp_path):
-    from app.settings import load_settings
+    from config.settings import load_settings
 
     return load_settings(DATA_DIR=tmp_path / "data", SEED=1)
 
@@ -43,7 +43,7 @@ def settings(tmp_path):
 @pytest.fixture(scope="session")
 def model_folder() -> Path:
     """The default model converted once from the packaged GGUF (cached under data/models)."""
-    from chains.model import default_model_folder
+    from llm.model import default_model_folder
 
     return default_model_folder(MODEL_CACHE)
 
@@ -60,7 +60,7 @@ def fake_bundle(tokenizer):
     """A ModelBundle whose LLM answers from a script: bundle.llm.responses = [...]."""
     from langchain_core.language_models import FakeListLLM
 
-    from chains.model import ModelBundle
+    from llm.model import ModelBundle
 
     def make(responses: list[str]) -> ModelBundle:
         return ModelBundle(

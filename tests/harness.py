@@ -11,12 +11,12 @@ from typing import Any
 
 from langchain_core.language_models.llms import LLM
 
+from app.backfill import point_discord_at
 from app.bot import CharacterBot, point_gateway_at
 from app.runtime import build_runtime
-from app.settings import load_settings
-from indexes.backfill import point_discord_at
-from tests.fake_discord import TOKEN, FakeDiscord
-from tests.fakes import ScriptedLLM
+from config.settings import load_settings
+from fakes.discord_server import TOKEN, FakeDiscord
+from fakes.llm import ScriptedLLM
 
 ALICE, BOB, ADMIN = 1001, 1002, 1003
 SENTINEL = 1999  # a member of its own: never refused as "a reply still pending" or cooled down
@@ -64,7 +64,7 @@ class Harness:
 
 
 async def bot_starter(tmp_path, tokenizer):
-    from chains.model import ModelBundle
+    from llm.model import ModelBundle
 
     started: list[tuple[FakeDiscord, CharacterBot, asyncio.Task, Any]] = []
 

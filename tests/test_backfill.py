@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import load_settings
-from indexes.backfill import BackfillError, backfill, point_discord_at
+from app.backfill import BackfillError, backfill, point_discord_at
+from config.settings import load_settings
+from fakes.discord_server import TOKEN, FakeDiscord
 from indexes.store import MessageStore
-from tests.fake_discord import TOKEN, FakeDiscord
 
 ROOT = Path(__file__).resolve().parent.parent
 

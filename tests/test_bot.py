@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from app.backfill import point_discord_at
 from app.bot import COOLDOWN_REACTION, explain_startup_error, point_gateway_at
-from app.settings import load_settings
 from app.split import split_message
-from indexes.backfill import point_discord_at
-from tests.fake_discord import TOKEN, FakeDiscord
-from tests.fakes import ScriptedLLM
+from config.settings import load_settings
+from fakes.discord_server import TOKEN, FakeDiscord
+from fakes.llm import ScriptedLLM
 from tests.harness import ADMIN, ALICE, BOB, until
 
 REPLY = ScriptedLLM().responses[0]
@@ -307,7 +307,7 @@ async def test_startup_errors_say_what_to_fix(tmp_path):
 
 def test_missing_bot_settings_are_named():
     from app.bot import check_bot_settings
-    from app.settings import SettingsError
+    from config.settings import SettingsError
 
     with pytest.raises(SettingsError) as error:
         check_bot_settings(load_settings(DISCORD_BOT_TOKEN=None, DISCORD_GUILD_ID=None, DISCORD_CHANNEL_ID=None))

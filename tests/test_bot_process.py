@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_discord import TOKEN, FakeDiscord
+from fakes.discord_server import TOKEN, FakeDiscord
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

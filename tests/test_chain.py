@@ -6,13 +6,13 @@ import logging
 import pytest
 
 from chains.assemble import ContextAssembler
-from chains.generation import GenerationService
 from chains.memory import ShortTermMemory
 from chains.reply import build_reply_chain, run_reply, stream_reply, template_stops
 from chains.retrieve import LoreRetrieval
 from chains.types import ChatMessage, LoreItem
 from chains.validate import is_safe
-from tests.fakes import ScriptedLLM
+from fakes.llm import ScriptedLLM
+from llm.generation import GenerationService
 
 STUB_LORE = [
     LoreItem(content="The cursed cartridge saves itself at 3:33.", author="tomasz", date="2023-04-04", score=0.9)

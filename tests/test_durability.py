@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from fakes.disks import full_disk, limiting, read_only
 from indexes.disk import StorageError
 from indexes.filters import Filters
 from indexes.live import LiveIngestion
 from indexes.records import StoredMessage
 from indexes.store import MessageStore
 from indexes.vector import LoreIndex, RetrievalWeights, WeightedRetriever, chroma_client, content_digest
-from tests.disks import full_disk, limiting, read_only
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
@@ -81,7 +81,7 @@ def test_sync_applies_the_log_and_the_cursor_only_moves_after_chroma_has_it(stor
 LIVE_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
-from app.settings import load_settings
+from config.settings import load_settings
 from indexes.build import open_index
 from indexes.filters import Filters
 from indexes.live import LiveIngestion
@@ -107,7 +107,7 @@ else:
 @pytest.mark.slow
 def test_live_messages_stored_then_killed_are_indexed_at_the_next_start(tmp_path):
     from app.runtime import open_lore_index
-    from app.settings import load_settings
+    from config.settings import load_settings
 
     script = tmp_path / "live.py"
     script.write_text(LIVE_SCRIPT.format(root=str(ROOT), data=str(tmp_path / "data")))
@@ -363,7 +363,7 @@ def test_index_update_killed_after_its_import_indexes_everything_on_the_next_run
 def test_repair_from_the_command_line(tmp_path):
     """`index check` exits 1 when store and index disagree and `--repair` mends it (in process, for speed)."""
     from app.history import check
-    from app.settings import load_settings
+    from config.settings import load_settings
     from indexes.build import open_index
 
     settings = load_settings(DATA_DIR=tmp_path / "data")

@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from chains.config import ModelConfig
-from chains.engines.base import EngineError, GenerationStats
-from chains.engines.lora_gguf import convert_lora
-from chains.model import ModelLoadError, build_model, packaged_gguf
-from tests.fakes import wait_until
+from fakes.llm import wait_until
+from llm.config import ModelConfig
+from llm.engines.base import EngineError, GenerationStats
+from llm.engines.lora_gguf import convert_lora
+from llm.model import ModelLoadError, build_model, packaged_gguf
 
 pytestmark = pytest.mark.slow
 KEY = "test-key-for-the-local-server"
@@ -125,7 +125,7 @@ PAIRS = [
 def perplexity(bundle) -> float:
     import math
 
-    from chains.engines.llamacpp import score
+    from llm.engines.llamacpp import score
 
     total = tokens = 0
     for question, answer in PAIRS:
@@ -137,7 +137,7 @@ def perplexity(bundle) -> float:
 def test_q8_0_weights_are_made_once_and_score_like_the_packaged_file(config, llamacpp, tmp_path):
     import gguf
 
-    from chains.engines.gguf_weights import as_q8_0
+    from llm.engines.gguf_weights import as_q8_0
 
     relaid = build_model(replace(config, llamacpp_weights="q8_0", cache_dir=tmp_path))
     made = as_q8_0(packaged_gguf(), tmp_path)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from chains.generation import BACKGROUND_SLOT, GenerationRequest, GenerationService, GenerationTimeout, ServiceClosed
-from tests.fakes import ScriptedLLM, wait_until
+from fakes.llm import ScriptedLLM, wait_until
+from llm.generation import BACKGROUND_SLOT, GenerationRequest, GenerationService, GenerationTimeout, ServiceClosed
 
 
 class Task:

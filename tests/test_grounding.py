@@ -3,14 +3,14 @@
 import pytest
 
 from chains.assemble import ContextAssembler
-from chains.generation import GenerationService
 from chains.grounding import Grounding, answer_kind, embedder, fits, seeks, sentences
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.reply import build_reply_chain, run_reply, stream_reply, template_stops
 from chains.retrieve import LoreRetrieval
 from chains.types import ChatMessage, LoreItem
-from tests.fakes import ScriptedLLM
+from fakes.llm import ScriptedLLM
+from llm.generation import GenerationService
 
 WELCOME = LoreItem(
     content="👋 Hello and welcome to the audit channel for the $60,500 **NextGen** audit!\n\n"

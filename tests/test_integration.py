@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def openai_server():
     import xllamacpp
 
-    from chains.model import packaged_gguf
+    from llm.model import packaged_gguf
 
     params = xllamacpp.CommonParams()
     params.model.path = str(packaged_gguf())
@@ -103,7 +103,7 @@ def test_bad_setting_stops_start_up_with_a_clear_message(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_runtime(tmp_path_factory):
-    from app.settings import load_settings
+    from config.settings import load_settings
 
     settings = load_settings(DATA_DIR=tmp_path_factory.mktemp("data"), SEED=7, MODEL_CACHE_DIR=ROOT / "data" / "models")
     runtime = build_runtime(settings)

@@ -2,10 +2,10 @@
 
 import pytest
 
-from chains.generation import GenerationRequest, GenerationService
 from chains.memory import ShortTermMemory
 from chains.types import ChatMessage
-from tests.fakes import ScriptedLLM, wait_until
+from fakes.llm import ScriptedLLM, wait_until
+from llm.generation import GenerationRequest, GenerationService
 
 
 def msg(i: int, author: str = "alice") -> ChatMessage:

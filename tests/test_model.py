@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from app.settings import load_settings
-from chains.engines.base import GenerationStats
-from chains.model import ModelLoadError, build_model, check_adapter_base
+from config.settings import load_settings
+from llm.engines.base import GenerationStats
+from llm.model import ModelLoadError, build_model, check_adapter_base
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from app.cogs.replies import UNQUOTED
+from fakes.discord_server import FakeDiscord
+from fakes.llm import ScriptedLLM
 from indexes.records import StoredMessage
 from indexes.store import MessageStore
-from tests.fake_discord import FakeDiscord
-from tests.fakes import ScriptedLLM
 from tests.harness import ADMIN, ALICE, BOB, until
 
 SECRET = "my home address is 42 Quillmoor Lane and my phone is 555-0199"
@@ -297,7 +297,7 @@ async def test_forgetme_takes_the_quotes_of_the_member_out_of_the_characters_pos
 
 def test_forgetting_by_name_is_an_admins_and_shows_what_goes_first(tmp_path, capsys):
     from app.history import forget
-    from app.settings import load_settings
+    from config.settings import load_settings
     from indexes.exports.common import synthetic_user_id
 
     settings = load_settings(DATA_DIR=tmp_path / "data")
@@ -427,7 +427,7 @@ async def test_a_member_sees_what_is_kept_about_them_privately(start_bot):
 
 
 async def test_retention_deletes_older_messages_everywhere(start_bot, tmp_path):
-    from app.settings import load_settings
+    from config.settings import load_settings
 
     settings = load_settings(DATA_DIR=tmp_path / "data")
     store = MessageStore(settings.store_path)

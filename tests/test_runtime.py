@@ -4,8 +4,8 @@ from pathlib import Path
 
 from app.cogs.admin import reread_settings
 from app.runtime import build_runtime
-from app.settings import RESTART_SETTINGS, load_settings
 from chains.types import ChatMessage
+from config.settings import RESTART_SETTINGS, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

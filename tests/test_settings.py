@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def test_env_example_documents_every_setting():
 def test_secrets_are_redacted_from_every_log_line(tmp_path):
     import logging
 
-    from app.logs import setup_logging
+    from config.logs import setup_logging
 
     token = "MTA5.secret-token.value"
     setup_logging("INFO", tmp_path / "bot.log", secrets=[token])
@@ -87,7 +87,7 @@ def test_child_processes_get_the_settings_but_never_the_secrets(tmp_path, monkey
     import subprocess
     import sys
 
-    from app.settings import child_environment
+    from config.settings import child_environment
 
     (tmp_path / ".env").write_text("DISCORD_BOT_TOKEN=secret-token-from-dotenv\nOPENAI_API_KEY=sk-from-dotenv\n")
     monkeypatch.setenv("DISCORD_BOT_TOKEN", "secret-token-in-the-environment")
@@ -95,7 +95,7 @@ def test_child_processes_get_the_settings_but_never_the_secrets(tmp_path, monkey
     env = child_environment(settings)
     assert "DISCORD_BOT_TOKEN" not in env and "OPENAI_API_KEY" not in env
     assert not any("secret-token" in v or "sk-in" in v for v in env.values())
-    probe = "from app.settings import load_settings; s = load_settings(); print(s.DISCORD_BOT_TOKEN, s.OPENAI_API_KEY, s.DATA_DIR, s.LORE_KEYWORDS)"
+    probe = "from config.settings import load_settings; s = load_settings(); print(s.DISCORD_BOT_TOKEN, s.OPENAI_API_KEY, s.DATA_DIR, s.LORE_KEYWORDS)"
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
@@ -107,8 +107,8 @@ def test_child_processes_get_the_settings_but_never_the_secrets(tmp_path, monkey
 def test_children_get_no_hub_token_and_urls_lose_their_credentials(tmp_path, monkeypatch, caplog):
     import logging
 
-    from app.logs import RedactSecrets
-    from app.settings import child_environment, secrets_of
+    from config.logs import RedactSecrets
+    from config.settings import child_environment, secrets_of
 
     monkeypatch.setenv("HF_TOKEN", "hf_secret_hub_token")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -128,8 +128,8 @@ def test_children_get_no_hub_token_and_urls_lose_their_credentials(tmp_path, mon
 def test_a_hub_mirror_with_credentials_reaches_children_without_them_and_logs_hide_a_lone_token(tmp_path, monkeypatch):
     import logging
 
-    from app.logs import RedactSecrets
-    from app.settings import child_environment
+    from config.logs import RedactSecrets
+    from config.settings import child_environment
 
     monkeypatch.setenv("HF_ENDPOINT", "https://mirror-user:mirror-pass@hub.example.org/api")
     monkeypatch.setenv("HF_HUB_CACHE", "/tmp/hub://odd")
@@ -151,7 +151,7 @@ def test_every_command_redacts_the_secrets_in_its_logs(monkeypatch, capsys, tmp_
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
 
     def chatty_backfill(settings):
-        logging.getLogger("indexes.backfill").warning(
+        logging.getLogger("app.backfill").warning(
             "Discord said no to token %s", settings.DISCORD_BOT_TOKEN.get_secret_value()
         )
         return 0

@@ -6,7 +6,7 @@ member uses one (INTERACTION_CREATE), and the bot defers and follows up on the i
 
 import asyncio
 
-from tests.fake_discord import InteractionResponse
+from fakes.discord_server import InteractionResponse
 from tests.harness import ADMIN, ALICE, BOB, until
 
 

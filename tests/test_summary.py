@@ -3,10 +3,10 @@
 import threading
 
 from app.runtime import build_runtime
-from chains.generation import BACKGROUND_SLOT
 from chains.summary import build_summary_request
 from chains.types import ChatMessage
-from tests.fakes import ScriptedLLM, wait_until
+from fakes.llm import ScriptedLLM, wait_until
+from llm.generation import BACKGROUND_SLOT
 
 
 def test_summary_request_uses_the_prompt_file_and_the_chat_template(tokenizer, prompt_set, persona):

@@ -161,9 +161,9 @@ def test_samples_of_the_old_format_are_refused_with_what_to_do(tmp_path):
 def test_a_training_sample_is_the_prompt_the_reply_chain_builds(settings, tokenizer):
     """The adapter trains on the very prompt the bot builds when it meets the same moment of the channel."""
     from app.runtime import build_runtime
-    from chains.model import ModelBundle
     from chains.types import ChatMessage
-    from tests.fakes import ScriptedLLM
+    from fakes.llm import ScriptedLLM
+    from llm.model import ModelBundle
     from training.render import SampleRenderer
 
     channel = [
@@ -219,7 +219,7 @@ def training_data(tmp_path_factory):
 
 
 def smoke_recipe(settings, **changes):
-    from training.train_lora import load_recipe
+    from training.recipe import load_recipe
 
     recipe = load_recipe(ROOT / "training" / "recipes" / "cpu-smoke.yaml", settings)
     recipe.max_steps, recipe.max_length, recipe.learning_rate = 8, 256, 2e-3
@@ -232,7 +232,7 @@ def smoke_recipe(settings, **changes):
 
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_data, tmp_path):
-    from chains.model import build_model
+    from llm.model import build_model
     from prompts import prompt_hashes
     from training.train_lora import META_FILE, train
 
@@ -270,7 +270,7 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
         bundle.close()
     assert list((settings.MODEL_CACHE_DIR / "lora").glob("voice-*.gguf"))  # converted once for llama.cpp
 
-    from chains.model import ModelLoadError
+    from llm.model import ModelLoadError
     from training.evaluate import compare
 
     for engine in ("transformers", "llamacpp"):  # the adapter helps on both engines
@@ -278,7 +278,7 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
         assert comparison.samples == 4 and comparison.adapter_perplexity < comparison.base_perplexity, engine
         assert "validation perplexity on 4 samples" in comparison.summary() and len(comparison.replies) == 1
 
-    from training.evaluate import compare_evals
+    from evals.adapter import compare_evals
 
     absent = tmp_path / "absent.yaml"  # a set over a channel whose export is not on this machine
     absent.write_text("name: absent\nsource: /nowhere/export.txt\nsamples:\n- {id: a, question: hi, reference: hi}\n")
@@ -359,7 +359,7 @@ def test_a_member_forgotten_while_training_runs_is_in_no_published_adapter(setti
 
 
 def test_a_bad_recipe_is_named(tmp_path, settings):
-    from training.train_lora import RecipeError, load_recipe
+    from training.recipe import RecipeError, load_recipe
 
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nbase_model: y\nlearning_rat: 0.1\n")

@@ -208,8 +208,8 @@ def prepare(settings, out: Path | None = None, context: int = 6, min_chars: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.logs import setup_logging
-    from app.settings import load_settings
+    from config.logs import setup_logging
+    from config.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m training.data_prep", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, help="default: DATA_DIR/training_data.jsonl")

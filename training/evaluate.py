@@ -6,10 +6,10 @@
   transformers the adapter is switched off and on (peft) and the reply's tokens include the one
   that ends the character's turn, exactly as training saw them; on llama.cpp the adapter is
   converted to a GGUF LoRA and the reply text is scored by forced decoding
-  (`chains.engines.llamacpp.score`).
-- The eval sets (`python -m evals run`'s by default) answered by the whole bot without and with the
-  adapter, metric by metric, so an admin sees whether training helped the answers as well as the
-  perplexity. `--no-evals` skips them.
+  (`llm.engines.llamacpp.score`).
+- `python -m evals adapter ADAPTER` adds the eval sets (the tuned ones by default) answered by the
+  whole bot without and with the adapter, metric by metric (`evals.adapter`), so an admin sees whether
+  training helped the answers as well as the perplexity.
 
 The adapter must have been trained for the configured base model (MODEL_NAME); another base is
 refused with both names.
@@ -111,8 +111,8 @@ def _compare_llamacpp(settings, adapter: Path, validation: list[dict], examples:
     """Base GGUF vs base + GGUF LoRA, both in llama.cpp."""
     from dataclasses import replace
 
-    from chains.engines.llamacpp import score
-    from chains.model import build_model
+    from llm.engines.llamacpp import score
+    from llm.model import build_model
 
     config = replace(settings.model_options(), engine="llamacpp", temperature=0.0, max_new_tokens=40, adapter_path=None)
     results = []
@@ -143,8 +143,9 @@ def compare(
     """Base model vs adapter on the validation samples, on `engine` (default: the one the bot uses)."""
     from peft import PeftModel
 
-    from chains.model import check_adapter_base, resolve_engine
-    from training.train_lora import Recipe, load_base
+    from llm.model import check_adapter_base, resolve_engine
+    from training.recipe import Recipe
+    from training.train_lora import load_base
 
     check_adapter_base(adapter, settings.MODEL_NAME)
     validation = _validation(settings, data, limit)
@@ -166,79 +167,35 @@ def compare(
     )
 
 
-def compare_evals(settings, adapter: Path, sets: list[Path], limit: int | None = None,
-                  runs_dir: Path | None = None, progress=None) -> tuple[dict[str, tuple[dict, dict]], list[str]]:  # fmt: skip
-    """Each eval set answered by the bot without and with the adapter: {set: (means without, means with)}.
-
-    Sets that cannot run here (their channel's export is absent) are returned as lines saying why.
-    Both runs use EVAL_SEED when SEED is unset, as `python -m evals run` does, and are saved as runs.
-    """
-    from evals.__main__ import EVAL_SEED
-    from evals.dataset import load_dataset
-    from evals.runner import RUNS_DIR, run_eval, settings_for
-    from indexes.lock import hold_data_dir
-
-    if settings.SEED is None:
-        settings = settings.model_copy(update={"SEED": EVAL_SEED})
-    results, skipped = {}, []
-    for path in sets:
-        eval_set = load_dataset(path)
-        if eval_set.missing:
-            skipped.append(f"{eval_set.name}: SKIPPED ({eval_set.missing})")
-            continue
-        means = []
-        for adapter_path in (None, adapter):
-            run_settings = settings.model_copy(update={"ADAPTER_PATH": adapter_path})
-            lock = hold_data_dir(settings_for(run_settings, eval_set), "`python -m training.evaluate`")
-            try:
-                run = run_eval(run_settings, eval_set, runs_dir=runs_dir or RUNS_DIR, limit=limit,
-                               progress=progress or (lambda line: None))  # fmt: skip
-            finally:
-                if lock is not None:
-                    lock.release()
-            means.append(run.means)
-        results[eval_set.name] = (means[0], means[1])
-    return results, skipped
-
-
 def main(argv: list[str] | None = None) -> int:
-    from app.logs import setup_logging
-    from app.settings import load_settings
-    from chains.model import ModelLoadError
+    from config.logs import setup_logging
+    from config.settings import load_settings
+    from llm.model import ModelLoadError
 
     parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate", description="Base model vs adapter on the validation samples."
+        prog="python -m training.evaluate",
+        description="Base model vs adapter on the validation samples (with the eval sets: python -m evals adapter).",
     )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    setup_logging("WARNING")
+    try:
+        print(compare(settings, args.adapter, args.data, args.limit, engine=args.engine).summary())
+    except (NotEnoughData, SampleFormatError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The adapter and how its validation samples are scored (shared with `python -m evals adapter`)."""
     parser.add_argument("adapter", type=Path)
     parser.add_argument("--data", type=Path, help="default: DATA_DIR/training_data.jsonl")
     parser.add_argument("--limit", type=int, default=40, help="validation samples to score")
     parser.add_argument(
         "--engine", choices=["transformers", "llamacpp"], help="default: the engine the bot uses (ENGINE)"
     )
-    parser.add_argument(
-        "--eval-set", type=Path, action="append", dest="eval_sets", metavar="YAML",
-        help="an eval set to answer without and with the adapter (repeatable; default: those of python -m evals run)",
-    )  # fmt: skip
-    parser.add_argument("--eval-limit", type=int, help="answer only the first N questions of each eval set")
-    parser.add_argument("--no-evals", action="store_true", help="validation perplexity and replies only")
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    setup_logging("WARNING")
-    try:
-        comparison = compare(settings, args.adapter, args.data, args.limit, engine=args.engine)
-        if not args.no_evals:
-            from evals.__main__ import TUNED_SETS
-
-            settings = settings.model_copy(update={"ENGINE": args.engine} if args.engine else {})
-            comparison.evals, comparison.skipped = compare_evals(
-                settings, args.adapter, args.eval_sets or list(TUNED_SETS), args.eval_limit,
-                progress=lambda line: print(line, file=sys.stderr),
-            )  # fmt: skip
-        print(comparison.summary())
-    except (NotEnoughData, SampleFormatError, ModelLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
 
 
 if __name__ == "__main__":

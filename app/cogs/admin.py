@@ -18,7 +18,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from app.settings import RESTART_SETTINGS, load_settings
+from config.settings import RESTART_SETTINGS, load_settings
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import discord
 from discord.ext import commands, tasks
 
+from app.backfill import from_discord
 from app.cogs import in_scope
-from indexes.backfill import from_discord
 from indexes.disk import StorageError
 
 logger = logging.getLogger(__name__)

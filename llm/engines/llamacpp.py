@@ -1,7 +1,7 @@
 """llama.cpp in this process, through the prebuilt `xllamacpp` wheel: the default engine on CPU hosts.
 
 It reads a GGUF file directly (the packaged SmolLM2 one by default) and applies a LoRA adapter in
-GGUF form (`chains.engines.lora_gguf` converts a peft adapter). The server keeps the KV cache of
+GGUF form (`llm.engines.lora_gguf` converts a peft adapter). The server keeps the KV cache of
 each slot between requests, so a prompt that starts like the previous one of its slot computes
 only what is new: replies use slot 0 and background work (summaries) slot 1, so a summary never
 evicts a reply's cache. A generation stops at the next token once `should_stop()` is true.
@@ -25,7 +25,7 @@ from langchain_core.language_models.llms import LLM
 from langchain_core.outputs import GenerationChunk
 from pydantic import ConfigDict
 
-from chains.engines.base import EngineError, GenerationStats, options
+from llm.engines.base import EngineError, GenerationStats, options
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@
 - Background work is coalesced by key: asking again for a summary of a channel that already has one
   waiting does not queue a second one (the waiting one reads the newest messages when it runs).
 - One cancellation mechanism: `Job.cancel()`, a reader leaving the stream, or the job's deadline
-  passing all make the engine stop at its next token (see `chains.engines`). No abandoned generation
+  passing all make the engine stop at its next token (see `llm.engines`). No abandoned generation
   keeps the model: the worker takes the next job only once the engine has returned.
 - Readers consume `Job.pieces()` (or `apieces()` on an event loop) as text is made.
 - `wait_for_replies()` lets other work that competes for the cores (live indexing) hold off while
@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chains.engines.base import GenerationStats
+from llm.engines.base import GenerationStats
 
 logger = logging.getLogger(__name__)
 

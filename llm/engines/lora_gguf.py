@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chains.engines.base import EngineError
+from llm.engines.base import EngineError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from langchain_core.language_models.llms import LLM
 from langchain_core.outputs import GenerationChunk
 from pydantic import ConfigDict, PrivateAttr, SecretStr
 
-from chains.engines.base import EngineError, GenerationStats, options
+from llm.engines.base import EngineError, GenerationStats, options
 
 # OpenAI itself and TGI (by default) accept at most four stop strings; the most important come first.
 MAX_STOP_STRINGS = 4

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.logs import URL_CREDENTIALS
-from chains.config import DEFAULT_MODEL, ModelConfig
+from config.logs import URL_CREDENTIALS
+from llm.config import DEFAULT_MODEL, ModelConfig
 
 # Settings the running bot keeps until a restart (`!reload` names them when they changed): its
 # connection, where its files live, and what its event handlers were built with.

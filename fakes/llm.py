@@ -10,7 +10,7 @@ from typing import Any
 from langchain_core.language_models.llms import LLM
 from langchain_core.outputs import GenerationChunk
 
-from chains.engines.base import options
+from llm.engines.base import options
 
 
 class ScriptedLLM(LLM):

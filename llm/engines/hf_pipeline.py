@@ -23,7 +23,7 @@ from langchain_core.outputs import GenerationChunk
 from langchain_huggingface import HuggingFacePipeline
 from pydantic import PrivateAttr
 
-from chains.engines.base import EngineError, GenerationStats, StopScanner, options
+from llm.engines.base import EngineError, GenerationStats, StopScanner, options
 
 logger = logging.getLogger(__name__)
 

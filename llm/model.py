@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chains.config import DEFAULT_MODEL, ModelConfig
-from chains.engines.base import EngineError
+from llm.config import DEFAULT_MODEL, ModelConfig
+from llm.engines.base import EngineError
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def _build_transformers(config: ModelConfig) -> ModelBundle:
     import torch
     from transformers import pipeline
 
-    from chains.engines.hf_pipeline import StreamingPipeline
+    from llm.engines.hf_pipeline import StreamingPipeline
 
     torch.set_num_threads(config.thread_count)
     model, tokenizer, device = load_transformers(config)
@@ -292,8 +292,8 @@ def _gguf_size(path: Path) -> tuple[int, int]:
 
 
 def _build_llamacpp(config: ModelConfig) -> ModelBundle:
-    from chains.engines.llamacpp import LlamaCppLLM, start_server
-    from chains.engines.lora_gguf import gguf_lora_for
+    from llm.engines.llamacpp import LlamaCppLLM, start_server
+    from llm.engines.lora_gguf import gguf_lora_for
 
     if config.quantization:
         raise ModelLoadError(
@@ -307,7 +307,7 @@ def _build_llamacpp(config: ModelConfig) -> ModelBundle:
         )
     tokenizer = gguf_tokenizer(model, config.cache_dir)
     if config.llamacpp_weights == "q8_0":
-        from chains.engines.gguf_weights import as_q8_0
+        from llm.engines.gguf_weights import as_q8_0
 
         model = as_q8_0(model, config.cache_dir)
     lora = None
@@ -344,7 +344,7 @@ def _build_llamacpp(config: ModelConfig) -> ModelBundle:
 def _build_openai(config: ModelConfig) -> ModelBundle:
     from transformers import AutoTokenizer
 
-    from chains.engines.openai_compat import OpenAICompatibleLLM
+    from llm.engines.openai_compat import OpenAICompatibleLLM
 
     if not config.openai_base_url:
         raise ModelLoadError("ENGINE=openai needs OPENAI_BASE_URL (e.g. http://gpu-box:8000/v1)")
