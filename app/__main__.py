@@ -168,27 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     forget.set_defaults(run=_history)
     args = parser.parse_args(argv)
     setup_logging()
-    from app.backfill import BackfillError
-    from config.settings import SettingsError
-    from indexes.disk import StorageError
-    from indexes.exports import ExportError
-    from indexes.lock import DataDirBusy
-    from indexes.vector import IndexUnavailable
-    from llm.model import ModelLoadError
-    from prompts import PromptError
+    from errors import UserError
 
     try:
         return args.run(args)
-    except (
-        SettingsError,
-        PromptError,
-        ModelLoadError,
-        ExportError,
-        BackfillError,
-        IndexUnavailable,
-        DataDirBusy,
-        StorageError,
-    ) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import discord
 from aiolimiter import AsyncLimiter
 
+from errors import UserError
 from indexes.filters import Filters
 from indexes.lore import classify_store
 from indexes.records import StoredMessage
@@ -37,7 +38,7 @@ TYPE_NAMES = {
 }
 
 
-class BackfillError(RuntimeError):
+class BackfillError(UserError, RuntimeError):
     """Backfill cannot go on; the message says what to fix. Progress so far is kept."""
 
 

@@ -21,8 +21,9 @@ from app.backfill import point_discord_at
 from app.cogs import in_scope
 from app.cogs.admin import REFUSAL, Admin
 from app.cogs.ingestion import Ingestion
-from app.cogs.replies import COOLDOWN_REACTION, BotStats, Replies
+from app.cogs.replies import COOLDOWN_REACTION, Replies
 from app.runtime import Runtime
+from app.stats import BotStats
 from config.settings import Settings, SettingsError
 from indexes.members import ALL_WARNING
 from indexes.vector import IndexUnavailable
@@ -102,10 +103,6 @@ class CharacterBot(commands.Bot):
         """New settings after `!reload` (the runtime has taken them already)."""
         self.settings = settings
         self.get_cog("Replies").apply(settings)
-
-    @property
-    def queue(self):
-        return self.get_cog("Replies").queue
 
     async def on_ready(self) -> None:
         channel = self.get_channel(self.settings.DISCORD_CHANNEL_ID)

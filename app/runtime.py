@@ -103,6 +103,40 @@ def open_lore_index(settings: Settings, store: MessageStore, build_if_missing: b
         return None
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What a start and a reload load from settings: the persona, the prompt files, the model and its service."""
+
+    settings: Settings
+    persona: Persona
+    prompts: PromptSet
+    model: ModelBundle
+    service: GenerationService
+
+
+def load_parts(settings: Settings, model_factory: Callable[[Settings], ModelBundle] = default_model_factory,
+               model: ModelBundle | None = None, service: GenerationService | None = None) -> Parts:  # fmt: skip
+    """The one loader of start-up and reloads: persona and prompt files (checked against the adapter's),
+    then the model (`model`, else from `model_factory`) and its generation service (`service`, else a new
+    one, with the thread count and SEED applied). Prompt errors and bad settings raise here, before
+    anything is swapped.
+    """
+    import torch
+
+    persona = load_persona(settings.PERSONA_FILE)
+    prompts = load_prompts(settings.PROMPTS_DIR)
+    adapter_prompt_changes(settings)
+    if service is None:
+        torch.set_num_threads(torch_threads(settings))
+        if settings.SEED is not None:
+            from transformers import set_seed
+
+            set_seed(settings.SEED)
+    model = model or model_factory(settings)
+    service = service or GenerationService(model.llm, timeout_s=settings.GENERATION_TIMEOUT_SECONDS)
+    return Parts(settings, persona, prompts, model, service)
+
+
 @dataclass
 class Runtime:
     """Everything a channel front-end (console or Discord) needs to answer messages."""
@@ -115,8 +149,8 @@ class Runtime:
     store: MessageStore
     lore_index: LoreIndex | None
     memory: ShortTermMemory
-    chain: object
     model_factory: Callable[[Settings], ModelBundle] = field(default=default_model_factory, repr=False)
+    chain: object = field(init=False, repr=False)  # composed from the parts above (`_swap`)
 
     def __post_init__(self) -> None:
         self._swap_lock = threading.Lock()
@@ -131,6 +165,7 @@ class Runtime:
             self.store, self.lore_index, Filters.from_settings(self.settings, self.store.opted_out()), self.settings.LORE_KEYWORDS,
             wait_for_replies=lambda timeout: self.service.wait_for_replies(timeout),
         )  # fmt: skip
+        self._swap(Parts(self.settings, self.persona, self.prompts, self.model, self.service))
 
     def ingest(self, message: StoredMessage, seen: bool = False) -> str | None:
         """Live ingestion of one channel message: stored now, indexed in the background (see indexes.live).
@@ -322,23 +357,23 @@ class Runtime:
 
     def reload_prompts(self) -> None:
         """Re-read the persona and prompt files and rebuild the chain (the model stays loaded)."""
-        persona = load_persona(self.settings.PERSONA_FILE)
-        prompts = load_prompts(self.settings.PROMPTS_DIR)
-        adapter_prompt_changes(self.settings)
+        parts = load_parts(self.settings, model=self.model, service=self.service)
         with self._swap_lock:
-            self._swap(self.settings, persona, prompts, self.model, self.service)
+            self._swap(parts)
         logger.info("prompts reloaded from %s and %s", self.settings.PROMPTS_DIR, self.settings.PERSONA_FILE)
 
-    def _swap(
-        self, settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, service: GenerationService
-    ) -> None:
+    def _swap(self, parts: Parts) -> None:
         """Put new parts in place and rebuild the chain and the summary prompt over them."""
-        self.settings, self.persona, self.prompts, self.model, self.service = settings, persona, prompts, model, service
-        self.memory.summary_request = build_summary_request(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
-        self.memory.schedule = service.background
-        self.chain = compose_chain(
-            settings, persona, prompts, model, service, self.lore_index, self.memory, lambda: self.known_names
+        self.settings, self.persona, self.prompts = parts.settings, parts.persona, parts.prompts
+        self.model, self.service = parts.model, parts.service
+        self.memory.summary_request = build_summary_request(
+            parts.model.tokenizer, parts.prompts, parts.persona, parts.settings.CONTEXT_TOKENS
         )
+        self.memory.schedule = parts.service.background
+        self.chain = compose_chain(
+            parts.settings, parts.persona, parts.prompts, parts.model, parts.service, self.lore_index, self.memory,
+            lambda: self.known_names,
+        )  # fmt: skip
 
     def reload(self, settings: Settings) -> ModelBundle:
         """Take new settings: prompts, persona, the model and adapter (loaded again), and every other part.
@@ -349,18 +384,8 @@ class Runtime:
         retrieval weights, SEED and thread counts follow the new settings; the store, the index
         content and what memory holds stay. Settings in RESTART_SETTINGS are the caller's to keep.
         """
-        import torch
-
-        persona = load_persona(settings.PERSONA_FILE)
-        prompts = load_prompts(settings.PROMPTS_DIR)
-        adapter_prompt_changes(settings)
-        model = self.model_factory(settings)
-        service = GenerationService(model.llm, timeout_s=settings.GENERATION_TIMEOUT_SECONDS)
-        torch.set_num_threads(torch_threads(settings))
-        if settings.SEED is not None:
-            from transformers import set_seed
-
-            set_seed(settings.SEED)
+        parts = load_parts(settings, self.model_factory)
+        model = parts.model
         with self._swap_lock:
             old_model, old_service = self.model, self.service
             self.memory.resize(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL)
@@ -368,7 +393,7 @@ class Runtime:
             self.ingestion.keywords = settings.LORE_KEYWORDS
             if self.lore_index is not None:
                 self.lore_index.min_chars = settings.INDEX_MIN_CHARS
-            self._swap(settings, persona, prompts, model, service)
+            self._swap(parts)
         old_service.wait_for_replies(REPLY_DRAIN_SECONDS)
         old_service.close()
         if old_model is not model:
@@ -425,25 +450,12 @@ def build_runtime(settings: Settings, model: ModelBundle | None = None, with_ind
 
     `model_factory` loads the model (again on reload); tests pass one that makes a scripted fake.
     """
-    import torch
-
-    persona = load_persona(settings.PERSONA_FILE)
-    prompts = load_prompts(settings.PROMPTS_DIR)
-    adapter_prompt_changes(settings)
-    torch.set_num_threads(torch_threads(settings))
-    if settings.SEED is not None:
-        from transformers import set_seed
-
-        set_seed(settings.SEED)
-    model = model or model_factory(settings)
-    service = GenerationService(model.llm, timeout_s=settings.GENERATION_TIMEOUT_SECONDS)
+    parts = load_parts(settings, model_factory, model)
     store = MessageStore(settings.store_path)
     lore_index = open_lore_index(settings, store) if with_index else None
-    summary = build_summary_request(model.tokenizer, prompts, persona, settings.CONTEXT_TOKENS)
-    memory = ShortTermMemory(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL, summary, service.background)
-    runtime = Runtime(settings, persona, prompts, model, service, store, lore_index, memory, None, model_factory)
-    runtime.chain = compose_chain(
-        settings, persona, prompts, model, service, lore_index, memory, lambda: runtime.known_names
+    memory = ShortTermMemory(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL)  # its prompt: Runtime._swap
+    runtime = Runtime(
+        settings, parts.persona, parts.prompts, parts.model, parts.service, store, lore_index, memory, model_factory
     )
     runtime.prune()
     return runtime

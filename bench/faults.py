@@ -149,6 +149,7 @@ def _cli_kills(kind: str, data: Path, exports: Path, kills: int, rng: random.Ran
 def _bot_kills(data: Path, kills: int, rng: random.Random) -> tuple[list[dict], set[int]]:
     """The bot killed while members post; started again, it catches up and indexes what it missed."""
     from fakes.discord_server import TOKEN, FakeDiscord
+    from fakes.polling import wait_until
 
     fake = FakeDiscord().start()
     env = _env(
@@ -163,11 +164,9 @@ def _bot_kills(data: Path, kills: int, rng: random.Random) -> tuple[list[dict], 
         starts += 1
         process = subprocess.Popen([sys.executable, "-m", "app", "bot"], cwd=ROOT, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 300
-        while not (log.is_file() and log.read_text(encoding="utf-8").count("logged in as") >= starts):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the bot did not start: see {log}")
-            time.sleep(0.1)
+        ready = lambda: log.is_file() and log.read_text(encoding="utf-8").count("logged in as") >= starts  # noqa: E731
+        if not wait_until(ready, 300, 0.1, gives_up=lambda: process.poll() is not None):
+            raise RuntimeError(f"the bot did not start: see {log}")
         return process
 
     def stored(message_id: int) -> bool:
@@ -200,9 +199,7 @@ def _bot_kills(data: Path, kills: int, rng: random.Random) -> tuple[list[dict], 
             process = start()  # started again: catches up with what it missed, indexes what was pending
             sentinel = fake.send_message("sentinel: back again?", 7999, "sentinel")
             posted.add(sentinel)
-            deadline = time.monotonic() + 120
-            while not stored(sentinel) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_until(lambda s=sentinel: stored(s), 120, 0.1)
             process.send_signal(signal.SIGTERM)  # a clean stop, so that the figures can be read
             process.wait(120)
             row = {"fault": "kill -9 the bot", "at_s": round(delay, 2), "killed": True, "restart_ok": True,

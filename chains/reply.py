@@ -5,12 +5,12 @@
 `respond` streams: it hands the prompt to the generation service and yields `ReplyResult`s as the
 reply grows (`partial=True`, the text already repaired and safe to show), then the final one. A
 reply that fails validation is generated once more, then replaced by an in-character fallback
-line, as is a generation error or timeout. A question with close enough lore (`ground`, see
-chains/grounding.py) is checked against it: a reply that invents a figure or a name is stopped before
-it is shown, and one that does not use the lore is replaced by the answer line. A question asking for a
-figure ("how much", "when") without such lore still may not be answered with a made-up one: the
-sentences holding one are dropped
-(with none left, the persona's `unknown` line is said). (The retry lives inside the streaming stage: LangChain's
+line, as is a generation error or timeout (chains/drafting.py). A question with close enough lore
+(`ground`, see chains/grounding.py) is checked against it: a reply that invents a figure or a name is
+stopped before it is shown, and one that does not use the lore is replaced by the answer line
+(chains/claims.py). A question asking for a figure ("how much", "when") without such lore still may
+not be answered with a made-up one: the sentences holding one are dropped (with none left, the
+persona's `unknown` line is said). (The retry lives inside the streaming stage: LangChain's
 `with_retry`/`with_fallbacks` cannot retry a stream that has already yielded.)
 
 `chain.stream(...)` / `chain.astream(...)` give every step; `chain.invoke(...)` gives the final
@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -33,61 +31,20 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
 from chains.assemble import Assembled, ContextAssembler
-from chains.grounding import QUESTION_INTENTS, Evidence, Grounding, asks_for_figure, figures, known_claims
+from chains.drafting import Drafting, ReplyResult
+from chains.grounding import Evidence, Grounding
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.preprocess import Analysis, analyze
 from chains.retrieve import LoreRetrieval
-from chains.types import ChatMessage, LoreItem, Verdict
-from chains.validate import Members, stream_view, validate
-from llm.engines.base import GenerationStats
-from llm.generation import REPLY_SLOT, GenerationRequest, GenerationService, Job
+from chains.types import ChatMessage
+from llm.generation import GenerationService
 from prompts import Persona, PromptFile
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("memory", "preprocess", "retrieve", "ground", "assemble", "first_token", "generate", "validate", "fallback")
-RETRY_TEMPERATURE = 0.9
-ATTEMPTS = 2
-# Past this share of MAX_NEW_TOKENS a reply ends at its next sentence end, rather than being cut
-# mid-sentence by the token limit (and the member waits for fewer tokens).
-WRAP_UP_FRACTION = 0.6
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+")
-_SENTENCE_END = re.compile(r"[.!?…][\"')\]*]*\s*$")
 EMPTY_MESSAGE_TEXT = "(mentions you without saying anything)"
-
-
-class InvalidReply(Exception):
-    """A generated reply failed validation twice."""
-
-    def __init__(self, verdict: Verdict) -> None:
-        super().__init__(", ".join(verdict.problems))
-        self.verdict = verdict
-
-
-@dataclass
-class ReplyResult:
-    """The reply (or, with `partial`, the part of it that is safe to show so far) and how it was made."""
-
-    text: str
-    ok: bool  # False when the fallback line was used
-    partial: bool = False
-    analysis: Analysis | None = None
-    lore: list[LoreItem] = field(default_factory=list)
-    lore_warning: str = ""
-    assembled: Assembled | None = None
-    attempts: list[Verdict] = field(default_factory=list)
-    error: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
-    generated_tokens: int = 0
-    prompt_tokens: int = 0
-    reused_tokens: int = 0  # prompt tokens the engine took from its KV cache instead of computing
-    reuse_reported: bool = False  # False when the engine did not say (a server's stream closed early)
-    engine: GenerationStats | None = None  # the engine's own figures for the last generation
-    sources: frozenset[int] = frozenset()  # the final reply: ids of the messages its prompt held (app.runtime)
-
-    def __add__(self, other: ReplyResult) -> ReplyResult:
-        return other  # streamed results: the later one holds everything (invoke() keeps the last)
 
 
 class StageTimer(BaseCallbackHandler):
@@ -154,169 +111,6 @@ def _history_before(messages: Sequence[ChatMessage], trigger: ChatMessage) -> li
     return list(messages)
 
 
-class _Drafting:
-    """One reply's attempts: what to generate, what to show as it streams, and how it ends."""
-
-    def __init__(self, state: dict, persona: Persona, max_chars: int, stops: tuple[str, ...], token_counter,
-                 max_new_tokens: int | None, known: Iterable[str] = (), answer: PromptFile | None = None,
-                 links: LinkPolicy | None = None, grounded: bool = False) -> None:  # fmt: skip
-        self.state, self.persona, self.max_chars, self.token_counter = state, persona, max_chars, token_counter
-        self.links = links or LinkPolicy()
-        self.evidence: Evidence | None = state.get("evidence")
-        # A question's reply is checked for invented claims, with evidence or without (grounding on).
-        self.checked = grounded and state["analysis"].intent in QUESTION_INTENTS
-        self.figure_asked = asks_for_figure(state["message"].content)
-        self.answer = answer
-        self.invented: set[str] = set()  # claims of this reply that no lore, question or conversation holds
-        self.wrap_up = int(max_new_tokens * WRAP_UP_FRACTION) if max_new_tokens else None
-        history = state["memory"]["history"]
-        context: Assembled = state["context"]
-        lore_authors = [item.author for item in state["lore"]["items"] if item.source == "index" and item.author]
-        window = [m.author for m in history if not m.from_character] + [state["message"].author]
-        names = [*window, *context.speakers, *lore_authors, *known]
-        self.members = Members(names, persona.name)
-        labels = dict.fromkeys([*context.speakers, *lore_authors])
-        speaker_stops = tuple(f"\n{name}:" for name in labels if name in self.members)
-        self.stops = stops + speaker_stops
-        self.attempts: list[Verdict] = []
-        self.timings: dict[str, float] = defaultdict(float)
-        self.known: set[str] = set()  # the claims the lore, the message and the conversation hold
-        if self.checked:
-            lore = state["lore"]["items"]
-            self.known = known_claims([
-                *(item.content for item in lore), *(item.date for item in lore), state["message"].content,
-                *(m.content for m in history), state["memory"]["summary"], persona.description, persona.scenario,
-                persona.personality, persona.system_prompt, persona.post_history_instructions, *names, persona.name,
-            ], [*names, persona.name])  # fmt: skip
-        self.raw = self.shown = ""
-        self.job: Job | None = None
-        self.stats = None
-
-    def request(self) -> GenerationRequest:
-        self.raw = self.shown = ""
-        self.invented = set()  # each attempt is checked afresh
-        self.ended, self.pieces = False, 0
-        retry = RETRY_TEMPERATURE if self.attempts else None
-        return GenerationRequest(self.state["context"].prompt, temperature=retry, stop=self.stops, slot=REPLY_SLOT)
-
-    def started(self, job: Job) -> None:
-        self.job = job
-
-    def feed(self, piece: str) -> ReplyResult | None:
-        """Take a piece; returns a partial result when the safe text grew. Sets `ended` at another speaker's line."""
-        self.raw += piece
-        self.pieces += 1
-        view, self.ended = stream_view(self.raw, self.persona.name, self.max_chars, self.members, self.links)
-        if self.wrap_up and self.pieces >= self.wrap_up and _SENTENCE_END.search(self.raw):
-            self.ended = True  # long enough, and a sentence just ended: the reply ends here
-            view = stream_view(self.raw + "\n", self.persona.name, self.max_chars, self.members, self.links)[0]
-        if view and view != self.shown:
-            if self.checked and (invented := self._invented(view)):
-                self.invented, self.ended = invented, True  # never shown: the answer line (or less) replaces it
-                return None
-            self.shown = view
-            return self._result(Verdict(ok=True, text=view), partial=True)
-        return None
-
-    ended = False
-    pieces = 0
-
-    def finish(self) -> ReplyResult | None:
-        """The generation is over: the final result, or None when it should be generated again."""
-        self._account()
-        started = time.perf_counter()
-        message = self.state["message"]
-        verdict = validate(self.raw, message.content, self.persona.name, self.max_chars, self.members, self.links)
-        if self.checked and not self.invented and verdict.ok:
-            self.invented = self._invented(verdict.text)
-        grounded = self._answer_from_lore(verdict)
-        if grounded is None and verdict.ok and self.invented:
-            grounded = self._without_invented(verdict)
-        self.timings["validate"] += time.perf_counter() - started
-        self.attempts.append(verdict)
-        if grounded is not None:
-            return self._result(grounded)
-        if verdict.ok:
-            return self._result(verdict)
-        if len(self.attempts) >= ATTEMPTS:
-            return self.fallback(InvalidReply(verdict))
-        return None
-
-    def _answer_from_lore(self, verdict: Verdict) -> Verdict | None:
-        """The answer line, when the reply invents a claim or does not use the evidence; else None."""
-        evidence = self.evidence
-        if evidence is None or self.answer is None:
-            return None
-        question = self.state["message"].content
-        if not self.invented and verdict.ok and Grounding.uses(verdict.text, evidence, question):
-            return None
-        author = evidence.item.author if evidence.item.source == "index" and evidence.item.author else "the lore"
-        line = self.answer.format(author=author, content=evidence.passage)
-        answer = validate(line, question, self.persona.name, self.max_chars, self.members, self.links)
-        if not answer.ok:
-            return None
-        why = f"invented {', '.join(sorted(self.invented))}" if self.invented else "did not use the lore"
-        logger.info("reply %s: answered from the lore (evidence %.2f)", why, evidence.score)
-        return Verdict(ok=True, text=answer.text, fixes=(*answer.fixes, f"answered from the lore ({why})"))
-
-    def _invented(self, text: str) -> set[str]:
-        """The claims of `text` no lore, message or name holds: with evidence, figures and names; without, the
-        figures a question asking for one is answered with ("how much did it raise?" may not get a made-up
-        amount; "what's the best mario game?" may get "super mario 64")."""
-        if self.evidence is not None:
-            return Grounding.unsupported(text, self.known)
-        return Grounding.unsupported(text, self.known) & figures(text) if self.figure_asked else set()
-
-    def _without_invented(self, verdict: Verdict) -> Verdict:
-        """No evidence to answer from (or its line refused): the reply without its sentences that hold an
-        invented claim, or, with none left, the persona's line for a question it cannot answer."""
-        lines = [
-            " ".join(s for s in _SENTENCE_BREAK.split(line) if not self._invented(s)).strip()
-            for line in verdict.text.splitlines()
-        ]
-        why = f"dropped what invented {', '.join(sorted(self.invented))}"
-        logger.info("reply to a question: %s", why)
-        text = "\n".join(line for line in lines if line) or self.persona.unknown(len(self.attempts))
-        return Verdict(ok=True, text=text, fixes=(*verdict.fixes, why))
-
-    def fallback(self, error: BaseException) -> ReplyResult:
-        if self.job is not None and self.job.finished is None:
-            self.job.cancel()
-        self._account()
-        if isinstance(error, InvalidReply):
-            logger.warning("reply failed validation twice (%s); using the fallback line", error)
-        else:
-            logger.error("generation failed; using the fallback line", exc_info=error)
-        reason = f"{type(error).__name__}: {error}"
-        verdict = Verdict(ok=False, text=self.persona.fallback(len(self.attempts)), problems=("fallback", reason))
-        return self._result(verdict)
-
-    def _account(self) -> None:
-        job, self.job = self.job, None
-        if job is None:
-            return
-        job.cancel()  # if the reader stopped early (another speaker's line), the engine stops now
-        job.wait(5.0)
-        if job.first_piece_seconds is not None and "first_token" not in self.timings:
-            self.timings["first_token"] = job.first_piece_seconds
-        self.timings["generate"] += (job.finished or time.monotonic()) - job.submitted
-        self.stats = job.stats
-
-    def _result(self, verdict: Verdict, partial: bool = False) -> ReplyResult:
-        state, stats = self.state, self.stats
-        generated = stats.generated_tokens if stats and stats.generated_tokens else 0
-        if not generated and self.token_counter and self.attempts and not partial:
-            generated = self.token_counter(self.attempts[-1].text)
-        return ReplyResult(
-            text=verdict.text, ok=verdict.ok, partial=partial, analysis=state["analysis"], lore=state["lore"]["items"],
-            lore_warning=state["lore"]["warning"], assembled=state["context"], attempts=list(self.attempts),
-            error=verdict.problems[1] if not verdict.ok and len(verdict.problems) > 1 else "",
-            timings=dict(self.timings), generated_tokens=generated,
-            prompt_tokens=(stats.prompt_tokens if stats and stats.prompt_tokens else state["context"].tokens),
-            reused_tokens=stats.cached_tokens if stats else 0, reuse_reported=bool(stats and stats.prompt_tokens), engine=stats,
-        )  # fmt: skip
-
-
 def build_reply_chain(
     service: GenerationService,
     retrieval: LoreRetrieval,
@@ -368,17 +162,15 @@ def build_reply_chain(
             state["lore"]["items"], state["memory"]["summary"], state["memory"]["first_position"],
         )  # fmt: skip
 
-    def drafting(state: dict) -> _Drafting:
-        return _Drafting(
+    def drafting(state: dict) -> Drafting:
+        return Drafting(
             state, persona, reply_max_chars, stops, token_counter, max_new_tokens,
             known_names() if known_names else (), answer, links, grounding is not None,
         )  # fmt: skip
 
     def respond(state: dict) -> Iterator[ReplyResult]:
         draft = drafting(state)
-        while True:
-            job = service.reply(draft.request(), timeout_s)
-            draft.started(job)
+        for job in draft.attempts(service, timeout_s):  # the retry loop (shared with `arespond`)
             try:
                 with contextlib.closing(job.pieces()) as pieces:
                     for piece in pieces:
@@ -387,17 +179,12 @@ def build_reply_chain(
                         if draft.ended:
                             break
             except Exception as exc:
-                yield draft.fallback(exc)
-                return
-            if final := draft.finish():
-                yield final
-                return
+                draft.failed(exc)
+        yield draft.final
 
     async def arespond(state: dict) -> AsyncIterator[ReplyResult]:
         draft = drafting(state)
-        while True:
-            job = service.reply(draft.request(), timeout_s)
-            draft.started(job)
+        for job in draft.attempts(service, timeout_s):  # pieces come without blocking the event loop
             pieces = job.apieces()
             try:
                 async for piece in pieces:
@@ -406,13 +193,10 @@ def build_reply_chain(
                     if draft.ended:
                         break
             except Exception as exc:
-                yield draft.fallback(exc)
-                return
+                draft.failed(exc)
             finally:
                 await pieces.aclose()
-            if final := draft.finish():
-                yield final
-                return
+        yield draft.final
 
     return (
         RunnablePassthrough.assign(memory=RunnableLambda(load_memory, name="memory"))

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.logs import URL_CREDENTIALS
+from errors import UserError
 from llm.config import DEFAULT_MODEL, ModelConfig
 
 # Settings the running bot keeps until a restart (`!reload` names them when they changed): its
@@ -31,7 +32,7 @@ SECRET_SETTINGS = ("DISCORD_BOT_TOKEN", "OPENAI_API_KEY", "EVAL_JUDGE_API_KEY")
 ENV_FILE_VARIABLE = "ENV_FILE"
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting has a value that is not allowed; the message names the variable."""
 
 

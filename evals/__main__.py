@@ -156,14 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--runs", type=Path, default=RUNS_DIR, help="where runs are saved")
         p.add_argument("--thresholds", type=Path, default=THRESHOLDS)
     args = parser.parse_args(argv)
-    from config.settings import SettingsError
-    from evals.dataset import DatasetError
-    from indexes.lock import DataDirBusy
-    from prompts import PromptError
+    from errors import UserError
 
     try:
         return args.handler(args)
-    except (SettingsError, DatasetError, PromptError, ValueError, DataDirBusy) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

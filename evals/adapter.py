@@ -52,8 +52,7 @@ def compare_evals(settings, adapter: Path, sets: list[Path], limit: int | None =
 def main(argv: list[str] | None = None) -> int:
     from config.logs import setup_logging
     from config.settings import load_settings
-    from llm.model import ModelLoadError
-    from training.data_prep import NotEnoughData, SampleFormatError
+    from errors import UserError
     from training.evaluate import add_arguments, compare
 
     parser = argparse.ArgumentParser(
@@ -67,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-limit", type=int, help="answer only the first N questions of each eval set")
     parser.add_argument("--no-evals", action="store_true", help="validation perplexity and replies only")
     args = parser.parse_args(argv)
-    settings = load_settings()
-    setup_logging("WARNING")
     try:
+        settings = load_settings()
+        setup_logging("WARNING")
         comparison = compare(settings, args.adapter, args.data, args.limit, engine=args.engine)
         if not args.no_evals:
             settings = settings.model_copy(update={"ENGINE": args.engine} if args.engine else {})
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress=lambda line: print(line, file=sys.stderr),
             )  # fmt: skip
         print(comparison.summary())
-    except (NotEnoughData, SampleFormatError, ModelLoadError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from errors import UserError
+
 # The eval sets (see evals/README.md):
 # - tuned: the sample server, and the real channel the weights were first tuned on (its export is read
 #   from ../shared/data/real-exports/; where it is absent the set is skipped, visibly);
@@ -28,7 +30,7 @@ EVAL_SEED = 1234  # runs compare prompts and models, not sampling luck (used whe
 INTENTS = {"lore", "question", "greeting", "banter", "request", "feedback", "off_topic"}
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """An eval set cannot be used; the message names the file and the sample."""
 
 

@@ -13,7 +13,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from evals.dataset import EvalSample, save_dataset
+from evals.dataset import DatasetError, EvalSample, save_dataset
 
 HEADER = "# DRAFT eval set made by `python -m evals make`: review every question and reference before use.\n"
 
@@ -57,7 +57,7 @@ def make_from_export(source: Path, out: Path, character: str, limit: int = 40) -
         store = MessageStore(Path(folder) / "messages.sqlite3")
         report = import_exports(store, source, Filters(), progress=False)
         if report.failed:
-            raise ValueError("; ".join(f.error for f in report.failed))
+            raise DatasetError("; ".join(f.error for f in report.failed))
         samples = draft(list(store.iter_messages()), character, limit)
         store.close()
     save_dataset(out.stem, samples, out, HEADER)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from evals.dataset import EvalSet
+from evals.dataset import DatasetError, EvalSet
 from evals.metrics import facts_found, source_found
 
 
@@ -39,7 +39,7 @@ def retrieval_eval(settings, eval_set: EvalSet, character: str) -> list[Retrieva
     with contextlib.closing(MessageStore(settings.store_path)) as store:
         index = open_lore_index(settings, store)
         if index is None:
-            raise ValueError(f"eval set {eval_set.name}: its lore index cannot be opened")
+            raise DatasetError(f"eval set {eval_set.name}: its lore index cannot be opened")
         search = llama_index_search(lore_retriever(settings, index))
         grounding = Grounding(embedder(index.embed_model), settings.GROUNDING_MIN_SCORE)
         results = []

@@ -76,12 +76,3 @@ class ScriptedLLM(LLM):
 
     def _call(self, prompt: str, stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> str:
         return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager, **kwargs))
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

@@ -18,13 +18,14 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from errors import UserError
 from indexes.disk import disk_errors
 
 LOCK_NAME = ".data.lock"
 HOLDER_NAME = ".data.lock.json"
 
 
-class DataDirBusy(RuntimeError):
+class DataDirBusy(UserError, RuntimeError):
     """Another process holds DATA_DIR; the message names it and what to do instead."""
 
 

@@ -31,6 +31,7 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
+from errors import UserError
 from indexes.answers import ANSWER_LOOKAHEAD, likely_answer, only_asks
 from indexes.disk import disk_errors
 from indexes.lore import LORE_THRESHOLD
@@ -54,7 +55,7 @@ CATCH_UP_ROUNDS = 4  # ... or, when writers outpace it, whatever is left after t
 CHECK_PAGE = 5000
 
 
-class IndexUnavailable(RuntimeError):
+class IndexUnavailable(UserError, RuntimeError):
     """The lore index is missing or cannot be read."""
 
 

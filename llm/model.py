@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from errors import UserError
 from llm.config import DEFAULT_MODEL, ModelConfig
 from llm.engines.base import EngineError
 
@@ -35,7 +36,7 @@ ADAPTER_META_FILE = "training_meta.json"  # what training.train_lora records nex
 SLOT_MARGIN_TOKENS = 256  # room beyond prompt + reply in each llama.cpp slot (summaries, template joins)
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """The model or adapter cannot be loaded; the message says what to fix."""
 
 

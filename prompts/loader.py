@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 from langchain_core.prompts import PromptTemplate
 
+from errors import UserError
+
 REQUIRED_PROMPTS = ("system", "summarize", "lore")
 # Prompt files a prompts folder made for an earlier version may lack: their shipped text is used then.
 OPTIONAL_PROMPTS = {
@@ -22,7 +24,7 @@ OPTIONAL_PROMPTS = {
 }
 
 
-class PromptError(ValueError):
+class PromptError(UserError, ValueError):
     """A prompt or persona file is malformed; the message names the file."""
 
 

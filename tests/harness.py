@@ -6,7 +6,6 @@ SAMPLE_EXPORT says otherwise). Tests wait for events with `until`, never a fixed
 """
 
 import asyncio
-import time
 from typing import Any
 
 from langchain_core.language_models.llms import LLM
@@ -17,17 +16,10 @@ from app.runtime import build_runtime
 from config.settings import load_settings
 from fakes.discord_server import TOKEN, FakeDiscord
 from fakes.llm import ScriptedLLM
+from fakes.polling import until
 
 ALICE, BOB, ADMIN = 1001, 1002, 1003
 SENTINEL = 1999  # a member of its own: never refused as "a reply still pending" or cooled down
-
-
-async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Harness:

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from app.backfill import BackfillError, backfill, point_discord_at
 from config.settings import load_settings
 from fakes.discord_server import TOKEN, FakeDiscord
+from fakes.polling import wait_until
 from indexes.store import MessageStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +47,7 @@ def test_backfill_killed_with_sigkill_resumes_and_stores_every_message_once(fake
     }  # fmt: skip
     command = [sys.executable, "-m", "app", "backfill"]
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while fake.pages_served() < 4 and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.02)
+    wait_until(lambda: fake.pages_served() >= 4, 120, 0.02, gives_up=lambda: first.poll() is not None)
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     assert first.returncode == -signal.SIGKILL

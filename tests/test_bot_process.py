@@ -6,12 +6,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from fakes.discord_server import TOKEN, FakeDiscord
+from fakes.polling import wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,13 +38,11 @@ def start(env: dict[str, str]) -> subprocess.Popen:
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 240, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"the bot exited while waiting for {what}: {process.stderr.read()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    if wait_until(condition, timeout, 0.1, gives_up=lambda: process.poll() is not None):
+        return
+    if process.poll() is not None:
+        raise AssertionError(f"the bot exited while waiting for {what}: {process.stderr.read()[-3000:]}")
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def logged_in(env: dict[str, str], times: int = 1):

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from fakes.llm import wait_until
+from fakes.polling import wait_until
 from llm.config import ModelConfig
 from llm.engines.base import EngineError, GenerationStats
 from llm.engines.lora_gguf import convert_lora

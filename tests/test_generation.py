@@ -2,7 +2,8 @@
 
 import pytest
 
-from fakes.llm import ScriptedLLM, wait_until
+from fakes.llm import ScriptedLLM
+from fakes.polling import wait_until
 from llm.generation import BACKGROUND_SLOT, GenerationRequest, GenerationService, GenerationTimeout, ServiceClosed
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chains.retrieve import llama_index_search
+from fakes.polling import wait_until
 from indexes.filters import Filters
 from indexes.forget import forget_member
 from indexes.importer import import_exports
@@ -52,14 +53,15 @@ def chroma_server(tmp_path):
         [binary, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def accepts() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
+            return True
         except OSError:
-            time.sleep(0.2)
-    else:
+            return False
+
+    if not wait_until(accepts, 60, 0.2):
         process.kill()
         pytest.fail("chroma run did not start")
     yield port
@@ -255,10 +257,7 @@ def test_live_indexing_waits_while_a_reply_is_generating(store, embed_model, tmp
 
     def wait_for_replies(timeout):
         asked.set()
-        deadline = time.monotonic() + timeout
-        while replying.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not replying.is_set()
+        return wait_until(lambda: not replying.is_set(), timeout)
 
     ingest = LiveIngestion(store, index, Filters(), wait_for_replies=wait_for_replies, batch_delay=0.0)
     assert ingest(message(2, "a message posted while the character is answering")) is None

@@ -4,7 +4,8 @@ import pytest
 
 from chains.memory import ShortTermMemory
 from chains.types import ChatMessage
-from fakes.llm import ScriptedLLM, wait_until
+from fakes.llm import ScriptedLLM
+from fakes.polling import wait_until
 from llm.generation import GenerationRequest, GenerationService
 
 

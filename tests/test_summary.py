@@ -5,7 +5,8 @@ import threading
 from app.runtime import build_runtime
 from chains.summary import build_summary_request
 from chains.types import ChatMessage
-from fakes.llm import ScriptedLLM, wait_until
+from fakes.llm import ScriptedLLM
+from fakes.polling import wait_until
 from llm.generation import BACKGROUND_SLOT
 
 

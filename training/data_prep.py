@@ -25,6 +25,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from errors import UserError
 from indexes.filters import Filters
 from indexes.records import StoredMessage
 
@@ -36,11 +37,11 @@ FORMAT = (
 )
 
 
-class NotEnoughData(ValueError):
+class NotEnoughData(UserError, ValueError):
     """Too few samples to train on."""
 
 
-class SampleFormatError(ValueError):
+class SampleFormatError(UserError, ValueError):
     """A training data file written in another format; the message says how to write it again."""
 
 
@@ -220,11 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--validation", type=float, default=0.1, help="newest share held out for validation")
     args = parser.parse_args(argv)
-    settings = load_settings()
-    setup_logging(settings.LOG_LEVEL)
     try:
+        settings = load_settings()
+        setup_logging(settings.LOG_LEVEL)
         report = prepare(settings, args.out, args.context, args.min_chars, args.persona_user, args.validation)
-    except NotEnoughData as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary())

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.data_prep import NotEnoughData, SampleFormatError, read_jsonl
+from training.data_prep import NotEnoughData, read_jsonl
 from training.render import Rendered, SampleRenderer
 
 
@@ -170,7 +170,7 @@ def compare(
 def main(argv: list[str] | None = None) -> int:
     from config.logs import setup_logging
     from config.settings import load_settings
-    from llm.model import ModelLoadError
+    from errors import UserError
 
     parser = argparse.ArgumentParser(
         prog="python -m training.evaluate",
@@ -178,11 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    settings = load_settings()
-    setup_logging("WARNING")
     try:
+        settings = load_settings()
+        setup_logging("WARNING")
         print(compare(settings, args.adapter, args.data, args.limit, engine=args.engine).summary())
-    except (NotEnoughData, SampleFormatError, ModelLoadError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

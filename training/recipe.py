@@ -11,8 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from errors import UserError
 
-class RecipeError(ValueError):
+
+class RecipeError(UserError, ValueError):
     """A recipe file cannot be used; the message names the file and the key."""
 
 

@@ -24,10 +24,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from errors import UserError
 from llm.model import ADAPTER_META_FILE as META_FILE
 from prompts import prompt_hashes
-from training.data_prep import NotEnoughData, SampleFormatError, read_jsonl
-from training.recipe import Recipe, RecipeError, load_recipe
+from training.data_prep import NotEnoughData, read_jsonl
+from training.recipe import Recipe, load_recipe
 from training.render import SampleRenderer
 
 logger = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
     return result
 
 
-class DataWithdrawn(RuntimeError):
+class DataWithdrawn(UserError, RuntimeError):
     """Training data was deleted, edited, forgotten or withdrawn while training ran: the adapter is not published."""
 
 
@@ -320,12 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="adapter name (default: the recipe's)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of an interrupted run")
     args = parser.parse_args(argv)
-    settings = load_settings()
-    setup_logging(settings.LOG_LEVEL)
     try:
+        settings = load_settings()
+        setup_logging(settings.LOG_LEVEL)
         recipe = load_recipe(args.recipe, settings)
         result = train(recipe, settings, args.data, args.name, args.resume)
-    except (RecipeError, NotEnoughData, SampleFormatError, DataWithdrawn) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(

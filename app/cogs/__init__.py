@@ -1,7 +1,8 @@
 """The bot's Discord layer, one cog per concern: replies, ingestion, admin commands.
 
-Cogs reach the runtime and the settings through the bot they are added to (`bot.runtime`,
-`bot.settings`), never by importing `app.bot`: the bot imports them, not the other way round.
+Cogs reach the runtime, the settings and the counters through the bot they are added to
+(`bot.runtime`, `bot.settings`, `bot.stats`), typed as `app.bot.CharacterBot`; they import it for
+type checking only: the bot imports them, not the other way round.
 """
 
 from __future__ import annotations

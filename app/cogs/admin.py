@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from config.settings import RESTART_SETTINGS, load_settings
+
+if TYPE_CHECKING:  # the bot imports the cogs; they only name its type
+    from app.bot import CharacterBot
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def _memory_mb() -> float:
 
 
 class Admin(commands.Cog, name="Character"):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: CharacterBot) -> None:
         self.bot = bot
         self.training: asyncio.Task | None = None
 

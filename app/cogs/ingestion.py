@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands, tasks
@@ -25,6 +26,9 @@ from discord.ext import commands, tasks
 from app.backfill import from_discord
 from app.cogs import in_scope
 from indexes.disk import StorageError
+
+if TYPE_CHECKING:  # the bot imports the cogs; they only name its type
+    from app.bot import CharacterBot
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ RECHECK = 100  # the newest messages read again at a start: deleted or edited wh
 class Ingestion(commands.Cog):
     """Live ingestion of channel messages, edits and deletions; catching up after a restart."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: CharacterBot) -> None:
         self.bot = bot
         self._caught_up = False
         self._live_moves_seen = False  # until the catch-up has read what was missed

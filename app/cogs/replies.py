@@ -19,7 +19,8 @@ import collections
 import itertools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import discord
 from aiolimiter import AsyncLimiter
@@ -29,53 +30,16 @@ from app.cogs import in_scope
 from app.delivery import EDIT_WINDOW_SECONDS, EDITS_PER_WINDOW, StreamedReply, safe_call, without_quotes
 from chains.types import ChatMessage
 
+if TYPE_CHECKING:  # the bot imports the cogs; they only name its type
+    from app.bot import CharacterBot
+    from app.stats import BotStats
+
 logger = logging.getLogger(__name__)
 
 COOLDOWN_REACTION = "\N{HOURGLASS WITH FLOWING SAND}"
 REMEMBERED_IDS = 2000
 POSTS_KEPT = 500  # the newest posts of the character's, kept with the messages they were made from
 UNQUOTED = "*(This reply quoted a message that was deleted or changed since.)*"
-
-
-@dataclass
-class BotStats:
-    """What `!stats` reports: counts since start and the latency of recent replies."""
-
-    started: float = field(default_factory=time.monotonic)
-    seen: int = 0
-    replies: int = 0
-    fallbacks: int = 0
-    busy: int = 0
-    cooled_down: int = 0
-    latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
-    first_words: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
-    tokens: int = 0
-    generate_seconds: float = 0.0
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-
-    def record(self, seconds: float, generated_tokens: int, generate_seconds: float, ok: bool,
-               first_words: float | None = None, prompt_tokens: int = 0, reused_tokens: int = 0) -> None:  # fmt: skip
-        self.replies += 1
-        self.fallbacks += not ok
-        self.latencies.append(seconds)
-        if first_words is not None:
-            self.first_words.append(first_words)
-        self.tokens += generated_tokens
-        self.generate_seconds += generate_seconds
-        self.prompt_tokens += prompt_tokens
-        self.reused_tokens += reused_tokens
-
-    def percentile(self, q: float, values: collections.deque | None = None) -> float:
-        values = self.latencies if values is None else values
-        if not values:
-            return 0.0
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.generate_seconds if self.generate_seconds else 0.0
 
 
 @dataclass
@@ -88,7 +52,7 @@ class Job:
 class Replies(commands.Cog):
     """Triggers, the reply queue and its worker, cooldowns and busy lines."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: CharacterBot) -> None:
         self.bot = bot
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=bot.settings.REPLY_QUEUE_LIMIT)
         self.cooldowns = self._cooldowns(bot.settings)

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from dateutil import parser as date_parser
 
+from errors import UserError
 from indexes.records import DISCORD_EPOCH_MS, MAX_ID, StoredMessage
 
 EARLIEST = datetime.fromtimestamp(DISCORD_EPOCH_MS / 1000, timezone.utc)  # no Discord message is older
@@ -25,7 +26,7 @@ MAX_COUNT = 2**31 - 1  # a reaction count
 CHANNEL_ID_IN_NAME = re.compile(r"\[(\d{15,21})\]")
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A whole export file cannot be imported; the message names the file and the position."""
 
     def __init__(self, path: Path, position: str, problem: str) -> None:

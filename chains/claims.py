@@ -1,0 +1,77 @@
+"""The claim check of a reply to a question: what it may say, and what replaces what it may not.
+
+Grounding on (`GROUNDING=check`), a reply to a question may not hold a claim (a figure, a code-like
+name, a proper name) that nothing the bot was given holds: the lore found, the message, the
+conversation and its summary, the persona, the names of who speaks. With evidence (chains/grounding.py),
+a reply that invents one, or does not use the evidence, is replaced by the answer line, the evidence
+said as who said it. Without evidence, only a question asking for a figure ("how much did it
+raise?") is checked: the sentences with a made-up figure are dropped, and with none left the
+persona's line for a question it cannot answer is said.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+from chains.grounding import Evidence, Grounding, asks_for_figure, figures, known_claims
+from chains.types import ChatMessage, LoreItem, Verdict
+from prompts import Persona, PromptFile
+
+logger = logging.getLogger(__name__)
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+")
+
+
+class ClaimCheck:
+    """What one reply to a question may claim, and the answer that replaces a reply that claims more."""
+
+    def __init__(self, persona: Persona, message: ChatMessage, lore: Sequence[LoreItem], history: Sequence[ChatMessage],
+                 summary: str, names: Iterable[str], evidence: Evidence | None, answer: PromptFile | None) -> None:  # fmt: skip
+        self.persona, self.question, self.evidence, self.answer = persona, message.content, evidence, answer
+        self.figure_asked = asks_for_figure(message.content)
+        names = [*names, persona.name]
+        self.known = known_claims([
+            *(item.content for item in lore), *(item.date for item in lore), message.content,
+            *(m.content for m in history), summary, persona.description, persona.scenario,
+            persona.personality, persona.system_prompt, persona.post_history_instructions, *names,
+        ], names)  # fmt: skip
+
+    def invented(self, text: str) -> set[str]:
+        """The claims of `text` nothing given holds: with evidence, figures and names; without, the figures a
+        question asking for one is answered with ("how much did it raise?" may not get a made-up amount;
+        "what's the best mario game?" may get "super mario 64")."""
+        if self.evidence is not None:
+            return Grounding.unsupported(text, self.known)
+        return Grounding.unsupported(text, self.known) & figures(text) if self.figure_asked else set()
+
+    def answer_from_lore(self, verdict: Verdict, invented: set[str], check: Callable[[str], Verdict]) -> Verdict | None:
+        """The answer line, when the reply invents a claim or does not use the evidence; else None.
+
+        `check` validates the line as any reply is validated (pings, links, length); a line it refuses is None.
+        """
+        evidence = self.evidence
+        if evidence is None or self.answer is None:
+            return None
+        if not invented and verdict.ok and Grounding.uses(verdict.text, evidence, self.question):
+            return None
+        author = evidence.item.author if evidence.item.source == "index" and evidence.item.author else "the lore"
+        answer = check(self.answer.format(author=author, content=evidence.passage))
+        if not answer.ok:
+            return None
+        why = f"invented {', '.join(sorted(invented))}" if invented else "did not use the lore"
+        logger.info("reply %s: answered from the lore (evidence %.2f)", why, evidence.score)
+        return Verdict(ok=True, text=answer.text, fixes=(*answer.fixes, f"answered from the lore ({why})"))
+
+    def without_invented(self, verdict: Verdict, invented: set[str], attempt: int) -> Verdict:
+        """No evidence to answer from (or its line refused): the reply without its sentences that hold an
+        invented claim, or, with none left, the persona's line for a question it cannot answer."""
+        lines = [
+            " ".join(s for s in _SENTENCE_BREAK.split(line) if not self.invented(s)).strip()
+            for line in verdict.text.splitlines()
+        ]
+        why = f"dropped what invented {', '.join(sorted(invented))}"
+        logger.info("reply to a question: %s", why)
+        text = "\n".join(line for line in lines if line) or self.persona.unknown(attempt)
+        return Verdict(ok=True, text=text, fixes=(*verdict.fixes, why))
