@@ -19,7 +19,10 @@ def _chat(args: argparse.Namespace) -> int:
     from indexes.lock import hold_data_dir
 
     settings = load_settings()
-    setup_logging(settings.LOG_LEVEL, secrets=secrets_of(settings))
+    setup_logging(
+        settings.LOG_LEVEL, settings.logs_dir / "chat.log", settings.LOG_FILE_MAX_MB, settings.LOG_FILE_BACKUPS,
+        secrets=secrets_of(settings), to_stderr=args.verbose,
+    )  # fmt: skip
     args.lock = hold_data_dir(settings, "the console")  # kept referenced: held until this process ends
     runtime = build_runtime(settings)
     try:
@@ -28,6 +31,8 @@ def _chat(args: argparse.Namespace) -> int:
             line = parse_line(args.once, args.speaker)
             console.say(line.author, line.text, force_reply=True)
         else:
+            if not args.verbose:
+                print(f"(log lines go to {settings.logs_dir / 'chat.log'}; --verbose shows them here)")
             console.loop()
     finally:
         runtime.close()
@@ -110,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--once", metavar="TEXT", help='answer one message, e.g. "alice: @Susu hi", and exit')
     chat.add_argument("--explain", action="store_true", help="print how each reply was made, stage by stage")
     chat.add_argument("--as", dest="speaker", default="you", help="the member you speak as (default: you)")
+    chat.add_argument(
+        "--verbose", action="store_true", help="log lines and warnings on the screen too (else in LOG_DIR/chat.log)"
+    )
     chat.set_defaults(run=_chat)
 
     bot = sub.add_parser("bot", help="run the character in its Discord channel (DISCORD_* settings)")

@@ -55,11 +55,17 @@ class RedactSecrets(logging.Filter):
 
 
 def setup_logging(
-    level: str = "INFO", log_file: Path | None = None, max_mb: float = 5.0, backups: int = 5, secrets: list[str] = ()
+    level: str = "INFO", log_file: Path | None = None, max_mb: float = 5.0, backups: int = 5, secrets: list[str] = (),
+    to_stderr: bool = True,
 ) -> None:
-    """Console logging to stderr, plus a rotating log file when `log_file` is given."""
+    """Logging to stderr, plus a rotating log file when `log_file` is given.
+
+    `to_stderr=False` (the console channel without --verbose) keeps the screen for the conversation:
+    log lines and the libraries' warnings (Python warnings are logged too) go to the file alone.
+    """
     quiet_libraries()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if to_stderr or log_file is None else []
+    logging.captureWarnings(not to_stderr)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(
@@ -71,7 +77,10 @@ def setup_logging(
     for handler in handlers:
         handler.addFilter(redact)
         handler.setFormatter(
-            logging.Formatter(FORMAT, datefmt="%Y-%m-%d %H:%M:%S" if handler is not handlers[0] else "%H:%M:%S")
+            logging.Formatter(
+                FORMAT, datefmt="%H:%M:%S" if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr
+                else "%Y-%m-%d %H:%M:%S",
+            )  # fmt: skip
         )
     logging.basicConfig(level=level, handlers=handlers, force=True)
     for name in NOISY:

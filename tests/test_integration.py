@@ -48,7 +48,8 @@ def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path, engine, req
         server = request.getfixturevalue("openai_server")
         env.update(OPENAI_BASE_URL=server.listening_address + "/v1", OPENAI_API_KEY="integration-key")
     proc = subprocess.run(
-        [sys.executable, "-m", "app", "chat", "--once", "alice: @Susu what's the lore about the cursed cartridge?", "--explain"],
+        [sys.executable, "-m", "app", "chat", "--once", "alice: @Susu what's the lore about the cursed cartridge?", "--explain",
+         "--verbose"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -65,7 +66,7 @@ def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path, engine, req
     ):
         assert expected in explain
     assert "Cursed Cartridge, what we know" in explain  # the pinned lore post was retrieved
-    assert "INFO" not in proc.stdout and "lore index rebuilt" in proc.stderr  # logs go to stderr
+    assert "INFO" not in proc.stdout and "lore index rebuilt" in proc.stderr  # --verbose: logs go to stderr
     assert f"via {engine}" in proc.stderr  # the engine asked for answered
 
 
@@ -79,13 +80,18 @@ def test_chat_once_without_explain_prints_only_the_reply(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "app", "chat", "--once", "bob: @Susu hi!"],
         cwd=ROOT,
-        env=env,
+        env={**env, "LOG_DIR": str(tmp_path / "logs")},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("Susu: ") and "--- explain ---" not in proc.stdout
+    # the screen is the conversation: log lines and the libraries' warnings (bitsandbytes' "Failed to load
+    # CPU gemm_4bit_forward ... kernels" on every CPU start) are in the log file, not on stderr
+    log = (tmp_path / "logs" / "chat.log").read_text(encoding="utf-8")
+    assert proc.stderr == "", proc.stderr[-3000:]
+    assert "lore index rebuilt" in log and " INFO " in log
 
 
 def test_bad_setting_stops_start_up_with_a_clear_message(tmp_path):
