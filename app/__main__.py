@@ -20,9 +20,13 @@ def _chat(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     setup_logging(
-        settings.LOG_LEVEL, settings.logs_dir / "chat.log", settings.LOG_FILE_MAX_MB, settings.LOG_FILE_BACKUPS,
-        secrets=secrets_of(settings), to_stderr=args.verbose,
-    )  # fmt: skip
+        settings.LOG_LEVEL,
+        settings.logs_dir / "chat.log",
+        settings.LOG_FILE_MAX_MB,
+        settings.LOG_FILE_BACKUPS,
+        secrets=secrets_of(settings),
+        to_stderr=args.verbose,
+    )
     args.lock = hold_data_dir(settings, "the console")  # kept referenced: held until this process ends
     runtime = build_runtime(settings)
     try:

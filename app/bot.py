@@ -109,8 +109,9 @@ class CharacterBot(commands.Bot):
         if channel is None:
             logger.error(
                 "channel %s is not visible to the bot: check DISCORD_CHANNEL_ID, that the bot is in the server, "
-                "and that it may View Channel there", self.settings.DISCORD_CHANNEL_ID,
-            )  # fmt: skip
+                "and that it may View Channel there",
+                self.settings.DISCORD_CHANNEL_ID,
+            )
         logger.info(
             "logged in as %s (%s); living in #%s",
             self.user,
@@ -169,7 +170,8 @@ def check_bot_settings(settings: Settings) -> None:
         missing.append("DISCORD_BOT_TOKEN: Developer Portal > Applications > your bot > Bot > Reset Token")
     if not settings.DISCORD_GUILD_ID:
         missing.append(
-            "DISCORD_GUILD_ID: in Discord, User Settings > Advanced > Developer Mode, then right-click the server > Copy Server ID"
+            "DISCORD_GUILD_ID: in Discord, User Settings > Advanced > Developer Mode, "
+            "then right-click the server > Copy Server ID"
         )
     if not settings.DISCORD_CHANNEL_ID:
         missing.append("DISCORD_CHANNEL_ID: right-click the channel > Copy Channel ID (Developer Mode on)")

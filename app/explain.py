@@ -22,14 +22,16 @@ def explain(result: ReplyResult) -> str:
     for item in result.lore:
         s = item.scores
         parts = (
-            f"sim {s.get('similarity', 0):.2f} rec {s.get('recency', 0):.2f} eng {s.get('engagement', 0):.2f} lore +{s.get('lore_boost', 0):.2f}"
+            f"sim {s.get('similarity', 0):.2f} rec {s.get('recency', 0):.2f} eng {s.get('engagement', 0):.2f} "
+            f"lore +{s.get('lore_boost', 0):.2f}"
             if s
             else item.source
         )
         reasons = f" (lore: {item.reasons})" if item.reasons else ""
         text = item.content.replace("\n", " ")
         lines.append(
-            f"  {item.score:.3f} [{parts}] {item.author} {item.date}: {text[:100]}{'…' if len(text) > 100 else ''}{reasons}"
+            f"  {item.score:.3f} [{parts}] {item.author} {item.date}: "
+            f"{text[:100]}{'…' if len(text) > 100 else ''}{reasons}"
         )
     if result.assembled:
         c = result.assembled
@@ -47,7 +49,8 @@ def explain(result: ReplyResult) -> str:
     if result.prompt_tokens and result.reuse_reported:
         computed = result.prompt_tokens - result.reused_tokens
         lines.append(
-            f"prompt: {result.prompt_tokens} tokens, {result.reused_tokens} reused from the engine's cache, {computed} computed"
+            f"prompt: {result.prompt_tokens} tokens, {result.reused_tokens} reused from the engine's cache, "
+            f"{computed} computed"
         )
     elif result.prompt_tokens:
         lines.append(f"prompt: {result.prompt_tokens} tokens (the engine did not report how many it reused)")

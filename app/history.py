@@ -108,13 +108,16 @@ def stats(settings: Settings) -> int:
     try:
         total = store.count()
         print(
-            f"store       {settings.store_path}: {total:,} messages ({_megabytes(settings.store_path.stat().st_size)}), "
+            f"store       {settings.store_path}: {total:,} messages "
+            f"({_megabytes(settings.store_path.stat().st_size)}), "
             f"{store.lore_count(LORE_THRESHOLD):,} lore, {store.opted_out_members()} members opted out"
         )
         index = open_index(settings, store)
-        where = f"Chroma server {settings.CHROMA_HOST}:{settings.CHROMA_PORT}" if settings.CHROMA_HOST else (
-            f"{settings.chroma_path}, {_megabytes(_folder_bytes(settings.chroma_path))} on disk"
-        )  # fmt: skip
+        where = (
+            f"Chroma server {settings.CHROMA_HOST}:{settings.CHROMA_PORT}"
+            if settings.CHROMA_HOST
+            else f"{settings.chroma_path}, {_megabytes(_folder_bytes(settings.chroma_path))} on disk"
+        )
         print(
             f"index       {index.active_name or 'not built'}: {index.size():,} messages, "
             f"{index.pending():,} pending ({where})"

@@ -76,8 +76,11 @@ def adapter_prompt_changes(settings: Settings) -> list[str]:
         logger.warning(
             "ADAPTER_PATH=%s was trained with other prompt files than PROMPTS_DIR=%s and PERSONA_FILE=%s "
             "(changed: %s): its voice may suffer; train it again (python -m app train) to match",
-            settings.ADAPTER_PATH, settings.PROMPTS_DIR, settings.PERSONA_FILE, ", ".join(changed),
-        )  # fmt: skip
+            settings.ADAPTER_PATH,
+            settings.PROMPTS_DIR,
+            settings.PERSONA_FILE,
+            ", ".join(changed),
+        )
     return changed
 
 
@@ -114,8 +117,12 @@ class Parts:
     service: GenerationService
 
 
-def load_parts(settings: Settings, model_factory: Callable[[Settings], ModelBundle] = default_model_factory,
-               model: ModelBundle | None = None, service: GenerationService | None = None) -> Parts:  # fmt: skip
+def load_parts(
+    settings: Settings,
+    model_factory: Callable[[Settings], ModelBundle] = default_model_factory,
+    model: ModelBundle | None = None,
+    service: GenerationService | None = None,
+) -> Parts:
     """The one loader of start-up and reloads: persona and prompt files (checked against the adapter's),
     then the model (`model`, else from `model_factory`) and its generation service (`service`, else a new
     one, with the thread count and SEED applied). Prompt errors and bad settings raise here, before
@@ -162,9 +169,12 @@ class Runtime:
         self.opted_out: set[int] = self.store.opted_out()
         self._roles_seen: dict[int, bool] = {}  # CONSENT_ROLE_ID on each member's last message
         self.ingestion = LiveIngestion(
-            self.store, self.lore_index, Filters.from_settings(self.settings, self.store.opted_out()), self.settings.LORE_KEYWORDS,
+            self.store,
+            self.lore_index,
+            Filters.from_settings(self.settings, self.store.opted_out()),
+            self.settings.LORE_KEYWORDS,
             wait_for_replies=lambda timeout: self.service.wait_for_replies(timeout),
-        )  # fmt: skip
+        )
         self._swap(Parts(self.settings, self.persona, self.prompts, self.model, self.service))
 
     def ingest(self, message: StoredMessage, seen: bool = False) -> str | None:
@@ -371,9 +381,15 @@ class Runtime:
         )
         self.memory.schedule = parts.service.background
         self.chain = compose_chain(
-            parts.settings, parts.persona, parts.prompts, parts.model, parts.service, self.lore_index, self.memory,
+            parts.settings,
+            parts.persona,
+            parts.prompts,
+            parts.model,
+            parts.service,
+            self.lore_index,
+            self.memory,
             lambda: self.known_names,
-        )  # fmt: skip
+        )
 
     def reload(self, settings: Settings) -> ModelBundle:
         """Take new settings: prompts, persona, the model and adapter (loaded again), and every other part.
@@ -414,14 +430,29 @@ class Runtime:
 def lore_retriever(settings: Settings, lore_index: LoreIndex) -> WeightedRetriever:
     """The hybrid retriever with the configured weights (RAG_* and W_* settings)."""
     weights = RetrievalWeights(
-        settings.W_SIM, settings.W_REC, settings.W_ENG, settings.LORE_BOOST, settings.RECENCY_HALF_LIFE_DAYS,
-        settings.MIN_SIMILARITY, settings.W_LEX, settings.ENGAGEMENT_SCALE, settings.QUESTION_PENALTY,
-    )  # fmt: skip
+        settings.W_SIM,
+        settings.W_REC,
+        settings.W_ENG,
+        settings.LORE_BOOST,
+        settings.RECENCY_HALF_LIFE_DAYS,
+        settings.MIN_SIMILARITY,
+        settings.W_LEX,
+        settings.ENGAGEMENT_SCALE,
+        settings.QUESTION_PENALTY,
+    )
     return WeightedRetriever(lore_index, weights, settings.RAG_TOP_K, settings.RAG_CANDIDATES)
 
 
-def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, model: ModelBundle, service: GenerationService,
-                  lore_index: LoreIndex | None, memory: ShortTermMemory, known_names: Callable[[], set[str]] | None = None):  # fmt: skip
+def compose_chain(
+    settings: Settings,
+    persona: Persona,
+    prompts: PromptSet,
+    model: ModelBundle,
+    service: GenerationService,
+    lore_index: LoreIndex | None,
+    memory: ShortTermMemory,
+    known_names: Callable[[], set[str]] | None = None,
+):
     """The reply chain from its parts."""
     search = None
     if lore_index is not None and settings.RAG_TOP_K > 0:
@@ -437,15 +468,29 @@ def compose_chain(settings: Settings, persona: Persona, prompts: PromptSet, mode
     if search is not None and settings.GROUNDING != "off":
         grounding = Grounding(embedder(lore_index.embed_model), settings.GROUNDING_MIN_SCORE)
     return build_reply_chain(
-        service, retrieval, assembler, memory, persona, reply_max_chars=settings.REPLY_MAX_CHARS,
-        timeout_s=settings.GENERATION_TIMEOUT_SECONDS, stops=template_stops(model.tokenizer), token_counter=counter,
-        max_new_tokens=settings.MAX_NEW_TOKENS, known_names=known_names, grounding=grounding, answer=prompts.answer,
+        service,
+        retrieval,
+        assembler,
+        memory,
+        persona,
+        reply_max_chars=settings.REPLY_MAX_CHARS,
+        timeout_s=settings.GENERATION_TIMEOUT_SECONDS,
+        stops=template_stops(model.tokenizer),
+        token_counter=counter,
+        max_new_tokens=settings.MAX_NEW_TOKENS,
+        known_names=known_names,
+        grounding=grounding,
+        answer=prompts.answer,
         links=LinkPolicy.from_lists(settings.ALLOWED_LINK_DOMAINS, settings.ALLOWED_INVITES),
-    )  # fmt: skip
+    )
 
 
-def build_runtime(settings: Settings, model: ModelBundle | None = None, with_index: bool = True,
-                  model_factory: Callable[[Settings], ModelBundle] = default_model_factory) -> Runtime:  # fmt: skip
+def build_runtime(
+    settings: Settings,
+    model: ModelBundle | None = None,
+    with_index: bool = True,
+    model_factory: Callable[[Settings], ModelBundle] = default_model_factory,
+) -> Runtime:
     """Build everything once from settings. Prompt errors and bad settings raise here, at start-up.
 
     `model_factory` loads the model (again on reload); tests pass one that makes a scripted fake.

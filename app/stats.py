@@ -24,8 +24,16 @@ class BotStats:
     prompt_tokens: int = 0
     reused_tokens: int = 0
 
-    def record(self, seconds: float, generated_tokens: int, generate_seconds: float, ok: bool,
-               first_words: float | None = None, prompt_tokens: int = 0, reused_tokens: int = 0) -> None:  # fmt: skip
+    def record(
+        self,
+        seconds: float,
+        generated_tokens: int,
+        generate_seconds: float,
+        ok: bool,
+        first_words: float | None = None,
+        prompt_tokens: int = 0,
+        reused_tokens: int = 0,
+    ) -> None:
         self.replies += 1
         self.fallbacks += not ok
         self.latencies.append(seconds)

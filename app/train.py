@@ -85,8 +85,11 @@ def main_train(settings) -> int:
     result = asyncio.run(run_training(settings))
     print(result.tail)
     if not result.ok:
-        print(f"error: {result.step} failed (exit {result.returncode}); the previous adapter stays in use. "
-              f"Details: {settings.logs_dir / 'train.log'}", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: {result.step} failed (exit {result.returncode}); the previous adapter stays in use. "
+            f"Details: {settings.logs_dir / 'train.log'}",
+            file=sys.stderr,
+        )
         return 2 if result.returncode == 2 else 1
     print(f"adapter {result.adapter} is ready: set ADAPTER_PATH={result.adapter} and !reload (or restart)")
     return 0

@@ -1,4 +1,5 @@
-"""`python -m bench reply|bot|soak|faults|import|bigjson|retrieval|training|all`: run benchmarks and print their figures.
+"""`python -m bench reply|bot|soak|faults|import|bigjson|retrieval|training|all`: run benchmarks
+and print their figures.
 
 `all` runs every benchmark (the 1 GB `bigjson` only with --with-bigjson) and writes one markdown
 report, with the machine it ran on, to bench/results/report.md.
@@ -87,10 +88,22 @@ def run_all(args) -> int:
         ("reply", lambda: reply.report(reply.run(args.out))),
         ("bot", lambda: bot.report(bot.run(args.out))),
         ("soak", lambda: soak.report(soak.run(args.out))),
-        ("import", lambda: _saved(history, args.out, "import", history.run_import(args.messages), history.report_import)),
-        ("retrieval", lambda: _saved(history, args.out, "retrieval", history.run_retrieval(tuple(int(s) for s in args.sizes.split(","))), history.report_retrieval)),
+        (
+            "import",
+            lambda: _saved(history, args.out, "import", history.run_import(args.messages), history.report_import),
+        ),
+        (
+            "retrieval",
+            lambda: _saved(
+                history,
+                args.out,
+                "retrieval",
+                history.run_retrieval(tuple(int(s) for s in args.sizes.split(","))),
+                history.report_retrieval,
+            ),
+        ),
         ("training", lambda: training.report(training.run(args.out, args.recipe, args.steps))),
-    ]  # fmt: skip
+    ]
     if args.with_bigjson:
         steps.append(
             (

@@ -33,10 +33,17 @@ async def _measure(count: int) -> dict:
     fake = FakeDiscord().start()
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings(
-            DATA_DIR=Path(folder), LOG_DIR=Path(folder) / "logs", DISCORD_BOT_TOKEN=TOKEN, DISCORD_GUILD_ID=fake.guild_id,
-            DISCORD_CHANNEL_ID=fake.channel_id, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url,
-            USER_COOLDOWN_SECONDS=0, MODEL_CACHE_DIR=Path("data/models"), SEED=BENCH_SEED,
-        )  # fmt: skip
+            DATA_DIR=Path(folder),
+            LOG_DIR=Path(folder) / "logs",
+            DISCORD_BOT_TOKEN=TOKEN,
+            DISCORD_GUILD_ID=fake.guild_id,
+            DISCORD_CHANNEL_ID=fake.channel_id,
+            DISCORD_API_BASE=fake.api_base,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            USER_COOLDOWN_SECONDS=0,
+            MODEL_CACHE_DIR=Path("data/models"),
+            SEED=BENCH_SEED,
+        )
         runtime = build_runtime(settings)
         sent = record_requests(runtime)
         point_discord_at(settings.DISCORD_API_BASE)
@@ -74,22 +81,36 @@ async def _measure(count: int) -> dict:
     fake.stop()
     bandwidth = memory_bandwidth_gbs()
     chain_rows = [
-        {"tokens": r.generated_tokens, "prompt_tokens": r.prompt_tokens, "reused_tokens": r.reused_tokens,
-         "decode_s": r.engine.decode_seconds if r.engine else None}
+        {
+            "tokens": r.generated_tokens,
+            "prompt_tokens": r.prompt_tokens,
+            "reused_tokens": r.reused_tokens,
+            "decode_s": r.engine.decode_seconds if r.engine else None,
+        }
         for r in results
-    ]  # fmt: skip
+    ]
     return {
-        "replies": count, "model": model.describe(),
-        "first_words_p50_s": percentile(first_words, 50), "first_words_p95_s": percentile(first_words, 95),
-        "final_p50_s": percentile(final, 50), "final_p95_s": percentile(final, 95), "final_max_s": max(final),
-        "raw_total_p50_s": percentile([r["total_s"] for r in raw], 50), "raw_total_p95_s": percentile([r["total_s"] for r in raw], 95),
+        "replies": count,
+        "model": model.describe(),
+        "first_words_p50_s": percentile(first_words, 50),
+        "first_words_p95_s": percentile(first_words, 95),
+        "final_p50_s": percentile(final, 50),
+        "final_p95_s": percentile(final, 95),
+        "final_max_s": max(final),
+        "raw_total_p50_s": percentile([r["total_s"] for r in raw], 50),
+        "raw_total_p95_s": percentile([r["total_s"] for r in raw], 95),
         "overhead": overhead(final, [r["total_s"] for r in raw]),
-        "generations": len(sent), "mean_generated_tokens": sum(r.generated_tokens for r in results) / max(len(results), 1),
-        "fallbacks": fallbacks, "peak_rss_mb": peak_rss_mb(), "memory_bandwidth_gbs": bandwidth, "weight_bytes": model.weight_bytes,
+        "generations": len(sent),
+        "mean_generated_tokens": sum(r.generated_tokens for r in results) / max(len(results), 1),
+        "fallbacks": fallbacks,
+        "peak_rss_mb": peak_rss_mb(),
+        "memory_bandwidth_gbs": bandwidth,
+        "weight_bytes": model.weight_bytes,
         "chain_engine": summarize_engine(chain_rows, model.weight_bytes, bandwidth),
         "raw_engine": summarize_engine(raw, model.weight_bytes, bandwidth),
-        "first_words_s": first_words, "final_s": final,
-    }  # fmt: skip
+        "first_words_s": first_words,
+        "final_s": final,
+    }
 
 
 def run(out: Path, count: int = 22) -> dict:
@@ -102,16 +123,22 @@ def run(out: Path, count: int = 22) -> dict:
 
 
 def report(r: dict) -> str:
-    return "\n".join([
-        f"# Bot replies from MESSAGE_CREATE (fake Discord on loopback), {r['replies']} mentions in one channel",
-        f"machine       {describe()}",
-        f"model         {r['model']}",
-        f"first words   P50 {r['first_words_p50_s']:.2f} s, P95 {r['first_words_p95_s']:.2f} s (target P95 <= 0.8 s)",
-        f"final text    P50 {r['final_p50_s']:.2f} s, P95 {r['final_p95_s']:.2f} s, max {r['final_max_s']:.2f} s (target P50 <= 1.0 s, P95 <= 1.5 s)",
-        f"raw engine    same prompts: P50 {r['raw_total_p50_s']:.2f} s, P95 {r['raw_total_p95_s']:.2f} s",
-        f"overhead      {r['overhead'] * 100:+.1f}% over the raw engine, MESSAGE_CREATE to final text against the engine's "
-        f"generation time (target <= 10%; {r['generations']} generations for {r['replies']} replies)",
-        f"generated     {r['mean_generated_tokens']:.1f} tokens/reply; fallback lines {r['fallbacks']} of {r['replies']}",
-        *engine_lines(r),
-        f"peak RSS      {r['peak_rss_mb']:,.0f} MB",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"# Bot replies from MESSAGE_CREATE (fake Discord on loopback), {r['replies']} mentions in one channel",
+            f"machine       {describe()}",
+            f"model         {r['model']}",
+            f"first words   P50 {r['first_words_p50_s']:.2f} s, P95 {r['first_words_p95_s']:.2f} s "
+            "(target P95 <= 0.8 s)",
+            f"final text    P50 {r['final_p50_s']:.2f} s, P95 {r['final_p95_s']:.2f} s, max {r['final_max_s']:.2f} s "
+            "(target P50 <= 1.0 s, P95 <= 1.5 s)",
+            f"raw engine    same prompts: P50 {r['raw_total_p50_s']:.2f} s, P95 {r['raw_total_p95_s']:.2f} s",
+            f"overhead      {r['overhead'] * 100:+.1f}% over the raw engine, MESSAGE_CREATE to final text "
+            "against the engine's generation time "
+            f"(target <= 10%; {r['generations']} generations for {r['replies']} replies)",
+            f"generated     {r['mean_generated_tokens']:.1f} tokens/reply; "
+            f"fallback lines {r['fallbacks']} of {r['replies']}",
+            *engine_lines(r),
+            f"peak RSS      {r['peak_rss_mb']:,.0f} MB",
+        ]
+    )

@@ -44,16 +44,29 @@ BURST = 40  # messages members post while the bot is killed
 
 def _env(data: Path, **extra: str) -> dict[str, str]:
     return {
-        **os.environ, "DATA_DIR": str(data), "LOG_DIR": str(data.parent / "logs"), "ENV_FILE": "", "LOG_LEVEL": "WARNING",
-        "MODEL_CACHE_DIR": str(ROOT / "data" / "models"), "SEED": "1", **extra,
-    }  # fmt: skip
+        **os.environ,
+        "DATA_DIR": str(data),
+        "LOG_DIR": str(data.parent / "logs"),
+        "ENV_FILE": "",
+        "LOG_LEVEL": "WARNING",
+        "MODEL_CACHE_DIR": str(ROOT / "data" / "models"),
+        "SEED": "1",
+        **extra,
+    }
 
 
 def _app(env: dict[str, str], *args: str, prefix: list[str] = (), limit_bytes: int | None = None):
     from fakes.disks import limiting
 
-    return subprocess.run([*prefix, sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900, preexec_fn=limiting(limit_bytes))  # fmt: skip
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        preexec_fn=limiting(limit_bytes),
+    )
 
 
 def _killed_after(env: dict[str, str], args: list[str], delay: float) -> bool:
@@ -106,11 +119,13 @@ def figures(data: Path, expected: set[int]) -> dict:
             entries.update(int(i.split("#")[0]) for i in ids)
         extra = sum(max(0, n - len(_split(messages[i].content))) for i, n in entries.items() if i in messages)
         return {
-            "stored": len(messages), "indexed": found.indexed, "pending": found.pending,
+            "stored": len(messages),
+            "indexed": found.indexed,
+            "pending": found.pending,
             "lost": len(expected - set(messages)) + len(found.missing) + len(found.stale),
             "duplicated": sum(n - 1 for n in same.values()) + extra + len(found.orphaned),
             "leftovers": len(found.leftovers),
-        }  # fmt: skip
+        }
     finally:
         store.close()
 
@@ -139,8 +154,13 @@ def _cli_kills(kind: str, data: Path, exports: Path, kills: int, rng: random.Ran
         delay = rng.uniform(0.25, 0.95) * full
         killed = _killed_after(env, ["index", *command, "--from", str(export)], delay)
         again = _app(env, "index", *command, "--from", str(export))  # the admin runs it again
-        row = {"fault": f"kill -9 index {kind}", "at_s": round(delay, 2), "killed": killed,
-               "restart_ok": again.returncode == 0, **figures(data, expected)}  # fmt: skip
+        row = {
+            "fault": f"kill -9 index {kind}",
+            "at_s": round(delay, 2),
+            "killed": killed,
+            "restart_ok": again.returncode == 0,
+            **figures(data, expected),
+        }
         rows.append(row)
         print(_line(row), file=sys.stderr, flush=True)
     return rows
@@ -153,17 +173,27 @@ def _bot_kills(data: Path, kills: int, rng: random.Random) -> tuple[list[dict], 
 
     fake = FakeDiscord().start()
     env = _env(
-        data, DISCORD_BOT_TOKEN=TOKEN, DISCORD_GUILD_ID=str(fake.guild_id), DISCORD_CHANNEL_ID=str(fake.channel_id),
-        DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url, LOG_LEVEL="INFO",
-    )  # fmt: skip
+        data,
+        DISCORD_BOT_TOKEN=TOKEN,
+        DISCORD_GUILD_ID=str(fake.guild_id),
+        DISCORD_CHANNEL_ID=str(fake.channel_id),
+        DISCORD_API_BASE=fake.api_base,
+        DISCORD_GATEWAY_URL=fake.gateway_url,
+        LOG_LEVEL="INFO",
+    )
     log = data.parent / "logs" / "bot.log"
     starts, rows, posted = 0, [], set()
 
     def start() -> subprocess.Popen:
         nonlocal starts
         starts += 1
-        process = subprocess.Popen([sys.executable, "-m", "app", "bot"], cwd=ROOT, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "bot"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         ready = lambda: log.is_file() and log.read_text(encoding="utf-8").count("logged in as") >= starts  # noqa: E731
         if not wait_until(ready, 300, 0.1, gives_up=lambda: process.poll() is not None):
             raise RuntimeError(f"the bot did not start: see {log}")
@@ -202,8 +232,13 @@ def _bot_kills(data: Path, kills: int, rng: random.Random) -> tuple[list[dict], 
             wait_until(lambda s=sentinel: stored(s), 120, 0.1)
             process.send_signal(signal.SIGTERM)  # a clean stop, so that the figures can be read
             process.wait(120)
-            row = {"fault": "kill -9 the bot", "at_s": round(delay, 2), "killed": True, "restart_ok": True,
-                   **figures(data, posted)}  # fmt: skip
+            row = {
+                "fault": "kill -9 the bot",
+                "at_s": round(delay, 2),
+                "killed": True,
+                "restart_ok": True,
+                **figures(data, posted),
+            }
             rows.append(row)
             print(_line(row), file=sys.stderr, flush=True)
     finally:
@@ -231,8 +266,15 @@ def _disk_faults(data: Path, exports: Path, expected: set[int]) -> list[dict]:
         told = result.returncode == 2 and "Traceback" not in result.stderr and "cannot write" in result.stderr
         expected |= _expected(export)
         again = _app(env, "index", "update", "--from", str(export))
-        row = {"fault": fault, "at_s": 0.0, "killed": False, "restart_ok": again.returncode == 0, "told": told,
-               "unchanged": during["stored"] == before["stored"], **figures(data, expected)}  # fmt: skip
+        row = {
+            "fault": fault,
+            "at_s": 0.0,
+            "killed": False,
+            "restart_ok": again.returncode == 0,
+            "told": told,
+            "unchanged": during["stored"] == before["stored"],
+            **figures(data, expected),
+        }
         rows.append(row)
         print(_line(row), file=sys.stderr, flush=True)
     return rows
@@ -255,12 +297,17 @@ def run(out: Path, kills: int = 50, seed: int = 1234) -> dict:
         rows += _cli_kills("rebuild", work / "cli" / "data", exports, rebuild_kills, rng, expected)
         rows += _disk_faults(work / "cli" / "data", exports, expected)
     result = {
-        "rows": rows, "kills": sum(r["killed"] for r in rows), "lost": sum(r["lost"] for r in rows),
-        "duplicated": sum(r["duplicated"] for r in rows), "pending_after_restart": sum(r["pending"] for r in rows),
+        "rows": rows,
+        "kills": sum(r["killed"] for r in rows),
+        "lost": sum(r["lost"] for r in rows),
+        "duplicated": sum(r["duplicated"] for r in rows),
+        "pending_after_restart": sum(r["pending"] for r in rows),
         "restarts_failed": sum(not r["restart_ok"] for r in rows),
         "faults_told": all(r.get("told", True) and r.get("unchanged", True) for r in rows),
-        "seconds": time.perf_counter() - started, "machine": describe(), "at": time.strftime("%Y-%m-%d %H:%M"),
-    }  # fmt: skip
+        "seconds": time.perf_counter() - started,
+        "machine": describe(),
+        "at": time.strftime("%Y-%m-%d %H:%M"),
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "faults.json").write_text(json.dumps(result, indent=2))
     return result
@@ -274,18 +321,22 @@ def _line(row: dict) -> str:
         else ""
     )
     return (
-        f"{row['fault']:<26}{when:<24} stored {row['stored']:>6,}  indexed {row['indexed']:>6,}  pending {row['pending']}  "
-        f"lost {row['lost']}  duplicated {row['duplicated']}{told}"
+        f"{row['fault']:<26}{when:<24} stored {row['stored']:>6,}  indexed {row['indexed']:>6,}  "
+        f"pending {row['pending']}  lost {row['lost']}  duplicated {row['duplicated']}{told}"
     )
 
 
 def report(r: dict) -> str:
     by_fault = Counter(row["fault"] for row in r["rows"] if row["killed"])
-    return "\n".join([
-        f"# Faults: {r['kills']} kills (-9) at random points, a full disk and a read-only DATA_DIR, in {r['seconds']:.0f} s",
-        f"machine      {describe()}",
-        f"kills        {', '.join(f'{kind} {n}' for kind, n in by_fault.items())}",
-        *(_line(row) for row in r["rows"]),
-        f"total        lost {r['lost']} (must be 0), duplicated {r['duplicated']} (must be 0), pending after a restart "
-        f"{r['pending_after_restart']}, restarts that failed {r['restarts_failed']}, disk faults told and harmless: {r['faults_told']}",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"# Faults: {r['kills']} kills (-9) at random points, a full disk and a read-only DATA_DIR, "
+            f"in {r['seconds']:.0f} s",
+            f"machine      {describe()}",
+            f"kills        {', '.join(f'{kind} {n}' for kind, n in by_fault.items())}",
+            *(_line(row) for row in r["rows"]),
+            f"total        lost {r['lost']} (must be 0), duplicated {r['duplicated']} (must be 0), "
+            f"pending after a restart {r['pending_after_restart']}, restarts that failed {r['restarts_failed']}, "
+            f"disk faults told and harmless: {r['faults_told']}",
+        ]
+    )

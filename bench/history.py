@@ -40,8 +40,14 @@ def _import_phase(export: str, data_dir: str) -> dict:
     started = time.perf_counter()
     report = import_path(settings, store, Path(export), progress=False)
     seconds = time.perf_counter() - started
-    result = {"read": report.total("read"), "stored": store.count(), "lore": report.lore, "seconds": seconds,
-              "peak_rss_mb": peak_rss_mb(), "skipped": dict(report.skipped)}  # fmt: skip
+    result = {
+        "read": report.total("read"),
+        "stored": store.count(),
+        "lore": report.lore,
+        "seconds": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "skipped": dict(report.skipped),
+    }
     store.close()
     return result
 
@@ -87,15 +93,17 @@ def run_import(messages: int = 63_000) -> dict:
 def report_import(r: dict) -> str:
     i, x = r["import"], r["index"]
     verdict = "meets" if r["total_seconds"] < TARGET_IMPORT_SECONDS else "misses"
-    return "\n".join([
-        f"# Import and index: {r['messages']:,} messages ({r['export_mb']:.0f} MB JSON)",
-        f"machine      {describe()}",
-        f"import       {i['seconds']:.1f} s, {i['read'] / i['seconds']:,.0f} messages/s read; "
-        f"{i['stored']:,} stored, {i['lore']:,} lore; peak RSS {i['peak_rss_mb']:,.0f} MB",
-        f"index        {x['seconds']:.1f} s, {x['indexed'] / x['seconds']:,.0f} messages/s embedded and stored; "
-        f"{x['indexed']:,} indexed ({x['embed_dtype']}); peak RSS {x['peak_rss_mb']:,.0f} MB",
-        f"total        {r['total_seconds']:.1f} s ({verdict} the target of {TARGET_IMPORT_SECONDS} s on 2 cores)",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"# Import and index: {r['messages']:,} messages ({r['export_mb']:.0f} MB JSON)",
+            f"machine      {describe()}",
+            f"import       {i['seconds']:.1f} s, {i['read'] / i['seconds']:,.0f} messages/s read; "
+            f"{i['stored']:,} stored, {i['lore']:,} lore; peak RSS {i['peak_rss_mb']:,.0f} MB",
+            f"index        {x['seconds']:.1f} s, {x['indexed'] / x['seconds']:,.0f} messages/s embedded and stored; "
+            f"{x['indexed']:,} indexed ({x['embed_dtype']}); peak RSS {x['peak_rss_mb']:,.0f} MB",
+            f"total        {r['total_seconds']:.1f} s ({verdict} the target of {TARGET_IMPORT_SECONDS} s on 2 cores)",
+        ]
+    )
 
 
 def run_bigjson(gigabytes: float = 1.0) -> dict:
@@ -120,13 +128,16 @@ def run_bigjson(gigabytes: float = 1.0) -> dict:
 
 def report_bigjson(r: dict) -> str:
     i = r["import"]
-    return "\n".join([
-        f"# Streaming import: {r['export_mb']:,.0f} MB JSON export, {r['messages']:,} messages",
-        f"machine      {describe()}",
-        f"import       {i['seconds']:.1f} s, {i['read'] / i['seconds']:,.0f} messages/s; {i['stored']:,} stored "
-        f"({r['store_mb']:,.0f} MB SQLite)",
-        f"peak RSS     {i['peak_rss_mb']:,.0f} MB for a {r['export_mb']:,.0f} MB file (the file is never held in memory)",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"# Streaming import: {r['export_mb']:,.0f} MB JSON export, {r['messages']:,} messages",
+            f"machine      {describe()}",
+            f"import       {i['seconds']:.1f} s, {i['read'] / i['seconds']:,.0f} messages/s; {i['stored']:,} stored "
+            f"({r['store_mb']:,.0f} MB SQLite)",
+            f"peak RSS     {i['peak_rss_mb']:,.0f} MB for a {r['export_mb']:,.0f} MB file "
+            "(the file is never held in memory)",
+        ]
+    )
 
 
 def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200, pool: int = 3000) -> dict:
@@ -161,16 +172,37 @@ def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200
                 batch = base + jitter
                 batch /= np.linalg.norm(batch, axis=1, keepdims=True)
                 now = time.time()
-                store.upsert([StoredMessage(id=i, channel_id=1, author_id=i % 60, author_name=f"member{i % 60}",
-                                            timestamp=datetime.fromtimestamp(now - (size - i) * 600, timezone.utc),
-                                            content=texts[i % pool]) for i in ids])  # fmt: skip
+                store.upsert(
+                    [
+                        StoredMessage(
+                            id=i,
+                            channel_id=1,
+                            author_id=i % 60,
+                            author_name=f"member{i % 60}",
+                            timestamp=datetime.fromtimestamp(now - (size - i) * 600, timezone.utc),
+                            content=texts[i % pool],
+                        )
+                        for i in ids
+                    ]
+                )
                 collection.add(  # as the index holds them: no words, which are read back from the store
-                    ids=[str(i) for i in ids], embeddings=batch.tolist(), documents=[""] * len(ids),
-                    metadatas=[{"message_id": str(i), "author_id": str(i % 60), "channel_id": "1",
-                                "timestamp": now - (size - i) * 600, "engagement": i % 7, "private": False,
-                                "lore_score": 0.6 if i % 50 == 0 else 0.0, "is_lore": i % 50 == 0}
-                               for i in ids],
-                )  # fmt: skip
+                    ids=[str(i) for i in ids],
+                    embeddings=batch.tolist(),
+                    documents=[""] * len(ids),
+                    metadatas=[
+                        {
+                            "message_id": str(i),
+                            "author_id": str(i % 60),
+                            "channel_id": "1",
+                            "timestamp": now - (size - i) * 600,
+                            "engagement": i % 7,
+                            "private": False,
+                            "lore_score": 0.6 if i % 50 == 0 else 0.0,
+                            "is_lore": i % 50 == 0,
+                        }
+                        for i in ids
+                    ],
+                )
             build = time.perf_counter() - started
             retriever = WeightedRetriever(index, RetrievalWeights(), top_k=5, candidates=20)
             retriever.retrieve(questions[0])
@@ -182,8 +214,12 @@ def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200
                 t0 = time.perf_counter()
                 retriever.retrieve(question)
                 latencies.append((time.perf_counter() - t0) * 1000)
-            results[size] = {"p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
-                             "embed_p50_ms": statistics.median(embed_ms), "build_seconds": build}  # fmt: skip
+            results[size] = {
+                "p50_ms": percentile(latencies, 50),
+                "p95_ms": percentile(latencies, 95),
+                "embed_p50_ms": statistics.median(embed_ms),
+                "build_seconds": build,
+            }
             store.close()
     return {"queries": queries, "sizes": results, "peak_rss_mb": peak_rss_mb()}
 

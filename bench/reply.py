@@ -94,8 +94,16 @@ def _replay(options, requests: list[tuple]) -> list[dict]:
             if piece and first is None:
                 first = time.perf_counter() - started
         total = time.perf_counter() - started
-        rows.append({"first_s": first or total, "total_s": total, "tokens": stats.generated_tokens, "prompt_tokens": stats.prompt_tokens,
-                     "reused_tokens": stats.cached_tokens, "decode_s": stats.decode_seconds})  # fmt: skip
+        rows.append(
+            {
+                "first_s": first or total,
+                "total_s": total,
+                "tokens": stats.generated_tokens,
+                "prompt_tokens": stats.prompt_tokens,
+                "reused_tokens": stats.cached_tokens,
+                "decode_s": stats.decode_seconds,
+            }
+        )
     bundle.close()
     return rows
 
@@ -125,10 +133,13 @@ def summarize_engine(rows: list[dict], weight_bytes: int, bandwidth: float) -> d
     prompt = sum(r["prompt_tokens"] for r in rows)
     reused = sum(r["reused_tokens"] for r in rows)
     return {
-        "decode_tokens_per_s": decode_rate, "bandwidth_ceiling_tokens_per_s": ceiling,
+        "decode_tokens_per_s": decode_rate,
+        "bandwidth_ceiling_tokens_per_s": ceiling,
         "ratio_to_ceiling": decode_rate / ceiling if ceiling else 0.0,
-        "prompt_tokens": prompt, "reused_tokens": reused, "computed_tokens": prompt - reused,
-    }  # fmt: skip
+        "prompt_tokens": prompt,
+        "reused_tokens": reused,
+        "computed_tokens": prompt - reused,
+    }
 
 
 def overhead(chain_seconds: list[float], raw_seconds: list[float]) -> float:
@@ -161,14 +172,26 @@ def run(out_dir: Path | None = None) -> dict:
                 first = time.perf_counter() - started
         total = time.perf_counter() - started
         engine = result.engine
-        rows.append({
-            "prompt": text, "reply": result.text, "ok": result.ok, "attempts": [list(v.problems) for v in result.attempts],
-            "tokens": result.generated_tokens, "prompt_tokens": result.prompt_tokens, "reused_tokens": result.reused_tokens,
-            "first_visible": first or total, **result.timings, "total": total,
-            "decode_s": engine.decode_seconds if engine else None,
-        })  # fmt: skip
-        print(f"  {total:5.2f}s (first words {first or total:4.2f}s) {result.generated_tokens:3d} tok, prompt {result.prompt_tokens} "
-              f"({result.reused_tokens} reused)  {text[:40]:40s} -> {result.text[:50]!r}", flush=True)  # fmt: skip
+        rows.append(
+            {
+                "prompt": text,
+                "reply": result.text,
+                "ok": result.ok,
+                "attempts": [list(v.problems) for v in result.attempts],
+                "tokens": result.generated_tokens,
+                "prompt_tokens": result.prompt_tokens,
+                "reused_tokens": result.reused_tokens,
+                "first_visible": first or total,
+                **result.timings,
+                "total": total,
+                "decode_s": engine.decode_seconds if engine else None,
+            }
+        )
+        print(
+            f"  {total:5.2f}s (first words {first or total:4.2f}s) {result.generated_tokens:3d} tok, "
+            f"prompt {result.prompt_tokens} ({result.reused_tokens} reused)  {text[:40]:40s} -> {result.text[:50]!r}",
+            flush=True,
+        )
     model = runtime.model
     runtime.close()
     raw = raw_engine(settings, sent)[warmup:]  # the warmup is replayed too, so the cache starts alike
@@ -186,7 +209,7 @@ def run(out_dir: Path | None = None) -> dict:
                 "p95": percentile([r.get(s, 0.0) for r in rows], 95),
             }
             for s in (*STAGES, "first_visible")
-        },  # fmt: skip
+        },
         "raw_engine_s": {
             k: {"p50": percentile([r[k] for r in raw], 50), "p95": percentile([r[k] for r in raw], 95)}
             for k in ("first_s", "total_s")
@@ -216,8 +239,9 @@ def engine_lines(summary: dict) -> list[str]:
     for name in ("chain_engine", "raw_engine"):
         e = summary[name]
         lines.append(
-            f"{name.replace('_', ' ')}: decode {e['decode_tokens_per_s']:.1f} tokens/s, ceiling {summary['memory_bandwidth_gbs']:.1f} GB/s / "
-            f"{summary['weight_bytes'] / 1e6:.0f} MB = {e['bandwidth_ceiling_tokens_per_s']:.0f} tokens/s (ratio {e['ratio_to_ceiling']:.2f}); "
+            f"{name.replace('_', ' ')}: decode {e['decode_tokens_per_s']:.1f} tokens/s, "
+            f"ceiling {summary['memory_bandwidth_gbs']:.1f} GB/s / {summary['weight_bytes'] / 1e6:.0f} MB "
+            f"= {e['bandwidth_ceiling_tokens_per_s']:.0f} tokens/s (ratio {e['ratio_to_ceiling']:.2f}); "
             f"prompt tokens {e['prompt_tokens']:,}: {e['reused_tokens']:,} reused, {e['computed_tokens']:,} computed"
         )
     return lines
@@ -237,8 +261,10 @@ def report(summary: dict) -> str:
         "",
         f"raw engine, same prompts: first piece P50 {raw['first_s']['p50']:.2f} s, P95 {raw['first_s']['p95']:.2f} s; "
         f"total P50 {raw['total_s']['p50']:.2f} s, P95 {raw['total_s']['p95']:.2f} s",
-        f"overhead over the raw engine: {summary['overhead'] * 100:+.1f}% ({summary['generations']} generations for {summary['prompts']} replies)",
-        f"generated: {summary['mean_generated_tokens']:.1f} tokens/reply (raw engine {summary['raw_mean_generated_tokens']:.1f})",
+        f"overhead over the raw engine: {summary['overhead'] * 100:+.1f}% "
+        f"({summary['generations']} generations for {summary['prompts']} replies)",
+        f"generated: {summary['mean_generated_tokens']:.1f} tokens/reply "
+        f"(raw engine {summary['raw_mean_generated_tokens']:.1f})",
         *engine_lines(summary),
         f"fallback replies: {summary['fallbacks']} of {summary['prompts']}; peak RSS {summary['peak_rss_mb']:.0f} MB",
         f"targets: {summary['targets']}",

@@ -49,10 +49,17 @@ async def _measure(mentions: int, ordinary: int, pace: float) -> dict:
     fake = FakeDiscord().start()
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings(
-            DATA_DIR=Path(folder), LOG_DIR=Path(folder) / "logs", DISCORD_BOT_TOKEN=TOKEN, DISCORD_GUILD_ID=fake.guild_id,
-            DISCORD_CHANNEL_ID=fake.channel_id, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url,
-            MODEL_CACHE_DIR=Path("data/models"), SEED=1, STREAM_EDIT_SECONDS=0.5,
-        )  # fmt: skip
+            DATA_DIR=Path(folder),
+            LOG_DIR=Path(folder) / "logs",
+            DISCORD_BOT_TOKEN=TOKEN,
+            DISCORD_GUILD_ID=fake.guild_id,
+            DISCORD_CHANNEL_ID=fake.channel_id,
+            DISCORD_API_BASE=fake.api_base,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            MODEL_CACHE_DIR=Path("data/models"),
+            SEED=1,
+            STREAM_EDIT_SECONDS=0.5,
+        )
         from llm.model import gguf_tokenizer, packaged_gguf
 
         llm = ScriptedLLM(
@@ -60,8 +67,18 @@ async def _measure(mentions: int, ordinary: int, pace: float) -> dict:
             delay=0.05,
             piece_delay=0.005,
         )
-        bundle = ModelBundle(llm=llm, tokenizer=gguf_tokenizer(packaged_gguf(), settings.MODEL_CACHE_DIR), model=None, name="scripted",
-                             device="cpu", quantized=False, adapter=None, parameters=0, weight_bytes=0, load_seconds=0.0)  # fmt: skip
+        bundle = ModelBundle(
+            llm=llm,
+            tokenizer=gguf_tokenizer(packaged_gguf(), settings.MODEL_CACHE_DIR),
+            model=None,
+            name="scripted",
+            device="cpu",
+            quantized=False,
+            adapter=None,
+            parameters=0,
+            weight_bytes=0,
+            load_seconds=0.0,
+        )
         runtime = build_runtime(settings, model=bundle)
         point_discord_at(settings.DISCORD_API_BASE)
         point_gateway_at(settings.DISCORD_GATEWAY_URL)
@@ -139,14 +156,24 @@ async def _measure(mentions: int, ordinary: int, pace: float) -> dict:
         stored = {m.id for m in runtime.store.iter_messages()}
         total = len(asked) + len(plain)
         result = {
-            "seconds": seconds, "messages": total + len(edited_into_mentions), "mentions": len(asked), "ordinary": len(plain),
-            "answered": answered, "declined_busy": declined_busy, "declined_cooldown": declined_cooldown, "lost": lost,
-            "duplicated": duplicated, "answered_edits": sum(bool(fake.replies_to(m)) for m in edited_into_mentions),
-            "edits": min(EDIT_STORM, len(plain)), "stored_missing": len([m for m in [*asked, *plain] if m not in stored]),
-            "reconnects": fake.resumes, "peak_rss_mb": peak_rss_mb(),
+            "seconds": seconds,
+            "messages": total + len(edited_into_mentions),
+            "mentions": len(asked),
+            "ordinary": len(plain),
+            "answered": answered,
+            "declined_busy": declined_busy,
+            "declined_cooldown": declined_cooldown,
+            "lost": lost,
+            "duplicated": duplicated,
+            "answered_edits": sum(bool(fake.replies_to(m)) for m in edited_into_mentions),
+            "edits": min(EDIT_STORM, len(plain)),
+            "stored_missing": len([m for m in [*asked, *plain] if m not in stored]),
+            "reconnects": fake.resumes,
+            "peak_rss_mb": peak_rss_mb(),
             "rss_growth_mb_per_1000": (rss_end - rss_start) / max(total - warm_total, 1) * 1000 if rss_start else 0.0,
-            "loop_lag_p99_ms": percentile(lags, 99) * 1000, "loop_lag_max_ms": max(lags, default=0.0) * 1000,
-        }  # fmt: skip
+            "loop_lag_p99_ms": percentile(lags, 99) * 1000,
+            "loop_lag_max_ms": max(lags, default=0.0) * 1000,
+        }
         await bot.close()
         await asyncio.gather(task, return_exceptions=True)
         runtime.close()
@@ -164,13 +191,20 @@ def run(out: Path, mentions: int = MENTIONS, ordinary: int = ORDINARY, pace: flo
 
 
 def report(r: dict) -> str:
-    return "\n".join([
-        f"# Soak: {r['mentions']:,} mentions and {r['ordinary']:,} ordinary messages from {MEMBERS} members in {r['seconds']:.0f} s",
-        f"machine      {describe()}",
-        f"mentions     {r['answered']:,} answered, {r['declined_busy']:,} declined with the busy line, {r['declined_cooldown']:,} with the "
-        f"cooldown reaction; lost {r['lost']}, answered twice {r['duplicated']}",
-        f"edits        {r['edits']} (some into mentions): {r['answered_edits']} answered (must be 0)",
-        f"store        {r['stored_missing']} messages missing (must be 0); {r['reconnects']} reconnects with replayed events",
-        f"memory       peak RSS {r['peak_rss_mb']:,.0f} MB, growth {r['rss_growth_mb_per_1000']:.1f} MB per 1,000 messages after the first {WARM_UP:,}",
-        f"event loop   lag P99 {r['loop_lag_p99_ms']:.1f} ms, max {r['loop_lag_max_ms']:.0f} ms (embedded Chroma's writes hold the GIL for 30-45 ms each)",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"# Soak: {r['mentions']:,} mentions and {r['ordinary']:,} ordinary messages from {MEMBERS} members "
+            f"in {r['seconds']:.0f} s",
+            f"machine      {describe()}",
+            f"mentions     {r['answered']:,} answered, {r['declined_busy']:,} declined with the busy line, "
+            f"{r['declined_cooldown']:,} with the cooldown reaction; "
+            f"lost {r['lost']}, answered twice {r['duplicated']}",
+            f"edits        {r['edits']} (some into mentions): {r['answered_edits']} answered (must be 0)",
+            f"store        {r['stored_missing']} messages missing (must be 0); "
+            f"{r['reconnects']} reconnects with replayed events",
+            f"memory       peak RSS {r['peak_rss_mb']:,.0f} MB, growth {r['rss_growth_mb_per_1000']:.1f} MB "
+            f"per 1,000 messages after the first {WARM_UP:,}",
+            f"event loop   lag P99 {r['loop_lag_p99_ms']:.1f} ms, max {r['loop_lag_max_ms']:.0f} ms "
+            "(embedded Chroma's writes hold the GIL for 30-45 ms each)",
+        ]
+    )

@@ -14,11 +14,33 @@ from pathlib import Path
 DISCORD_EPOCH_MS = 1_420_070_400_000
 CHANNEL_ID, GUILD_ID = 1300000000000000002, 1300000000000000001
 SHORT = ["lol", "gg", "same", "true", "omg yes", "nice", "wait what", "haha", "ok", "brb", "rip", "+1", "yep", "no way"]
-SUBJECTS = ["the arcade cabinet", "the speedrun", "the tournament", "the new patch", "the retro console", "the boss fight",
-            "the high score", "the meetup", "the soundtrack", "the level editor", "the pizza night", "the charity stream"]  # fmt: skip
+SUBJECTS = [
+    "the arcade cabinet",
+    "the speedrun",
+    "the tournament",
+    "the new patch",
+    "the retro console",
+    "the boss fight",
+    "the high score",
+    "the meetup",
+    "the soundtrack",
+    "the level editor",
+    "the pizza night",
+    "the charity stream",
+]
 VERBS = ["broke", "saved", "changed", "ruined", "made", "beat", "started", "ended", "won", "lost"]
-OBJECTS = ["my whole weekend", "the leaderboard", "everyone's mood", "the old record", "the server", "our friendship",
-           "the final round", "a cartridge", "the stream", "the vote"]  # fmt: skip
+OBJECTS = [
+    "my whole weekend",
+    "the leaderboard",
+    "everyone's mood",
+    "the old record",
+    "the server",
+    "our friendship",
+    "the final round",
+    "a cartridge",
+    "the stream",
+    "the vote",
+]
 
 
 def _snowflake(moment: datetime, sequence: int) -> int:
@@ -45,8 +67,18 @@ def write_export(path: Path, messages: int, seed: int = 0, members: int = 60, st
     rng = random.Random(seed)
     start = start or datetime(2021, 1, 1, tzinfo=timezone.utc)
     step = timedelta(days=5 * 365) / max(messages, 1)
-    authors = [{"id": str(1400000000000000000 + n), "name": f"member{n}", "discriminator": "0000", "nickname": f"Member {n}",
-                "color": None, "isBot": False, "roles": []} for n in range(members)]  # fmt: skip
+    authors = [
+        {
+            "id": str(1400000000000000000 + n),
+            "name": f"member{n}",
+            "discriminator": "0000",
+            "nickname": f"Member {n}",
+            "color": None,
+            "isBot": False,
+            "roles": [],
+        }
+        for n in range(members)
+    ]
     bot = {
         "id": "1400000000000009999",
         "name": "DJ Bot",
@@ -57,9 +89,12 @@ def write_export(path: Path, messages: int, seed: int = 0, members: int = 60, st
     }
     recent: list[str] = []
     with open(path, "w", encoding="utf-8") as out:
-        header = {"guild": {"id": str(GUILD_ID), "name": "Benchmark Guild"},
-                  "channel": {"id": str(CHANNEL_ID), "type": "GuildTextChat", "name": "general", "topic": None},
-                  "dateRange": {"after": None, "before": None}, "exportedAt": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+        header = {
+            "guild": {"id": str(GUILD_ID), "name": "Benchmark Guild"},
+            "channel": {"id": str(CHANNEL_ID), "type": "GuildTextChat", "name": "general", "topic": None},
+            "dateRange": {"after": None, "before": None},
+            "exportedAt": "2026-01-01T00:00:00+00:00",
+        }
         out.write(json.dumps(header)[:-1] + ', "messages": [\n')
         for i in range(messages):
             moment = start + step * i
@@ -73,12 +108,23 @@ def write_export(path: Path, messages: int, seed: int = 0, members: int = 60, st
                 else ("!play " + rng.choice(OBJECTS) if roll < 0.04 else _content(rng, i))
             )
             message = {
-                "id": message_id, "type": kind, "timestamp": moment.isoformat(), "timestampEdited": None,
-                "isPinned": rng.random() < 0.003, "content": content, "author": author, "attachments": [], "embeds": [],
-                "stickers": [], "mentions": [],
-                "reactions": [{"emoji": {"id": "", "name": "👍", "code": "thumbsup"}, "count": rng.randint(1, 15), "users": []}]
-                if rng.random() < 0.15 else [],
-            }  # fmt: skip
+                "id": message_id,
+                "type": kind,
+                "timestamp": moment.isoformat(),
+                "timestampEdited": None,
+                "isPinned": rng.random() < 0.003,
+                "content": content,
+                "author": author,
+                "attachments": [],
+                "embeds": [],
+                "stickers": [],
+                "mentions": [],
+                "reactions": [
+                    {"emoji": {"id": "", "name": "👍", "code": "thumbsup"}, "count": rng.randint(1, 15), "users": []}
+                ]
+                if rng.random() < 0.15
+                else [],
+            }
             if recent and rng.random() < 0.1:
                 message["type"] = "Reply"
                 message["reference"] = {

@@ -46,12 +46,21 @@ def run(out: Path, recipe_path: Path = Path("training/recipes/cpu-smoke.yaml"), 
     projected_hours = samples_63k * tokens_per_sample * recipe.epochs / result.tokens_per_second / 3600
     device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     figures = {
-        "recipe": recipe.name, "base_model": recipe.base_model, "device": device, "steps": steps,
-        "tokens": result.tokens, "seconds": result.seconds, "tokens_per_second": result.tokens_per_second,
-        "peak_memory_mb": result.peak_memory_mb, "tokens_per_sample": tokens_per_sample,
-        "samples_for_63k": samples_63k, "epochs": recipe.epochs, "projected_hours_63k": projected_hours,
-        "loss_first": result.loss_first, "loss_last": result.loss_last,
-    }  # fmt: skip
+        "recipe": recipe.name,
+        "base_model": recipe.base_model,
+        "device": device,
+        "steps": steps,
+        "tokens": result.tokens,
+        "seconds": result.seconds,
+        "tokens_per_second": result.tokens_per_second,
+        "peak_memory_mb": result.peak_memory_mb,
+        "tokens_per_sample": tokens_per_sample,
+        "samples_for_63k": samples_63k,
+        "epochs": recipe.epochs,
+        "projected_hours_63k": projected_hours,
+        "loss_first": result.loss_first,
+        "loss_last": result.loss_last,
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "training.json").write_text(
         json.dumps({"machine": describe(), "at": time.strftime("%Y-%m-%d %H:%M"), **figures}, indent=2)
@@ -60,12 +69,16 @@ def run(out: Path, recipe_path: Path = Path("training/recipes/cpu-smoke.yaml"), 
 
 
 def report(r: dict) -> str:
-    return "\n".join([
-        f"# Training throughput: {r['recipe']} ({r['base_model']}), {r['steps']} steps on {r['device']}",
-        f"machine      {describe()}",
-        f"throughput   {r['tokens_per_second']:,.0f} tokens/s ({r['tokens']:,} tokens in {r['seconds']:.0f} s); peak memory {r['peak_memory_mb']:,.0f} MB",
-        f"loss         {r['loss_first']:.3f} -> {r['loss_last']:.3f}",
-        f"projection   63,000 messages = about {r['samples_for_63k']:,.0f} samples x {r['tokens_per_sample']:.0f} tokens x "
-        f"{r['epochs']:g} epoch(s): {r['projected_hours_63k']:.1f} hours with this recipe here",
-        f"design       claimed {DESIGN_CLAIM}; not measured here (no GPU on this machine)",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"# Training throughput: {r['recipe']} ({r['base_model']}), {r['steps']} steps on {r['device']}",
+            f"machine      {describe()}",
+            f"throughput   {r['tokens_per_second']:,.0f} tokens/s ({r['tokens']:,} tokens in {r['seconds']:.0f} s); "
+            f"peak memory {r['peak_memory_mb']:,.0f} MB",
+            f"loss         {r['loss_first']:.3f} -> {r['loss_last']:.3f}",
+            f"projection   63,000 messages = about {r['samples_for_63k']:,.0f} samples "
+            f"x {r['tokens_per_sample']:.0f} tokens x {r['epochs']:g} epoch(s): "
+            f"{r['projected_hours_63k']:.1f} hours with this recipe here",
+            f"design       claimed {DESIGN_CLAIM}; not measured here (no GPU on this machine)",
+        ]
+    )

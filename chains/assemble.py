@@ -188,9 +188,14 @@ class ContextAssembler:
         )
 
     def assemble(
-        self, message: ChatMessage, message_text: str, history: Sequence[ChatMessage], lore: Sequence[LoreItem], summary: str,
+        self,
+        message: ChatMessage,
+        message_text: str,
+        history: Sequence[ChatMessage],
+        lore: Sequence[LoreItem],
+        summary: str,
         first_position: int = 0,
-    ) -> Assembled:  # fmt: skip
+    ) -> Assembled:
         """Fit persona, message, history, lore and summary into the budget, in that priority.
 
         `first_position` is the channel position of `history[0]` (see ShortTermMemory): old

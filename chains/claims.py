@@ -27,16 +27,36 @@ _SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+")
 class ClaimCheck:
     """What one reply to a question may claim, and the answer that replaces a reply that claims more."""
 
-    def __init__(self, persona: Persona, message: ChatMessage, lore: Sequence[LoreItem], history: Sequence[ChatMessage],
-                 summary: str, names: Iterable[str], evidence: Evidence | None, answer: PromptFile | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        persona: Persona,
+        message: ChatMessage,
+        lore: Sequence[LoreItem],
+        history: Sequence[ChatMessage],
+        summary: str,
+        names: Iterable[str],
+        evidence: Evidence | None,
+        answer: PromptFile | None,
+    ) -> None:
         self.persona, self.question, self.evidence, self.answer = persona, message.content, evidence, answer
         self.figure_asked = asks_for_figure(message.content)
         names = [*names, persona.name]
-        self.known = known_claims([
-            *(item.content for item in lore), *(item.date for item in lore), message.content,
-            *(m.content for m in history), summary, persona.description, persona.scenario,
-            persona.personality, persona.system_prompt, persona.post_history_instructions, *names,
-        ], names)  # fmt: skip
+        self.known = known_claims(
+            [
+                *(item.content for item in lore),
+                *(item.date for item in lore),
+                message.content,
+                *(m.content for m in history),
+                summary,
+                persona.description,
+                persona.scenario,
+                persona.personality,
+                persona.system_prompt,
+                persona.post_history_instructions,
+                *names,
+            ],
+            names,
+        )
 
     def invented(self, text: str) -> set[str]:
         """The claims of `text` nothing given holds: with evidence, figures and names; without, the figures a

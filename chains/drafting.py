@@ -86,9 +86,19 @@ def speakers(state: dict, persona: Persona, known: Iterable[str]) -> tuple[list[
 class Drafting:
     """One reply's attempts: what to generate, what to show as it streams, and how it ends."""
 
-    def __init__(self, state: dict, persona: Persona, max_chars: int, stops: tuple[str, ...], token_counter,
-                 max_new_tokens: int | None, known: Iterable[str] = (), answer: PromptFile | None = None,
-                 links: LinkPolicy | None = None, grounded: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        state: dict,
+        persona: Persona,
+        max_chars: int,
+        stops: tuple[str, ...],
+        token_counter,
+        max_new_tokens: int | None,
+        known: Iterable[str] = (),
+        answer: PromptFile | None = None,
+        links: LinkPolicy | None = None,
+        grounded: bool = False,
+    ) -> None:
         self.state, self.persona, self.max_chars, self.token_counter = state, persona, max_chars, token_counter
         self.links = links or LinkPolicy()
         self.wrap_up = int(max_new_tokens * WRAP_UP_FRACTION) if max_new_tokens else None
@@ -98,9 +108,15 @@ class Drafting:
         self.claims: ClaimCheck | None = None
         if grounded and state["analysis"].intent in QUESTION_INTENTS:
             self.claims = ClaimCheck(
-                persona, state["message"], state["lore"]["items"], state["memory"]["history"],
-                state["memory"]["summary"], names, state.get("evidence"), answer,
-            )  # fmt: skip
+                persona,
+                state["message"],
+                state["lore"]["items"],
+                state["memory"]["history"],
+                state["memory"]["summary"],
+                names,
+                state.get("evidence"),
+                answer,
+            )
         self.invented: set[str] = set()  # claims of this attempt that nothing given holds
         self.verdicts: list[Verdict] = []
         self.timings: dict[str, float] = defaultdict(float)
@@ -199,10 +215,19 @@ class Drafting:
         if not generated and self.token_counter and self.verdicts and not partial:
             generated = self.token_counter(self.verdicts[-1].text)
         return ReplyResult(
-            text=verdict.text, ok=verdict.ok, partial=partial, analysis=state["analysis"], lore=state["lore"]["items"],
-            lore_warning=state["lore"]["warning"], assembled=state["context"], attempts=list(self.verdicts),
+            text=verdict.text,
+            ok=verdict.ok,
+            partial=partial,
+            analysis=state["analysis"],
+            lore=state["lore"]["items"],
+            lore_warning=state["lore"]["warning"],
+            assembled=state["context"],
+            attempts=list(self.verdicts),
             error=verdict.problems[1] if not verdict.ok and len(verdict.problems) > 1 else "",
-            timings=dict(self.timings), generated_tokens=generated,
+            timings=dict(self.timings),
+            generated_tokens=generated,
             prompt_tokens=(stats.prompt_tokens if stats and stats.prompt_tokens else state["context"].tokens),
-            reused_tokens=stats.cached_tokens if stats else 0, reuse_reported=bool(stats and stats.prompt_tokens), engine=stats,
-        )  # fmt: skip
+            reused_tokens=stats.cached_tokens if stats else 0,
+            reuse_reported=bool(stats and stats.prompt_tokens),
+            engine=stats,
+        )

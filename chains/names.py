@@ -52,10 +52,28 @@ def one_line(text: str) -> str:
 # Markers of the common chat templates, defused in member text even when the loaded tokenizer does
 # not know them (a prompt may reach another engine or server with another template).
 TEMPLATE_MARKERS = (
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "[INST]", "[/INST]", "<s>", "</s>", "<<SYS>>", "<</SYS>>",
-    "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|system|>", "<|user|>",
-    "<|assistant|>", "<|end|>", "<start_of_turn>", "<end_of_turn>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]",
-)  # fmt: skip
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "[INST]",
+    "[/INST]",
+    "<s>",
+    "</s>",
+    "<<SYS>>",
+    "<</SYS>>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+)
 _GENERIC_MARKER = r"<\|[^|<>\s]{1,64}\|>"
 
 

@@ -44,7 +44,8 @@ _POSITIVE = {
 _NEGATIVE = {"hate", "sad", "bad", "awful", "boring", "angry", "annoying", "worst", "ugh", "terrible", "rip", "lost"}
 _HOSTILE = {"stupid", "idiot", "dumb", "shut", "useless", "trash", "garbage", "kill", "hate", "moron", "stfu"}
 _INJECTION = re.compile(
-    r"ignore (all |your |the )?(previous |prior )?(instructions|persona|rules|prompt)|you are now|pretend to be|say ['\"]?\w+:",
+    r"ignore (all |your |the )?(previous |prior )?(instructions|persona|rules|prompt)"
+    r"|you are now|pretend to be|say ['\"]?\w+:",
     re.I,
 )
 _MASS_PING = re.compile(r"@(everyone|here)|<@&\d+>", re.I)

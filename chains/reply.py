@@ -72,7 +72,8 @@ class StageTimer(BaseCallbackHandler):
 
 
 def _after_reply(tokenizer) -> str:
-    """What the chat template writes between the character's reply and the next member's turn ("" without a template)."""
+    """What the chat template writes between the character's reply and the next member's turn
+    ("" without a template)."""
     if not getattr(tokenizer, "chat_template", None):
         return ""
     turns = [
@@ -158,15 +159,27 @@ def build_reply_chain(
 
     def assemble(state: dict) -> Assembled:
         return assembler.assemble(
-            state["message"], state["analysis"].query or EMPTY_MESSAGE_TEXT, state["memory"]["history"],
-            state["lore"]["items"], state["memory"]["summary"], state["memory"]["first_position"],
-        )  # fmt: skip
+            state["message"],
+            state["analysis"].query or EMPTY_MESSAGE_TEXT,
+            state["memory"]["history"],
+            state["lore"]["items"],
+            state["memory"]["summary"],
+            state["memory"]["first_position"],
+        )
 
     def drafting(state: dict) -> Drafting:
         return Drafting(
-            state, persona, reply_max_chars, stops, token_counter, max_new_tokens,
-            known_names() if known_names else (), answer, links, grounding is not None,
-        )  # fmt: skip
+            state,
+            persona,
+            reply_max_chars,
+            stops,
+            token_counter,
+            max_new_tokens,
+            known_names() if known_names else (),
+            answer,
+            links,
+            grounding is not None,
+        )
 
     def respond(state: dict) -> Iterator[ReplyResult]:
         draft = drafting(state)

@@ -173,8 +173,14 @@ def repair(
     return text, fixes + link_fixes
 
 
-def validate(raw: str, message: str, character: str, max_chars: int, members: Iterable[str] | Members = (),
-             links: LinkPolicy | None = None) -> Verdict:  # fmt: skip
+def validate(
+    raw: str,
+    message: str,
+    character: str,
+    max_chars: int,
+    members: Iterable[str] | Members = (),
+    links: LinkPolicy | None = None,
+) -> Verdict:
     """Repair and judge one generated reply."""
     text, fixes = repair(raw, character, members, links)
     problems = []
@@ -198,8 +204,9 @@ def is_safe(text: str) -> bool:
 _UNFINISHED_MARKUP = re.compile(r"(<[^>\s]*|\[[^\]\n]*(?:\]\([^)\n]*)?|@\w*)$")  # a tag, a (masked) link, a mention
 
 
-def stream_view(raw: str, character: str, max_chars: int, members: Iterable[str] | Members = (),
-                links: LinkPolicy | None = None) -> tuple[str, bool]:  # fmt: skip
+def stream_view(
+    raw: str, character: str, max_chars: int, members: Iterable[str] | Members = (), links: LinkPolicy | None = None
+) -> tuple[str, bool]:
     """What may be shown of a reply still being generated, and whether it has ended.
 
     The shown text is the repaired text (pings neutralised, labels and other members' lines
@@ -218,9 +225,9 @@ def stream_view(raw: str, character: str, max_chars: int, members: Iterable[str]
     if not ended:
         last = raw.rsplit("\n", 1)[-1]
         bare = _bare_line(last)
-        unfinished_label = not any(c in bare for c in _COLONS) and len(bare) <= 48 and (
-            known.may_start(bare) or bare[:1] in "[<"
-        )  # fmt: skip
+        unfinished_label = (
+            not any(c in bare for c in _COLONS) and len(bare) <= 48 and (known.may_start(bare) or bare[:1] in "[<")
+        )
         if unfinished_label and last.strip():
             # the line being written may still become "name: ...": hold it back
             text = text[: len(text) - len(last.strip())].rstrip() if text.endswith(last.strip()) else text

@@ -55,7 +55,11 @@ class RedactSecrets(logging.Filter):
 
 
 def setup_logging(
-    level: str = "INFO", log_file: Path | None = None, max_mb: float = 5.0, backups: int = 5, secrets: list[str] = (),
+    level: str = "INFO",
+    log_file: Path | None = None,
+    max_mb: float = 5.0,
+    backups: int = 5,
+    secrets: list[str] = (),
     to_stderr: bool = True,
 ) -> None:
     """Logging to stderr, plus a rotating log file when `log_file` is given.
@@ -76,12 +80,8 @@ def setup_logging(
     redact = RedactSecrets(list(secrets))
     for handler in handlers:
         handler.addFilter(redact)
-        handler.setFormatter(
-            logging.Formatter(
-                FORMAT, datefmt="%H:%M:%S" if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr
-                else "%Y-%m-%d %H:%M:%S",
-            )  # fmt: skip
-        )
+        on_screen = not isinstance(handler, logging.handlers.RotatingFileHandler)
+        handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S" if on_screen else "%Y-%m-%d %H:%M:%S"))
     logging.basicConfig(level=level, handlers=handlers, force=True)
     for name in NOISY:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -22,10 +22,25 @@ from llm.config import DEFAULT_MODEL, ModelConfig
 # Settings the running bot keeps until a restart (`!reload` names them when they changed): its
 # connection, where its files live, and what its event handlers were built with.
 RESTART_SETTINGS = (
-    "DISCORD_BOT_TOKEN", "DISCORD_GUILD_ID", "DISCORD_CHANNEL_ID", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL",
-    "DATA_DIR", "CHROMA_HOST", "CHROMA_PORT", "CHROMA_COLLECTION", "EMBED_DTYPE", "LOG_DIR", "LOG_LEVEL",
-    "LOG_FILE_MAX_MB", "LOG_FILE_BACKUPS", "COMMAND_PREFIX", "ALLOW_DMS", "REPLY_QUEUE_LIMIT", "SAMPLE_EXPORT",
-)  # fmt: skip
+    "DISCORD_BOT_TOKEN",
+    "DISCORD_GUILD_ID",
+    "DISCORD_CHANNEL_ID",
+    "DISCORD_API_BASE",
+    "DISCORD_GATEWAY_URL",
+    "DATA_DIR",
+    "CHROMA_HOST",
+    "CHROMA_PORT",
+    "CHROMA_COLLECTION",
+    "EMBED_DTYPE",
+    "LOG_DIR",
+    "LOG_LEVEL",
+    "LOG_FILE_MAX_MB",
+    "LOG_FILE_BACKUPS",
+    "COMMAND_PREFIX",
+    "ALLOW_DMS",
+    "REPLY_QUEUE_LIMIT",
+    "SAMPLE_EXPORT",
+)
 SECRET_SETTINGS = ("DISCORD_BOT_TOKEN", "OPENAI_API_KEY", "EVAL_JUDGE_API_KEY")
 # Where settings are read from besides the environment; child processes get theirs in the environment
 # and ENV_FILE="" so that they never read the secrets in .env.
@@ -91,7 +106,8 @@ class Settings(BaseSettings):
     DEVICE: Literal["auto", "cpu", "cuda"] = "auto"
     LLAMACPP_WEIGHTS: Literal["as-is", "q8_0"] = Field(
         "as-is",
-        description="llamacpp: read the GGUF as it is, or re-lay its matrices out as Q8_0 once (faster prompts, 2x the memory)",
+        description="llamacpp: read the GGUF as it is, or re-lay its matrices out as Q8_0 once "
+        "(faster prompts, 2x the memory)",
     )
     ENGINE_THREADS: int | None = Field(
         None, ge=1, le=512, description="CPU threads for generation and embeddings; unset: every usable core"
@@ -175,7 +191,8 @@ class Settings(BaseSettings):
     # Members' data (see the README's privacy section)
     PRIVATE_THREADS: Literal["ignore", "thread"] = Field(
         "ignore",
-        description="private threads under the channel: ignore (never stored), or thread (kept, found only in that thread)",
+        description="private threads under the channel: ignore (never stored), "
+        "or thread (kept, found only in that thread)",
     )
     RETENTION_DAYS: int | None = Field(
         None, ge=1, description="messages older than this many days are deleted everywhere (unset: kept)"
@@ -230,8 +247,9 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value.strip()
 
-    @field_validator("COMMAND_PREFIXES", "LORE_KEYWORDS", "ADMIN_ROLE_IDS", "ALLOWED_LINK_DOMAINS", "ALLOWED_INVITES",
-                     mode="before")  # fmt: skip
+    @field_validator(
+        "COMMAND_PREFIXES", "LORE_KEYWORDS", "ADMIN_ROLE_IDS", "ALLOWED_LINK_DOMAINS", "ALLOWED_INVITES", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -253,15 +271,28 @@ class Settings(BaseSettings):
     def model_options(self) -> ModelConfig:
         """The model configuration `chains/` works with."""
         return ModelConfig(
-            model_name=self.MODEL_NAME, engine=self.ENGINE, adapter_path=self.ADAPTER_PATH, quantization=self.ENABLE_QUANTIZATION,
-            device=self.DEVICE, dtype=self.TORCH_DTYPE, static_cache=self.STATIC_CACHE, cache_dir=self.MODEL_CACHE_DIR,
+            model_name=self.MODEL_NAME,
+            engine=self.ENGINE,
+            adapter_path=self.ADAPTER_PATH,
+            quantization=self.ENABLE_QUANTIZATION,
+            device=self.DEVICE,
+            dtype=self.TORCH_DTYPE,
+            static_cache=self.STATIC_CACHE,
+            cache_dir=self.MODEL_CACHE_DIR,
             llamacpp_weights=self.LLAMACPP_WEIGHTS,
-            threads=self.ENGINE_THREADS, context_tokens=self.CONTEXT_TOKENS, max_new_tokens=self.MAX_NEW_TOKENS,
-            temperature=self.TEMPERATURE, top_p=self.TOP_P, repetition_penalty=self.REPETITION_PENALTY,
-            timeout_s=self.GENERATION_TIMEOUT_SECONDS, seed=self.SEED, openai_base_url=self.OPENAI_BASE_URL,
-            openai_model=self.OPENAI_MODEL, openai_adapter=self.OPENAI_ADAPTER,
+            threads=self.ENGINE_THREADS,
+            context_tokens=self.CONTEXT_TOKENS,
+            max_new_tokens=self.MAX_NEW_TOKENS,
+            temperature=self.TEMPERATURE,
+            top_p=self.TOP_P,
+            repetition_penalty=self.REPETITION_PENALTY,
+            timeout_s=self.GENERATION_TIMEOUT_SECONDS,
+            seed=self.SEED,
+            openai_base_url=self.OPENAI_BASE_URL,
+            openai_model=self.OPENAI_MODEL,
+            openai_adapter=self.OPENAI_ADAPTER,
             openai_api_key=self.OPENAI_API_KEY.get_secret_value() if self.OPENAI_API_KEY else None,
-        )  # fmt: skip
+        )
 
     @property
     def chroma_path(self) -> Path:
@@ -324,8 +355,17 @@ def child_environment(settings: Settings, keep: tuple[str, ...] = ()) -> dict[st
     from .env.
     """
     basics = (
-        "PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "SYSTEMROOT",
-    )  # fmt: skip
+        "PATH",
+        "HOME",
+        "LANG",
+        "LANGUAGE",
+        "TMPDIR",
+        "TZ",
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+        "PYTHONHASHSEED",
+        "SYSTEMROOT",
+    )
     prefixes = (
         "LC_",
         "HF_",
@@ -338,9 +378,10 @@ def child_environment(settings: Settings, keep: tuple[str, ...] = ()) -> dict[st
         "ANONYMIZED_TELEMETRY",
     )
     environment = {
-        k: without_credentials(v) if "://" in v else v for k, v in os.environ.items()
+        k: without_credentials(v) if "://" in v else v
+        for k, v in os.environ.items()
         if (k in basics or k in keep or k.startswith(prefixes)) and not any(word in k.upper() for word in _SECRET_WORDS)
-    }  # fmt: skip
+    }
     for name, value in settings.model_dump(mode="json").items():
         if name in SECRET_SETTINGS or value is None:
             continue

@@ -32,9 +32,12 @@ def _run(args) -> int:
         lock = hold_data_dir(settings_for(settings, eval_set), "`python -m evals run`")
         try:
             run = run_eval(
-                settings, eval_set, runs_dir=args.runs, limit=args.limit,
+                settings,
+                eval_set,
+                runs_dir=args.runs,
+                limit=args.limit,
                 progress=lambda line: print(line, file=sys.stderr),
-            )  # fmt: skip
+            )
         finally:
             if lock is not None:
                 lock.release()
@@ -46,9 +49,10 @@ def _run(args) -> int:
         print(f"\nrun saved in {run.path}; report: {report}")
         if baseline:
             changes = ", ".join(
-                f"{m} {v - baseline['means'][m]:+.3f}" for m, v in run.means.items()
+                f"{m} {v - baseline['means'][m]:+.3f}"
+                for m, v in run.means.items()
                 if v is not None and baseline["means"].get(m) is not None
-            )  # fmt: skip
+            )
             print(f"against {baseline['id']} (prompts {baseline['prompts_dir']}): {changes}")
     return 0
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from evals.dataset import EVAL_SEED, TUNED_SETS
 
 
-def compare_evals(settings, adapter: Path, sets: list[Path], limit: int | None = None,
-                  runs_dir: Path | None = None, progress=None) -> tuple[dict[str, tuple[dict, dict]], list[str]]:  # fmt: skip
+def compare_evals(
+    settings, adapter: Path, sets: list[Path], limit: int | None = None, runs_dir: Path | None = None, progress=None
+) -> tuple[dict[str, tuple[dict, dict]], list[str]]:
     """Each eval set answered by the bot without and with the adapter: {set: (means without, means with)}.
 
     Sets that cannot run here (their channel's export is absent) are returned as lines saying why.
@@ -39,8 +40,13 @@ def compare_evals(settings, adapter: Path, sets: list[Path], limit: int | None =
             run_settings = settings.model_copy(update={"ADAPTER_PATH": adapter_path})
             lock = hold_data_dir(settings_for(run_settings, eval_set), "`python -m evals adapter`")
             try:
-                run = run_eval(run_settings, eval_set, runs_dir=runs_dir or RUNS_DIR, limit=limit,
-                               progress=progress or (lambda line: None))  # fmt: skip
+                run = run_eval(
+                    run_settings,
+                    eval_set,
+                    runs_dir=runs_dir or RUNS_DIR,
+                    limit=limit,
+                    progress=progress or (lambda line: None),
+                )
             finally:
                 if lock is not None:
                     lock.release()
@@ -60,9 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     parser.add_argument(
-        "--eval-set", type=Path, action="append", dest="eval_sets", metavar="YAML",
+        "--eval-set",
+        type=Path,
+        action="append",
+        dest="eval_sets",
+        metavar="YAML",
         help="an eval set to answer without and with the adapter (repeatable; default: the tuned sets)",
-    )  # fmt: skip
+    )
     parser.add_argument("--eval-limit", type=int, help="answer only the first N questions of each eval set")
     parser.add_argument("--no-evals", action="store_true", help="validation perplexity and replies only")
     args = parser.parse_args(argv)
@@ -73,9 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_evals:
             settings = settings.model_copy(update={"ENGINE": args.engine} if args.engine else {})
             comparison.evals, comparison.skipped = compare_evals(
-                settings, args.adapter, args.eval_sets or list(TUNED_SETS), args.eval_limit,
+                settings,
+                args.adapter,
+                args.eval_sets or list(TUNED_SETS),
+                args.eval_limit,
                 progress=lambda line: print(line, file=sys.stderr),
-            )  # fmt: skip
+            )
         print(comparison.summary())
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

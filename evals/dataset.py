@@ -82,12 +82,17 @@ def load_dataset(path: Path) -> EvalSet:
         intent = str(raw.get("intent", "question"))
         if intent not in INTENTS:
             raise DatasetError(f"{where} ({raw['id']}): intent {intent!r} is not one of {', '.join(sorted(INTENTS))}")
-        samples.append(EvalSample(
-            id=str(raw["id"]), question=str(raw["question"]), reference=str(raw["reference"]),
-            asker=str(raw.get("asker") or "member"), intent=intent,
-            reference_contexts=tuple(str(c) for c in raw.get("reference_contexts") or ()),
-            facts=tuple(str(f) for f in raw.get("facts") or ()),
-        ))  # fmt: skip
+        samples.append(
+            EvalSample(
+                id=str(raw["id"]),
+                question=str(raw["question"]),
+                reference=str(raw["reference"]),
+                asker=str(raw.get("asker") or "member"),
+                intent=intent,
+                reference_contexts=tuple(str(c) for c in raw.get("reference_contexts") or ()),
+                facts=tuple(str(f) for f in raw.get("facts") or ()),
+            )
+        )
     source, persona = (Path(str(data[k])) if data.get(k) else None for k in ("source", "persona"))
     if persona is not None and not persona.is_file():
         raise DatasetError(f"{path}: persona {persona} not found")
@@ -95,10 +100,20 @@ def load_dataset(path: Path) -> EvalSet:
 
 
 def save_dataset(eval_set_name: str, samples: list[EvalSample], path: Path, header: str = "") -> None:
-    body = {"name": eval_set_name, "samples": [
-        {"id": s.id, "intent": s.intent, "asker": s.asker, "question": s.question, "reference": s.reference,
-         "reference_contexts": list(s.reference_contexts), **({"facts": list(s.facts)} if s.facts else {})}
-        for s in samples
-    ]}  # fmt: skip
+    body = {
+        "name": eval_set_name,
+        "samples": [
+            {
+                "id": s.id,
+                "intent": s.intent,
+                "asker": s.asker,
+                "question": s.question,
+                "reference": s.reference,
+                "reference_contexts": list(s.reference_contexts),
+                **({"facts": list(s.facts)} if s.facts else {}),
+            }
+            for s in samples
+        ],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")

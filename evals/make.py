@@ -34,17 +34,29 @@ def draft(messages: list, character: str, limit: int = 40) -> list[EvalSample]:
     samples: list[EvalSample] = []
     lore = sorted((m for m in messages if m.lore_score >= LORE_THRESHOLD), key=lambda m: -m.lore_score)
     for m in lore:
-        samples.append(EvalSample(
-            id=f"lore-{m.id}", intent="lore", asker="member", question=f"@{character} what do you know about {_topic(m.content)}?",
-            reference=m.content[:300], reference_contexts=(m.content,),
-        ))  # fmt: skip
+        samples.append(
+            EvalSample(
+                id=f"lore-{m.id}",
+                intent="lore",
+                asker="member",
+                question=f"@{character} what do you know about {_topic(m.content)}?",
+                reference=m.content[:300],
+                reference_contexts=(m.content,),
+            )
+        )
     for m in messages:
         answers = replies.get(m.id, [])
         if m.content.rstrip().endswith("?") and answers:
-            samples.append(EvalSample(
-                id=f"question-{m.id}", intent="question", asker=m.speaker, question=f"@{character} {m.content.strip()}",
-                reference=answers[0].content, reference_contexts=tuple(a.content for a in answers),
-            ))  # fmt: skip
+            samples.append(
+                EvalSample(
+                    id=f"question-{m.id}",
+                    intent="question",
+                    asker=m.speaker,
+                    question=f"@{character} {m.content.strip()}",
+                    reference=answers[0].content,
+                    reference_contexts=tuple(a.content for a in answers),
+                )
+            )
     return samples[:limit]
 
 

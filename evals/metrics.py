@@ -151,9 +151,12 @@ class Scorer:
         from ragas import SingleTurnSample
 
         ragas_sample = SingleTurnSample(
-            user_input=sample.question, response=sample.response, reference=sample.reference,
-            retrieved_contexts=sample.retrieved_contexts, reference_contexts=sample.reference_contexts,
-        )  # fmt: skip
+            user_input=sample.question,
+            response=sample.response,
+            reference=sample.reference,
+            retrieved_contexts=sample.retrieved_contexts,
+            reference_contexts=sample.reference_contexts,
+        )
         scores: dict[str, float | None] = {}
         for name, metric in self.metrics.items():
             if name in RETRIEVAL and not sample.reference_contexts:

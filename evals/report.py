@@ -19,8 +19,11 @@ def chart_svg(means: dict, previous: dict | None, width: int = 640) -> str:
     metrics = list(means)
     row, left, scale = 34, 170, width - 200
     height = 40 + row * len(metrics)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-             f'<rect width="{width}" height="{height}" fill="white"/>']  # fmt: skip
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+    ]
     for i, metric in enumerate(metrics):
         y = 20 + i * row
         parts.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{metric}</text>')
@@ -29,12 +32,14 @@ def chart_svg(means: dict, previous: dict | None, width: int = 640) -> str:
                 continue
             bar_y = y + j * 12
             parts.append(
-                f'<rect x="{left}" y="{bar_y}" width="{max(1, value * scale):.1f}" height="10" fill="{BAR_COLOURS[j]}"/>'
+                f'<rect x="{left}" y="{bar_y}" width="{max(1, value * scale):.1f}" height="10" '
+                f'fill="{BAR_COLOURS[j]}"/>'
             )
             parts.append(f'<text x="{left + value * scale + 4:.1f}" y="{bar_y + 9}" font-size="10">{value:.2f}</text>')
     target_x = left + RELEVANCE_TARGET * scale
     parts.append(
-        f'<line x1="{target_x:.1f}" y1="10" x2="{target_x:.1f}" y2="{height - 10}" stroke="#d83d3d" stroke-dasharray="4 3"/>'
+        f'<line x1="{target_x:.1f}" y1="10" x2="{target_x:.1f}" y2="{height - 10}" '
+        'stroke="#d83d3d" stroke-dasharray="4 3"/>'
     )
     parts.append(
         f'<text x="{target_x + 3:.1f}" y="{height - 4}" font-size="10" fill="#d83d3d">target {RELEVANCE_TARGET}</text>'
@@ -72,10 +77,18 @@ def write_report(run, previous: dict | None, thresholds_file: Path) -> Path:
             else "semantic_similarity (offline proxy)"
         )
         gap = RELEVANCE_TARGET - relevance
-        lines += ["", f"Relevance ({which}): {relevance:.3f} against the design's target of {RELEVANCE_TARGET}: "
-                  + (f"a gap of {gap:.3f}." if gap > 0 else "target met.")]  # fmt: skip
-    lines += ["", "## Per question", "", "| id | intent | reply | " + " | ".join(run.means) + " |",
-              "| --- | --- | --- | " + " | ".join("---" for _ in run.means) + " |"]  # fmt: skip
+        lines += [
+            "",
+            f"Relevance ({which}): {relevance:.3f} against the design's target of {RELEVANCE_TARGET}: "
+            + (f"a gap of {gap:.3f}." if gap > 0 else "target met."),
+        ]
+    lines += [
+        "",
+        "## Per question",
+        "",
+        "| id | intent | reply | " + " | ".join(run.means) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in run.means) + " |",
+    ]
     for r in run.samples:
         reply = r.reply.replace("|", "/").replace("\n", " ")[:90]
         lines.append(

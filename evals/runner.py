@@ -97,10 +97,12 @@ def settings_for(settings, eval_set: EvalSet):
         return settings
     folder = EVAL_DATA_DIR / eval_set.name
     update = {
-        "DATA_DIR": folder / eval_set.source.name, "SAMPLE_EXPORT": unpacked(eval_set.source, folder),
+        "DATA_DIR": folder / eval_set.source.name,
+        "SAMPLE_EXPORT": unpacked(eval_set.source, folder),
         "DISCORD_CHANNEL_ID": None,
-        "CHROMA_HOST": None, **({"PERSONA_FILE": eval_set.persona} if eval_set.persona else {}),
-    }  # fmt: skip
+        "CHROMA_HOST": None,
+        **({"PERSONA_FILE": eval_set.persona} if eval_set.persona else {}),
+    }
     return settings.model_copy(update=update)
 
 
@@ -167,20 +169,39 @@ def run_eval(
         scores["in_character"] = voice.score(result.text)
         scores["under_length_cap"] = 1.0 if len(result.text) <= settings.REPLY_MAX_CHARS else 0.0
         problems = [p for verdict in result.attempts for p in verdict.problems]
-        results.append(SampleResult(sample.id, sample.intent, sample.asker, sample.question, sample.reference, result.text,
-                                    retrieved, list(sample.reference_contexts), scores, seconds, problems))  # fmt: skip
+        results.append(
+            SampleResult(
+                sample.id,
+                sample.intent,
+                sample.asker,
+                sample.question,
+                sample.reference,
+                result.text,
+                retrieved,
+                list(sample.reference_contexts),
+                scores,
+                seconds,
+                problems,
+            )
+        )
         progress(f"[{number}/{len(samples)}] {sample.id}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in scores.items()))
     metrics = [m for m in (*OFFLINE, *JUDGED, *PERSONA) if any(m in r.scores for r in results)]
     means = {m: mean(r.scores.get(m) for r in results) for m in metrics}
     run_id, path = _new_run_dir(runs_dir, eval_set.name)
     run = Run(run_id, path, eval_set.name, str(settings.PROMPTS_DIR), runtime.model.describe(), means, results)
     record = {
-        "id": run_id, "dataset": eval_set.name, "dataset_file": str(eval_set.path), "samples": len(results),
-        "prompts_dir": str(settings.PROMPTS_DIR), "model": run.model, "means": means,
+        "id": run_id,
+        "dataset": eval_set.name,
+        "dataset_file": str(eval_set.path),
+        "samples": len(results),
+        "prompts_dir": str(settings.PROMPTS_DIR),
+        "model": run.model,
+        "means": means,
         "settings": {k: str(getattr(settings, k)) for k in SAFE_SETTINGS},
         "prompt_files": prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE),
-        "judge": getattr(settings, "EVAL_JUDGE_MODEL", None), "source": str(eval_set.source or ""),
-    }  # fmt: skip
+        "judge": getattr(settings, "EVAL_JUDGE_MODEL", None),
+        "source": str(eval_set.source or ""),
+    }
     (path / "run.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     with open(path / "samples.jsonl", "w", encoding="utf-8") as out:
         for r in results:

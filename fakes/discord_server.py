@@ -13,8 +13,8 @@ with HEARTBEAT_ACK, RESUME with replay of missed events, RECONNECT on demand, an
 when the message-content intent is not allowed. Tests inject MESSAGE_CREATE events with
 `send_message`, MESSAGE_UPDATE with `edit_message` (of any message, one the client never cached
 included), MESSAGE_DELETE and MESSAGE_DELETE_BULK with `delete_message(s)`, and threads, public
-or private (type 12), with `create_thread` / `delete_thread` (THREAD_CREATE, THREAD_DELETE). Point discord.py at it with DISCORD_API_BASE=fake.api_base and
-DISCORD_GATEWAY_URL=fake.gateway_url.
+or private (type 12), with `create_thread` / `delete_thread` (THREAD_CREATE, THREAD_DELETE). Point
+discord.py at it with DISCORD_API_BASE=fake.api_base and DISCORD_GATEWAY_URL=fake.gateway_url.
 
 Slash commands: `invoke_command` has a member use a command the bot synced (INTERACTION_CREATE, type 2), with
 the synced command's id and option types. The bot answers as Discord has it: the interaction callback
@@ -170,18 +170,51 @@ class FakeDiscord:
 
     # --- content -------------------------------------------------------------------------------
 
-    def message_payload(self, message_id: int, author: dict, content: str, *, nick: str | None = None, moment: datetime | None = None,
-                        message_type: int = 0, reactions: dict[str, int] | None = None, reply_to: int | None = None,
-                        pinned: bool = False, channel_id: int | None = None) -> dict:  # fmt: skip
+    def message_payload(
+        self,
+        message_id: int,
+        author: dict,
+        content: str,
+        *,
+        nick: str | None = None,
+        moment: datetime | None = None,
+        message_type: int = 0,
+        reactions: dict[str, int] | None = None,
+        reply_to: int | None = None,
+        pinned: bool = False,
+        channel_id: int | None = None,
+    ) -> dict:
         moment = moment or datetime.fromtimestamp(((message_id >> 22) + DISCORD_EPOCH_MS) / 1000, timezone.utc)
         payload = {
-            "id": str(message_id), "channel_id": str(channel_id or self.channel_id), "guild_id": str(self.guild_id),
-            "author": author, "content": content, "timestamp": moment.isoformat(), "edited_timestamp": None,
-            "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
-            "embeds": [], "pinned": pinned, "type": message_type, "flags": 0, "components": [],
-            "reactions": [{"count": n, "me": False, "emoji": {"id": None, "name": name}} for name, n in (reactions or {}).items()],
-            "member": {"roles": [], "nick": nick, "joined_at": "2020-01-01T00:00:00+00:00", "deaf": False, "mute": False, "flags": 0},
-        }  # fmt: skip
+            "id": str(message_id),
+            "channel_id": str(channel_id or self.channel_id),
+            "guild_id": str(self.guild_id),
+            "author": author,
+            "content": content,
+            "timestamp": moment.isoformat(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": pinned,
+            "type": message_type,
+            "flags": 0,
+            "components": [],
+            "reactions": [
+                {"count": n, "me": False, "emoji": {"id": None, "name": name}} for name, n in (reactions or {}).items()
+            ],
+            "member": {
+                "roles": [],
+                "nick": nick,
+                "joined_at": "2020-01-01T00:00:00+00:00",
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+            },
+        }
         if reply_to:
             payload["message_reference"] = {
                 "message_id": str(reply_to),
@@ -207,10 +240,13 @@ class FakeDiscord:
                 payload = self.message_payload(snowflake(moment, i), members[i % 7], "", message_type=7)
             else:
                 payload = self.message_payload(
-                    snowflake(moment, i), members[i % 7], f"message {i}: the tavern talks about topic {i % 13} tonight",
-                    nick=f"Nick{i % 7}" if i % 2 else None, reactions={"👍": i % 4} if i % 4 else None,
+                    snowflake(moment, i),
+                    members[i % 7],
+                    f"message {i}: the tavern talks about topic {i % 13} tonight",
+                    nick=f"Nick{i % 7}" if i % 2 else None,
+                    reactions={"👍": i % 4} if i % 4 else None,
                     reply_to=int(added[-1]["id"]) if i % 10 == 5 and added else None,
-                )  # fmt: skip
+                )
             added.append(payload)
         self.history.extend(added)
         return added
@@ -240,22 +276,40 @@ class FakeDiscord:
         await self._record(request)
         if not self._authorized(request):
             return _json({"message": "401: Unauthorized", "code": 0}, status=401)
-        return _json({
-            "id": str(self.bot_id), "name": self.bot_name, "description": "", "icon": None, "bot_public": False,
-            "bot_require_code_grant": False, "owner": user_payload(self.bot_id + 1, "owner"), "verify_key": "0" * 64,
-            "flags": 0,
-        })  # fmt: skip
+        return _json(
+            {
+                "id": str(self.bot_id),
+                "name": self.bot_name,
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": user_payload(self.bot_id + 1, "owner"),
+                "verify_key": "0" * 64,
+                "flags": 0,
+            }
+        )
 
     async def _channel(self, request: web.Request) -> web.Response:
         await self._record(request)
         channel_id = int(request.match_info["channel_id"])
         if channel_id != self.channel_id:
             return _json({"message": "Unknown Channel", "code": 10003}, status=404)
-        return _json({
-            "id": str(self.channel_id), "type": 0, "guild_id": str(self.guild_id), "name": "tavern", "position": 0,
-            "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None, "last_message_id": None,
-            "rate_limit_per_user": 0,
-        })  # fmt: skip
+        return _json(
+            {
+                "id": str(self.channel_id),
+                "type": 0,
+                "guild_id": str(self.guild_id),
+                "name": "tavern",
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "topic": None,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
+            }
+        )
 
     async def _messages(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -281,8 +335,13 @@ class FakeDiscord:
         channel_id = int(request.match_info["channel_id"])
         message_id = now_snowflake()
         self.posts.append(Post(channel_id, body, time.monotonic(), message_id))
-        payload = self.message_payload(message_id, user_payload(self.bot_id, self.bot_name, bot=True), body.get("content") or "",
-                                       moment=datetime.now(timezone.utc), channel_id=channel_id)  # fmt: skip
+        payload = self.message_payload(
+            message_id,
+            user_payload(self.bot_id, self.bot_name, bot=True),
+            body.get("content") or "",
+            moment=datetime.now(timezone.utc),
+            channel_id=channel_id,
+        )
         reference = body.get("message_reference") or {}
         if reference.get("message_id"):
             payload["message_reference"] = {
@@ -365,12 +424,33 @@ class FakeDiscord:
         if channel_id in self.threads:
             return {**self.threads[channel_id], "permissions": str(permissions)}
         name, position = ("tavern", 0) if channel_id == self.channel_id else ("off-topic", 1)
-        return {"id": str(channel_id), "type": 0, "guild_id": str(self.guild_id), "name": name, "position": position,
-                "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0,
-                "last_message_id": None, "flags": 0, "permissions": str(permissions)}  # fmt: skip
+        return {
+            "id": str(channel_id),
+            "type": 0,
+            "guild_id": str(self.guild_id),
+            "name": name,
+            "position": position,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "rate_limit_per_user": 0,
+            "last_message_id": None,
+            "flags": 0,
+            "permissions": str(permissions),
+        }
 
-    def invoke_command(self, command: str, options: dict | None = None, author_id: int = 1001, name: str = "alice", *,
-                       roles: tuple[int, ...] = (), channel_id: int | None = None, nick: str | None = None) -> int:  # fmt: skip
+    def invoke_command(
+        self,
+        command: str,
+        options: dict | None = None,
+        author_id: int = 1001,
+        name: str = "alice",
+        *,
+        roles: tuple[int, ...] = (),
+        channel_id: int | None = None,
+        nick: str | None = None,
+    ) -> int:
         """A member uses the slash command `/command` in a channel: INTERACTION_CREATE. Returns the interaction id.
 
         The command must have been synced by the bot; its id, and the type of each option (given by name), are
@@ -399,21 +479,50 @@ class FakeDiscord:
         if "guild_id" in synced:
             data["guild_id"] = synced["guild_id"]
         payload = {
-            "id": str(interaction_id), "application_id": str(self.bot_id), "type": 2, "token": token, "version": 1,
-            "guild_id": str(self.guild_id), "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
-            "channel_id": str(channel_id), "channel": self._partial_channel(channel_id, permissions),
-            "member": {"user": user, "roles": [str(r) for r in roles], "nick": nick, "avatar": None, "banner": None,
-                       "joined_at": "2020-01-01T00:00:00+00:00", "premium_since": None, "deaf": False, "mute": False,
-                       "flags": 0, "pending": False, "permissions": str(permissions), "communication_disabled_until": None,
-                       "unusual_dm_activity_until": None},
-            "data": data, "app_permissions": str(EVERYONE_PERMISSIONS), "locale": "en-US", "guild_locale": "en-US",
-            "entitlements": [], "authorizing_integration_owners": {"0": str(self.guild_id)}, "context": 0,
+            "id": str(interaction_id),
+            "application_id": str(self.bot_id),
+            "type": 2,
+            "token": token,
+            "version": 1,
+            "guild_id": str(self.guild_id),
+            "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
+            "channel_id": str(channel_id),
+            "channel": self._partial_channel(channel_id, permissions),
+            "member": {
+                "user": user,
+                "roles": [str(r) for r in roles],
+                "nick": nick,
+                "avatar": None,
+                "banner": None,
+                "joined_at": "2020-01-01T00:00:00+00:00",
+                "premium_since": None,
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "pending": False,
+                "permissions": str(permissions),
+                "communication_disabled_until": None,
+                "unusual_dm_activity_until": None,
+            },
+            "data": data,
+            "app_permissions": str(EVERYONE_PERMISSIONS),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "context": 0,
             "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
-        }  # fmt: skip
+        }
         self.interactions[interaction_id] = {
-            "token": token, "channel_id": channel_id, "user": user, "command": command,
-            "callback": None, "deferred_flags": 0, "original": None, "followups": 0,
-        }  # fmt: skip
+            "token": token,
+            "channel_id": channel_id,
+            "user": user,
+            "command": command,
+            "callback": None,
+            "deferred_flags": 0,
+            "original": None,
+            "followups": 0,
+        }
         self.call(self._dispatch("INTERACTION_CREATE", payload))
         return interaction_id
 
@@ -442,14 +551,27 @@ class FakeDiscord:
 
     def _interaction_message(self, interaction_id: int, interaction: dict, content: str, flags: int) -> dict:
         """A message answering an interaction: from the bot, through the application's webhook."""
-        payload = self.message_payload(now_snowflake(), user_payload(self.bot_id, self.bot_name, bot=True), content,
-                                       moment=datetime.now(timezone.utc), channel_id=interaction["channel_id"])  # fmt: skip
+        payload = self.message_payload(
+            now_snowflake(),
+            user_payload(self.bot_id, self.bot_name, bot=True),
+            content,
+            moment=datetime.now(timezone.utc),
+            channel_id=interaction["channel_id"],
+        )
         del payload["member"]
         payload.update(
-            type=20, flags=flags, webhook_id=str(self.bot_id), application_id=str(self.bot_id),
-            interaction_metadata={"id": str(interaction_id), "type": 2, "user": interaction["user"],
-                                  "authorizing_integration_owners": {"0": str(self.guild_id)}, "name": interaction["command"]},
-        )  # fmt: skip
+            type=20,
+            flags=flags,
+            webhook_id=str(self.bot_id),
+            application_id=str(self.bot_id),
+            interaction_metadata={
+                "id": str(interaction_id),
+                "type": 2,
+                "user": interaction["user"],
+                "authorizing_integration_owners": {"0": str(self.guild_id)},
+                "name": interaction["command"],
+            },
+        )
         return payload
 
     async def _show(self, message: dict, created: bool) -> None:
@@ -489,12 +611,19 @@ class FakeDiscord:
         await self._show(message, created=True)
         if request.query.get("with_response") not in ("1", "true", "True"):
             return web.Response(status=204)
-        return _json({
-            "interaction": {"id": str(interaction_id), "type": 2, "activity_instance_id": None,
-                            "response_message_id": message["id"], "response_message_loading": kind == "deferred",
-                            "response_message_ephemeral": bool(message["flags"] & EPHEMERAL)},
-            "resource": {"type": body["type"], "message": message},
-        })  # fmt: skip
+        return _json(
+            {
+                "interaction": {
+                    "id": str(interaction_id),
+                    "type": 2,
+                    "activity_instance_id": None,
+                    "response_message_id": message["id"],
+                    "response_message_loading": kind == "deferred",
+                    "response_message_ephemeral": bool(message["flags"] & EPHEMERAL),
+                },
+                "resource": {"type": body["type"], "message": message},
+            }
+        )
 
     async def _followup(self, request: web.Request) -> web.Response:
         """A followup: the first after a deferral replaces the "thinking" message, and keeps its ephemerality."""
@@ -507,8 +636,11 @@ class FakeDiscord:
         flags = int(body.get("flags") or 0)
         original = interaction["original"]
         if original["flags"] & LOADING:
-            original.update(content=body.get("content") or "", edited_timestamp=None,
-                            flags=interaction["deferred_flags"] | (flags & ~(EPHEMERAL | LOADING)))  # fmt: skip
+            original.update(
+                content=body.get("content") or "",
+                edited_timestamp=None,
+                flags=interaction["deferred_flags"] | (flags & ~(EPHEMERAL | LOADING)),
+            )
             message, created = original, False
         else:
             message, created = (
@@ -560,27 +692,82 @@ class FakeDiscord:
 
     def guild_payload(self) -> dict:
         def role(role_id: int, name: str, permissions: int, position: int) -> dict:
-            return {"id": str(role_id), "name": name, "permissions": str(permissions), "position": position, "color": 0,
-                    "hoist": False, "managed": False, "mentionable": False, "flags": 0}  # fmt: skip
+            return {
+                "id": str(role_id),
+                "name": name,
+                "permissions": str(permissions),
+                "position": position,
+                "color": 0,
+                "hoist": False,
+                "managed": False,
+                "mentionable": False,
+                "flags": 0,
+            }
 
         def channel(channel_id: int, name: str, position: int) -> dict:
-            return {"id": str(channel_id), "type": 0, "name": name, "position": position, "permission_overwrites": [],
-                    "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0, "guild_id": str(self.guild_id)}  # fmt: skip
+            return {
+                "id": str(channel_id),
+                "type": 0,
+                "name": name,
+                "position": position,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "topic": None,
+                "rate_limit_per_user": 0,
+                "guild_id": str(self.guild_id),
+            }
 
         return {
-            "id": str(self.guild_id), "name": "Pixel Tavern", "owner_id": str(self.owner_id), "icon": None,
-            "roles": [role(self.guild_id, "@everyone", EVERYONE_PERMISSIONS, 0), role(self.admin_role_id, "Admins", MANAGE_GUILD, 1)],
+            "id": str(self.guild_id),
+            "name": "Pixel Tavern",
+            "owner_id": str(self.owner_id),
+            "icon": None,
+            "roles": [
+                role(self.guild_id, "@everyone", EVERYONE_PERMISSIONS, 0),
+                role(self.admin_role_id, "Admins", MANAGE_GUILD, 1),
+            ],
             "channels": [channel(self.channel_id, "tavern", 0), channel(self.other_channel_id, "off-topic", 1)],
-            "members": [{"user": user_payload(self.bot_id, self.bot_name, bot=True), "roles": [], "joined_at": "2020-01-01T00:00:00+00:00",
-                         "deaf": False, "mute": False, "flags": 0}],
-            "threads": list(self.threads.values()), "emojis": [], "stickers": [], "features": [], "member_count": 10, "large": False,
-            "unavailable": False, "joined_at": "2020-01-01T00:00:00+00:00", "voice_states": [], "presences": [],
-            "stage_instances": [], "guild_scheduled_events": [], "premium_tier": 0, "verification_level": 0,
-            "default_message_notifications": 0, "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0,
-            "system_channel_flags": 0, "preferred_locale": "en-US", "afk_timeout": 300, "afk_channel_id": None,
-            "system_channel_id": None, "vanity_url_code": None, "description": None, "banner": None, "splash": None,
-            "discovery_splash": None, "premium_subscription_count": 0,
-        }  # fmt: skip
+            "members": [
+                {
+                    "user": user_payload(self.bot_id, self.bot_name, bot=True),
+                    "roles": [],
+                    "joined_at": "2020-01-01T00:00:00+00:00",
+                    "deaf": False,
+                    "mute": False,
+                    "flags": 0,
+                }
+            ],
+            "threads": list(self.threads.values()),
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "member_count": 10,
+            "large": False,
+            "unavailable": False,
+            "joined_at": "2020-01-01T00:00:00+00:00",
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "premium_tier": 0,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "system_channel_flags": 0,
+            "preferred_locale": "en-US",
+            "afk_timeout": 300,
+            "afk_channel_id": None,
+            "system_channel_id": None,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "splash": None,
+            "discovery_splash": None,
+            "premium_subscription_count": 0,
+        }
 
     async def _send(self, ws, payload: dict) -> None:
         try:
@@ -617,11 +804,20 @@ class FakeDiscord:
                     break
                 self._sockets.add(ws)
                 ready = {
-                    "v": 10, "user": {**user_payload(self.bot_id, self.bot_name, bot=True), "verified": True, "mfa_enabled": False, "flags": 0},
-                    "guilds": [{"id": str(self.guild_id), "unavailable": True}], "session_id": "fake-session",
-                    "resume_gateway_url": self.gateway_url, "application": {"id": str(self.bot_id), "flags": 0},
-                    "private_channels": [], "relationships": [],
-                }  # fmt: skip
+                    "v": 10,
+                    "user": {
+                        **user_payload(self.bot_id, self.bot_name, bot=True),
+                        "verified": True,
+                        "mfa_enabled": False,
+                        "flags": 0,
+                    },
+                    "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+                    "session_id": "fake-session",
+                    "resume_gateway_url": self.gateway_url,
+                    "application": {"id": str(self.bot_id), "flags": 0},
+                    "private_channels": [],
+                    "relationships": [],
+                }
                 await self._dispatch("READY", ready)
                 await self._dispatch("GUILD_CREATE", self.guild_payload())
             elif op == 6:
@@ -637,9 +833,21 @@ class FakeDiscord:
         """Run a coroutine on the fake's loop from another thread and wait for it."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
-    def send_message(self, content: str, author_id: int = 1001, name: str = "alice", *, bot: bool = False, channel_id: int | None = None,
-                     reply_to: int | None = None, mention_bot: bool = False, roles: tuple[int, ...] = (), message_id: int | None = None,
-                     dm: bool = False, nick: str | None = None) -> int:  # fmt: skip
+    def send_message(
+        self,
+        content: str,
+        author_id: int = 1001,
+        name: str = "alice",
+        *,
+        bot: bool = False,
+        channel_id: int | None = None,
+        reply_to: int | None = None,
+        mention_bot: bool = False,
+        roles: tuple[int, ...] = (),
+        message_id: int | None = None,
+        dm: bool = False,
+        nick: str | None = None,
+    ) -> int:
         """A member posts in a channel (or `dm`: a direct message): MESSAGE_CREATE. Returns the message id."""
         message_id = message_id or now_snowflake()
         author = user_payload(author_id, name, bot=bot)
@@ -705,12 +913,25 @@ class FakeDiscord:
 
     def thread_payload(self, thread_id: int, name: str, private: bool) -> dict:
         return {
-            "id": str(thread_id), "guild_id": str(self.guild_id), "parent_id": str(self.channel_id), "owner_id": "1001",
-            "type": 12 if private else 11, "name": name, "last_message_id": None, "rate_limit_per_user": 0,
-            "message_count": 0, "member_count": 1, "flags": 0,
-            "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "locked": False, "invitable": False,
-                                "archive_timestamp": datetime.now(timezone.utc).isoformat()},
-        }  # fmt: skip
+            "id": str(thread_id),
+            "guild_id": str(self.guild_id),
+            "parent_id": str(self.channel_id),
+            "owner_id": "1001",
+            "type": 12 if private else 11,
+            "name": name,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "locked": False,
+                "invitable": False,
+                "archive_timestamp": datetime.now(timezone.utc).isoformat(),
+            },
+        }
 
     def create_thread(self, name: str, private: bool = False) -> int:
         """A member opens a thread under the channel (type 12 when private): THREAD_CREATE. Returns its id."""
@@ -736,8 +957,16 @@ class FakeDiscord:
         threads = {str(t) for t, payload in self.threads.items() if payload["parent_id"] == str(self.channel_id)}
         self.threads = {t: payload for t, payload in self.threads.items() if str(t) not in threads}
         self.history[:] = [m for m in self.history if m["channel_id"] not in {str(self.channel_id), *threads}]
-        data = {"id": str(self.channel_id), "type": 0, "name": "tavern", "position": 0, "permission_overwrites": [],
-                "nsfw": False, "parent_id": None, "guild_id": str(self.guild_id)}  # fmt: skip
+        data = {
+            "id": str(self.channel_id),
+            "type": 0,
+            "name": "tavern",
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "guild_id": str(self.guild_id),
+        }
         self.call(self._dispatch("CHANNEL_DELETE", data))
 
     def redeliver(self, message_id: int) -> None:

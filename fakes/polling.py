@@ -8,9 +8,11 @@ from collections.abc import Callable
 
 
 def wait_until(
-    condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.01,
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.01,
     gives_up: Callable[[], object] | None = None,
-) -> bool:  # fmt: skip
+) -> bool:
     """Poll `condition` every `interval` seconds: True once it holds, False after `timeout` seconds.
 
     `gives_up` ends the wait early, with False, once it holds (the process being watched exited).
@@ -23,8 +25,9 @@ def wait_until(
     return True
 
 
-async def until(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition",
-                interval: float = 0.02) -> None:  # fmt: skip
+async def until(
+    condition: Callable[[], object], timeout: float = 20.0, what: str = "condition", interval: float = 0.02
+) -> None:
     """`wait_until` on the event loop, which goes on meanwhile; AssertionError naming `what` on timeout."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -22,8 +22,9 @@ ANSWER_LOOKAHEAD = 8  # how many of the following messages are considered
 _ASKS = re.compile(r"\?\W*$")
 _OPENS_A_QUESTION = re.compile(
     r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:are|is|do|does|did|can|could|should|shall|will|would|what|which|who|when|"
-    r"where|why|how|any|anyone|anybody)\b", re.IGNORECASE,
-)  # fmt: skip
+    r"where|why|how|any|anyone|anybody)\b",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"\w+")
 
 
@@ -43,10 +44,14 @@ def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -
     """
     names = {n.lower() for n in (question.author_name, question.author_display) if n}
     candidates = [
-        m for m in following
-        if m.author_id != question.author_id and not m.author_is_bot and not only_asks(m.content)
-        and len(_WORD.findall(m.content)) >= 2 and m.timestamp - question.timestamp <= ANSWER_WINDOW
-    ]  # fmt: skip
+        m
+        for m in following
+        if m.author_id != question.author_id
+        and not m.author_is_bot
+        and not only_asks(m.content)
+        and len(_WORD.findall(m.content)) >= 2
+        and m.timestamp - question.timestamp <= ANSWER_WINDOW
+    ]
     if not candidates:
         return None
     for message in candidates:

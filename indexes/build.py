@@ -31,15 +31,24 @@ def open_index(settings, store: MessageStore, embed_model=None) -> LoreIndex:
 
 
 def import_path(
-    settings, store: MessageStore, path: Path, any_channel: bool = False, progress: bool | None = None,
+    settings,
+    store: MessageStore,
+    path: Path,
+    any_channel: bool = False,
+    progress: bool | None = None,
     licensed: bool = False,
-) -> ImportReport:  # fmt: skip
+) -> ImportReport:
     """Import an export file or folder with the filters and lore keywords from settings."""
     return import_exports(
-        store, path, Filters.from_settings(settings, store.opted_out()),
+        store,
+        path,
+        Filters.from_settings(settings, store.opted_out()),
         channel_id=None if any_channel else settings.DISCORD_CHANNEL_ID,
-        keywords=settings.LORE_KEYWORDS, dayfirst=settings.IMPORT_DAYFIRST, progress=progress, licensed=licensed,
-    )  # fmt: skip
+        keywords=settings.LORE_KEYWORDS,
+        dayfirst=settings.IMPORT_DAYFIRST,
+        progress=progress,
+        licensed=licensed,
+    )
 
 
 def ensure_index(store: MessageStore, index: LoreIndex, sample: Path | None) -> bool:

@@ -13,11 +13,25 @@ from dataclasses import dataclass, field
 from indexes.records import StoredMessage
 
 SYSTEM_TYPES = {
-    "GuildMemberJoin", "ChannelPinnedMessage", "ThreadCreated", "RecipientAdd", "RecipientRemove",
-    "Call", "ChannelNameChange", "ChannelIconChange", "GuildBoost", "GuildBoostTier1",
-    "GuildBoostTier2", "GuildBoostTier3", "ChannelFollowAdd", "ThreadStarterMessage", "System",
-    "AutoModerationAction", "GuildDiscoveryDisqualified", "GuildDiscoveryRequalified",
-}  # fmt: skip
+    "GuildMemberJoin",
+    "ChannelPinnedMessage",
+    "ThreadCreated",
+    "RecipientAdd",
+    "RecipientRemove",
+    "Call",
+    "ChannelNameChange",
+    "ChannelIconChange",
+    "GuildBoost",
+    "GuildBoostTier1",
+    "GuildBoostTier2",
+    "GuildBoostTier3",
+    "ChannelFollowAdd",
+    "ThreadStarterMessage",
+    "System",
+    "AutoModerationAction",
+    "GuildDiscoveryDisqualified",
+    "GuildDiscoveryRequalified",
+}
 # Discord's numeric system types (joins 7, pins 6, boosts 8-11, thread created 18, ...).
 SYSTEM_TYPE_NUMBERS = {str(n) for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 21, 24)}
 LINK_ONLY = re.compile(r"^\s*(<?https?://\S+>?\s*)+$")

@@ -210,10 +210,11 @@ def _check_channel(reader, channel_id: int | None) -> None:
     if channel_id and info.channel_id and info.channel_id != channel_id:
         name = f" (#{info.channel_name})" if info.channel_name else ""
         raise ExportError(
-            info.path, "header",
+            info.path,
+            "header",
             f"export of channel {info.channel_id}{name}, but DISCORD_CHANNEL_ID is {channel_id}; "
             "import it with --any-channel if it belongs to this character",
-        )  # fmt: skip
+        )
 
 
 def import_exports(

@@ -41,9 +41,16 @@ MAX_HELD = 5000  # messages held in memory while the store cannot be written; ol
 class LiveIngestion:
     """Store every message now; index them in batches, out of the replies' way."""
 
-    def __init__(self, store: MessageStore, index: LoreIndex | None, filters: Filters, keywords: tuple[str, ...] = (),
-                 wait_for_replies: Callable[[float], bool] | None = None, batch_delay: float = BATCH_DELAY_SECONDS,
-                 sweep_seconds: float = SWEEP_SECONDS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: MessageStore,
+        index: LoreIndex | None,
+        filters: Filters,
+        keywords: tuple[str, ...] = (),
+        wait_for_replies: Callable[[float], bool] | None = None,
+        batch_delay: float = BATCH_DELAY_SECONDS,
+        sweep_seconds: float = SWEEP_SECONDS,
+    ) -> None:
         self.store = store
         self.index = index
         self.filters = filters

@@ -65,8 +65,9 @@ class DataLock:
             who = "another process"
         advice = (
             "stop the bot first, or do it from Discord (!forgetme for forgetting)"
-            if who.startswith("the bot") else "wait for it to finish, or stop it"
-        )  # fmt: skip
+            if who.startswith("the bot")
+            else "wait for it to finish, or stop it"
+        )
         return (
             f"{who} is using DATA_DIR={self.data_dir} with the embedded lore index, which two processes cannot share; "
             f"{advice}. To run both at once, use a Chroma server (CHROMA_HOST)."

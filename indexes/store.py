@@ -126,7 +126,7 @@ ON CONFLICT(id) DO UPDATE SET
     stored_at = excluded.stored_at
 WHERE {_NEWER} OR excluded.reaction_count > messages.reaction_count OR excluded.is_pinned > messages.is_pinned
     OR (messages.author_display = '' AND excluded.author_display != '') OR excluded.licensed > messages.licensed
-"""
+"""  # noqa: E501
 _SEEN_CONFLICT = "ON CONFLICT(channel_id) DO UPDATE SET message_id = MAX(message_id, excluded.message_id)"
 _UPSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES ({', '.join('?' * 23)}) {_ON_CONFLICT}"
 PAGE = 2000
@@ -141,28 +141,56 @@ def _utc(moment: datetime) -> str:
 
 def _row(m: StoredMessage, stored_at: float) -> tuple:
     return (
-        m.id, m.channel_id, m.guild_id, m.author_id, m.author_name, m.author_display,
-        int(m.author_is_bot), m.type, _utc(m.timestamp),
-        _utc(m.edited_at) if m.edited_at else None, m.content, m.reply_to, int(m.is_pinned),
-        json.dumps(m.reactions, ensure_ascii=False), m.reaction_count, json.dumps(m.mentions),
-        json.dumps(m.attachments, ensure_ascii=False), m.lore_score, json.dumps(m.lore_reasons),
-        stored_at, int(m.discord_id), int(m.private), int(m.licensed),
-    )  # fmt: skip
+        m.id,
+        m.channel_id,
+        m.guild_id,
+        m.author_id,
+        m.author_name,
+        m.author_display,
+        int(m.author_is_bot),
+        m.type,
+        _utc(m.timestamp),
+        _utc(m.edited_at) if m.edited_at else None,
+        m.content,
+        m.reply_to,
+        int(m.is_pinned),
+        json.dumps(m.reactions, ensure_ascii=False),
+        m.reaction_count,
+        json.dumps(m.mentions),
+        json.dumps(m.attachments, ensure_ascii=False),
+        m.lore_score,
+        json.dumps(m.lore_reasons),
+        stored_at,
+        int(m.discord_id),
+        int(m.private),
+        int(m.licensed),
+    )
 
 
 def _message(row: sqlite3.Row) -> StoredMessage:
     return StoredMessage(
-        id=row["id"], channel_id=row["channel_id"], guild_id=row["guild_id"],
-        author_id=row["author_id"], author_name=row["author_name"],
-        author_display=row["author_display"], author_is_bot=bool(row["author_is_bot"]),
-        type=row["type"], timestamp=datetime.fromisoformat(row["timestamp"]),
+        id=row["id"],
+        channel_id=row["channel_id"],
+        guild_id=row["guild_id"],
+        author_id=row["author_id"],
+        author_name=row["author_name"],
+        author_display=row["author_display"],
+        author_is_bot=bool(row["author_is_bot"]),
+        type=row["type"],
+        timestamp=datetime.fromisoformat(row["timestamp"]),
         edited_at=datetime.fromisoformat(row["edited_at"]) if row["edited_at"] else None,
-        content=row["content"], reply_to=row["reply_to"], is_pinned=bool(row["is_pinned"]),
-        reactions=json.loads(row["reactions"]), mentions=json.loads(row["mentions"]),
-        attachments=json.loads(row["attachments"]), lore_score=row["lore_score"],
-        lore_reasons=json.loads(row["lore_reasons"]), discord_id=bool(row["discord_id"]), private=bool(row["private"]),
+        content=row["content"],
+        reply_to=row["reply_to"],
+        is_pinned=bool(row["is_pinned"]),
+        reactions=json.loads(row["reactions"]),
+        mentions=json.loads(row["mentions"]),
+        attachments=json.loads(row["attachments"]),
+        lore_score=row["lore_score"],
+        lore_reasons=json.loads(row["lore_reasons"]),
+        discord_id=bool(row["discord_id"]),
+        private=bool(row["private"]),
         licensed=bool(row["licensed"]),
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -185,7 +213,10 @@ class Stage:
     def add(self, messages: Iterable[StoredMessage]) -> None:
         now = time.time()
         rows = [_row(m, now) for m in messages]
-        sql = f"INSERT INTO temp.{self.name} ({_COLUMNS}) VALUES ({', '.join('?' * 23)}) {_ON_CONFLICT.replace('messages.', f'{self.name}.')}"
+        sql = (
+            f"INSERT INTO temp.{self.name} ({_COLUMNS}) VALUES ({', '.join('?' * 23)}) "
+            f"{_ON_CONFLICT.replace('messages.', f'{self.name}.')}"
+        )
         with self.store._lock, disk_errors(self.store.path):
             self.store._db.executemany(sql, rows)
         self.added += len(rows)
@@ -586,7 +617,8 @@ class MessageStore:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO consent VALUES (?, ?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET given = excluded.given, "
-                "source = excluded.source, since = excluded.since WHERE excluded.source = 'command' OR consent.source != 'command'",
+                "source = excluded.source, since = excluded.since "
+                "WHERE excluded.source = 'command' OR consent.source != 'command'",
                 (user_id, int(given), source, now),
             )
 

@@ -228,9 +228,15 @@ class LoreIndex:
     """
 
     def __init__(
-        self, store: MessageStore, client, embed_model, base_name: str = "lore", min_chars: int = INDEX_MIN_CHARS,
-        location: str = "the lore index", folder: Path | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        store: MessageStore,
+        client,
+        embed_model,
+        base_name: str = "lore",
+        min_chars: int = INDEX_MIN_CHARS,
+        location: str = "the lore index",
+        folder: Path | None = None,
+    ) -> None:
         self.store = store
         self.log = store.index_log
         self.client = client
@@ -277,9 +283,12 @@ class LoreIndex:
                 replies = self.store.reply_counts([m.id for m in batch])
                 threads = self.store.threads(batch, REPLY_THREAD_DEPTH)
                 entries = [
-                    entry for m in batch
-                    for entry in to_nodes(m, m.reaction_count + replies.get(m.id, 0), [t for _, t in threads.get(m.id, ())])
-                ]  # fmt: skip
+                    entry
+                    for m in batch
+                    for entry in to_nodes(
+                        m, m.reaction_count + replies.get(m.id, 0), [t for _, t in threads.get(m.id, ())]
+                    )
+                ]
                 vectors = self.embed_model.get_text_embedding_batch([text for _, text in entries])
                 for (node, _), vector in zip(entries, vectors):
                     node.embedding = vector
@@ -428,8 +437,12 @@ class LoreIndex:
                 db.execute("VACUUM")
             return True
         except sqlite3.Error as exc:
-            logger.warning("%s was not compacted (%s): run `chroma vacuum --path %s --force` with the bot stopped",
-                           path, exc, path.parent)  # fmt: skip
+            logger.warning(
+                "%s was not compacted (%s): run `chroma vacuum --path %s --force` with the bot stopped",
+                path,
+                exc,
+                path.parent,
+            )
             return False
 
     def holds_words(self) -> bool:
@@ -480,9 +493,10 @@ class LoreIndex:
         found.missing = set(expected) - set(digests) - pending
         found.orphaned = set(digests) - set(expected) - pending
         found.stale = {
-            i for i, digest in digests.items()
+            i
+            for i, digest in digests.items()
             if digest and i in expected and expected[i] != digest and i not in pending
-        }  # fmt: skip
+        }
         return found
 
     def _log_differences(self, found: IndexCheck) -> None:
@@ -577,8 +591,13 @@ class WeightedRetriever(BaseRetriever):
     """
 
     def __init__(
-        self, index: LoreIndex, weights: RetrievalWeights, top_k: int = 5, candidates: int = 20, now: datetime | None = None
-    ) -> None:  # fmt: skip
+        self,
+        index: LoreIndex,
+        weights: RetrievalWeights,
+        top_k: int = 5,
+        candidates: int = 20,
+        now: datetime | None = None,
+    ) -> None:
         """`index` is followed across rebuilds."""
         super().__init__()
         self.index = index
@@ -632,10 +651,14 @@ class WeightedRetriever(BaseRetriever):
             asks = w.question_penalty if only_asks(message.content) else 0.0
             final = relevance + w.w_rec * recency + w.w_eng * engagement + boost - asks
             meta["scores"] = {
-                "similarity": round(similarity, 3), "lexical": round(candidate.lexical, 3),
-                "recency": round(recency, 3), "engagement": round(engagement, 3), "lore_boost": boost,
-                "question": -asks, "final": round(final, 3),
-            }  # fmt: skip
+                "similarity": round(similarity, 3),
+                "lexical": round(candidate.lexical, 3),
+                "recency": round(recency, 3),
+                "engagement": round(engagement, 3),
+                "lore_boost": boost,
+                "question": -asks,
+                "final": round(final, 3),
+            }
             meta["part"] = max(candidate.parts, key=candidate.parts.get)
             ranked.append(NodeWithScore(node=candidate.node, score=final))
         ranked.sort(key=lambda n: n.score, reverse=True)
@@ -708,9 +731,10 @@ class WeightedRetriever(BaseRetriever):
                 continue
             hit.node.set_content(text)
             hit.node.metadata.update(
-                author=message.speaker, date=message.timestamp.date().isoformat(),
+                author=message.speaker,
+                date=message.timestamp.date().isoformat(),
                 lore_reasons="; ".join(message.lore_reasons),
-            )  # fmt: skip
+            )
             question = messages.get(hit.node.metadata.pop("answers", 0))
             above = [(question.id, question.content)] if question else threads.get(message.id, [])
             thread = thread_of(message, [text for _, text in above])

@@ -306,9 +306,15 @@ class GenerationService:
     ) -> Iterator[str]:
         config = {"callbacks": callbacks} if callbacks is not None else None
         stream = self.llm.stream(
-            request.prompt, config, stop=list(request.stop) or None, max_new_tokens=request.max_new_tokens,
-            temperature=request.temperature, slot=request.slot, should_stop=should_stop, stats=stats,
-        )  # fmt: skip
+            request.prompt,
+            config,
+            stop=list(request.stop) or None,
+            max_new_tokens=request.max_new_tokens,
+            temperature=request.temperature,
+            slot=request.slot,
+            should_stop=should_stop,
+            stats=stats,
+        )
         try:
             for piece in stream:
                 if isinstance(piece, str) and piece:

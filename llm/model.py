@@ -186,7 +186,8 @@ def _same_default(base: str, model_name: str) -> bool:
 
 
 def resolve_engine(config: ModelConfig) -> str:
-    """The engine `auto` stands for: a configured server, else transformers on CUDA or for 4-bit, else llama.cpp where a GGUF exists."""
+    """The engine `auto` stands for: a configured server, else transformers on CUDA or for 4-bit,
+    else llama.cpp where a GGUF exists."""
     if config.engine != "auto":
         return config.engine
     if config.openai_base_url:
@@ -269,19 +270,27 @@ def _build_transformers(config: ModelConfig) -> ModelBundle:
     model.eval()
     sampling = config.temperature > 0
     generation = {
-        "max_new_tokens": config.max_new_tokens, "do_sample": sampling, "repetition_penalty": config.repetition_penalty,
-        "max_time": config.timeout_s, "pad_token_id": tokenizer.pad_token_id,
+        "max_new_tokens": config.max_new_tokens,
+        "do_sample": sampling,
+        "repetition_penalty": config.repetition_penalty,
+        "max_time": config.timeout_s,
+        "pad_token_id": tokenizer.pad_token_id,
         **({"temperature": config.temperature, "top_p": config.top_p} if sampling else {}),
-    }  # fmt: skip
+    }
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer, return_full_text=False, **generation)
     return ModelBundle(
         llm=StreamingPipeline(pipeline=generator, generation=generation, static_cache=config.static_cache),
-        tokenizer=tokenizer, model=model, name=config.model_name, device=device, quantized=config.quantization,
+        tokenizer=tokenizer,
+        model=model,
+        name=config.model_name,
+        device=device,
+        quantized=config.quantization,
         adapter=config.adapter_path.name if config.adapter_path else None,
         parameters=sum(p.numel() for p in model.parameters()),
         weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
-        load_seconds=0.0, engine="transformers",
-    )  # fmt: skip
+        load_seconds=0.0,
+        engine="transformers",
+    )
 
 
 def _gguf_size(path: Path) -> tuple[int, int]:
@@ -324,9 +333,14 @@ def _build_llamacpp(config: ModelConfig) -> ModelBundle:
     except EngineError as exc:
         raise ModelLoadError(str(exc)) from exc
     llm = LlamaCppLLM(
-        server=server, model_path=str(model), max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-        top_p=config.top_p, repeat_penalty=config.repetition_penalty, seed=config.seed,
-    )  # fmt: skip
+        server=server,
+        model_path=str(model),
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        repeat_penalty=config.repetition_penalty,
+        seed=config.seed,
+    )
     parameters, weight_bytes = _gguf_size(model)
     name = config.model_name if config.model_name == DEFAULT_MODEL else Path(config.model_name).name
     if config.llamacpp_weights == "q8_0":
@@ -336,10 +350,19 @@ def _build_llamacpp(config: ModelConfig) -> ModelBundle:
         llm.server = None  # the last reference: xllamacpp stops the server when it is freed
 
     return ModelBundle(
-        llm=llm, tokenizer=tokenizer, model=None, name=name, device="cpu", quantized=False,
-        adapter=config.adapter_path.name if config.adapter_path else None, parameters=parameters,
-        weight_bytes=weight_bytes, load_seconds=0.0, engine="llamacpp", closer=close,
-    )  # fmt: skip
+        llm=llm,
+        tokenizer=tokenizer,
+        model=None,
+        name=name,
+        device="cpu",
+        quantized=False,
+        adapter=config.adapter_path.name if config.adapter_path else None,
+        parameters=parameters,
+        weight_bytes=weight_bytes,
+        load_seconds=0.0,
+        engine="llamacpp",
+        closer=close,
+    )
 
 
 def _build_openai(config: ModelConfig) -> ModelBundle:
@@ -365,14 +388,28 @@ def _build_openai(config: ModelConfig) -> ModelBundle:
     from pydantic import SecretStr
 
     llm = OpenAICompatibleLLM(
-        base_url=config.openai_base_url, model=served, api_key=SecretStr(config.openai_api_key or "not-needed"),
-        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p, seed=config.seed,
+        base_url=config.openai_base_url,
+        model=served,
+        api_key=SecretStr(config.openai_api_key or "not-needed"),
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed,
         timeout_s=config.timeout_s,
-    )  # fmt: skip
+    )
     return ModelBundle(
-        llm=llm, tokenizer=tokenizer, model=None, name=served, device=config.openai_base_url, quantized=False,
-        adapter=config.openai_adapter, parameters=0, weight_bytes=0, load_seconds=0.0, engine="openai",
-    )  # fmt: skip
+        llm=llm,
+        tokenizer=tokenizer,
+        model=None,
+        name=served,
+        device=config.openai_base_url,
+        quantized=False,
+        adapter=config.openai_adapter,
+        parameters=0,
+        weight_bytes=0,
+        load_seconds=0.0,
+        engine="openai",
+    )
 
 
 BUILDERS = {"transformers": _build_transformers, "llamacpp": _build_llamacpp, "openai": _build_openai}

@@ -19,8 +19,14 @@ from errors import UserError
 REQUIRED_PROMPTS = ("system", "summarize", "lore")
 # Prompt files a prompts folder made for an earlier version may lack: their shipped text is used then.
 OPTIONAL_PROMPTS = {
-    "context": "---\ndescription: what the character remembers for this reply\nvariables: [summary, lore]\n---\n{summary}\n{lore}\n",
-    "answer": '---\ndescription: the answer line from lore\nvariables: [author, content]\n---\nas {author} put it: "{content}"\n',
+    "context": (
+        "---\ndescription: what the character remembers for this reply\nvariables: [summary, lore]\n---\n"
+        "{summary}\n{lore}\n"
+    ),
+    "answer": (
+        "---\ndescription: the answer line from lore\nvariables: [author, content]\n---\n"
+        'as {author} put it: "{content}"\n'
+    ),
 }
 
 

@@ -64,9 +64,17 @@ def fake_bundle(tokenizer):
 
     def make(responses: list[str]) -> ModelBundle:
         return ModelBundle(
-            llm=FakeListLLM(responses=responses), tokenizer=tokenizer, model=None, name="fake",
-            device="cpu", quantized=False, adapter=None, parameters=0, weight_bytes=0, load_seconds=0.0,
-        )  # fmt: skip
+            llm=FakeListLLM(responses=responses),
+            tokenizer=tokenizer,
+            model=None,
+            name="fake",
+            device="cpu",
+            quantized=False,
+            adapter=None,
+            parameters=0,
+            weight_bytes=0,
+            load_seconds=0.0,
+        )
 
     return make
 

@@ -36,8 +36,11 @@ class Harness:
         reply pending, and their next mention would get a reaction instead of a reply.
         """
         replies = self.bot.get_cog("Replies")
-        await until(lambda: len(self.fake.replies_to(message_id)) >= count and replies.answering != message_id,
-                    timeout, f"a reply to {message_id}")  # fmt: skip
+        await until(
+            lambda: len(self.fake.replies_to(message_id)) >= count and replies.answering != message_id,
+            timeout,
+            f"a reply to {message_id}",
+        )
         return self.fake.replies_to(message_id)
 
     async def sentinel(self) -> int:
@@ -61,19 +64,38 @@ async def bot_starter(tmp_path, tokenizer):
     started: list[tuple[FakeDiscord, CharacterBot, asyncio.Task, Any]] = []
 
     def bundle(llm: LLM) -> ModelBundle:
-        return ModelBundle(llm=llm, tokenizer=tokenizer, model=None, name="scripted", device="cpu", quantized=False,
-                           adapter=None, parameters=0, weight_bytes=0, load_seconds=0.0)  # fmt: skip
+        return ModelBundle(
+            llm=llm,
+            tokenizer=tokenizer,
+            model=None,
+            name="scripted",
+            device="cpu",
+            quantized=False,
+            adapter=None,
+            parameters=0,
+            weight_bytes=0,
+            load_seconds=0.0,
+        )
 
-    async def start(llm: ScriptedLLM | None = None, fake: FakeDiscord | None = None, index: bool = False,
-                    **overrides) -> Harness:  # fmt: skip
+    async def start(
+        llm: ScriptedLLM | None = None, fake: FakeDiscord | None = None, index: bool = False, **overrides
+    ) -> Harness:
         fake = (fake or FakeDiscord()).start()
         llm = llm or ScriptedLLM()
         values = dict(
-            DATA_DIR=tmp_path / "data", LOG_DIR=tmp_path / "logs", DISCORD_BOT_TOKEN=TOKEN, DISCORD_GUILD_ID=fake.guild_id,
-            DISCORD_CHANNEL_ID=fake.channel_id, DISCORD_API_BASE=fake.api_base, DISCORD_GATEWAY_URL=fake.gateway_url,
-            USER_COOLDOWN_SECONDS=0, RAG_TOP_K=5 if index else 0, SUMMARIZE_INTERVAL=1000,
-            ADMIN_ROLE_IDS=str(fake.admin_role_id), SAMPLE_EXPORT=tmp_path / "no-sample.json",
-        )  # fmt: skip
+            DATA_DIR=tmp_path / "data",
+            LOG_DIR=tmp_path / "logs",
+            DISCORD_BOT_TOKEN=TOKEN,
+            DISCORD_GUILD_ID=fake.guild_id,
+            DISCORD_CHANNEL_ID=fake.channel_id,
+            DISCORD_API_BASE=fake.api_base,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+            USER_COOLDOWN_SECONDS=0,
+            RAG_TOP_K=5 if index else 0,
+            SUMMARIZE_INTERVAL=1000,
+            ADMIN_ROLE_IDS=str(fake.admin_role_id),
+            SAMPLE_EXPORT=tmp_path / "no-sample.json",
+        )
         settings = load_settings(**{**values, **overrides})
         runtime = build_runtime(
             settings,

@@ -71,7 +71,8 @@ def test_character_own_messages_are_assistant_turns_and_name_clash_is_labelled(t
 
 
 STRICT_TEMPLATE = (  # like Mistral's: a system message only first, then user and assistant alternating
-    "{% for m in messages %}{% if m['role'] == 'system' and not loop.first %}{{ raise_exception('roles must alternate') }}{% endif %}"
+    "{% for m in messages %}{% if m['role'] == 'system' and not loop.first %}"
+    "{{ raise_exception('roles must alternate') }}{% endif %}"
     "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
 )
 NO_SYSTEM_TEMPLATE = (

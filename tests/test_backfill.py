@@ -27,9 +27,12 @@ def fake():
 
 def backfill_settings(fake, tmp_path, **overrides):
     values = dict(
-        DATA_DIR=tmp_path / "data", DISCORD_BOT_TOKEN=TOKEN, DISCORD_CHANNEL_ID=fake.channel_id,
-        DISCORD_API_BASE=fake.api_base, REQUESTS_PER_SECOND=50,
-    )  # fmt: skip
+        DATA_DIR=tmp_path / "data",
+        DISCORD_BOT_TOKEN=TOKEN,
+        DISCORD_CHANNEL_ID=fake.channel_id,
+        DISCORD_API_BASE=fake.api_base,
+        REQUESTS_PER_SECOND=50,
+    )
     return load_settings(**{**values, **overrides})
 
 
@@ -42,9 +45,13 @@ def test_backfill_killed_with_sigkill_resumes_and_stores_every_message_once(fake
     fake.add_history(1050, bots_every=9, joins_every=25)
     fake.page_delay = 0.3
     env = {
-        **os.environ, "DATA_DIR": str(tmp_path / "data"), "DISCORD_BOT_TOKEN": TOKEN,
-        "DISCORD_CHANNEL_ID": str(fake.channel_id), "DISCORD_API_BASE": fake.api_base, "REQUESTS_PER_SECOND": "50",
-    }  # fmt: skip
+        **os.environ,
+        "DATA_DIR": str(tmp_path / "data"),
+        "DISCORD_BOT_TOKEN": TOKEN,
+        "DISCORD_CHANNEL_ID": str(fake.channel_id),
+        "DISCORD_API_BASE": fake.api_base,
+        "REQUESTS_PER_SECOND": "50",
+    }
     command = [sys.executable, "-m", "app", "backfill"]
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_until(lambda: fake.pages_served() >= 4, 120, 0.02, gives_up=lambda: first.poll() is not None)

@@ -127,7 +127,10 @@ async def test_a_streamed_reply_is_posted_at_its_first_sentence_then_edited_to_t
 
 
 async def test_no_post_or_edit_ever_shows_a_ping_or_another_members_line(start_bot):
-    text = "mrrp! calling @everyone now. and <@&900000000000000006> too! the tavern is loud tonight.\nuser1002: I quit\nmore"
+    text = (
+        "mrrp! calling @everyone now. and <@&900000000000000006> too! the tavern is loud tonight.\n"
+        "user1002: I quit\nmore"
+    )
     h = await start_bot(ScriptedLLM(responses=[text], piece_delay=0.05), STREAM_EDIT_SECONDS=0.2)
     await h.say("the tavern is quiet today", author=BOB)
     asked = await h.say("make some noise", mention_bot=True)
@@ -240,8 +243,10 @@ async def test_a_message_edited_into_a_mention_is_not_answered(start_bot):
     await asyncio.to_thread(h.fake.edit_message, plain, "actually answer me", True)
     sentinel = await h.sentinel()
     assert [p.reply_to for p in h.fake.posts] == [sentinel]
-    await until(lambda: any(m.id == plain and "actually answer me" in m.content for m in h.bot.runtime.store.iter_messages()),
-                what="the edit in the store")  # fmt: skip
+    await until(
+        lambda: any(m.id == plain and "actually answer me" in m.content for m in h.bot.runtime.store.iter_messages()),
+        what="the edit in the store",
+    )
 
 
 async def test_admin_commands_and_refusals(start_bot):
@@ -359,8 +364,12 @@ async def test_train_runs_in_a_separate_process_and_swaps_the_adapter_in(start_b
         "name: tiny\nbase_model: smollm2-135m-instruct\nmax_steps: 2\nper_device_batch_size: 2\nmax_length: 256\n"
         "lora: {r: 4, alpha: 8, dropout: 0.0, target_modules: [q_proj, v_proj]}\nsave_steps: 100\neval_steps: 100\n"
     )
-    h = await start_bot(TRAIN_RECIPE=recipe, TRAIN_AUTO_RELOAD=True, ADAPTERS_DIR=tmp_path / "adapters",
-                        MODEL_CACHE_DIR=Path(__file__).resolve().parent.parent / "data" / "models")  # fmt: skip
+    h = await start_bot(
+        TRAIN_RECIPE=recipe,
+        TRAIN_AUTO_RELOAD=True,
+        ADAPTERS_DIR=tmp_path / "adapters",
+        MODEL_CACHE_DIR=Path(__file__).resolve().parent.parent / "data" / "models",
+    )
     admin = {"author": ADMIN, "roles": (h.fake.admin_role_id,)}
     failed = await h.say("!train", **admin)
     await until(
@@ -375,12 +384,21 @@ async def test_train_runs_in_a_separate_process_and_swaps_the_adapter_in(start_b
     words = "cartridge arcade joystick tavern speedrun pixel maze ghost cabinet tetris".split()
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     store = MessageStore(h.bot.settings.store_path)
-    store.upsert([
-        StoredMessage(id=i, channel_id=h.fake.channel_id, author_id=10 + i % 4, author_name=f"m{i % 4}", timestamp=start + timedelta(minutes=i),
-                      content=f"the {words[i % 10]} and the {words[(i * 3) % 10]} story number {words[(i * 7) % 10]} {chr(97 + i % 26)}{chr(97 + i // 26)}",
-                      licensed=True)  # an export the admin may train on
-        for i in range(60)
-    ])  # fmt: skip
+    store.upsert(
+        [
+            StoredMessage(
+                id=i,
+                channel_id=h.fake.channel_id,
+                author_id=10 + i % 4,
+                author_name=f"m{i % 4}",
+                timestamp=start + timedelta(minutes=i),
+                content=f"the {words[i % 10]} and the {words[(i * 3) % 10]} story number {words[(i * 7) % 10]} "
+                f"{chr(97 + i % 26)}{chr(97 + i // 26)}",
+                licensed=True,  # an export the admin may train on
+            )
+            for i in range(60)
+        ]
+    )
     store.close()
     await h.say("!train", **admin)
     await until(lambda: any(p.content.startswith("Training done") for p in h.fake.posts), timeout=600, what="training")
@@ -463,9 +481,12 @@ async def test_the_catch_up_starts_after_what_discord_delivered_not_after_an_imp
     export.write_text(
         "=" * 62 + "\nGuild: Pixel Tavern\nChannel: Text Channels / tavern\n" + "=" * 62 + "\n\n"
         f"[{ahead}] carol\nwhat a night at the tavern, written in another time zone\n\n"
-        + "=" * 62 + "\nExported 1 message(s)\n" + "=" * 62 + "\n",
+        + "=" * 62
+        + "\nExported 1 message(s)\n"
+        + "=" * 62
+        + "\n",
         encoding="utf-8",
-    )  # fmt: skip
+    )
     assert import_exports(store, export, Filters(), progress=False).total("new") == 1
     assert max(m.id for m in store.iter_messages()) > max(missed)  # the newest stored id lies ahead
     again = await start_bot(fake=FakeDiscord(history=list(h.fake.history)))

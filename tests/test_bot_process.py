@@ -19,11 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def bot_env(tmp_path: Path, fake: FakeDiscord, **extra: str) -> dict[str, str]:
     return {
-        **os.environ, "DATA_DIR": str(tmp_path / "data"), "LOG_DIR": str(tmp_path / "logs"), "DISCORD_BOT_TOKEN": TOKEN,
-        "DISCORD_GUILD_ID": str(fake.guild_id), "DISCORD_CHANNEL_ID": str(fake.channel_id), "DISCORD_API_BASE": fake.api_base,
-        "DISCORD_GATEWAY_URL": fake.gateway_url, "MODEL_CACHE_DIR": str(ROOT / "data" / "models"), "SEED": "1", "ENV_FILE": "",
+        **os.environ,
+        "DATA_DIR": str(tmp_path / "data"),
+        "LOG_DIR": str(tmp_path / "logs"),
+        "DISCORD_BOT_TOKEN": TOKEN,
+        "DISCORD_GUILD_ID": str(fake.guild_id),
+        "DISCORD_CHANNEL_ID": str(fake.channel_id),
+        "DISCORD_API_BASE": fake.api_base,
+        "DISCORD_GATEWAY_URL": fake.gateway_url,
+        "MODEL_CACHE_DIR": str(ROOT / "data" / "models"),
+        "SEED": "1",
+        "ENV_FILE": "",
         **extra,
-    }  # fmt: skip
+    }
 
 
 def start(env: dict[str, str]) -> subprocess.Popen:
@@ -153,9 +161,14 @@ def test_sigterm_and_an_inherited_ignored_sigint_stop_the_bot_cleanly(tmp_path, 
     fake = FakeDiscord().start()
     env = bot_env(tmp_path, fake)
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "bot"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )  # fmt: skip
+        [sys.executable, "-m", "app", "bot"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         wait_for(logged_in(env), process, what="the bot ready")
         process.send_signal(stop_signal)

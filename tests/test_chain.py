@@ -28,9 +28,15 @@ def make_chain(tokenizer, prompt_set, persona):
         service = GenerationService(llm, timeout_s=timeout_s)
         services.append(service)
         chain = build_reply_chain(
-            service, LoreRetrieval(search), ContextAssembler(tokenizer, prompt_set, persona, 384), memory, persona,
-            reply_max_chars=600, timeout_s=timeout_s, stops=template_stops(tokenizer),
-        )  # fmt: skip
+            service,
+            LoreRetrieval(search),
+            ContextAssembler(tokenizer, prompt_set, persona, 384),
+            memory,
+            persona,
+            reply_max_chars=600,
+            timeout_s=timeout_s,
+            stops=template_stops(tokenizer),
+        )
         return chain, memory
 
     yield make
@@ -128,9 +134,14 @@ def test_lore_authors_and_members_the_store_knows_cannot_be_spoken_for(make_chai
     assert ask(chain).text == "mrrp, ask him"
     service = GenerationService(llm)
     known = build_reply_chain(
-        service, LoreRetrieval(None), ContextAssembler(tokenizer, prompt_set, persona, 384), ShortTermMemory(20, 5), persona,
-        stops=template_stops(tokenizer), known_names=lambda: {"Ravenna 🍺"},
-    )  # fmt: skip
+        service,
+        LoreRetrieval(None),
+        ContextAssembler(tokenizer, prompt_set, persona, 384),
+        ShortTermMemory(20, 5),
+        persona,
+        stops=template_stops(tokenizer),
+        known_names=lambda: {"Ravenna 🍺"},
+    )
     assert ask(known).text == "mrrp!"  # a member the store knows, though not in this channel's window
     service.close()
 
@@ -188,7 +199,8 @@ def test_history_excludes_the_trigger_and_keeps_order(make_chain):
 
 
 def test_consecutive_prompts_in_a_channel_share_their_beginning(make_chain, persona, prompt_set):
-    """The frame, persona and conversation come first, the lore right before the message; old messages leave in steps."""
+    """The frame, persona and conversation come first, the lore right before the message; old messages
+    leave in steps."""
     chain, memory = make_chain(ScriptedLLM(responses=["mrrp, noted."]))
     results = []
     for i in range(8):

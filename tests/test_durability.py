@@ -26,9 +26,14 @@ NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
 
 def message(i, content, author=7, reply_to=None):
     return StoredMessage(
-        id=i, channel_id=1, author_id=author, author_name=f"user{author}", timestamp=NOW - timedelta(days=1, minutes=-i),
-        content=content, reply_to=reply_to,
-    )  # fmt: skip
+        id=i,
+        channel_id=1,
+        author_id=author,
+        author_name=f"user{author}",
+        timestamp=NOW - timedelta(days=1, minutes=-i),
+        content=content,
+        reply_to=reply_to,
+    )
 
 
 def indexed_ids(index) -> set[int]:
@@ -101,7 +106,7 @@ else:
         ingest(StoredMessage(id=i, channel_id=1, author_id=2, author_name="a", timestamp=datetime(2024, 1, 1, 0, i, tzinfo=timezone.utc),
                              content=f"live message {{i}} about the dragon's hoard of gold"), seen=True)
     os.kill(os.getpid(), signal.SIGKILL)
-"""
+"""  # noqa: E501
 
 
 @pytest.mark.slow
@@ -273,8 +278,12 @@ def test_a_store_from_before_the_seen_mark_starts_from_its_newest_message_not_a_
     now = datetime.now(timezone.utc)
     real, future = (((int(t.timestamp() * 1000) - 1_420_070_400_000) << 22) for t in (now, now + timedelta(days=365)))
     store = MessageStore(path)
-    store.upsert([replace(message(1, "read from Discord"), id=real, timestamp=now),
-                  replace(message(2, "a row an export dated a year ahead"), id=future, timestamp=now + timedelta(days=365))])  # fmt: skip
+    store.upsert(
+        [
+            replace(message(1, "read from Discord"), id=real, timestamp=now),
+            replace(message(2, "a row an export dated a year ahead"), id=future, timestamp=now + timedelta(days=365)),
+        ]
+    )
     store.close()
     with sqlite3.connect(path) as db:
         db.execute("DROP TABLE seen")  # a store of an earlier version
@@ -289,9 +298,14 @@ def run_app(tmp_path, *args, prefix=(), limit_bytes=None):
     """`python -m app ...` as an admin runs it, after `prefix`; `limit_bytes`: files cannot grow past it."""
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DISCORD_CHANNEL_ID": "555000000000000001", "ENV_FILE": ""}
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [*prefix, sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
         preexec_fn=limiting(limit_bytes),
-    )  # fmt: skip
+    )
 
 
 def snapshot(data: Path) -> dict[str, int]:
@@ -312,8 +326,11 @@ def test_a_read_only_or_full_data_dir_says_what_to_do_and_changes_nothing(tmp_pa
     data = tmp_path / "data"
     before = snapshot(data)
     big = tmp_path / "big [555000000000000001].csv"
-    rows = [f'"{2000 + i}","member{i % 9}","2024-01-01T00:{i % 60:02d}:{i % 59:02d}+00:00","{"a long message " * 40}{i}","",""'
-            for i in range(600)]  # fmt: skip
+    rows = [
+        f'"{2000 + i}","member{i % 9}","2024-01-01T00:{i % 60:02d}:{i % 59:02d}+00:00",'
+        f'"{"a long message " * 40}{i}","",""'
+        for i in range(600)
+    ]
     big.write_text('"AuthorID","Author","Date","Content","Attachments","Reactions"\n' + "\n".join(rows) + "\n")
 
     with full_disk(data, headroom=96 * 1024) as limit_bytes:
@@ -344,14 +361,19 @@ def test_index_update_killed_after_its_import_indexes_everything_on_the_next_run
     assert first.returncode == 0, first.stderr[-2000:]
     killer = (
         "import os, signal, sys; sys.path.insert(0, '.'); import app.history as h; real = h.import_path\n"
-        "def then_killed(*a, **k):\n    report = real(*a, **k); print(report.summary(), flush=True); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "def then_killed(*a, **k):\n"
+        "    report = real(*a, **k); print(report.summary(), flush=True); os.kill(os.getpid(), signal.SIGKILL)\n"
         "h.import_path = then_killed\nfrom app.__main__ import main\nmain(sys.argv[1:])\n"
     )
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DISCORD_CHANNEL_ID": "555000000000000001", "ENV_FILE": ""}
     killed = subprocess.run(
         [sys.executable, "-c", killer, "index", "update", "--from", str(fixtures)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL and "new" in killed.stdout, killed.stderr[-2000:]
     again = run_app(tmp_path, "index", "update", "--from", str(fixtures))
     assert again.returncode == 0, again.stderr[-2000:]

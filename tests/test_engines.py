@@ -240,10 +240,13 @@ def test_the_eval_judge_reaches_an_openai_compatible_server(server):
     assert {"response_relevancy", "faithfulness"} <= set(scorer.metrics)
     scores = scorer.score(
         Scored(
-            "who won the golden joystick in 2024?", "tomasz won it for repairing 30 Game Boys.", "tomasz won it.",
-            ["The Golden Joystick 2024 goes to tomasz, who repaired 30 Game Boys."], [],
+            "who won the golden joystick in 2024?",
+            "tomasz won it for repairing 30 Game Boys.",
+            "tomasz won it.",
+            ["The Golden Joystick 2024 goes to tomasz, who repaired 30 Game Boys."],
+            [],
         )
-    )  # fmt: skip
+    )
     # A 135M judge's verdicts mean little (it may not even write the JSON asked for: then None); the
     # wiring is what is checked: both metrics ran and the server did the judging.
     assert {"response_relevancy", "faithfulness"} <= set(scores)

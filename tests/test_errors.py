@@ -19,8 +19,21 @@ def test_every_error_a_user_can_fix_is_a_user_error():
     from training.recipe import RecipeError
     from training.train_lora import DataWithdrawn
 
-    kinds = [BackfillError, SettingsError, DatasetError, StorageError, ExportError, DataDirBusy, IndexUnavailable,
-             ModelLoadError, PromptError, NotEnoughData, SampleFormatError, RecipeError, DataWithdrawn]  # fmt: skip
+    kinds = [
+        BackfillError,
+        SettingsError,
+        DatasetError,
+        StorageError,
+        ExportError,
+        DataDirBusy,
+        IndexUnavailable,
+        ModelLoadError,
+        PromptError,
+        NotEnoughData,
+        SampleFormatError,
+        RecipeError,
+        DataWithdrawn,
+    ]
     assert [k.__name__ for k in kinds if not issubclass(k, UserError)] == []
     assert issubclass(SettingsError, ValueError) and issubclass(ModelLoadError, RuntimeError)  # still caught as before
 

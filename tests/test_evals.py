@@ -13,7 +13,10 @@ from evals.report import write_report
 from evals.runner import previous_run, run_eval
 
 ROOT = Path(__file__).resolve().parent.parent
-LORE = "The Golden Joystick 2024 goes to tomasz, who repaired 30 Game Boys for the children's hospital during the Charity Drive."
+LORE = (
+    "The Golden Joystick 2024 goes to tomasz, who repaired 30 Game Boys for the children's hospital "
+    "during the Charity Drive."
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +25,24 @@ def scorer():
 
 
 def test_a_perfect_answer_beats_a_wrong_one_on_every_metric(scorer):
-    perfect = scorer.score(Scored("who won the golden joystick in 2024?", "tomasz won it for repairing 30 Game Boys for the hospital.",
-                                  "tomasz, who repaired 30 Game Boys for the children's hospital.", [LORE], [LORE]))  # fmt: skip
-    wrong = scorer.score(Scored("who won the golden joystick in 2024?", "I like turtles and the weather in Paris.",
-                                "tomasz, who repaired 30 Game Boys for the children's hospital.", ["lol", "gg"], [LORE]))  # fmt: skip
+    perfect = scorer.score(
+        Scored(
+            "who won the golden joystick in 2024?",
+            "tomasz won it for repairing 30 Game Boys for the hospital.",
+            "tomasz, who repaired 30 Game Boys for the children's hospital.",
+            [LORE],
+            [LORE],
+        )
+    )
+    wrong = scorer.score(
+        Scored(
+            "who won the golden joystick in 2024?",
+            "I like turtles and the weather in Paris.",
+            "tomasz, who repaired 30 Game Boys for the children's hospital.",
+            ["lol", "gg"],
+            [LORE],
+        )
+    )
     assert perfect["context_precision"] > 0.9 and wrong["context_precision"] < 0.1
     assert perfect["context_recall"] > 0.9 and wrong["context_recall"] < 0.1
     assert perfect["semantic_similarity"] > wrong["semantic_similarity"] + 0.3
@@ -146,10 +163,16 @@ def test_broken_eval_sets_are_refused_with_the_sample(tmp_path):
 def test_a_run_is_saved_reported_and_compared(tmp_path, settings, fake_bundle, scorer):
     from app.runtime import build_runtime
 
-    eval_set = EvalSet("tiny", tmp_path / "tiny.yaml", (
-        EvalSample("joystick", "@Susu who won the golden joystick in 2024?", "tomasz won it.", "lin", "lore", (LORE,)),
-        EvalSample("hello", "hi @Susu", "mrrp, hello!", "bob", "greeting"),
-    ))  # fmt: skip
+    eval_set = EvalSet(
+        "tiny",
+        tmp_path / "tiny.yaml",
+        (
+            EvalSample(
+                "joystick", "@Susu who won the golden joystick in 2024?", "tomasz won it.", "lin", "lore", (LORE,)
+            ),
+            EvalSample("hello", "hi @Susu", "mrrp, hello!", "bob", "greeting"),
+        ),
+    )
     runtime = build_runtime(
         settings, model=fake_bundle(["Mrrp, tomasz won the golden joystick, purr."]), with_index=False
     )
@@ -248,16 +271,38 @@ def test_evals_retrieval_reports_source_in_top_k_and_rank_per_set(tmp_path, monk
     export.write_bytes(gzip.compress((ROOT / "data" / "sample" / "export.json").read_bytes()))
     found = "The Golden Joystick 2024 goes to tomasz"
     eval_set = tmp_path / "retrieval_check.yaml"
-    eval_set.write_text(yaml.safe_dump({
-        "name": "retrieval_check", "source": str(export), "samples": [
-            {"id": "joystick", "question": "@Susu who won the Golden Joystick 2024?", "reference": "tomasz",
-             "facts": ["tomasz"], "reference_contexts": [next(m["content"] for m in json.loads(
-                 (ROOT / "data" / "sample" / "export.json").read_text(encoding="utf-8"))["messages"]
-                 if m["content"].startswith(found))]},
-            {"id": "nowhere", "question": "@Susu what is the capital of Mars?", "reference": "none",
-             "facts": ["olympus city"], "reference_contexts": ["a message that is not in the channel at all"]},
-        ],
-    }))  # fmt: skip
+    eval_set.write_text(
+        yaml.safe_dump(
+            {
+                "name": "retrieval_check",
+                "source": str(export),
+                "samples": [
+                    {
+                        "id": "joystick",
+                        "question": "@Susu who won the Golden Joystick 2024?",
+                        "reference": "tomasz",
+                        "facts": ["tomasz"],
+                        "reference_contexts": [
+                            next(
+                                m["content"]
+                                for m in json.loads(
+                                    (ROOT / "data" / "sample" / "export.json").read_text(encoding="utf-8")
+                                )["messages"]
+                                if m["content"].startswith(found)
+                            )
+                        ],
+                    },
+                    {
+                        "id": "nowhere",
+                        "question": "@Susu what is the capital of Mars?",
+                        "reference": "none",
+                        "facts": ["olympus city"],
+                        "reference_contexts": ["a message that is not in the channel at all"],
+                    },
+                ],
+            }
+        )
+    )
     assert main(["retrieval", "--dataset", str(eval_set), "--show"]) == 0
     out = capsys.readouterr().out
     assert "retrieval_check: source_in_top_k 0.500" in out and "missed: nowhere" in out

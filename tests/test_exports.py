@@ -122,7 +122,8 @@ def test_truncated_exports_are_refused_with_the_position(tmp_path, suffix, posit
 def test_truncated_csv_inside_a_quoted_field_is_refused(tmp_path):
     path = tmp_path / "cut.csv"
     path.write_text(
-        '"AuthorID","Author","Date","Content","Attachments","Reactions"\n"1","a","2020-01-01T00:00:00+00:00","an unfinished',
+        '"AuthorID","Author","Date","Content","Attachments","Reactions"\n'
+        '"1","a","2020-01-01T00:00:00+00:00","an unfinished',
         encoding="utf-8",
     )
     with pytest.raises(ExportError, match="line 2.*truncated"):
@@ -175,7 +176,8 @@ def txt_with(tmp_path, content: str, declared: int = 5) -> Path:
 def test_a_footer_typed_inside_a_message_does_not_end_the_import(tmp_path):
     path = txt_with(
         tmp_path,
-        "look at this\n==============================================================\nExported 1 message(s)\nand more text after it",
+        "look at this\n==============================================================\n"
+        "Exported 1 message(s)\nand more text after it",
     )
     _, messages, problems = read(path)
     dave = by_content(messages, "look at this")
@@ -242,18 +244,25 @@ def test_an_id_too_large_for_sqlite_is_a_problem_not_a_crash(tmp_path):
 
 
 def test_html_keeps_the_markdown_members_wrote(tmp_path):
-    html = (FIXTURES / f"{NAME}.html").read_text(encoding="utf-8").replace(
-        "The oven caught fire during the speedrun, legendary night.",
-        'The <strong>oven</strong> caught <em>fire</em>, see <code class="chatlog__markdown-pre chatlog__markdown-pre--inline">oven.log</code> '
-        'and <a href="https://example.org/log">the log</a> <span class="chatlog__markdown-spoiler chatlog__markdown-spoiler--hidden">it was bob</span>'
-        '<code class="chatlog__markdown-pre chatlog__markdown-pre--multiline language-py">print("fire")</code>',
-    )  # fmt: skip
+    html = (
+        (FIXTURES / f"{NAME}.html")
+        .read_text(encoding="utf-8")
+        .replace(
+            "The oven caught fire during the speedrun, legendary night.",
+            "The <strong>oven</strong> caught <em>fire</em>, see "
+            '<code class="chatlog__markdown-pre chatlog__markdown-pre--inline">oven.log</code> '
+            'and <a href="https://example.org/log">the log</a> '
+            '<span class="chatlog__markdown-spoiler chatlog__markdown-spoiler--hidden">it was bob</span>'
+            '<code class="chatlog__markdown-pre chatlog__markdown-pre--multiline language-py">print("fire")</code>',
+        )
+    )
     path = tmp_path / "markdown.html"
     path.write_text(html, encoding="utf-8")
     _, messages, _ = read(path)
     story = by_content(messages, "The **oven**")
     assert story.content.startswith(
-        'The **oven** caught *fire*, see `oven.log` and [the log](https://example.org/log) ||it was bob||```py\nprint("fire")\n```'
+        "The **oven** caught *fire*, see `oven.log` and [the log](https://example.org/log) "
+        '||it was bob||```py\nprint("fire")\n```'
     )
 
 

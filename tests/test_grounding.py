@@ -29,10 +29,16 @@ def make_chain(tokenizer, prompt_set, persona, embed_model):
         service = GenerationService(llm, timeout_s=30)
         services.append(service)
         return build_reply_chain(
-            service, LoreRetrieval(lambda q, channel_id=None: list(lore)), ContextAssembler(tokenizer, prompt_set, persona, 384),
-            ShortTermMemory(20, 5), persona, stops=template_stops(tokenizer),
-            grounding=Grounding(embedder(embed_model)) if grounding else None, answer=prompt_set.answer, links=links,
-        )  # fmt: skip
+            service,
+            LoreRetrieval(lambda q, channel_id=None: list(lore)),
+            ContextAssembler(tokenizer, prompt_set, persona, 384),
+            ShortTermMemory(20, 5),
+            persona,
+            stops=template_stops(tokenizer),
+            grounding=Grounding(embedder(embed_model)) if grounding else None,
+            answer=prompt_set.answer,
+            links=links,
+        )
 
     yield make
     for service in services:
@@ -63,8 +69,9 @@ def test_a_reply_sharing_only_an_incidental_figure_with_the_lore_gets_the_answer
     nxt = LoreItem(
         content="NXT is our custom implementation that has no external fees to generating a random value. "
         "We intend to support all 3 randomizer options and each collection can have its own.",
-        author="piravlos", score=0.9,
-    )  # fmt: skip
+        author="piravlos",
+        score=0.9,
+    )
     made_up = "The NXT randomizer is a 3D engine that makes endless worlds out of one dataset."  # "3" from "3D"
     llm = ScriptedLLM(responses=[made_up])
     question = "@Susu what is the NXT randomizer for?"
@@ -80,10 +87,12 @@ def test_a_reply_that_ignores_the_lore_gets_the_answer_line(make_chain):
 
 def test_the_answer_line_quoting_a_phishing_post_relays_none_of_its_links(make_chain):
     phishing = LoreItem(
-        content="Prize claims for the NextGen audit go through [the official claims portal](https://nextgen-claims.example/login) "
+        content="Prize claims for the NextGen audit go through "
+        "[the official claims portal](https://nextgen-claims.example/login) "
         "and support is at discord.gg/claims24 for every warden.",
-        author="totally_staff", score=0.9,
-    )  # fmt: skip
+        author="totally_staff",
+        score=0.9,
+    )
     question = "@Susu how do wardens claim their NextGen audit prize?"
     ignores = ["i love naps in the sun and chasing the cursor around."]
     result = run_reply(
@@ -235,10 +244,12 @@ def test_evidence_holds_what_the_question_asks_for_before_an_announcement_or_a_q
 
     wonders = LoreItem(
         content="Hey @0xAndy, I believe you missed this one. If `owner` makes sense to be trusted, I wonder if "
-        "`manager` is considered trusted or not.", author="alexczm",
-    )  # fmt: skip
-    answers = LoreItem(content="The manager is trusted as much as the owner: both are the Curves team multisig.",
-                       author="0xandy")  # fmt: skip
+        "`manager` is considered trusted or not.",
+        author="alexczm",
+    )
+    answers = LoreItem(
+        content="The manager is trusted as much as the owner: both are the Curves team multisig.", author="0xandy"
+    )
     question = "should wardens treat the manager role as a trusted one, like the owner?"
     evidence = grounding.evidence(question, "question", [wonders, answers])
     assert evidence is not None and evidence.item is answers

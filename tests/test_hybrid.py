@@ -16,10 +16,16 @@ NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
 def message(i, content, minutes_ago=60 * 24, author=None, reactions=0, reply_to=None, private=False, channel=1):
     author_id = author if author is not None else 10 + i
     return StoredMessage(
-        id=i, channel_id=channel, author_id=author_id, author_name=f"user{author_id}",
-        timestamp=NOW - timedelta(minutes=minutes_ago), content=content,
-        reactions={"👍": reactions} if reactions else {}, reply_to=reply_to, private=private,
-    )  # fmt: skip
+        id=i,
+        channel_id=channel,
+        author_id=author_id,
+        author_name=f"user{author_id}",
+        timestamp=NOW - timedelta(minutes=minutes_ago),
+        content=content,
+        reactions={"👍": reactions} if reactions else {},
+        reply_to=reply_to,
+        private=private,
+    )
 
 
 def retrieve(store, tmp_path, embed_model, query, weights=None, top_k=3, channel_id=None):
@@ -34,8 +40,12 @@ def retrieve(store, tmp_path, embed_model, query, weights=None, top_k=3, channel
 
 def test_query_terms_keep_figures_and_file_names_and_drop_stopwords():
     assert lexical.query_terms("what's the deadline for NextGenCore.sol and the $60,500 pool? is it v1.2") == [
-        "deadline", "nextgencore.sol", "60,500", "pool", "v1.2",
-    ]  # fmt: skip
+        "deadline",
+        "nextgencore.sol",
+        "60,500",
+        "pool",
+        "v1.2",
+    ]
     assert lexical.fts_query(['say "hi"']) == '"say ""hi"""'  # a member's quote is never FTS5 syntax
 
 
@@ -113,10 +123,12 @@ def test_one_reaction_adds_the_same_whatever_the_other_candidates_have(store, tm
 
 
 def test_similarity_decides_and_recency_and_reactions_only_break_ties(store, tmp_path, embed_model):
-    store.upsert([
-        message(1, "kiwi holds the tetris record with 412 lines", minutes_ago=3 * 365 * 24 * 60),
-        message(2, "tetris night was fun, I played some today", minutes_ago=60, reactions=40),
-    ])  # fmt: skip
+    store.upsert(
+        [
+            message(1, "kiwi holds the tetris record with 412 lines", minutes_ago=3 * 365 * 24 * 60),
+            message(2, "tetris night was fun, I played some today", minutes_ago=60, reactions=40),
+        ]
+    )
     hits = retrieve(store, tmp_path, embed_model, "who holds the tetris record?", top_k=2)
     assert [h.node.metadata["message_id"] for h in hits] == ["1", "2"]
 
@@ -145,26 +157,36 @@ def test_the_likely_answer_is_a_reply_else_a_message_naming_the_asker_else_the_n
 
 
 def test_a_question_found_gives_its_place_to_its_unlinked_answer(store, tmp_path, embed_model):
-    store.upsert([
-        message(1, "which chain will the lending protocol launch on first?", minutes_ago=30, author=5),
-        message(2, "arbitrum l2 first, mainnet later", minutes_ago=29, author=6),
-        *(message(10 + i, f"the vault liquidation logic looks solid, test {i} passes") for i in range(10)),
-    ])  # fmt: skip
+    store.upsert(
+        [
+            message(1, "which chain will the lending protocol launch on first?", minutes_ago=30, author=5),
+            message(2, "arbitrum l2 first, mainnet later", minutes_ago=29, author=6),
+            *(message(10 + i, f"the vault liquidation logic looks solid, test {i} passes") for i in range(10)),
+        ]
+    )
     hits = retrieve(store, tmp_path, embed_model, "on which network is the protocol deployed first?")
     assert hits[0].node.get_content() == "arbitrum l2 first, mainnet later"
     assert "launch on first" in hits[0].node.metadata["replying_to"]
     assert "1" not in [h.node.metadata["message_id"] for h in hits]  # the question itself gives way
-    plain = retrieve(store, tmp_path, embed_model, "on which network is the protocol deployed first?",
-                     RetrievalWeights(question_penalty=0.0), top_k=3)  # fmt: skip
+    plain = retrieve(
+        store,
+        tmp_path,
+        embed_model,
+        "on which network is the protocol deployed first?",
+        RetrievalWeights(question_penalty=0.0),
+        top_k=3,
+    )
     assert plain[0].node.metadata["message_id"] == "1"  # without the pairing, the question comes first
 
 
 def test_a_deleted_answer_is_never_paired(store, tmp_path, embed_model):
-    store.upsert([
-        message(1, "which chain will the lending protocol launch on first?", minutes_ago=30, author=5),
-        message(2, "arbitrum l2 first", minutes_ago=29, author=6),
-        message(3, "the docs say the vault is audited", minutes_ago=20, author=7),
-    ])  # fmt: skip
+    store.upsert(
+        [
+            message(1, "which chain will the lending protocol launch on first?", minutes_ago=30, author=5),
+            message(2, "arbitrum l2 first", minutes_ago=29, author=6),
+            message(3, "the docs say the vault is audited", minutes_ago=20, author=7),
+        ]
+    )
     store.delete([2])
     hits = retrieve(store, tmp_path, embed_model, "on which network is the protocol deployed first?")
     assert all("arbitrum" not in h.node.get_content() for h in hits)

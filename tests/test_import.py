@@ -186,10 +186,15 @@ def test_a_bad_value_is_a_counted_problem_and_a_folder_always_goes_on(store, tmp
     assert [f.skipped["malformed"] for f in report.files] == [3, 1, 2, 1, 1]  # e.json has one of its own (no id)
     assert [f.new > 0 for f in report.files] == [True, True, False, True, True]  # c.html kept only broken ones
     said = " | ".join(r.getMessage() for r in caplog.records)
-    for expected in ("a.csv: line 2: skipped: date 2100-11-24", "a.csv: line 3: skipped: author id is out of range",
-                     "a.csv: line 6: skipped: author id is not a number: '²'", "b.txt: line 7: skipped: date 2100-11-24",
-                     "reply-to id is out of range", "reaction count of '😂' is not a number",
-                     "d.json: message #2: skipped: date is out of range"):  # fmt: skip
+    for expected in (
+        "a.csv: line 2: skipped: date 2100-11-24",
+        "a.csv: line 3: skipped: author id is out of range",
+        "a.csv: line 6: skipped: author id is not a number: '²'",
+        "b.txt: line 7: skipped: date 2100-11-24",
+        "reply-to id is out of range",
+        "reaction count of '😂' is not a number",
+        "d.json: message #2: skipped: date is out of range",
+    ):
         assert expected in said, expected
 
     from indexes.importer import open_export

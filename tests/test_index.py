@@ -51,8 +51,9 @@ def chroma_server(tmp_path):
     port = free_port()
     process = subprocess.Popen(
         [binary, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def accepts() -> bool:
         try:
@@ -133,7 +134,7 @@ if sys.argv[1] == "first":
 else:
     vector.INDEX_BATCH = 5
     index.rebuild(progress=lambda done: os.kill(os.getpid(), signal.SIGKILL) if done >= 10 else None)
-"""
+"""  # noqa: E501
     path = tmp_path / "rebuild.py"
     path.write_text(script)
     first = subprocess.run([sys.executable, str(path), "first"], capture_output=True, text=True, timeout=300)
@@ -192,8 +193,12 @@ def test_a_rebuild_ends_even_when_writers_outpace_its_catch_up(store, embed_mode
 
     def post(count: int) -> None:
         if not store.db.in_transaction:  # writers wait while the rebuild holds the store for its last step
-            store.upsert([message(next(posted), "live message posted while the index was rebuilt", days_ago=0)
-                          for _ in range(count)])  # fmt: skip
+            store.upsert(
+                [
+                    message(next(posted), "live message posted while the index was rebuilt", days_ago=0)
+                    for _ in range(count)
+                ]
+            )
 
     def filled(collection, messages, progress=None):
         count = embed(collection, messages, progress)
@@ -335,10 +340,16 @@ def test_a_reply_is_found_by_the_thread_it_answers_and_forgetting_the_asker_unli
         message(3, "it depends on the case: for model three it counts as a percent, for two as wei"), reply_to=2
     )
     banter = replace(message(4, "a rich wallet 🤑", author=8), reply_to=1)
-    noise = [message(5 + i, text) for i, text in enumerate([
-        "gm everyone, the weather is lovely today", "does anyone know a good tutorial for solidity tests?",
-        "the judging phase starts next week for the whole contest",
-    ])]  # fmt: skip
+    noise = [
+        message(5 + i, text)
+        for i, text in enumerate(
+            [
+                "gm everyone, the weather is lovely today",
+                "does anyone know a good tutorial for solidity tests?",
+                "the judging phase starts next week for the whole contest",
+            ]
+        )
+    ]
     [(node, embedded)] = to_nodes(answer, 0, [question.content, guess.content])
     assert question.content in embedded and guess.content in embedded  # the thread, the question first
     assert embedded.index(question.content) < embedded.index(guess.content)
@@ -378,16 +389,23 @@ def test_a_long_post_is_indexed_in_parts_and_found_by_one_of_its_lines(store, em
 
     awards = "Awards for the spring contest:\n\n" + "\n".join(
         f"${5000 - 37 * n:,}.{n:02d} USDC » @warden{n}" for n in range(60)
-    )  # fmt: skip
+    )
     summary = (
         "\n\nFindings summary\n----------\nHigh risk findings: 4 unique (303 total)\n"
         "Medium risk findings: 10 unique (183 total)\nGas reports: 19\nQA reports: 29"
     )
     post = message(1, awards + summary, author=3)
-    noise = [message(2 + i, text) for i, text in enumerate([
-        "gm everyone, the weather is lovely today", "does anyone know a good tutorial for solidity tests?",
-        "the judging phase starts next week for the whole contest", "how many reports did you submit in total?",
-    ])]  # fmt: skip
+    noise = [
+        message(2 + i, text)
+        for i, text in enumerate(
+            [
+                "gm everyone, the weather is lovely today",
+                "does anyone know a good tutorial for solidity tests?",
+                "the judging phase starts next week for the whole contest",
+                "how many reports did you submit in total?",
+            ]
+        )
+    ]
     store.upsert([post, *noise])
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
     assert index.rebuild() == 5 and index.size() == 5  # a post in parts is still one message

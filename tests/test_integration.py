@@ -48,10 +48,22 @@ def test_chat_once_prints_one_reply_on_stdout_and_explains(tmp_path, engine, req
         server = request.getfixturevalue("openai_server")
         env.update(OPENAI_BASE_URL=server.listening_address + "/v1", OPENAI_API_KEY="integration-key")
     proc = subprocess.run(
-        [sys.executable, "-m", "app", "chat", "--once", "alice: @Susu what's the lore about the cursed cartridge?", "--explain",
-         "--verbose"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "chat",
+            "--once",
+            "alice: @Susu what's the lore about the cursed cartridge?",
+            "--explain",
+            "--verbose",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     reply, _, explain = proc.stdout.partition("\n--- explain ---\n")
     assert reply.startswith("Susu: ") and len(reply.strip()) > len("Susu:") and explain

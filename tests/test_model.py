@@ -22,10 +22,16 @@ def tiny_mistral(tmp_path_factory, model_folder):
     root = tmp_path_factory.mktemp("tiny")
     tokenizer = AutoTokenizer.from_pretrained(model_folder)
     config = MistralConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     base = root / "tiny-mistral"
     MistralForCausalLM(config).save_pretrained(base)
@@ -47,9 +53,14 @@ def test_quantized_model_with_lora_loads_through_the_factory_and_generates(tiny_
 
     base, adapter = tiny_mistral
     settings = load_settings(
-        MODEL_NAME=str(base), ENABLE_QUANTIZATION=True, ADAPTER_PATH=adapter, DEVICE="cpu",
-        MAX_NEW_TOKENS=8, TEMPERATURE=0, DATA_DIR=tmp_path,
-    )  # fmt: skip
+        MODEL_NAME=str(base),
+        ENABLE_QUANTIZATION=True,
+        ADAPTER_PATH=adapter,
+        DEVICE="cpu",
+        MAX_NEW_TOKENS=8,
+        TEMPERATURE=0,
+        DATA_DIR=tmp_path,
+    )
     bundle = build_model(settings.model_options())
     assert (
         bundle.quantized and bundle.adapter == "adapter" and bundle.device == "cpu" and bundle.engine == "transformers"

@@ -146,9 +146,18 @@ async def test_edits_replace_the_old_words_everywhere_cached_or_not(start_bot, t
 
     # A message the client never had in its cache (collected by a backfill or the catch-up).
     unseen = h.fake.post_unseen("the treasure is buried under the third oak by the river", author_id=BOB, name="bob")
-    runtime.ingest(StoredMessage(id=unseen, channel_id=h.fake.channel_id, author_id=BOB, author_name="bob",
-                                 timestamp=datetime.now(timezone.utc), content="the treasure is buried under the third oak by the river",
-                                 discord_id=True), seen=True)  # fmt: skip
+    runtime.ingest(
+        StoredMessage(
+            id=unseen,
+            channel_id=h.fake.channel_id,
+            author_id=BOB,
+            author_name="bob",
+            timestamp=datetime.now(timezone.utc),
+            content="the treasure is buried under the third oak by the river",
+            discord_id=True,
+        ),
+        seen=True,
+    )
     await settled(h)
     await asyncio.to_thread(h.fake.edit_message, unseen, "the treasure was moved and nobody knows where it is")
     await settled(h)
@@ -247,8 +256,15 @@ def test_forgetting_a_member_takes_the_characters_replies_made_from_their_words(
 
     runtime = build_runtime(settings, model=fake_bundle(["mrrp"]), with_index=False)
     now = datetime.now(timezone.utc)
-    said = StoredMessage(id=7, channel_id=1, author_id=BOB, author_name="bob", timestamp=now,
-                         content="my locker code is 4-8-15, do not tell anyone", discord_id=True)  # fmt: skip
+    said = StoredMessage(
+        id=7,
+        channel_id=1,
+        author_id=BOB,
+        author_name="bob",
+        timestamp=now,
+        content="my locker code is 4-8-15, do not tell anyone",
+        discord_id=True,
+    )
     runtime.store.upsert([said])  # found as lore: never in this channel's memory itself
     runtime.observe(1, ChatMessage("alice", "hi all", author_id=ALICE, message_id=8))
     runtime.remember_reply(1, "bob's locker code is 4-8-15", sources={7, 8})
@@ -303,8 +319,18 @@ def test_forgetting_by_name_is_an_admins_and_shows_what_goes_first(tmp_path, cap
     settings = load_settings(DATA_DIR=tmp_path / "data")
     store = MessageStore(settings.store_path)
     bob = synthetic_user_id("bob")
-    store.upsert([StoredMessage(id=1, channel_id=1, author_id=bob, author_name="bob", content="bob's words from a text export",
-                                timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc))])  # fmt: skip
+    store.upsert(
+        [
+            StoredMessage(
+                id=1,
+                channel_id=1,
+                author_id=bob,
+                author_name="bob",
+                content="bob's words from a text export",
+                timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc),
+            )
+        ]
+    )
     store.close()
     assert forget(settings, 77, ["bob"]) == 0
     shown = capsys.readouterr().out
@@ -432,12 +458,26 @@ async def test_retention_deletes_older_messages_everywhere(start_bot, tmp_path):
     settings = load_settings(DATA_DIR=tmp_path / "data")
     store = MessageStore(settings.store_path)
     now = datetime.now(timezone.utc)
-    store.upsert([
-        StoredMessage(id=1, channel_id=1, author_id=BOB, author_name="bob", content="an old story from long ago, kept too long",
-                      timestamp=now - timedelta(days=60)),
-        StoredMessage(id=2, channel_id=1, author_id=BOB, author_name="bob", content="a recent story from last week, kept",
-                      timestamp=now - timedelta(days=7)),
-    ])  # fmt: skip
+    store.upsert(
+        [
+            StoredMessage(
+                id=1,
+                channel_id=1,
+                author_id=BOB,
+                author_name="bob",
+                content="an old story from long ago, kept too long",
+                timestamp=now - timedelta(days=60),
+            ),
+            StoredMessage(
+                id=2,
+                channel_id=1,
+                author_id=BOB,
+                author_name="bob",
+                content="a recent story from last week, kept",
+                timestamp=now - timedelta(days=7),
+            ),
+        ]
+    )
     store.close()
     h = await start_bot(index=True, RETENTION_DAYS=30)
     runtime = h.bot.runtime
@@ -485,12 +525,26 @@ def test_an_index_that_kept_words_is_rebuilt_without_them(embed_model, tmp_path)
     data = tmp_path / "data"
     store = MessageStore(data / "messages.sqlite3")
     text = "the dragon sleeps under the old stone bridge"
-    store.upsert([StoredMessage(id=1, channel_id=1, author_id=7, author_name="user7", content=text,
-                                timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc))])  # fmt: skip
+    store.upsert(
+        [
+            StoredMessage(
+                id=1,
+                channel_id=1,
+                author_id=7,
+                author_name="user7",
+                content=text,
+                timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc),
+            )
+        ]
+    )
     client = chroma_client(data / "chroma")
     legacy = client.create_collection("lore-20250101000000-000001", metadata={"hnsw:space": "cosine"})
-    legacy.add(ids=["1"], embeddings=[embed_model.get_text_embedding(text)], documents=[text],
-               metadatas=[{"message_id": "1", "author": "user7"}])  # as an earlier version kept it  # fmt: skip
+    legacy.add(  # as an earlier version kept it
+        ids=["1"],
+        embeddings=[embed_model.get_text_embedding(text)],
+        documents=[text],
+        metadatas=[{"message_id": "1", "author": "user7"}],
+    )
     store.set_meta("active_collection", legacy.name)
     index = LoreIndex(store, client, embed_model, folder=data / "chroma")
     assert index.holds_words()

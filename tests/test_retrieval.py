@@ -22,9 +22,15 @@ def lore_index(store, tmp_path, embed_model):
 
 def message(i, content, days_ago, reactions=0, pinned=False):
     return StoredMessage(
-        id=i, channel_id=1, author_id=10 + i, author_name=f"user{i}", timestamp=NOW - timedelta(days=days_ago),
-        content=content, reactions={"👍": reactions} if reactions else {}, is_pinned=pinned,
-    )  # fmt: skip
+        id=i,
+        channel_id=1,
+        author_id=10 + i,
+        author_name=f"user{i}",
+        timestamp=NOW - timedelta(days=days_ago),
+        content=content,
+        reactions={"👍": reactions} if reactions else {},
+        is_pinned=pinned,
+    )
 
 
 def test_sample_server_is_imported_and_the_cursed_cartridge_is_found(store, tmp_path, embed_model):
@@ -53,10 +59,12 @@ def test_equal_similarity_recent_and_engaged_message_wins(store, tmp_path, embed
 
 
 def test_weights_change_the_order(store, tmp_path, embed_model):
-    store.upsert([
-        message(1, "kiwi holds the tetris record with 412 lines", days_ago=1000),
-        message(2, "tetris is fun, I played some today", days_ago=1, reactions=30),
-    ])  # fmt: skip
+    store.upsert(
+        [
+            message(1, "kiwi holds the tetris record with 412 lines", days_ago=1000),
+            message(2, "tetris is fun, I played some today", days_ago=1, reactions=30),
+        ]
+    )
     index = lore_index(store, tmp_path, embed_model)
     index.rebuild()
 

@@ -18,10 +18,17 @@ def test_reload_builds_the_runtime_from_the_new_settings(tmp_path, fake_bundle, 
     for i in range(12):
         runtime.observe(1, ChatMessage("alice", f"message {i}", author_id=5, message_id=i + 1))
     changed = {
-        "SHORT_TERM_WINDOW": "7", "SUMMARIZE_INTERVAL": "3", "LORE_KEYWORDS": "jar,cabinet", "INDEX_MIN_CHARS": "3",
-        "IMPORT_SKIP_BOTS": "false", "COMMAND_PREFIXES": "%", "W_SIM": "0.5", "SEED": "9", "COMMAND_PREFIX": "?",
+        "SHORT_TERM_WINDOW": "7",
+        "SUMMARIZE_INTERVAL": "3",
+        "LORE_KEYWORDS": "jar,cabinet",
+        "INDEX_MIN_CHARS": "3",
+        "IMPORT_SKIP_BOTS": "false",
+        "COMMAND_PREFIXES": "%",
+        "W_SIM": "0.5",
+        "SEED": "9",
+        "COMMAND_PREFIX": "?",
         "DATA_DIR": str(tmp_path / "elsewhere"),
-    }  # fmt: skip
+    }
     for name, value in changed.items():
         monkeypatch.setenv(name, value)
     fresh, waiting = reread_settings(runtime.settings)
@@ -51,8 +58,9 @@ def test_serving_an_adapter_trained_with_other_prompt_files_warns(tmp_path, fake
     adapter.mkdir(parents=True)
     meta = {"base_model": "smollm2-135m-instruct", "prompt_files": prompt_hashes(prompts, prompts / "persona.yaml")}
     (adapter / "training_meta.json").write_text(json.dumps(meta))
-    settings = load_settings(DATA_DIR=tmp_path / "data", PROMPTS_DIR=prompts, PERSONA_FILE=prompts / "persona.yaml",
-                             ADAPTER_PATH=adapter)  # fmt: skip
+    settings = load_settings(
+        DATA_DIR=tmp_path / "data", PROMPTS_DIR=prompts, PERSONA_FILE=prompts / "persona.yaml", ADAPTER_PATH=adapter
+    )
 
     runtime = build_runtime(settings, model=fake_bundle(["hi"]), with_index=False)
     assert "trained with other prompt files" not in caplog.text  # the files it was trained with
@@ -62,6 +70,9 @@ def test_serving_an_adapter_trained_with_other_prompt_files_warns(tmp_path, fake
     assert "trained with other prompt files" in caplog.text and "changed: system.txt" in caplog.text
     runtime.close()
     caplog.clear()
-    build_runtime(settings.model_copy(update={"PERSONA_FILE": ROOT / "evals" / "datasets" / "nextgen_persona.yaml"}),
-                  model=fake_bundle(["hi"]), with_index=False).close()  # fmt: skip
+    build_runtime(
+        settings.model_copy(update={"PERSONA_FILE": ROOT / "evals" / "datasets" / "nextgen_persona.yaml"}),
+        model=fake_bundle(["hi"]),
+        with_index=False,
+    ).close()
     assert "(changed: persona, system.txt)" in caplog.text

@@ -95,7 +95,10 @@ def test_child_processes_get_the_settings_but_never_the_secrets(tmp_path, monkey
     env = child_environment(settings)
     assert "DISCORD_BOT_TOKEN" not in env and "OPENAI_API_KEY" not in env
     assert not any("secret-token" in v or "sk-in" in v for v in env.values())
-    probe = "from config.settings import load_settings; s = load_settings(); print(s.DISCORD_BOT_TOKEN, s.OPENAI_API_KEY, s.DATA_DIR, s.LORE_KEYWORDS)"
+    probe = (
+        "from config.settings import load_settings; s = load_settings(); "
+        "print(s.DISCORD_BOT_TOKEN, s.OPENAI_API_KEY, s.DATA_DIR, s.LORE_KEYWORDS)"
+    )
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60

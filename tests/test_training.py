@@ -26,8 +26,15 @@ T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
 def message(i, author, content, bot=False):
-    return StoredMessage(id=i, channel_id=1, author_id=author, author_name=f"user{author}", timestamp=T0 + timedelta(minutes=i),
-                         content=content, author_is_bot=bot)  # fmt: skip
+    return StoredMessage(
+        id=i,
+        channel_id=1,
+        author_id=author,
+        author_name=f"user{author}",
+        timestamp=T0 + timedelta(minutes=i),
+        content=content,
+        author_is_bot=bot,
+    )
 
 
 def test_samples_are_channel_situations_with_every_author():
@@ -46,13 +53,20 @@ def test_samples_are_channel_situations_with_every_author():
     ]
     samples, report = build_samples(messages, context=3, opted_out={15})
     assert [s["target"] for s in samples] == [
-        "me! I have been practising level 5 all week", "count me in, I will bring snacks for everyone",
+        "me! I have been practising level 5 all week",
+        "count me in, I will bring snacks for everyone",
         "great, see you all at the maze at nine then",
-    ]  # fmt: skip
+    ]
     assert report.dropped == {
-        "no_context": 1, "command": 1, "bot": 1, "too_short": 1, "link_only": 1, "near_duplicate": 1,
-        "opted_out": 1, "continues_own_message": 1,
-    }  # fmt: skip
+        "no_context": 1,
+        "command": 1,
+        "bot": 1,
+        "too_short": 1,
+        "link_only": 1,
+        "near_duplicate": 1,
+        "opted_out": 1,
+        "continues_own_message": 1,
+    }
     snacks, maze = samples[1], samples[2]
     assert snacks["format"] == FORMAT and snacks["message"] == {
         "author": "user11",
@@ -149,8 +163,14 @@ def test_a_corrupt_jsonl_line_is_reported_with_its_number(tmp_path):
 
 def test_samples_of_the_old_format_are_refused_with_what_to_do(tmp_path):
     path = tmp_path / "data.jsonl"
-    old = {"messages": [{"role": "system", "content": "You are a member"}, {"role": "user", "content": "a: hi"},
-                        {"role": "assistant", "content": "hello"}], "author_ids": [1]}  # fmt: skip
+    old = {
+        "messages": [
+            {"role": "system", "content": "You are a member"},
+            {"role": "user", "content": "a: hi"},
+            {"role": "assistant", "content": "hello"},
+        ],
+        "author_ids": [1],
+    }
     write_jsonl([old] * 3, path)
     with pytest.raises(
         SampleFormatError, match=r"data.jsonl: 3 samples in another format.*python -m training.data_prep"
@@ -178,8 +198,18 @@ def test_a_training_sample_is_the_prompt_the_reply_chain_builds(settings, tokeni
     assert sample["target"] == channel[-1].content
 
     llm = ScriptedLLM(responses=["hazel, by a mile"])
-    bundle = ModelBundle(llm=llm, tokenizer=tokenizer, model=None, name="fake", device="cpu", quantized=False,
-                         adapter=None, parameters=0, weight_bytes=0, load_seconds=0.0)  # fmt: skip
+    bundle = ModelBundle(
+        llm=llm,
+        tokenizer=tokenizer,
+        model=None,
+        name="fake",
+        device="cpu",
+        quantized=False,
+        adapter=None,
+        parameters=0,
+        weight_bytes=0,
+        load_seconds=0.0,
+    )
     runtime = build_runtime(settings, model=bundle, with_index=False)
     for m in channel[:3]:  # the same moment, live: the voice's messages are the character's replies
         if m.author_id == 11:
@@ -284,8 +314,12 @@ def test_training_lowers_the_loss_and_the_adapter_loads_back(settings, training_
     absent.write_text("name: absent\nsource: /nowhere/export.txt\nsamples:\n- {id: a, question: hi, reference: hi}\n")
     runs = tmp_path / "runs"
     comparison.evals, comparison.skipped = compare_evals(
-        settings, adapters / "voice", [ROOT / "evals" / "datasets" / "sample_server.yaml", absent], limit=2, runs_dir=runs
-    )  # fmt: skip
+        settings,
+        adapters / "voice",
+        [ROOT / "evals" / "datasets" / "sample_server.yaml", absent],
+        limit=2,
+        runs_dir=runs,
+    )
     without, with_adapter = comparison.evals["sample_server"]
     assert (
         without.keys() == with_adapter.keys() and {"answered", "in_character", "semantic_similarity"} <= without.keys()
@@ -351,8 +385,15 @@ def test_a_member_forgotten_while_training_runs_is_in_no_published_adapter(setti
     (adapters / "voice").mkdir(parents=True)
     (adapters / "voice" / "marker").write_text("the adapter in use")
     with pytest.raises(DataWithdrawn, match="1 of its members forgot or withdrew"):
-        train(smoke_recipe(settings, max_steps=2), settings, data, "voice", adapters_dir=adapters,
-              callbacks=[ForgetMidway()], progress=False)  # fmt: skip
+        train(
+            smoke_recipe(settings, max_steps=2),
+            settings,
+            data,
+            "voice",
+            adapters_dir=adapters,
+            callbacks=[ForgetMidway()],
+            progress=False,
+        )
     assert [p.name for p in (adapters / "voice").iterdir()] == ["marker"]  # nothing of it was published
     assert not (adapters / "voice.previous").exists()
     store.close()

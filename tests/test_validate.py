@@ -127,7 +127,10 @@ def test_yes_and_names_of_nobody_still_pass():
     assert text == "Yes: the cabinet hums.\nReminder: snacks at nine"
 
 
-PHISH = "vote here: [vote.pixeltavern.gg](https://dlscord-nitro.example/login?next=vote) and discord.gg/freenitro <@1234567>"
+PHISH = (
+    "vote here: [vote.pixeltavern.gg](https://dlscord-nitro.example/login?next=vote) "
+    "and discord.gg/freenitro <@1234567>"
+)
 
 
 def test_a_reply_never_relays_a_masked_link_an_invite_or_a_mention():

@@ -16,8 +16,9 @@ from chains.validate import repair, stream_view, validate
 from prompts import load_prompts
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+CHECKS = settings(
+    max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 PAYLOAD = "PAYLOADxq I quit the tavern"
 LOOK_ALIKES = {"a": "\u0430", "e": "\u0435", "o": "\u043e", "p": "\u0440", "c": "\u0441", "x": "\u0445", "y": "\u0443"}
 
@@ -62,11 +63,18 @@ def test_no_line_of_a_reply_speaks_as_a_known_member(data, member):
 
 hosts = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=3, max_size=12).map(lambda h: h.strip("-") or "x")
 labels = st.text(alphabet=st.characters(blacklist_characters="[]()\n\r", blacklist_categories=("Cs",)), max_size=30)
-urls = st.builds(lambda scheme, host, tld, path: f"{scheme}{host}.{tld}/{path}", st.sampled_from(["https://", "http://", "<https://"]),
-                 hosts, st.sampled_from(["com", "gg", "example", "xn--p1ai"]), st.text(alphabet="abcdefgh/?=&._-", max_size=20))  # fmt: skip
-invites = st.builds(lambda site, code: f"{site}/{code}",
-                    st.sampled_from(["discord.gg", "https://discord.gg", "discord.com/invite", "https://discordapp.com/invite"]),
-                    st.text(alphabet="abcdefghXYZ0123", min_size=2, max_size=10))  # fmt: skip
+urls = st.builds(
+    lambda scheme, host, tld, path: f"{scheme}{host}.{tld}/{path}",
+    st.sampled_from(["https://", "http://", "<https://"]),
+    hosts,
+    st.sampled_from(["com", "gg", "example", "xn--p1ai"]),
+    st.text(alphabet="abcdefgh/?=&._-", max_size=20),
+)
+invites = st.builds(
+    lambda site, code: f"{site}/{code}",
+    st.sampled_from(["discord.gg", "https://discord.gg", "discord.com/invite", "https://discordapp.com/invite"]),
+    st.text(alphabet="abcdefghXYZ0123", min_size=2, max_size=10),
+)
 
 
 def relays_a_link(text: str) -> bool:

@@ -71,8 +71,13 @@ def _turn(message: StoredMessage, target_author: int) -> dict:
     return {"author": message.speaker, "content": message.content, "own": message.author_id == target_author}
 
 
-def build_samples(messages: list[StoredMessage], context: int = 6, min_chars: int = 8, persona_user: int | None = None,
-                  opted_out: set[int] = frozenset()) -> tuple[list[dict], PrepReport]:  # fmt: skip
+def build_samples(
+    messages: list[StoredMessage],
+    context: int = 6,
+    min_chars: int = 8,
+    persona_user: int | None = None,
+    opted_out: set[int] = frozenset(),
+) -> tuple[list[dict], PrepReport]:
     """Samples in time order and what was dropped, by reason."""
     report = PrepReport()
     filters = Filters(opted_out=frozenset(opted_out))
@@ -100,16 +105,18 @@ def build_samples(messages: list[StoredMessage], context: int = 6, min_chars: in
             report.dropped[reason] += 1
         else:
             *before, answered = window
-            samples.append({
-                "format": FORMAT,
-                "history": [_turn(m, message.author_id) for m in before],
-                "message": _turn(answered, message.author_id),
-                "target": message.content.strip(),
-                "author_ids": sorted({m.author_id for m in window} | {message.author_id}),
-                "message_ids": [m.id for m in window] + [message.id],
-                "target_author": message.speaker,
-                "timestamp": message.timestamp.isoformat(),
-            })  # fmt: skip
+            samples.append(
+                {
+                    "format": FORMAT,
+                    "history": [_turn(m, message.author_id) for m in before],
+                    "message": _turn(answered, message.author_id),
+                    "target": message.content.strip(),
+                    "author_ids": sorted({m.author_id for m in window} | {message.author_id}),
+                    "message_ids": [m.id for m in window] + [message.id],
+                    "target_author": message.speaker,
+                    "timestamp": message.timestamp.isoformat(),
+                }
+            )
         if filters.reason(message) is None:  # context keeps every kept channel message
             window.append(message)
     report.kept = len(samples)
@@ -173,8 +180,15 @@ def read_jsonl(path: Path, text: str | None = None) -> tuple[list[dict], list[st
     return samples, problems
 
 
-def prepare(settings, out: Path | None = None, context: int = 6, min_chars: int = 8, persona_user: int | None = None,
-            validation: float = 0.1, min_samples: int = MIN_SAMPLES) -> PrepReport:  # fmt: skip
+def prepare(
+    settings,
+    out: Path | None = None,
+    context: int = 6,
+    min_chars: int = 8,
+    persona_user: int | None = None,
+    validation: float = 0.1,
+    min_samples: int = MIN_SAMPLES,
+) -> PrepReport:
     from indexes.members import trainable
     from indexes.store import MessageStore
 

@@ -92,9 +92,12 @@ def _reply(model, tokenizer, rendered: Rendered, device: str, max_new_tokens: in
 
     ids = torch.tensor([rendered.prompt_ids], device=device)
     output = model.generate(
-        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
         pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+    )
     return tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 

@@ -40,7 +40,8 @@ class Recipe:
 
 
 def load_recipe(path: Path, settings=None) -> Recipe:
-    """A recipe, with the EPOCHS/GRADIENT_ACCUMULATION_STEPS/LEARNING_RATE/USE_FP16/ENABLE_QUANTIZATION settings on top."""
+    """A recipe, with the EPOCHS/GRADIENT_ACCUMULATION_STEPS/LEARNING_RATE/USE_FP16/ENABLE_QUANTIZATION settings
+    on top."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         recipe = Recipe(**data)

@@ -34,8 +34,9 @@ class Rendered:
 class SampleRenderer:
     """Renders samples with the serving assembly, within CONTEXT_TOKENS and the trainer's max length."""
 
-    def __init__(self, tokenizer, prompts: PromptSet, persona: Persona, context_tokens: int,
-                 max_length: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, tokenizer, prompts: PromptSet, persona: Persona, context_tokens: int, max_length: int | None = None
+    ) -> None:
         self.tokenizer = tokenizer
         self.persona = persona
         self.context_tokens = context_tokens
@@ -47,9 +48,12 @@ class SampleRenderer:
     def from_settings(cls, tokenizer, settings, max_length: int | None = None) -> SampleRenderer:
         """The renderer for the prompt files, persona and context size the bot is configured with."""
         return cls(
-            tokenizer, load_prompts(settings.PROMPTS_DIR), load_persona(settings.PERSONA_FILE),
-            settings.CONTEXT_TOKENS, max_length,
-        )  # fmt: skip
+            tokenizer,
+            load_prompts(settings.PROMPTS_DIR),
+            load_persona(settings.PERSONA_FILE),
+            settings.CONTEXT_TOKENS,
+            max_length,
+        )
 
     def situation(self, sample: dict) -> tuple[ChatMessage, str, list[ChatMessage]]:
         """The message, its text as the chain passes it on, and the history, as the reply chain sees them."""

@@ -90,10 +90,12 @@ def tokenized(samples: list[dict], renderer: SampleRenderer) -> tuple[list[dict]
     for sample in samples:
         rendered = renderer.render(sample)
         if rendered is not None:
-            rows.append({
-                "input_ids": rendered.prompt_ids + rendered.completion_ids,
-                "completion_mask": [0] * len(rendered.prompt_ids) + [1] * len(rendered.completion_ids),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "input_ids": rendered.prompt_ids + rendered.completion_ids,
+                    "completion_mask": [0] * len(rendered.prompt_ids) + [1] * len(rendered.completion_ids),
+                }
+            )
     return rows, len(samples) - len(rows)
 
 
@@ -107,8 +109,16 @@ def _peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train(recipe: Recipe, settings, data: Path | None = None, name: str | None = None, resume: bool = False,
-          adapters_dir: Path | None = None, callbacks: list | None = None, progress: bool = True) -> TrainResult:  # fmt: skip
+def train(
+    recipe: Recipe,
+    settings,
+    data: Path | None = None,
+    name: str | None = None,
+    resume: bool = False,
+    adapters_dir: Path | None = None,
+    callbacks: list | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Train the recipe on the prepared data; returns figures; the adapter is swapped in at the end."""
     import datasets
     from datasets import Dataset
@@ -146,11 +156,13 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
     if too_long or too_long_validation:
         logger.warning(
             "%d samples left out: the frame, persona and reply do not fit max_length %d (raise it in the recipe)",
-            too_long + too_long_validation, recipe.max_length,
-        )  # fmt: skip
+            too_long + too_long_validation,
+            recipe.max_length,
+        )
     if len(train_rows) < MIN_TRAIN_SAMPLES:
-        raise NotEnoughData(f"not enough data ({len(train_rows)} samples fit max_length {recipe.max_length}, "
-                            f"need {MIN_TRAIN_SAMPLES})")  # fmt: skip
+        raise NotEnoughData(
+            f"not enough data ({len(train_rows)} samples fit max_length {recipe.max_length}, need {MIN_TRAIN_SAMPLES})"
+        )
     config = SFTConfig(
         output_dir=str(work),
         num_train_epochs=recipe.epochs,
@@ -177,19 +189,26 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
         include_num_input_tokens_seen="non_padding",
         use_cpu=device == "cpu",
         **_precision(recipe, device),
-    )  # fmt: skip
+    )
     lora = LoraConfig(
-        r=recipe.lora.get("r", 8), lora_alpha=recipe.lora.get("alpha", 16), lora_dropout=recipe.lora.get("dropout", 0.05),
-        target_modules=recipe.lora.get("target_modules", "all-linear"), task_type="CAUSAL_LM",
-    )  # fmt: skip
+        r=recipe.lora.get("r", 8),
+        lora_alpha=recipe.lora.get("alpha", 16),
+        lora_dropout=recipe.lora.get("dropout", 0.05),
+        target_modules=recipe.lora.get("target_modules", "all-linear"),
+        task_type="CAUSAL_LM",
+    )
     logger.info("training %s on %d samples (%d validation) from %s", name, len(train_rows), len(validation_rows), data)
     logger.info("recipe: %s", json.dumps(asdict(recipe)))
     logger.info("arguments: %s", config.to_json_string())
     trainer = SFTTrainer(
-        model=model, args=config, processing_class=tokenizer, peft_config=lora, callbacks=callbacks,
+        model=model,
+        args=config,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=callbacks,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(validation_rows) if validation_rows else None,
-    )  # fmt: skip
+    )
     before = _validation_loss(trainer) if validation_rows and not checkpoint else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if checkpoint else None)
@@ -198,18 +217,32 @@ def train(recipe: Recipe, settings, data: Path | None = None, name: str | None =
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     tokens = int(trainer.state.num_input_tokens_seen or 0)
     result = TrainResult(
-        adapter=final, steps=trainer.state.global_step, train_samples=len(train_rows),
-        validation_samples=len(validation_rows), loss_first=losses[0] if losses else float("nan"),
-        loss_last=losses[-1] if losses else float("nan"), validation_loss_before=before, validation_loss_after=after,
-        tokens=tokens, seconds=seconds, peak_memory_mb=_peak_memory_mb(device),
+        adapter=final,
+        steps=trainer.state.global_step,
+        train_samples=len(train_rows),
+        validation_samples=len(validation_rows),
+        loss_first=losses[0] if losses else float("nan"),
+        loss_last=losses[-1] if losses else float("nan"),
+        validation_loss_before=before,
+        validation_loss_after=after,
+        tokens=tokens,
+        seconds=seconds,
+        peak_memory_mb=_peak_memory_mb(device),
         resumed_from=str(work) if checkpoint else None,
-    )  # fmt: skip
+    )
     used = train_samples + validation_samples
     still_allowed(settings, used, learned)
     _publish(
-        trainer, tokenizer, recipe, result, (data, digest), final,
-        prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE), used, learned,
-    )  # fmt: skip
+        trainer,
+        tokenizer,
+        recipe,
+        result,
+        (data, digest),
+        final,
+        prompt_hashes(settings.PROMPTS_DIR, settings.PERSONA_FILE),
+        used,
+        learned,
+    )
     return result
 
 
@@ -266,8 +299,17 @@ def _validation_loss(trainer) -> float | None:
     return loss
 
 
-def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: tuple[Path, str], final: Path,
-             prompts: dict[str, str], samples: list[dict], learned: dict[int, str]) -> None:  # fmt: skip
+def _publish(
+    trainer,
+    tokenizer,
+    recipe: Recipe,
+    result: TrainResult,
+    data: tuple[Path, str],
+    final: Path,
+    prompts: dict[str, str],
+    samples: list[dict],
+    learned: dict[int, str],
+) -> None:
     """Write the adapter next to the current one, then swap: the old one becomes <name>.previous.
 
     `data`: the training file and the hash of what was read from it. The adapter records the ids of
@@ -282,15 +324,25 @@ def _publish(trainer, tokenizer, recipe: Recipe, result: TrainResult, data: tupl
     trainer.model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     meta = {
-        "base_model": recipe.base_model, "recipe": asdict(recipe),
-        "data": {"path": str(data[0]), "sha256": data[1],
-                 "train_samples": result.train_samples, "validation_samples": result.validation_samples},
+        "base_model": recipe.base_model,
+        "recipe": asdict(recipe),
+        "data": {
+            "path": str(data[0]),
+            "sha256": data[1],
+            "train_samples": result.train_samples,
+            "validation_samples": result.validation_samples,
+        },
         "prompt_files": prompts,
-        "validation_loss_before": result.validation_loss_before, "validation_loss_after": result.validation_loss_after,
-        "steps": result.steps, "train_loss_first": result.loss_first, "train_loss_last": result.loss_last,
-        "tokens": result.tokens, "seconds": round(result.seconds, 1), "tokens_per_second": round(result.tokens_per_second, 1),
+        "validation_loss_before": result.validation_loss_before,
+        "validation_loss_after": result.validation_loss_after,
+        "steps": result.steps,
+        "train_loss_first": result.loss_first,
+        "train_loss_last": result.loss_last,
+        "tokens": result.tokens,
+        "seconds": round(result.seconds, 1),
+        "tokens_per_second": round(result.tokens_per_second, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }  # fmt: skip
+    }
     (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     trained_on = {
         "message_ids": sorted({int(i) for s in samples for i in s.get("message_ids", [])}),
@@ -332,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"adapter     {result.adapter} ({result.steps} steps{', resumed' if result.resumed_from else ''})\n"
         f"loss        train {result.loss_first:.3f} -> {result.loss_last:.3f}; validation "
-        f"{result.validation_loss_before if result.validation_loss_before is not None else '-'} -> {result.validation_loss_after}\n"
+        f"{result.validation_loss_before if result.validation_loss_before is not None else '-'} "
+        f"-> {result.validation_loss_after}\n"
         f"throughput  {result.tokens_per_second:,.0f} tokens/s ({result.tokens:,} tokens in {result.seconds:.0f} s), "
         f"peak memory {result.peak_memory_mb:,.0f} MB\n"
         f"use it      ADAPTER_PATH={result.adapter} (then !reload in Discord)"

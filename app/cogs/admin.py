@@ -79,7 +79,8 @@ class Admin(commands.Cog, name="Character"):
             f"**busy** {stats.busy}, **cooldowns** {stats.cooled_down}",
             f"**reply latency** P50 {stats.percentile(50):.1f} s, P95 {stats.percentile(95):.1f} s "
             f"(last {len(stats.latencies)}), **first words** P50 {stats.percentile(50, stats.first_words):.1f} s, "
-            f"P95 {stats.percentile(95, stats.first_words):.1f} s, **generation** {stats.tokens_per_second:.1f} tokens/s",
+            f"P95 {stats.percentile(95, stats.first_words):.1f} s, "
+            f"**generation** {stats.tokens_per_second:.1f} tokens/s",
             f"**prompt tokens** {stats.prompt_tokens:,}: {stats.reused_tokens:,} reused from the engine's cache, "
             f"{stats.prompt_tokens - stats.reused_tokens:,} computed",
             f"**model** {runtime.model.describe()}",
@@ -134,8 +135,8 @@ class Admin(commands.Cog, name="Character"):
                 said = next((line for line in reversed(result.tail.splitlines()) if line.startswith("error: ")), "")
                 why = f": {said.removeprefix('error: ')[:300]}" if said else ""
                 await ctx.send(
-                    f"Training failed at {result.step} (exit {result.returncode}){why}. The current adapter stays in use. "
-                    f"Details in {log}."
+                    f"Training failed at {result.step} (exit {result.returncode}){why}. "
+                    f"The current adapter stays in use. Details in {log}."
                 )
                 return
             note = f"Adapter ready: {result.adapter}. Set ADAPTER_PATH to it and !reload."
@@ -148,7 +149,10 @@ class Admin(commands.Cog, name="Character"):
                     note = f"New voice loaded: {model.describe()}."
                 except Exception:  # a refused adapter keeps the current model
                     logger.exception("loading the new adapter %s failed", result.adapter)
-                    note = f"Adapter ready at {result.adapter}, but loading it failed; the current one stays in use (details in the bot's log)."
+                    note = (
+                        f"Adapter ready at {result.adapter}, but loading it failed; "
+                        "the current one stays in use (details in the bot's log)."
+                    )
             await ctx.send(f"Training done. {note}")
         except Exception:
             logger.exception("training failed")
@@ -167,8 +171,9 @@ class Admin(commands.Cog, name="Character"):
         await ctx.reply(
             f"Done: {report.messages} of your messages were removed, and new ones will not be collected. "
             "Models trained before keep what they learned until they are retrained.",
-            mention_author=False, ephemeral=True,
-        )  # fmt: skip
+            mention_author=False,
+            ephemeral=True,
+        )
 
     @commands.hybrid_command(description="Let the character's voice learn from your messages (on), or stop it (off)")
     @app_commands.describe(choice="on: the voice may learn from your messages; off: withdraw, for training")

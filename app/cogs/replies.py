@@ -247,9 +247,14 @@ class Replies(commands.Cog):
             await self.unquote(*bot.runtime.gone_words(result.sources))  # gone while the reply was being made
             first = reply.first_visible - job.received if reply.first_visible else None
             self.stats.record(
-                time.monotonic() - job.received, result.generated_tokens, result.timings.get("generate", 0.0), result.ok,
-                first, result.prompt_tokens if result.reuse_reported else 0, result.reused_tokens,
-            )  # fmt: skip
+                time.monotonic() - job.received,
+                result.generated_tokens,
+                result.timings.get("generate", 0.0),
+                result.ok,
+                first,
+                result.prompt_tokens if result.reuse_reported else 0,
+                result.reused_tokens,
+            )
         finally:
             self._pending_authors.discard(job.message.author.id)
             self.cooldowns.get_bucket(job.message).update_rate_limit()  # counts from the delivered reply

@@ -47,10 +47,13 @@ def export_files(path: Path) -> list[Path]:
     if not path.is_dir():
         raise ExportError(path, "", "no such file or folder")
     files = sorted(
-        p for p in path.rglob("*")
-        if p.is_file() and p.suffix.lower() in SUFFIXES and not any(part.startswith(".") for part in p.parts)
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in p.parts)
         and not any(part.endswith("_Files") for part in p.parent.parts)
-    )  # fmt: skip
+    )
     if not files:
         raise ExportError(path, "", f"no export files ({', '.join(SUFFIXES)}) in this folder")
     return files

@@ -129,9 +129,14 @@ def checked(message: StoredMessage) -> StoredMessage:
     _moment(message.timestamp, "date")
     if message.edited_at is not None:
         _moment(message.edited_at, "edit date")
-    ids = [("message id", message.id), ("author id", message.author_id), ("channel id", message.channel_id),
-           ("guild id", message.guild_id), ("reply-to id", message.reply_to),
-           *(("mention id", m) for m in message.mentions)]  # fmt: skip
+    ids = [
+        ("message id", message.id),
+        ("author id", message.author_id),
+        ("channel id", message.channel_id),
+        ("guild id", message.guild_id),
+        ("reply-to id", message.reply_to),
+        *(("mention id", m) for m in message.mentions),
+    ]
     for what, value in ids:
         if value is not None and not 0 <= value <= MAX_ID:
             raise MessageProblem(f"{what} is out of range: {str(value)[:40]}")

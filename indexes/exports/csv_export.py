@@ -20,7 +20,7 @@ from indexes.exports.common import (
     file_name_of,
     synthetic_message_id,
     synthetic_user_id,
-)  # fmt: skip
+)
 from indexes.records import StoredMessage
 
 REACTION = re.compile(r"\s*(.+?)\s+\((\d+)\)\s*$")

@@ -27,7 +27,7 @@ from indexes.exports.common import (
     file_name_of,
     is_number,
     synthetic_user_id,
-)  # fmt: skip
+)
 from indexes.exports.text_export import system_type
 from indexes.records import MAX_ID, StoredMessage
 

@@ -28,7 +28,7 @@ from indexes.exports.common import (
     file_name_of,
     synthetic_message_id,
     synthetic_user_id,
-)  # fmt: skip
+)
 from indexes.records import StoredMessage
 
 RULE = re.compile(r"^={20,}\s*$")
@@ -144,7 +144,8 @@ class TextExport(ExportReader):
         if declared is not None and len(headers) > declared:
             raise self.error(
                 f"lines {', '.join(map(str, headers[-(len(headers) - declared) :][:5]))}",
-                f"{len(headers)} message headers but the footer counts {declared}: {len(headers) - declared} line(s) typed "
+                f"{len(headers)} message headers but the footer counts {declared}: "
+                f"{len(headers) - declared} line(s) typed "
                 "inside messages look like message headers, and a plain-text export cannot tell which. "
                 "Nothing was imported from this file; export the channel as JSON or HTML instead",
             )

@@ -3,9 +3,10 @@
 The packaged SmolLM2 file stores its matrices as Q4_1, a type llama.cpp's tinyBLAS prompt kernels
 do not cover; as Q8_0 the same weights process prompts about 1.5x faster on an AVX2 CPU, at equal
 quality (Q8_0 holds the Q4_1 values to within 0.5%; perplexity on the sample server 438 vs 435),
-while decoding is up to 10% slower and the file (and memory) twice as large. Every quantized matrix that is not Q8_0 already is dequantized and quantized
-again; float tensors and the metadata (tokenizer, chat template) are copied as they are. The copy is
-made once, next to the model cache, and reused.
+while decoding is up to 10% slower and the file (and memory) twice as large. Every quantized matrix
+that is not Q8_0 already is dequantized and quantized again; float tensors and the metadata
+(tokenizer, chat template) are copied as they are. The copy is made once, next to the model cache,
+and reused.
 """
 
 from __future__ import annotations

@@ -87,9 +87,12 @@ class StreamingPipeline(HuggingFacePipeline):
             try:
                 with torch.inference_mode():
                     outcome["sequences"] = model.generate(
-                        input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([Cancel()]), **settings,
-                    )  # fmt: skip
+                        input_ids=ids,
+                        attention_mask=torch.ones_like(ids),
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([Cancel()]),
+                        **settings,
+                    )
             except BaseException as exc:  # handed to the consumer
                 outcome["error"] = exc
                 streamer.end()

@@ -92,10 +92,17 @@ class LlamaCppLLM(LLM):
         opts = options(kwargs)
         temperature = self.temperature if opts.temperature is None else opts.temperature
         body = {
-            "prompt": prompt, "stream": True, "return_progress": True, "cache_prompt": True, "id_slot": opts.slot,
-            "n_predict": opts.max_new_tokens or self.max_new_tokens, "temperature": temperature,
-            "top_p": self.top_p, "repeat_penalty": self.repeat_penalty, "stop": list(stop or []),
-        }  # fmt: skip
+            "prompt": prompt,
+            "stream": True,
+            "return_progress": True,
+            "cache_prompt": True,
+            "id_slot": opts.slot,
+            "n_predict": opts.max_new_tokens or self.max_new_tokens,
+            "temperature": temperature,
+            "top_p": self.top_p,
+            "repeat_penalty": self.repeat_penalty,
+            "stop": list(stop or []),
+        }
         if self.seed is not None:
             body["seed"] = self.seed
         return body
@@ -168,9 +175,15 @@ def score(llm: LlamaCppLLM, prompt: str, completion: str, max_tokens: int = 512)
     token's log-probability under the model (before the grammar), which is what perplexity needs.
     """
     body = {
-        "prompt": prompt, "n_predict": max_tokens, "temperature": 0, "grammar": f"root ::= {gbnf_literal(completion)}",
-        "n_probs": 1, "logprobs": 1, "cache_prompt": True, "id_slot": 1,
-    }  # fmt: skip
+        "prompt": prompt,
+        "n_predict": max_tokens,
+        "temperature": 0,
+        "grammar": f"root ::= {gbnf_literal(completion)}",
+        "n_probs": 1,
+        "logprobs": 1,
+        "cache_prompt": True,
+        "id_slot": 1,
+    }
     answer = llm.server.handle_completions(body)
     if "error" in answer:
         raise EngineError(f"llama.cpp could not score the text: {answer['error'].get('message', answer['error'])}")

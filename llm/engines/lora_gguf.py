@@ -60,13 +60,15 @@ def convert_lora(adapter: Path, base_gguf: Path, out: Path) -> Path:
     config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("use_dora") or config.get("alpha_pattern") or config.get("modules_to_save"):
         raise EngineError(
-            f"{adapter}: DoRA, per-module alphas and extra saved modules cannot run on llama.cpp; use ENGINE=transformers"
+            f"{adapter}: DoRA, per-module alphas and extra saved modules cannot run on llama.cpp; "
+            "use ENGINE=transformers"
         )
     reader = gguf.GGUFReader(base_gguf)
     arch = _field(reader, "general.architecture")
     if arch not in SUPPORTED_ARCHS:
         raise EngineError(
-            f"{base_gguf}: LoRA conversion supports the {', '.join(sorted(SUPPORTED_ARCHS))} architectures, not {arch!r}"
+            f"{base_gguf}: LoRA conversion supports the {', '.join(sorted(SUPPORTED_ARCHS))} architectures, "
+            f"not {arch!r}"
         )
     blocks = int(_field(reader, f"{arch}.block_count"))
     n_head = int(_field(reader, f"{arch}.attention.head_count"))

@@ -81,10 +81,14 @@ class OpenAICompatibleLLM(LLM):
         opts = options(kwargs)
         stats = opts.stats or GenerationStats()
         request: dict[str, Any] = {
-            "model": self.model, "prompt": prompt, "stream": True, "stream_options": {"include_usage": True},
+            "model": self.model,
+            "prompt": prompt,
+            "stream": True,
+            "stream_options": {"include_usage": True},
             "max_tokens": opts.max_new_tokens or self.max_new_tokens,
-            "temperature": self.temperature if opts.temperature is None else opts.temperature, "top_p": self.top_p,
-        }  # fmt: skip
+            "temperature": self.temperature if opts.temperature is None else opts.temperature,
+            "top_p": self.top_p,
+        }
         if stop:
             request["stop"] = list(stop)[:MAX_STOP_STRINGS]
         if self.seed is not None:
