@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom to top; a package imports only packages of a lower rank (packages of one rank do not import each other).
 LAYERS = [
+    ["errors"],  # UserError, the base of every error a user can fix
     ["llm"],  # the model and its engines
     ["config", "prompts", "fakes"],  # settings and logging; prompt files and the persona; stand-ins for tests
     ["chains", "indexes"],  # the reply pipeline; the store, the index and retrieval
@@ -63,7 +64,7 @@ def test_an_arrow_pointing_up_is_caught(tmp_path):
     (tmp_path / "llm" / "model.py").write_text("def load():\n    from config.settings import load_settings\n")
     (tmp_path / "indexes" / "backfill.py").write_text("import discord\nfrom chains.types import LoreItem\n")
     assert sorted(wrong_arrows(tmp_path)) == [
-        "indexes/backfill.py imports chains (layer 2, not below indexes's 2)",
+        "indexes/backfill.py imports chains (layer 3, not below indexes's 3)",
         "indexes/backfill.py imports discord.py outside the Discord layer",
-        "llm/model.py imports config (layer 1, not below llm's 0)",
+        "llm/model.py imports config (layer 2, not below llm's 1)",
     ]
