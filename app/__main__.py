@@ -112,6 +112,32 @@ def _history(args: argparse.Namespace) -> int:
     return history.rebuild(settings, args.source, args.any_channel, args.licensed)
 
 
+def _healthcheck(args: argparse.Namespace) -> int:
+    from app.metrics import check_health
+    from config.settings import load_settings
+
+    settings = load_settings()
+    if not settings.METRICS_PORT:
+        print("error: METRICS_PORT is not set: the bot serves no /healthz to ask", file=sys.stderr)
+        return 2
+    healthy, said = check_health(settings.METRICS_HOST, settings.METRICS_PORT)
+    print(said)
+    return 0 if healthy else 1
+
+
+def _export_model(args: argparse.Namespace) -> int:
+    import shutil
+
+    from llm.model import packaged_gguf
+
+    target = args.folder / "model.gguf"
+    args.folder.mkdir(parents=True, exist_ok=True)
+    if not target.is_file() or target.stat().st_size != packaged_gguf().stat().st_size:
+        shutil.copyfile(packaged_gguf(), target)
+    print(target)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="The Discord character bot.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     chat.set_defaults(run=_chat)
 
+    export = sub.add_parser(
+        "export-model", help="copy the packaged default model (GGUF) to FOLDER/model.gguf, for an inference server"
+    )
+    export.add_argument("folder", type=Path)
+    export.set_defaults(run=_export_model)
+    health = sub.add_parser("healthcheck", help="ask a running bot's /healthz (METRICS_PORT): exit 0 when healthy")
+    health.set_defaults(run=_healthcheck)
     bot = sub.add_parser("bot", help="run the character in its Discord channel (DISCORD_* settings)")
     bot.set_defaults(run=_bot)
 

@@ -22,6 +22,7 @@ from app.cogs import in_scope
 from app.cogs.admin import REFUSAL, Admin
 from app.cogs.ingestion import Ingestion
 from app.cogs.replies import COOLDOWN_REACTION, Replies
+from app.metrics import Metrics, metrics_app, serve
 from app.runtime import Runtime
 from app.stats import BotStats
 from config.settings import Settings, SettingsError
@@ -81,7 +82,9 @@ class CharacterBot(commands.Bot):
         )
         self.runtime = runtime
         self.settings = settings
-        self.stats = BotStats()
+        self.metrics = Metrics() if settings.METRICS_PORT else None
+        self.stats = BotStats(metrics=self.metrics)
+        self._metrics_server = None
         self.add_check(self._in_scope)
 
     async def _in_scope(self, ctx: commands.Context) -> bool:
@@ -94,10 +97,40 @@ class CharacterBot(commands.Bot):
             logger.warning("%s", ALL_WARNING)  # said where the admin sees it, not only when training runs
         for cog in (Replies(self), Ingestion(self), Admin(self)):
             await self.add_cog(cog)
+        if self.metrics is not None:
+            await self._serve_metrics()
         if self.settings.DISCORD_GUILD_ID:
             guild = discord.Object(self.settings.DISCORD_GUILD_ID)
             self.tree.copy_global_to(guild=guild)
             await self.tree.sync(guild=guild)
+
+    async def _serve_metrics(self) -> None:
+        """/metrics and /healthz on METRICS_HOST:METRICS_PORT, on this event loop."""
+        runtime, replies = self.runtime, self.get_cog("Replies")
+        index = runtime.lore_index
+        self.metrics.watch(
+            queue_depth=lambda: replies.queue.qsize(),
+            index_size=lambda: index.size() if index is not None else 0,
+            pending=lambda: runtime.ingestion.waiting,
+        )
+        app = metrics_app(self.metrics, self.health)
+        self._metrics_server = await serve(app, self.settings.METRICS_HOST, self.settings.METRICS_PORT)
+
+    def health(self) -> str | None:
+        """None while the bot can answer (connected to Discord, its generation service running), else why not."""
+        if self.is_closed():
+            return "the bot is shutting down"
+        if not self.is_ready() or self.ws is None or not self.ws.open:
+            return "not connected to Discord"
+        if not self.runtime.service.running:
+            return "the generation service is not running"
+        return None
+
+    async def close(self) -> None:
+        if self._metrics_server is not None:
+            server, self._metrics_server = self._metrics_server, None
+            await server.cleanup()
+        await super().close()
 
     def apply_settings(self, settings: Settings) -> None:
         """New settings after `!reload` (the runtime has taken them already)."""

@@ -1,10 +1,17 @@
-"""What the bot counts while it runs (`!stats`): messages seen, replies, fallbacks, latencies, tokens."""
+"""What the bot counts while it runs (`!stats`): messages seen, replies, fallbacks, latencies, tokens.
+
+With METRICS_PORT set, each count also goes to the Prometheus metrics (app/metrics.py).
+"""
 
 from __future__ import annotations
 
 import collections
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.metrics import Metrics
 
 
 @dataclass
@@ -23,6 +30,7 @@ class BotStats:
     generate_seconds: float = 0.0
     prompt_tokens: int = 0
     reused_tokens: int = 0
+    metrics: Metrics | None = field(default=None, repr=False)
 
     def record(
         self,
@@ -43,6 +51,18 @@ class BotStats:
         self.generate_seconds += generate_seconds
         self.prompt_tokens += prompt_tokens
         self.reused_tokens += reused_tokens
+        if self.metrics is not None:
+            self.metrics.reply(seconds, ok, first_words, generated_tokens, generate_seconds)
+
+    def refused(self, reason: str) -> None:
+        """A message asking for a reply got the busy line ("busy") or a reaction: a reply still pending ("pending"),
+        the cooldown ("cooldown"), the queue still full after the member was told so ("busy_again")."""
+        if reason == "busy":
+            self.busy += 1
+        else:
+            self.cooled_down += 1
+        if self.metrics is not None:
+            self.metrics.refused(reason)
 
     def percentile(self, q: float, values: collections.deque | None = None) -> float:
         values = self.latencies if values is None else values

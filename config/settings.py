@@ -40,6 +40,8 @@ RESTART_SETTINGS = (
     "ALLOW_DMS",
     "REPLY_QUEUE_LIMIT",
     "SAMPLE_EXPORT",
+    "METRICS_PORT",
+    "METRICS_HOST",
 )
 SECRET_SETTINGS = ("DISCORD_BOT_TOKEN", "OPENAI_API_KEY", "EVAL_JUDGE_API_KEY")
 # Where settings are read from besides the environment; child processes get theirs in the environment
@@ -239,6 +241,10 @@ class Settings(BaseSettings):
     LOG_DIR: Path = Field(Path("logs"), description="the bot writes bot.log here (rotated)")
     LOG_FILE_MAX_MB: float = Field(5.0, gt=0)
     LOG_FILE_BACKUPS: int = Field(5, ge=0)
+    METRICS_PORT: int | None = Field(
+        None, ge=1, le=65535, description="serve /metrics (Prometheus) and /healthz on this port; unset: off"
+    )
+    METRICS_HOST: str = Field("127.0.0.1", description="the address /metrics and /healthz listen on")
 
     @field_validator("MODEL_NAME", "CHROMA_COLLECTION")
     @classmethod

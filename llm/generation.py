@@ -250,6 +250,11 @@ class GenerationService:
         with self._condition:
             return len(self._background)
 
+    @property
+    def running(self) -> bool:
+        """Taking work, its worker alive (for health checks)."""
+        return not self._closed and self._worker.is_alive()
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop taking work, cancel what runs, and end the worker."""
         with self._condition:

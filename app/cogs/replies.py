@@ -144,7 +144,7 @@ class Replies(commands.Cog):
         pending = message.author.id in self._pending_authors
         retry_after = self.cooldowns.get_bucket(message).get_retry_after()
         if pending or retry_after:
-            self.stats.cooled_down += 1
+            self.stats.refused("pending" if pending else "cooldown")
             why = "a reply is still pending" if pending else f"cooldown, {retry_after:.1f} s left"
             logger.info("%s asked again (%s): reacting instead of replying", message.author, why)
             await safe_call(message.add_reaction(COOLDOWN_REACTION))
@@ -153,11 +153,11 @@ class Replies(commands.Cog):
             self.queue.put_nowait(Job(message, chat, time.monotonic()))
         except asyncio.QueueFull:
             if message.author.id in self._told_busy:  # one busy line per member while the queue is full
-                self.stats.cooled_down += 1
+                self.stats.refused("busy_again")
                 logger.info("reply queue full (%d): %s was told already, reacting", self.queue.maxsize, message.author)
                 await safe_call(message.add_reaction(COOLDOWN_REACTION))
                 return
-            self.stats.busy += 1
+            self.stats.refused("busy")
             self._told_busy.add(message.author.id)
             logger.info("reply queue full (%d): busy line for %s", self.queue.maxsize, message.author)
             line = self.bot.runtime.persona.busy(next(self._busy_lines))
