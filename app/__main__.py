@@ -112,6 +112,20 @@ def _history(args: argparse.Namespace) -> int:
     return history.rebuild(settings, args.source, args.any_channel, args.licensed)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from app.doctor import doctor
+    from config.settings import SettingsError, load_settings, secrets_of
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"FIX   settings: {exc}")
+        return 1
+    setup_logging("ERROR", secrets=secrets_of(settings))  # the checks' lines only
+    print("ok    settings: valid")
+    return doctor(settings)
+
+
 def _healthcheck(args: argparse.Namespace) -> int:
     from app.metrics import check_health
     from config.settings import load_settings
@@ -155,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     export.add_argument("folder", type=Path)
     export.set_defaults(run=_export_model)
+    check = sub.add_parser("doctor", help="check a deployment: a line per check, what is fine and what to fix")
+    check.set_defaults(run=_doctor)
     health = sub.add_parser("healthcheck", help="ask a running bot's /healthz (METRICS_PORT): exit 0 when healthy")
     health.set_defaults(run=_healthcheck)
     bot = sub.add_parser("bot", help="run the character in its Discord channel (DISCORD_* settings)")

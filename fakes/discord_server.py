@@ -41,7 +41,9 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 TOKEN = "fake-token.for.tests"
 MESSAGE_CONTENT_INTENT = 1 << 15
 MANAGE_GUILD = 1 << 5
-EVERYONE_PERMISSIONS = 0x400 | 0x800 | 0x10000  # view channel, send messages, read message history
+# @everyone's, as a new server has them: view channel, send messages, read message history, add reactions,
+# send messages in threads
+EVERYONE_PERMISSIONS = 0x400 | 0x800 | 0x10000 | 0x40 | (1 << 38)
 ALL_PERMISSIONS = (1 << 51) - 1  # what a server owner has
 EPHEMERAL, LOADING = 1 << 6, 1 << 7  # message flags
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
@@ -152,6 +154,9 @@ class FakeDiscord:
     page_delay: float = 0.0
     forbidden: bool = False
     allow_message_content: bool = True
+    # the tavern channel's permission overwrites, as Discord sends them ({"id", "type": 0 role / 1 member,
+    # "allow", "deny"}): a permission taken from the bot there
+    channel_overwrites: list[dict] = field(default_factory=list)
     heartbeat_interval_ms: int = 41250
     history: list[dict] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
@@ -302,7 +307,7 @@ class FakeDiscord:
                 "guild_id": str(self.guild_id),
                 "name": "tavern",
                 "position": 0,
-                "permission_overwrites": [],
+                "permission_overwrites": self.channel_overwrites,
                 "nsfw": False,
                 "parent_id": None,
                 "topic": None,
@@ -710,7 +715,7 @@ class FakeDiscord:
                 "type": 0,
                 "name": name,
                 "position": position,
-                "permission_overwrites": [],
+                "permission_overwrites": self.channel_overwrites if channel_id == self.channel_id else [],
                 "nsfw": False,
                 "parent_id": None,
                 "topic": None,
