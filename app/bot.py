@@ -127,10 +127,12 @@ class CharacterBot(commands.Bot):
         return None
 
     async def close(self) -> None:
-        if self._metrics_server is not None:
-            server, self._metrics_server = self._metrics_server, None
-            await server.cleanup()
-        await super().close()
+        try:
+            if self._metrics_server is not None:
+                server, self._metrics_server = self._metrics_server, None
+                await server.cleanup()
+        finally:
+            await super().close()
 
     def apply_settings(self, settings: Settings) -> None:
         """New settings after `!reload` (the runtime has taken them already)."""

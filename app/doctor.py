@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
 import discord
 
 from config.settings import Settings
@@ -65,13 +66,14 @@ async def _discord(settings: Settings) -> list[Finding]:
     findings = []
     try:
         try:
-            await client.login(settings.DISCORD_BOT_TOKEN.get_secret_value())
+            await asyncio.wait_for(client.login(settings.DISCORD_BOT_TOKEN.get_secret_value()), DISCORD_TIMEOUT_S)
         except discord.LoginFailure:
             return [
                 Finding(False, "token", "Discord rejects DISCORD_BOT_TOKEN: reset it in the Developer Portal (Bot)")
             ]
-        except (discord.HTTPException, OSError) as exc:
-            return [Finding(False, "token", f"cannot reach Discord at {settings.DISCORD_API_BASE}: {exc}")]
+        except (discord.HTTPException, OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            why = str(exc) or type(exc).__name__
+            return [Finding(False, "token", f"cannot reach Discord at {settings.DISCORD_API_BASE}: {why}")]
         findings.append(Finding(True, "token", f"accepted: logged in as {client.user}"))
         connection = asyncio.create_task(client.connect(reconnect=False))
         waiting = asyncio.create_task(ready.wait())
@@ -158,6 +160,8 @@ def model_finding(settings: Settings) -> Finding:
         bundle = default_model_factory(settings)
     except ModelLoadError as exc:
         return Finding(False, "model", str(exc))
+    except Exception as exc:  # out of memory, a broken adapter: what the bot would meet at start
+        return Finding(False, "model", f"cannot be loaded: {type(exc).__name__}: {exc}")
     try:
         return Finding(True, "model", f"loads: {bundle.describe()}")
     finally:
@@ -185,9 +189,14 @@ def _server_finding(settings: Settings) -> Finding:
 
 def adapter_finding(settings: Settings) -> Finding:
     from app.runtime import adapter_prompt_changes
+    from llm.model import ADAPTER_META_FILE
 
     if not settings.ADAPTER_PATH:
         return Finding(None, "adapter", "none configured (ADAPTER_PATH)")
+    if not (settings.ADAPTER_PATH / ADAPTER_META_FILE).is_file():
+        return Finding(
+            None, "adapter", f"{settings.ADAPTER_PATH} records no prompt files to compare (not trained here)"
+        )
     changed = adapter_prompt_changes(settings)
     if changed:
         return Finding(
@@ -206,17 +215,21 @@ def index_finding(settings: Settings) -> Finding:
 
     if not settings.store_path.is_file():
         return Finding(None, "index", f"no store yet at {settings.store_path} (the first start builds it)")
+    if settings.CHROMA_HOST and (problem := _chroma_problem(settings)):
+        return Finding(None, "index", f"not checked: the Chroma server does not answer ({problem})")
     try:
         lock = hold_data_dir(settings, "`python -m app doctor`")
     except DataDirBusy:
         return Finding(None, "index", "the bot holds the embedded index (stop it to check, or use CHROMA_HOST)")
-    store = MessageStore(settings.store_path)
+    store = None
     try:
+        store = MessageStore(settings.store_path)
         found = open_index(settings, store).check()
-    except Exception as exc:  # an unreadable index is what this line is for
+    except Exception as exc:  # an unreadable store or index is what this line is for
         return Finding(False, "index", f"cannot be read: {exc}: python -m app index rebuild")
     finally:
-        store.close()
+        if store is not None:
+            store.close()
         if lock is not None:
             lock.release()
     if not found.agrees:
@@ -229,21 +242,32 @@ def index_finding(settings: Settings) -> Finding:
     return Finding(True, "index", f"agrees with the store ({found.indexed:,} messages, {found.pending:,} pending)")
 
 
+def _chroma_problem(settings: Settings, timeout: float = 5.0) -> str | None:
+    """Why the Chroma server does not answer its heartbeat within `timeout` seconds, or None."""
+    import urllib.request
+
+    url = f"http://{settings.CHROMA_HOST}:{settings.CHROMA_PORT}/api/v2/heartbeat"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return None
+    except (OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+
+
 def chroma_finding(settings: Settings) -> Finding:
     if not settings.CHROMA_HOST:
         return Finding(None, "Chroma server", "none (the index is embedded under DATA_DIR)")
-    from indexes.vector import chroma_client
-
-    try:
-        chroma_client(settings.chroma_path, settings.CHROMA_HOST, settings.CHROMA_PORT).heartbeat()
-    except Exception as exc:
-        return Finding(False, "Chroma server", f"{settings.CHROMA_HOST}:{settings.CHROMA_PORT} does not answer: {exc}")
-    return Finding(True, "Chroma server", f"{settings.CHROMA_HOST}:{settings.CHROMA_PORT} answers")
+    where = f"{settings.CHROMA_HOST}:{settings.CHROMA_PORT}"
+    if problem := _chroma_problem(settings):
+        return Finding(False, "Chroma server", f"{where} does not answer: {problem}")
+    return Finding(True, "Chroma server", f"{where} answers")
 
 
 def disk_finding(settings: Settings) -> Finding:
-    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(settings.DATA_DIR).free
+    folder = settings.DATA_DIR.resolve()
+    while not folder.exists():  # not made yet: the disk it will be made on
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
     if free < MIN_FREE_BYTES:
         return Finding(False, "disk", f"{free / 1e9:.2f} GB free under {settings.DATA_DIR}: free at least 1 GB")
     return Finding(True, "disk", f"{free / 1e9:.1f} GB free under {settings.DATA_DIR}")
@@ -256,8 +280,12 @@ def doctor(settings: Settings, say: Callable[[str], None] = print) -> int:
     if not settings.DISCORD_BOT_TOKEN:
         say(Finding(False, "token", "DISCORD_BOT_TOKEN is not set (see .env.example)").line())
         failed = True
-    for check in [*checks, model_finding, adapter_finding, index_finding, chroma_finding, disk_finding]:
-        found = check(settings)
+    for check in [*checks, model_finding, adapter_finding, chroma_finding, index_finding, disk_finding]:
+        try:
+            found = check(settings)
+        except Exception as exc:  # a check that breaks is a line too; the others still run
+            name = check.__name__.removesuffix("_findings").removesuffix("_finding")
+            found = Finding(False, name, f"the check failed: {type(exc).__name__}: {exc}")
         for finding in found if isinstance(found, list) else [found]:
             say(finding.line())
             failed |= finding.ok is False

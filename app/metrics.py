@@ -10,6 +10,7 @@ which discord.py already uses) and binds `METRICS_HOST` (127.0.0.1 unless a cont
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -78,7 +79,9 @@ def metrics_app(metrics: Metrics, health: Callable[[], str | None]) -> web.Appli
     """`/metrics` and `/healthz`; `health` returns None when all is well, else what is wrong."""
 
     async def scrape(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # off the event loop: the gauges ask the index (a Chroma server, maybe slow) and the store
+        body = await asyncio.to_thread(metrics.render)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
         problem = health()
@@ -90,10 +93,19 @@ def metrics_app(metrics: Metrics, health: Callable[[], str | None]) -> web.Appli
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start serving `app` on host:port; the returned runner stops it (`await runner.cleanup()`)."""
+    """Start serving `app` on host:port; the returned runner stops it (`await runner.cleanup()`).
+
+    A port in use or an address that is not this machine's is a SettingsError naming the two settings.
+    """
+    from config.settings import SettingsError
+
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SettingsError(f"cannot serve metrics on METRICS_HOST={host} METRICS_PORT={port}: {exc}") from None
     logger.info("metrics on http://%s:%d/metrics, health on /healthz", host, port)
     return runner
 

@@ -125,23 +125,26 @@ def load_parts(
 ) -> Parts:
     """The one loader of start-up and reloads: persona and prompt files (checked against the adapter's),
     then the model (`model`, else from `model_factory`) and its generation service (`service`, else a new
-    one, with the thread count and SEED applied). Prompt errors and bad settings raise here, before
-    anything is swapped.
+    one). Prompt errors and bad settings raise here, before anything is swapped.
     """
-    import torch
-
     persona = load_persona(settings.PERSONA_FILE)
     prompts = load_prompts(settings.PROMPTS_DIR)
     adapter_prompt_changes(settings)
-    if service is None:
-        torch.set_num_threads(torch_threads(settings))
-        if settings.SEED is not None:
-            from transformers import set_seed
-
-            set_seed(settings.SEED)
     model = model or model_factory(settings)
     service = service or GenerationService(model.llm, timeout_s=settings.GENERATION_TIMEOUT_SECONDS)
     return Parts(settings, persona, prompts, model, service)
+
+
+def apply_threads_and_seed(settings: Settings) -> None:
+    """Torch's thread count and, with SEED, every random generator: process-wide, so applied only by a start
+    (before the model loads) or a reload that succeeded (after)."""
+    import torch
+
+    torch.set_num_threads(torch_threads(settings))
+    if settings.SEED is not None:
+        from transformers import set_seed
+
+        set_seed(settings.SEED)
 
 
 @dataclass
@@ -367,9 +370,8 @@ class Runtime:
 
     def reload_prompts(self) -> None:
         """Re-read the persona and prompt files and rebuild the chain (the model stays loaded)."""
-        parts = load_parts(self.settings, model=self.model, service=self.service)
-        with self._swap_lock:
-            self._swap(parts)
+        with self._swap_lock:  # the model and service in place now, not ones a reload is replacing
+            self._swap(load_parts(self.settings, model=self.model, service=self.service))
         logger.info("prompts reloaded from %s and %s", self.settings.PROMPTS_DIR, self.settings.PERSONA_FILE)
 
     def _swap(self, parts: Parts) -> None:
@@ -402,6 +404,7 @@ class Runtime:
         """
         parts = load_parts(settings, self.model_factory)
         model = parts.model
+        apply_threads_and_seed(settings)
         with self._swap_lock:
             old_model, old_service = self.model, self.service
             self.memory.resize(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL)
@@ -495,6 +498,7 @@ def build_runtime(
 
     `model_factory` loads the model (again on reload); tests pass one that makes a scripted fake.
     """
+    apply_threads_and_seed(settings)
     parts = load_parts(settings, model_factory, model)
     store = MessageStore(settings.store_path)
     lore_index = open_lore_index(settings, store) if with_index else None

@@ -65,18 +65,26 @@ def setup_logging(
     """Logging to stderr, plus a rotating log file when `log_file` is given.
 
     `to_stderr=False` (the console channel without --verbose) keeps the screen for the conversation:
-    log lines and the libraries' warnings (Python warnings are logged too) go to the file alone.
+    log lines and the libraries' warnings (Python warnings are logged too) go to the file, and only
+    errors ("generation failed") to the screen as well. A log file that cannot be written is said on
+    stderr, and everything is logged there instead.
     """
     quiet_libraries()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if to_stderr or log_file is None else []
-    logging.captureWarnings(not to_stderr)
+    file_handler = None
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(
-            logging.handlers.RotatingFileHandler(
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            file_handler = logging.handlers.RotatingFileHandler(
                 log_file, maxBytes=int(max_mb * 1e6), backupCount=backups, encoding="utf-8"
             )
-        )
+        except OSError as exc:
+            print(f"cannot write the log file {log_file} ({exc}): logging to the screen", file=sys.stderr)
+            to_stderr = True
+    screen = logging.StreamHandler(sys.stderr)
+    if not to_stderr and file_handler is not None:
+        screen.setLevel(logging.ERROR)
+    handlers: list[logging.Handler] = [screen, *([file_handler] if file_handler else [])]
+    logging.captureWarnings(not to_stderr)
     redact = RedactSecrets(list(secrets))
     for handler in handlers:
         handler.addFilter(redact)

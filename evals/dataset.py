@@ -64,7 +64,7 @@ class EvalSet:
 def load_dataset(path: Path) -> EvalSet:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DatasetError(f"{path}: cannot read the eval set: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("samples"), list) or not data["samples"]:
         raise DatasetError(f"{path}: expected a mapping with a non-empty 'samples' list")

@@ -6,13 +6,18 @@ from pathlib import Path
 
 import yaml
 
+from evals.dataset import DatasetError
+
 THRESHOLDS = Path("evals/thresholds.yaml")
 
 
 def load_thresholds(path: Path) -> dict[str, dict[str, float]]:
     """{eval set name: {metric: minimum}} from the thresholds file."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return {name: {k: float(v) for k, v in (metrics or {}).items()} for name, metrics in data.items()}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return {name: {k: float(v) for k, v in (metrics or {}).items()} for name, metrics in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        raise DatasetError(f"{path}: cannot read the thresholds ({{set: {{metric: number}}}}): {exc}") from None
 
 
 def check(run: dict, thresholds: dict[str, dict[str, float]]) -> tuple[bool, list[str]]:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evals.dataset import EvalSet
+from evals.dataset import DatasetError, EvalSet
 from evals.metrics import (
     JUDGED,
     OFFLINE,
@@ -256,7 +256,10 @@ def _fmt(value: float | None) -> str:
 
 
 def load_run(path: Path) -> dict:
-    record = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    try:
+        record = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # a run killed while saving: say which, and that it can go
+        raise DatasetError(f"{path / 'run.json'}: cannot read the run ({exc}); delete {path} to drop it") from None
     record["path"] = path
     return record
 
@@ -270,7 +273,11 @@ def previous_run(
     for path in sorted((p for p in runs_dir.iterdir() if (p / "run.json").is_file()), reverse=True):
         if path.name >= current:
             continue
-        record = load_run(path)
+        try:
+            record = load_run(path)
+        except DatasetError as exc:  # an earlier run left broken: compared with the one before it
+            logger.warning("%s", exc)
+            continue
         same_questions = samples is None or record.get("samples") == samples
         if (
             record["dataset"] == dataset

@@ -311,3 +311,20 @@ def test_evals_retrieval_reports_source_in_top_k_and_rank_per_set(tmp_path, monk
     shown = dict(line.strip().split(": ", 1) for line in out.splitlines() if line.startswith("  "))
     assert shown["joystick"].startswith("rank 1  facts yes") and "tomasz" in shown["joystick"]
     assert shown["nowhere"].startswith("rank -  facts no")
+
+
+def test_a_run_left_broken_is_named_by_the_gate_and_skipped_as_a_baseline(tmp_path, capsys):
+    from evals.__main__ import main
+    from evals.runner import previous_run
+
+    broken = tmp_path / "runs" / "20261201-120000.000-sample_server"
+    broken.mkdir(parents=True)
+    (broken / "run.json").write_text('{"dataset": "sample_server", "means": {')  # killed while saving
+    assert previous_run(tmp_path / "runs", "20261202-000000.000-sample_server", "sample_server") is None
+    assert main(["gate", "--run", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {broken / 'run.json'}: cannot read the run") and f"delete {broken}" in err
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text("sample_server: {answered: plenty}\n")
+    assert main(["gate", "--run", str(broken), "--thresholds", str(thresholds)]) == 2
+    assert "cannot read the thresholds" in capsys.readouterr().err

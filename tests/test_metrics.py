@@ -70,3 +70,21 @@ async def test_without_metrics_port_nothing_listens(start_bot, monkeypatch, caps
     monkeypatch.delenv("METRICS_PORT", raising=False)
     assert await asyncio.to_thread(app_main, ["healthcheck"]) == 2
     assert "METRICS_PORT is not set" in capsys.readouterr().err
+
+
+async def test_a_metrics_port_in_use_is_a_settings_error_naming_it():
+    from aiohttp import web
+
+    from app.metrics import serve
+    from config.settings import SettingsError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            await serve(web.Application(), "127.0.0.1", port)
+        except SettingsError as exc:
+            assert f"METRICS_HOST=127.0.0.1 METRICS_PORT={port}" in str(exc)
+        else:
+            raise AssertionError("serving on a port in use did not fail")

@@ -83,6 +83,36 @@ def test_secrets_are_redacted_from_every_log_line(tmp_path):
         setup_logging("INFO")
 
 
+def test_off_the_screen_log_lines_and_warnings_go_to_the_file_and_errors_show_too(tmp_path, capsys):
+    import logging
+
+    from config.logs import setup_logging
+
+    setup_logging("INFO", tmp_path / "chat.log", to_stderr=False)
+    try:
+        log = logging.getLogger("console-test")
+        log.info("context over budget: cut 3 messages")
+        log.warning("reply did not use the lore")
+        # as bitsandbytes says it on every CPU start (its logger; Python warnings are logged the same way)
+        logging.getLogger("bitsandbytes.backends.cpu.ops").warning("Failed to load CPU gemm_4bit_forward from kernels")
+        log.error("generation failed; using the fallback line")
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        written = (tmp_path / "chat.log").read_text()
+        assert all(
+            line in written for line in ("over budget", "did not use the lore", "gemm_4bit", "generation failed")
+        )
+        screen = capsys.readouterr().err
+        assert "generation failed" in screen and "over budget" not in screen and "gemm_4bit" not in screen
+        (tmp_path / "readonly").write_text("a file where the log folder should be")
+        setup_logging("INFO", tmp_path / "readonly" / "chat.log", to_stderr=False)  # cannot be written
+        log.info("still logged somewhere")
+        screen = capsys.readouterr().err
+        assert "cannot write the log file" in screen and "still logged somewhere" in screen
+    finally:
+        setup_logging("INFO")
+
+
 def test_child_processes_get_the_settings_but_never_the_secrets(tmp_path, monkeypatch):
     import subprocess
     import sys
