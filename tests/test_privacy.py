@@ -449,7 +449,8 @@ async def test_a_member_sees_what_is_kept_about_them_privately(start_bot):
         and "Consent to training: not given" in dm.content
     )
     assert not h.fake.replies_to(asked)  # nothing of it in the public channel
-    assert (asked, "📬") in [(m, e) for m, e in h.fake.reactions]
+    # the DM goes first, the 📬 reaction on the command after it
+    await until(lambda: (asked, "📬") in [(m, e) for m, e in h.fake.reactions], what="the 📬 reaction")
 
 
 async def test_retention_deletes_older_messages_everywhere(start_bot, tmp_path):
