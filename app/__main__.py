@@ -15,8 +15,8 @@ logger = logging.getLogger("app")
 def _chat(args: argparse.Namespace) -> int:
     from app.console import Console, parse_line
     from app.runtime import build_runtime
+    from app.storage import lock_data_dir
     from config.settings import load_settings, secrets_of
-    from indexes.lock import hold_data_dir
 
     settings = load_settings()
     setup_logging(
@@ -27,7 +27,7 @@ def _chat(args: argparse.Namespace) -> int:
         secrets=secrets_of(settings),
         to_stderr=args.verbose,
     )
-    args.lock = hold_data_dir(settings, "the console")  # kept referenced: held until this process ends
+    args.lock = lock_data_dir(settings, "the console")  # kept referenced: held until this process ends
     runtime = build_runtime(settings)
     try:
         console = Console(runtime, show_explain=args.explain, speaker=args.speaker)
@@ -59,9 +59,9 @@ def _bot(args: argparse.Namespace) -> int:
         secrets=secrets_of(settings),
     )
     check_bot_settings(settings)
-    from indexes.lock import hold_data_dir
+    from app.storage import lock_data_dir
 
-    args.lock = hold_data_dir(settings, "the bot")  # kept referenced: held until this process ends
+    args.lock = lock_data_dir(settings, "the bot")  # kept referenced: held until this process ends
     runtime = build_runtime(settings)
     try:
         asyncio.run(run_bot(runtime, settings))
@@ -89,14 +89,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     from app import history
+    from app.storage import lock_data_dir
     from config.settings import load_settings, secrets_of
-    from indexes.lock import hold_data_dir
 
     settings = load_settings()
     setup_logging(settings.LOG_LEVEL, secrets=secrets_of(settings))  # backfill talks to Discord with the token
     reading = args.command == "index" and (args.action == "stats" or (args.action == "check" and not args.repair))
     if not reading:  # reading the index is safe beside the bot
-        args.lock = hold_data_dir(
+        args.lock = lock_data_dir(
             settings, f"`python -m app {args.command}{' ' + args.action if args.command == 'index' else ''}`"
         )
     if args.command == "backfill":

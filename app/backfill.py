@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import discord
 from aiolimiter import AsyncLimiter
 
+from app.storage import import_filters
 from errors import UserError
-from indexes.filters import Filters
 from indexes.lore import classify_store
 from indexes.records import StoredMessage
 from indexes.store import MessageStore
@@ -127,7 +127,7 @@ async def backfill(
                 ]
             if not page:
                 break
-            filters = Filters.from_settings(settings, store.opted_out())
+            filters = import_filters(settings, store.opted_out())
             kept = []
             for message in page:
                 stored = from_discord(message)

@@ -209,8 +209,9 @@ def adapter_finding(settings: Settings) -> Finding:
 
 
 def index_finding(settings: Settings) -> Finding:
+    from app.storage import index_place, lock_data_dir
     from indexes.build import open_index
-    from indexes.lock import DataDirBusy, hold_data_dir
+    from indexes.lock import DataDirBusy
     from indexes.store import MessageStore
 
     if not settings.store_path.is_file():
@@ -218,13 +219,13 @@ def index_finding(settings: Settings) -> Finding:
     if settings.CHROMA_HOST and (problem := _chroma_problem(settings)):
         return Finding(None, "index", f"not checked: the Chroma server does not answer ({problem})")
     try:
-        lock = hold_data_dir(settings, "`python -m app doctor`")
+        lock = lock_data_dir(settings, "`python -m app doctor`")
     except DataDirBusy:
         return Finding(None, "index", "the bot holds the embedded index (stop it to check, or use CHROMA_HOST)")
     store = None
     try:
         store = MessageStore(settings.store_path)
-        found = open_index(settings, store).check()
+        found = open_index(index_place(settings), store).check()
     except Exception as exc:  # an unreadable store or index is what this line is for
         return Finding(False, "index", f"cannot be read: {exc}: python -m app index rebuild")
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from app.storage import import_options, index_place
 from config.settings import Settings
 from indexes.build import import_path, open_index
 from indexes.lore import LORE_THRESHOLD
@@ -39,11 +40,11 @@ def rebuild(settings: Settings, source: Path | None, any_channel: bool, licensed
     try:
         status = 0
         if source is not None:
-            report = import_path(settings, store, source, any_channel, licensed=licensed)
+            report = import_path(import_options(settings), store, source, any_channel, licensed=licensed)
             print(report.summary())
             _prune(settings, store)
             status = 1 if report.failed else 0
-        index = open_index(settings, store)
+        index = open_index(index_place(settings), store)
         count = _index_with_progress(store.count(), "indexing", lambda p: index.rebuild(progress=p))
         print(f"index       {count:,} messages in collection {index.active_name} (rebuilt, swapped in)")
         return status
@@ -54,14 +55,14 @@ def rebuild(settings: Settings, source: Path | None, any_channel: bool, licensed
 def update(settings: Settings, source: Path, any_channel: bool, licensed: bool = False) -> int:
     store = MessageStore(settings.store_path)
     try:
-        index = open_index(settings, store)
+        index = open_index(index_place(settings), store)
         if index.active_name and index.holds_words():  # made by an earlier version: rebuilt without them
             print(f"index       {index.rebuild():,} messages indexed again, without their words in Chroma")
             index.compact()
         before = index.sync() if index.active_name else 0  # work a crash left pending, first
         if before:
             print(f"index       {before:,} messages left pending by an earlier run, indexed")
-        report = import_path(settings, store, source, any_channel, licensed=licensed)
+        report = import_path(import_options(settings), store, source, any_channel, licensed=licensed)
         print(report.summary())
         _prune(settings, store)
         if index.active_name is None:
@@ -87,7 +88,7 @@ def check(settings: Settings, repair: bool, leftovers: bool) -> int:
     """Compare the store and the index; with `repair`, mend what differs. Exit 1 if they disagreed."""
     store = MessageStore(settings.store_path)
     try:
-        index = open_index(settings, store)
+        index = open_index(index_place(settings), store)
         found = index.repair(leftovers=leftovers) if repair else index.check()
         print(found.summary())
         if repair:
@@ -112,7 +113,7 @@ def stats(settings: Settings) -> int:
             f"({_megabytes(settings.store_path.stat().st_size)}), "
             f"{store.lore_count(LORE_THRESHOLD):,} lore, {store.opted_out_members()} members opted out"
         )
-        index = open_index(settings, store)
+        index = open_index(index_place(settings), store)
         where = (
             f"Chroma server {settings.CHROMA_HOST}:{settings.CHROMA_PORT}"
             if settings.CHROMA_HOST
@@ -148,7 +149,7 @@ def backfill(settings: Settings) -> int:
 
     store = MessageStore(settings.store_path)
     try:
-        index = open_index(settings, store)
+        index = open_index(index_place(settings), store)
         with tqdm(unit="msg", desc="backfill", leave=False) as bar:
             report = asyncio.run(run_backfill(settings, store, index, progress=lambda n: bar.update(n - bar.n)))
         print(report.summary())
@@ -167,7 +168,7 @@ def forget(settings: Settings, user_id: int, names: list[str] = (), yes: bool = 
             print(preview(store, user_id, names))
             print("nothing was removed yet: names can be shared, so check the list above, then run again with --yes")
             return 0
-        index = open_index(settings, store)
+        index = open_index(index_place(settings), store)
         print(forget_member(store, index, settings.DATA_DIR, user_id, names).summary())
         return 0
     finally:

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
+from app.storage import import_filters, index_place
 from chains.assemble import ContextAssembler
 from chains.grounding import Grounding, embedder
 from chains.links import LinkPolicy
@@ -25,7 +26,6 @@ from chains.types import ChatMessage
 from config.settings import Settings
 from indexes.build import ensure_index, open_index
 from indexes.disk import StorageError
-from indexes.filters import Filters
 from indexes.forget import ForgetReport, by_author, by_message, forget_member, member_ids, scrub_training
 from indexes.live import LiveIngestion
 from indexes.members import MemberData, expired, member_data, staleness
@@ -91,7 +91,7 @@ def open_lore_index(settings: Settings, store: MessageStore, build_if_missing: b
     here, before the first reply.
     """
     try:
-        index = open_index(settings, store)
+        index = open_index(index_place(settings), store)
         if build_if_missing:
             ensure_index(store, index, settings.SAMPLE_EXPORT)
         applied = index.sync()
@@ -174,7 +174,7 @@ class Runtime:
         self.ingestion = LiveIngestion(
             self.store,
             self.lore_index,
-            Filters.from_settings(self.settings, self.store.opted_out()),
+            import_filters(self.settings, self.store.opted_out()),
             self.settings.LORE_KEYWORDS,
             wait_for_replies=lambda timeout: self.service.wait_for_replies(timeout),
         )
@@ -408,10 +408,10 @@ class Runtime:
         with self._swap_lock:
             old_model, old_service = self.model, self.service
             self.memory.resize(settings.SHORT_TERM_WINDOW, settings.SUMMARIZE_INTERVAL)
-            self.ingestion.filters = Filters.from_settings(settings, self.store.opted_out())
+            self.ingestion.filters = import_filters(settings, self.store.opted_out())
             self.ingestion.keywords = settings.LORE_KEYWORDS
             if self.lore_index is not None:
-                self.lore_index.min_chars = settings.INDEX_MIN_CHARS
+                self.lore_index.min_chars = index_place(settings).min_chars
             self._swap(parts)
         old_service.wait_for_replies(REPLY_DRAIN_SECONDS)
         old_service.close()

@@ -85,6 +85,7 @@ def _killed_after(env: dict[str, str], args: list[str], delay: float) -> bool:
 
 def _expected(export: Path) -> set[int]:
     """The ids an import of `export` keeps (the same reader and filters, into a scratch store)."""
+    from app.storage import import_options
     from config.settings import load_settings
     from indexes.build import import_path
     from indexes.store import MessageStore
@@ -92,7 +93,7 @@ def _expected(export: Path) -> set[int]:
     with tempfile.TemporaryDirectory() as scratch:
         settings = load_settings(DATA_DIR=Path(scratch), DISCORD_CHANNEL_ID=None)
         store = MessageStore(settings.store_path)
-        import_path(settings, store, export, progress=False)
+        import_path(import_options(settings), store, export, progress=False)
         ids = {m.id for m in store.iter_messages()}
         store.close()
     return ids

@@ -30,6 +30,7 @@ def _settings(data_dir: Path):
 
 
 def _import_phase(export: str, data_dir: str) -> dict:
+    from app.storage import import_options
     from config.logs import quiet_libraries
     from indexes.build import import_path
     from indexes.store import MessageStore
@@ -38,7 +39,7 @@ def _import_phase(export: str, data_dir: str) -> dict:
     settings = _settings(Path(data_dir))
     store = MessageStore(settings.store_path)
     started = time.perf_counter()
-    report = import_path(settings, store, Path(export), progress=False)
+    report = import_path(import_options(settings), store, Path(export), progress=False)
     seconds = time.perf_counter() - started
     result = {
         "read": report.total("read"),
@@ -53,6 +54,7 @@ def _import_phase(export: str, data_dir: str) -> dict:
 
 
 def _index_phase(data_dir: str) -> dict:
+    from app.storage import index_place
     from config.logs import quiet_libraries
     from indexes.build import open_index
     from indexes.store import MessageStore
@@ -60,7 +62,7 @@ def _index_phase(data_dir: str) -> dict:
     quiet_libraries()
     settings = _settings(Path(data_dir))
     store = MessageStore(settings.store_path)
-    index = open_index(settings, store)
+    index = open_index(index_place(settings), store)
     started = time.perf_counter()
     count = index.rebuild()
     seconds = time.perf_counter() - started

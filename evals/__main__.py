@@ -10,12 +10,12 @@ from evals.dataset import DEFAULT_SETS, DEV_SETS, EVAL_SEED, TEST_SETS, TUNED_SE
 
 
 def _run(args) -> int:
+    from app.storage import lock_data_dir
     from config.logs import setup_logging
     from config.settings import load_settings
     from evals.dataset import load_dataset
     from evals.report import write_report
     from evals.runner import previous_run, run_eval, settings_for, table
-    from indexes.lock import hold_data_dir
 
     overrides = {"PROMPTS_DIR": args.prompts} if args.prompts else {}
     settings = load_settings(**overrides)
@@ -29,7 +29,7 @@ def _run(args) -> int:
             print(f"eval set {eval_set.name}: SKIPPED ({eval_set.missing})")
             continue
         print(f"eval set {eval_set.name}: {len(eval_set.samples)} questions", file=sys.stderr)
-        lock = hold_data_dir(settings_for(settings, eval_set), "`python -m evals run`")
+        lock = lock_data_dir(settings_for(settings, eval_set), "`python -m evals run`")
         try:
             run = run_eval(
                 settings,

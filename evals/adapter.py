@@ -23,9 +23,9 @@ def compare_evals(
     Sets that cannot run here (their channel's export is absent) are returned as lines saying why.
     Both runs use EVAL_SEED when SEED is unset, as `python -m evals run` does, and are saved as runs.
     """
+    from app.storage import lock_data_dir
     from evals.dataset import load_dataset
     from evals.runner import RUNS_DIR, run_eval, settings_for
-    from indexes.lock import hold_data_dir
 
     if settings.SEED is None:
         settings = settings.model_copy(update={"SEED": EVAL_SEED})
@@ -38,7 +38,7 @@ def compare_evals(
         means = []
         for adapter_path in (None, adapter):
             run_settings = settings.model_copy(update={"ADAPTER_PATH": adapter_path})
-            lock = hold_data_dir(settings_for(run_settings, eval_set), "`python -m evals adapter`")
+            lock = lock_data_dir(settings_for(run_settings, eval_set), "`python -m evals adapter`")
             try:
                 run = run_eval(
                     run_settings,

@@ -1,8 +1,14 @@
-"""Opening the store and index from settings, and the first-run build from the sample server."""
+"""Opening the lore index, importing exports, and the first-run build from the sample server.
+
+`indexes/` never reads the application's settings: it is told where the index lives (`IndexPlace`)
+and how to import (`ImportOptions`, `Filters`) in plain values, which `app/storage.py` makes from
+the settings, so the store and the index can be used and tested on their own.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from indexes.disk import disk_errors
@@ -14,38 +20,54 @@ from indexes.vector import LoreIndex, build_embedding, chroma_client
 logger = logging.getLogger(__name__)
 
 
-def open_index(settings, store: MessageStore, embed_model=None) -> LoreIndex:
-    """The lore index over embedded Chroma, or the Chroma server named by CHROMA_HOST/CHROMA_PORT."""
-    location = (
-        f"the Chroma server {settings.CHROMA_HOST}:{settings.CHROMA_PORT}"
-        if settings.CHROMA_HOST
-        else settings.chroma_path
-    )
+@dataclass(frozen=True)
+class IndexPlace:
+    """Where the lore index lives and how it is made: embedded Chroma in `folder`, or a Chroma server at host:port."""
+
+    folder: Path  # embedded Chroma's folder (unused with a server)
+    host: str | None  # a Chroma server; None: embedded Chroma in `folder`
+    port: int
+    collection: str  # the collections' base name (each build is `<collection>-<n>-<digest>`)
+    min_chars: int  # shorter messages stay in the store but are not indexed
+    embed_dtype: str  # the embedding model's dtype: auto | float32 | bfloat16 | float16
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How exports are imported: which messages are kept, from which channel, which words mark lore, how dates read."""
+
+    filters: Filters = field(default_factory=Filters)  # the members who opted out are added from the store
+    channel_id: int | None = None  # None: any channel
+    keywords: tuple[str, ...] = ()  # lore keywords
+    dayfirst: bool = False  # locale dates in CSV/TXT/HTML exports are day-first (24/11/2020)
+
+
+def open_index(place: IndexPlace, store: MessageStore, embed_model=None) -> LoreIndex:
+    """The lore index over embedded Chroma in `place.folder`, or the Chroma server at `place.host:place.port`."""
+    location = f"the Chroma server {place.host}:{place.port}" if place.host else place.folder
     with disk_errors(location):
-        client = chroma_client(settings.chroma_path, settings.CHROMA_HOST, settings.CHROMA_PORT)
-    embed_model = embed_model or (lambda: build_embedding(dtype=settings.EMBED_DTYPE))  # loaded when first needed
-    folder = None if settings.CHROMA_HOST else settings.chroma_path
-    return LoreIndex(
-        store, client, embed_model, settings.CHROMA_COLLECTION, settings.INDEX_MIN_CHARS, str(location), folder
-    )
+        client = chroma_client(place.folder, place.host, place.port)
+    embed_model = embed_model or (lambda: build_embedding(dtype=place.embed_dtype))  # loaded when first needed
+    folder = None if place.host else place.folder
+    return LoreIndex(store, client, embed_model, place.collection, place.min_chars, str(location), folder)
 
 
 def import_path(
-    settings,
+    options: ImportOptions,
     store: MessageStore,
     path: Path,
     any_channel: bool = False,
     progress: bool | None = None,
     licensed: bool = False,
 ) -> ImportReport:
-    """Import an export file or folder with the filters and lore keywords from settings."""
+    """Import an export file or folder with these options, leaving out the members who opted out (the store's)."""
     return import_exports(
         store,
         path,
-        Filters.from_settings(settings, store.opted_out()),
-        channel_id=None if any_channel else settings.DISCORD_CHANNEL_ID,
-        keywords=settings.LORE_KEYWORDS,
-        dayfirst=settings.IMPORT_DAYFIRST,
+        replace(options.filters, opted_out=options.filters.opted_out | store.opted_out()),
+        channel_id=None if any_channel else options.channel_id,
+        keywords=options.keywords,
+        dayfirst=options.dayfirst,
         progress=progress,
         licensed=licensed,
     )

@@ -1,4 +1,4 @@
-"""Which messages the store keeps: the import filters, configurable in settings.
+"""Which messages the store keeps: the import filters, configurable in settings (`app/storage.py` makes them).
 
 Defaults are what server admins expect: no bots (this one included), no bot commands, no system
 messages (joins, pins, boosts), no empty, attachment-only or link-only messages, and never the
@@ -48,18 +48,6 @@ class Filters:
     skip_link_only: bool = True
     max_chars: int = 4000
     opted_out: frozenset[int] = field(default_factory=frozenset)
-
-    @classmethod
-    def from_settings(cls, settings, opted_out: set[int] = frozenset()) -> Filters:
-        return cls(
-            skip_bots=settings.IMPORT_SKIP_BOTS,
-            skip_commands=settings.IMPORT_SKIP_COMMANDS,
-            command_prefixes=tuple(settings.COMMAND_PREFIXES),
-            skip_system=settings.IMPORT_SKIP_SYSTEM,
-            skip_link_only=settings.IMPORT_SKIP_LINK_ONLY,
-            max_chars=settings.IMPORT_MAX_CHARS,
-            opted_out=frozenset(opted_out),
-        )
 
     def is_command(self, text: str) -> bool:
         """A bot command: a prefix directly followed by a command name ("!play", "/roll 2d6")."""

@@ -74,8 +74,9 @@ class DataLock:
         )
 
 
-def hold_data_dir(settings, role: str) -> DataLock | None:
-    """Take DATA_DIR's lock when the index is embedded (None with a Chroma server); DataDirBusy if taken."""
-    if settings.CHROMA_HOST:
+def hold_data_dir(data_dir: Path, shared_index: bool, role: str) -> DataLock | None:
+    """Take DATA_DIR's lock when the index is embedded (None when `shared_index`, on a Chroma server); DataDirBusy
+    if another process holds it. `role` names this process in the refusal another one gets ("the bot")."""
+    if shared_index:
         return None
-    return DataLock(settings.DATA_DIR, role).acquire()
+    return DataLock(data_dir, role).acquire()

@@ -144,8 +144,8 @@ def test_the_index_line_says_whether_the_store_and_the_index_agree_and_how_to_me
     from datetime import datetime, timedelta, timezone
 
     from app.doctor import index_finding
+    from app.storage import index_place, lock_data_dir
     from indexes.build import open_index
-    from indexes.lock import hold_data_dir
     from indexes.records import StoredMessage
     from indexes.store import MessageStore
 
@@ -166,7 +166,7 @@ def test_the_index_line_says_whether_the_store_and_the_index_agree_and_how_to_me
             for i in range(1, 6)
         ]
     )
-    index = open_index(settings, store)
+    index = open_index(index_place(settings), store)
     index.rebuild()
     assert index_finding(settings).ok is True and "agrees with the store (5 messages" in index_finding(settings).detail
     with store.transaction() as db:  # a row gone behind the index's back
@@ -174,7 +174,7 @@ def test_the_index_line_says_whether_the_store_and_the_index_agree_and_how_to_me
     store.index_log.advance(index.active_name, store.index_log.last_change())
     found = index_finding(settings)
     assert found.ok is False and "1 orphaned" in found.detail and "index check --repair" in found.detail
-    lock = hold_data_dir(settings, "the bot")  # a running bot holds the embedded index: skipped, and said why
+    lock = lock_data_dir(settings, "the bot")  # a running bot holds the embedded index: skipped, and said why
     try:
         assert index_finding(settings).ok is None and "the bot holds" in index_finding(settings).detail
     finally:

@@ -86,6 +86,7 @@ def test_sync_applies_the_log_and_the_cursor_only_moves_after_chroma_has_it(stor
 LIVE_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
+from app.storage import index_place
 from config.settings import load_settings
 from indexes.build import open_index
 from indexes.filters import Filters
@@ -95,7 +96,7 @@ from indexes.store import MessageStore
 from datetime import datetime, timezone
 settings = load_settings(DATA_DIR={data!r})
 store = MessageStore(settings.store_path)
-index = open_index(settings, store)
+index = open_index(index_place(settings), store)
 if sys.argv[1] == "build":
     store.upsert([StoredMessage(id=1, channel_id=1, author_id=2, author_name="a", timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc),
                                 content="the channel's first message about the dragon")])
@@ -385,12 +386,13 @@ def test_index_update_killed_after_its_import_indexes_everything_on_the_next_run
 def test_repair_from_the_command_line(tmp_path):
     """`index check` exits 1 when store and index disagree and `--repair` mends it (in process, for speed)."""
     from app.history import check
+    from app.storage import index_place
     from config.settings import load_settings
     from indexes.build import open_index
 
     settings = load_settings(DATA_DIR=tmp_path / "data")
     store = MessageStore(settings.store_path)
-    index = open_index(settings, store)
+    index = open_index(index_place(settings), store)
     store.upsert([message(i, f"message number {i} about the pinball league") for i in range(1, 4)])
     index.rebuild()
     store.upsert([message(4, "a message the index never received")])
@@ -401,7 +403,7 @@ def test_repair_from_the_command_line(tmp_path):
     assert check(settings, repair=False, leftovers=False) == 0
     store = MessageStore(settings.store_path)
     retriever = WeightedRetriever(
-        open_index(settings, store), RetrievalWeights(1.0, 0.0, 0.0, 0.0, 180.0, 0.0), top_k=1
+        open_index(index_place(settings), store), RetrievalWeights(1.0, 0.0, 0.0, 0.0, 180.0, 0.0), top_k=1
     )
     assert retriever.retrieve("the message the index never received")[0].node.metadata["message_id"] == "4"
     store.close()

@@ -2,6 +2,7 @@
 
 Read from the source with `ast`, every import counts, at module level or inside a function: a
 lazy import is still an arrow. Third-party `discord` (discord.py) belongs to the Discord layer.
+`indexes/` takes plain values, never the application's settings (`app/storage.py` makes them).
 """
 
 import ast
@@ -49,6 +50,20 @@ def wrong_arrows(root: Path) -> list[str]:
     return wrong
 
 
+def settings_parameters(root: Path) -> list[str]:
+    """Every function or method under indexes/ with a parameter named `settings`: indexes/ is told plain values."""
+    found = []
+    for path in sorted((root / "indexes").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                arguments = node.args
+                names = [a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)]
+                names += [a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None]
+                if "settings" in names:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {node.name}")
+    return found
+
+
 def test_every_package_has_a_layer():
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
     assert packages == set(RANK), "a package missing from LAYERS (or a layer without its package)"
@@ -67,4 +82,24 @@ def test_an_arrow_pointing_up_is_caught(tmp_path):
         "indexes/backfill.py imports chains (layer 3, not below indexes's 3)",
         "indexes/backfill.py imports discord.py outside the Discord layer",
         "llm/model.py imports config (layer 2, not below llm's 1)",
+    ]
+
+
+def test_indexes_take_plain_values_not_the_settings():
+    assert settings_parameters(ROOT) == []
+
+
+def test_a_settings_parameter_under_indexes_is_caught(tmp_path):
+    (tmp_path / "indexes" / "exports").mkdir(parents=True)
+    (tmp_path / "indexes" / "build.py").write_text(
+        "def open_index(settings, store):\n    pass\n\n\n"
+        "class Filters:\n    @classmethod\n    def from_settings(cls, settings, opted_out=()):\n        pass\n"
+    )
+    (tmp_path / "indexes" / "exports" / "read.py").write_text(
+        "async def read(path, *, settings=None):\n    pass\n\n\ndef fine(place, chroma_settings):\n    pass\n"
+    )
+    assert settings_parameters(tmp_path) == [
+        "indexes/build.py:1 open_index",
+        "indexes/build.py:7 from_settings",
+        "indexes/exports/read.py:1 read",
     ]
