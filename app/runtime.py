@@ -19,6 +19,7 @@ from chains.assemble import ContextAssembler
 from chains.grounding import Grounding, embedder
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
+from chains.names import KnownNames
 from chains.reply import ReplyResult, astream_reply, build_reply_chain, run_reply, stream_reply, template_stops
 from chains.retrieve import LoreRetrieval, llama_index_search
 from chains.summary import build_summary_request
@@ -168,7 +169,7 @@ class Runtime:
         # in this process for GONE_SECONDS only, to take them out of replies still being made (`gone_words`).
         self._gone: collections.OrderedDict[int, tuple[str, str | None, float]] = collections.OrderedDict()
         self._gone_lock = threading.Lock()
-        self.known_names: set[str] = self.store.author_names()  # a reply never speaks as any of them
+        self.known_names = KnownNames(self.store.author_names())  # a reply never speaks as any of them
         self.opted_out: set[int] = self.store.opted_out()
         self._roles_seen: dict[int, bool] = {}  # CONSENT_ROLE_ID on each member's last message
         self.ingestion = LiveIngestion(
@@ -185,7 +186,7 @@ class Runtime:
 
         `seen`: just read from Discord (a new message, not an edit): where a restart catches up from.
         """
-        self.known_names.update(n for n in (message.author_name, message.author_display) if n)
+        self.known_names.add(message.author_name, message.author_display)
         return self.ingestion(message, seen=seen)
 
     def edited(self, message: StoredMessage, shown: str, old: str | None = None) -> str | None:
@@ -390,7 +391,7 @@ class Runtime:
             parts.service,
             self.lore_index,
             self.memory,
-            lambda: self.known_names,
+            self.known_names,
         )
 
     def reload(self, settings: Settings) -> ModelBundle:
@@ -454,7 +455,7 @@ def compose_chain(
     service: GenerationService,
     lore_index: LoreIndex | None,
     memory: ShortTermMemory,
-    known_names: Callable[[], set[str]] | None = None,
+    known_names: Iterable[str] = (),
 ):
     """The reply chain from its parts."""
     search = None

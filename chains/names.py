@@ -9,7 +9,9 @@ are (Unicode's confusables data, through `confusable_homoglyphs`).
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
 ZERO_WIDTH = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
@@ -96,3 +98,30 @@ class SpecialTokenGuard:
 
     def __call__(self, text: str) -> str:
         return self.pattern.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text) if text else text
+
+
+class KnownNames:
+    """The member names the bot knows beyond the conversation (the store's, and those seen since): a reply
+    never speaks as any of them.
+
+    Added to from the event loop and the ingestion thread while replies read it on the generation side:
+    iterating gives a snapshot, never a set changing under the reader.
+    """
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._names = {n for n in names if n}
+        self._lock = threading.Lock()
+
+    def add(self, *names: str | None) -> None:
+        with self._lock:
+            self._names.update(n for n in names if n)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)

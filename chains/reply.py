@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -124,16 +124,17 @@ def build_reply_chain(
     stops: tuple[str, ...] = (),
     token_counter=None,
     max_new_tokens: int | None = None,
-    known_names: Callable[[], Iterable[str]] | None = None,
+    known_names: Iterable[str] = (),
     grounding: Grounding | None = None,
     answer: PromptFile | None = None,
     links: LinkPolicy | None = None,
 ) -> Runnable:
     """Compose the reply chain. Input: {"channel_id": int, "message": ChatMessage}. Output: ReplyResult(s).
 
-    `known_names` gives the member names the bot knows beyond the conversation (the store's), so a
-    reply never speaks as any of them. `grounding` checks replies to questions against the lore
-    they found, and `answer` is the line they are replaced with when they do not use it.
+    `known_names` holds the member names the bot knows beyond the conversation (a `chains.names.KnownNames`,
+    read afresh for each reply), so a reply never speaks as any of them. `grounding` checks replies to
+    questions against the lore they found, and `answer` is the line they are replaced with when they do
+    not use it.
     """
 
     def load_memory(state: dict) -> dict:
@@ -175,7 +176,7 @@ def build_reply_chain(
             stops,
             token_counter,
             max_new_tokens,
-            known_names() if known_names else (),
+            known_names,
             answer,
             links,
             grounding is not None,

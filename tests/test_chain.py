@@ -140,7 +140,7 @@ def test_lore_authors_and_members_the_store_knows_cannot_be_spoken_for(make_chai
         ShortTermMemory(20, 5),
         persona,
         stops=template_stops(tokenizer),
-        known_names=lambda: {"Ravenna 🍺"},
+        known_names={"Ravenna 🍺"},
     )
     assert ask(known).text == "mrrp!"  # a member the store knows, though not in this channel's window
     service.close()
@@ -244,3 +244,13 @@ def test_hostile_inputs_and_outputs_never_produce_pings_or_impersonation(make_ch
         assert is_safe(result.text)
         assert not any(line.lower().startswith("bob:") for line in result.text.splitlines())
     assert results[-1].text.strip() and results[-1].assembled.tokens <= 384
+
+
+def test_known_names_can_grow_while_a_reply_reads_them():
+    from chains.names import KnownNames
+
+    names = KnownNames(["alice", "bob"])
+    reading = iter(names)  # a reply's drafting reads them, on the generation side
+    next(reading)
+    names.add("carol", None, "")  # a member seen meanwhile, from the event loop (a plain set would break the reader)
+    assert len(list(reading)) == 1 and "carol" in names and len(names) == 3

@@ -1,10 +1,14 @@
-"""What every engine shares: the per-call options, the statistics it reports, stop-string scanning."""
+"""What every engine shares: the per-call options, the statistics it reports, the streaming interface
+(`StreamingEngine`), stop-string scanning."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.outputs import GenerationChunk
 
 
 class EngineError(RuntimeError):
@@ -50,6 +54,46 @@ def options(kwargs: dict[str, Any]) -> CallOptions:
         if k in kwargs and kwargs[k] is not None
     }
     return CallOptions(**known)
+
+
+class StreamingEngine:
+    """The one interface of the engines (llama.cpp, transformers, an OpenAI-compatible server).
+
+    An engine says how it generates in `pieces`: the text as it comes, reading the call's options and
+    filling in its statistics. LangChain's `_stream` and `_call` are made from it here, once: the
+    options read from the call's keyword arguments, a chunk per piece (with the callbacks told), and
+    the closing chunk with the finish reason (LangChain wants one, even after nothing). Mixed in before
+    LangChain's LLM class.
+    """
+
+    def pieces(self, prompt: str, stop: list[str] | None, opts: CallOptions, stats: GenerationStats) -> Iterator[str]:
+        """The generated text, piece by piece; stops at a stop string, at `opts.should_stop()` or the token limit."""
+        raise NotImplementedError
+
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
+        opts = options(kwargs)
+        stats = opts.stats or GenerationStats()
+        for text in self.pieces(prompt, stop, opts, stats):
+            chunk = GenerationChunk(text=text)
+            if run_manager:
+                run_manager.on_llm_new_token(text, chunk=chunk)
+            yield chunk
+        yield GenerationChunk(text="", generation_info={"finish_reason": stats.finish})
+
+    def _call(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
+        return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager, **kwargs))
 
 
 class StopScanner:

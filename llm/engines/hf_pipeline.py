@@ -18,12 +18,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.outputs import GenerationChunk
 from langchain_huggingface import HuggingFacePipeline
 from pydantic import PrivateAttr
 
-from llm.engines.base import EngineError, GenerationStats, StopScanner, options
+from llm.engines.base import CallOptions, EngineError, GenerationStats, StopScanner, StreamingEngine
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +34,17 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-class StreamingPipeline(HuggingFacePipeline):
+class StreamingPipeline(StreamingEngine, HuggingFacePipeline):
     """HuggingFacePipeline with cancellable, stop-string-aware, prefix-reusing streaming."""
 
     generation: dict = {}  # generate() defaults: max_new_tokens, do_sample, temperature, top_p, ...
     static_cache: bool = False
     _caches: dict = PrivateAttr(default_factory=dict)  # slot -> (token ids the cache holds, DynamicCache)
 
-    def _call_generate(self, prompt: str, stop: list[str] | None, kwargs: dict) -> Iterator[str]:
+    def pieces(self, prompt: str, stop: list[str] | None, opts: CallOptions, stats: GenerationStats) -> Iterator[str]:
         import torch
         from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        opts = options(kwargs)
-        stats = opts.stats or GenerationStats()
         model, tokenizer = self.pipeline.model, self.pipeline.tokenizer
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids.to(model.device)
         prompt_ids = ids[0].tolist()
@@ -132,29 +128,6 @@ class StreamingPipeline(HuggingFacePipeline):
                 cache = settings.get("past_key_values")
                 if cache is not None:
                     self._caches[opts.slot] = (sequences[0, : cache.get_seq_length()].tolist(), cache)
-
-    def _stream(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[GenerationChunk]:
-        for text in self._call_generate(prompt, stop, kwargs):
-            chunk = GenerationChunk(text=text)
-            if run_manager:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-        yield GenerationChunk(text="")  # LangChain wants a chunk, even when nothing was generated
-
-    def _call(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> str:
-        return "".join(self._call_generate(prompt, stop, kwargs))
 
     def _generate(self, prompts, stop=None, run_manager=None, **kwargs):  # invoke() goes through the same path
         from langchain_core.outputs import Generation, LLMResult

@@ -20,12 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.llms import LLM
-from langchain_core.outputs import GenerationChunk
 from pydantic import ConfigDict
 
-from llm.engines.base import EngineError, GenerationStats, options
+from llm.engines.base import CallOptions, EngineError, GenerationStats, StreamingEngine
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +56,7 @@ def start_server(model: Path, *, slot_tokens: int, threads: int, lora: Path | No
         raise EngineError(f"llama.cpp could not load {model}{f' with the LoRA {lora}' if lora else ''}: {exc}") from exc
 
 
-class LlamaCppLLM(LLM):
+class LlamaCppLLM(StreamingEngine, LLM):
     """A LangChain LLM over an in-process llama.cpp server (`start_server`)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -79,17 +77,7 @@ class LlamaCppLLM(LLM):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
 
-    def _call(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> str:
-        return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager, **kwargs))
-
-    def _request(self, prompt: str, stop: list[str] | None, kwargs: dict) -> dict:
-        opts = options(kwargs)
+    def _request(self, prompt: str, stop: list[str] | None, opts: CallOptions) -> dict:
         temperature = self.temperature if opts.temperature is None else opts.temperature
         body = {
             "prompt": prompt,
@@ -107,15 +95,7 @@ class LlamaCppLLM(LLM):
             body["seed"] = self.seed
         return body
 
-    def _stream(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[GenerationChunk]:
-        opts = options(kwargs)
-        stats = opts.stats or GenerationStats()
+    def pieces(self, prompt: str, stop: list[str] | None, opts: CallOptions, stats: GenerationStats) -> Iterator[str]:
         pieces: queue.SimpleQueue = queue.SimpleQueue()
         closed = threading.Event()
 
@@ -125,7 +105,7 @@ class LlamaCppLLM(LLM):
 
         def generate() -> None:
             try:
-                self.server.handle_completions(self._request(prompt, stop, kwargs), on_chunk)
+                self.server.handle_completions(self._request(prompt, stop, opts), on_chunk)
             except BaseException as exc:  # handed to the consumer
                 pieces.put(exc)
             finally:
@@ -145,19 +125,13 @@ class LlamaCppLLM(LLM):
                         stats.finish = "stop" if choice["finish_reason"] == "stop" else "length"
                     if choice.get("text"):
                         stats.generated_tokens += 1
-                        chunk = GenerationChunk(text=choice["text"])
-                        if run_manager:
-                            run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                        yield chunk
+                        yield choice["text"]
                 if opts.should_stop():
                     stats.finish = "cancelled"
                     break
         finally:
             closed.set()  # a consumer that stops early stops llama.cpp at its next token
             worker.join()
-        yield GenerationChunk(
-            text="", generation_info={"finish_reason": stats.finish}
-        )  # LangChain wants a chunk, even for nothing
 
 
 def gbnf_literal(text: str) -> str:

@@ -12,18 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.llms import LLM
-from langchain_core.outputs import GenerationChunk
 from pydantic import ConfigDict, PrivateAttr, SecretStr
 
-from llm.engines.base import EngineError, GenerationStats, options
+from llm.engines.base import CallOptions, EngineError, GenerationStats, StreamingEngine
 
 # OpenAI itself and TGI (by default) accept at most four stop strings; the most important come first.
 MAX_STOP_STRINGS = 4
 
 
-class OpenAICompatibleLLM(LLM):
+class OpenAICompatibleLLM(StreamingEngine, LLM):
     """A LangChain LLM over an OpenAI-compatible `/v1/completions` endpoint, streamed."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -60,26 +58,9 @@ class OpenAICompatibleLLM(LLM):
             )
         return self._client
 
-    def _call(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> str:
-        return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager, **kwargs))
-
-    def _stream(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[GenerationChunk]:
+    def pieces(self, prompt: str, stop: list[str] | None, opts: CallOptions, stats: GenerationStats) -> Iterator[str]:
         import openai
 
-        opts = options(kwargs)
-        stats = opts.stats or GenerationStats()
         request: dict[str, Any] = {
             "model": self.model,
             "prompt": prompt,
@@ -105,15 +86,9 @@ class OpenAICompatibleLLM(LLM):
                         if choice.finish_reason:
                             stats.finish = "stop" if choice.finish_reason == "stop" else "length"
                         if choice.text:
-                            chunk = GenerationChunk(text=choice.text)
-                            if run_manager:
-                                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                            yield chunk
+                            yield choice.text
                     if opts.should_stop():
                         stats.finish = "cancelled"
                         break  # leaving the `with` closes the response: the server stops generating
         except openai.APIError as exc:
             raise EngineError(f"the inference server at {self.base_url} failed: {exc}") from exc
-        yield GenerationChunk(
-            text="", generation_info={"finish_reason": stats.finish}
-        )  # LangChain wants a chunk, even for nothing
