@@ -152,7 +152,8 @@ def _export_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command of `python -m app`, each with the function that runs it (`args.run`)."""
     parser = argparse.ArgumentParser(prog="python -m app", description="The Discord character bot.")
     sub = parser.add_subparsers(dest="command", required=True)
     chat = sub.add_parser("chat", help="talk to the character in the console channel")
@@ -227,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     forget.add_argument("--yes", action="store_true", help="with --name: remove what the preview showed")
     forget.set_defaults(run=_history)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     setup_logging()
     from errors import UserError
 

@@ -321,9 +321,10 @@ def test_a_run_left_broken_is_named_by_the_gate_and_skipped_as_a_baseline(tmp_pa
     broken.mkdir(parents=True)
     (broken / "run.json").write_text('{"dataset": "sample_server", "means": {')  # killed while saving
     assert previous_run(tmp_path / "runs", "20261202-000000.000-sample_server", "sample_server") is None
+    capsys.readouterr()  # the warning logged about it, wherever an earlier test left logging
     assert main(["gate", "--run", str(broken)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {broken / 'run.json'}: cannot read the run") and f"delete {broken}" in err
+    assert f"error: {broken / 'run.json'}: cannot read the run" in err and f"delete {broken}" in err
     thresholds = tmp_path / "thresholds.yaml"
     thresholds.write_text("sample_server: {answered: plenty}\n")
     assert main(["gate", "--run", str(broken), "--thresholds", str(thresholds)]) == 2

@@ -109,6 +109,52 @@ def _peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _trainer_config(recipe: Recipe, work: Path, device: str, progress: bool, evaluate: bool):
+    """trl's SFTConfig for the recipe: checkpoints in `work`, evaluation when there are validation samples."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(work),
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps,
+        per_device_train_batch_size=recipe.per_device_batch_size,
+        per_device_eval_batch_size=recipe.per_device_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,  # a ratio when below 1
+        max_length=recipe.max_length,
+        completion_only_loss=True,  # the rows are token ids already: say that the mask is the loss's
+        packing=recipe.packing,
+        gradient_checkpointing=recipe.gradient_checkpointing,
+        logging_steps=recipe.logging_steps,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=recipe.eval_steps,
+        report_to="none",
+        seed=recipe.seed,
+        disable_tqdm=not progress,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=device == "cpu",
+        **_precision(recipe, device),
+    )
+
+
+def _lora_config(recipe: Recipe):
+    """peft's LoraConfig for the recipe's `lora` section."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=recipe.lora.get("r", 8),
+        lora_alpha=recipe.lora.get("alpha", 16),
+        lora_dropout=recipe.lora.get("dropout", 0.05),
+        target_modules=recipe.lora.get("target_modules", "all-linear"),
+        task_type="CAUSAL_LM",
+    )
+
+
 def train(
     recipe: Recipe,
     settings,
@@ -122,8 +168,7 @@ def train(
     """Train the recipe on the prepared data; returns figures; the adapter is swapped in at the end."""
     import datasets
     from datasets import Dataset
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     name = name or recipe.name
     data = data or settings.training_data
@@ -163,40 +208,8 @@ def train(
         raise NotEnoughData(
             f"not enough data ({len(train_rows)} samples fit max_length {recipe.max_length}, need {MIN_TRAIN_SAMPLES})"
         )
-    config = SFTConfig(
-        output_dir=str(work),
-        num_train_epochs=recipe.epochs,
-        max_steps=recipe.max_steps,
-        per_device_train_batch_size=recipe.per_device_batch_size,
-        per_device_eval_batch_size=recipe.per_device_batch_size,
-        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        learning_rate=recipe.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,  # a ratio when below 1
-        max_length=recipe.max_length,
-        completion_only_loss=True,  # the rows are token ids already: say that the mask is the loss's
-        packing=recipe.packing,
-        gradient_checkpointing=recipe.gradient_checkpointing,
-        logging_steps=recipe.logging_steps,
-        save_strategy="steps",
-        save_steps=recipe.save_steps,
-        save_total_limit=2,
-        eval_strategy="steps" if validation_rows else "no",
-        eval_steps=recipe.eval_steps,
-        report_to="none",
-        seed=recipe.seed,
-        disable_tqdm=not progress,
-        include_num_input_tokens_seen="non_padding",
-        use_cpu=device == "cpu",
-        **_precision(recipe, device),
-    )
-    lora = LoraConfig(
-        r=recipe.lora.get("r", 8),
-        lora_alpha=recipe.lora.get("alpha", 16),
-        lora_dropout=recipe.lora.get("dropout", 0.05),
-        target_modules=recipe.lora.get("target_modules", "all-linear"),
-        task_type="CAUSAL_LM",
-    )
+    config = _trainer_config(recipe, work, device, progress, evaluate=bool(validation_rows))
+    lora = _lora_config(recipe)
     logger.info("training %s on %d samples (%d validation) from %s", name, len(train_rows), len(validation_rows), data)
     logger.info("recipe: %s", json.dumps(asdict(recipe)))
     logger.info("arguments: %s", config.to_json_string())
