@@ -1,7 +1,5 @@
 """`python -m app doctor` against the local fake Discord and a real llama.cpp server on 127.0.0.1."""
 
-import socket
-
 import pytest
 
 from app.backfill import point_discord_at
@@ -9,6 +7,7 @@ from app.bot import point_gateway_at
 from app.doctor import chroma_finding, discord_findings, model_finding
 from config.settings import load_settings
 from fakes.discord_server import TOKEN, FakeDiscord
+from fakes.ports import free_port
 
 SEND_MESSAGES, ADD_REACTIONS = 0x800, 0x40
 
@@ -38,12 +37,6 @@ def discord_settings(fake: FakeDiscord, tmp_path, **overrides):
         DATA_DIR=tmp_path / "data",
     )
     return load_settings(**{**values, **overrides})
-
-
-def dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens once closed
 
 
 def lines(findings) -> list[str]:
@@ -80,7 +73,7 @@ def test_a_missing_permission_a_disabled_intent_and_a_bad_token_each_get_their_o
 
 
 def test_a_dead_inference_server_and_a_dead_chroma_server_each_get_their_own_line(tmp_path):
-    port = dead_port()
+    port = free_port()
     settings = load_settings(
         DATA_DIR=tmp_path,
         ENGINE="openai",
@@ -130,7 +123,7 @@ def test_doctor_passes_a_deployment_on_a_real_llama_cpp_server_and_fails_without
         assert any(line.startswith("ok    disk: ") for line in out)
     finally:
         del llama
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{dead_port()}/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
     assert main(["doctor"]) == 1  # the server is gone: one line says so, the others still pass
     out = capsys.readouterr().out.splitlines()
     assert [line for line in out if line.startswith("FIX")] == [

@@ -15,6 +15,7 @@ import pytest
 
 from chains.retrieve import llama_index_search
 from fakes.polling import wait_until
+from fakes.ports import free_port
 from indexes.filters import Filters
 from indexes.forget import forget_member
 from indexes.importer import import_exports
@@ -37,12 +38,6 @@ def message(i, content, author=7, days_ago=1):
         timestamp=NOW - timedelta(days=days_ago),
         content=content,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

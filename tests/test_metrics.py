@@ -7,13 +7,8 @@ import urllib.request
 
 from app.__main__ import main as app_main
 from app.metrics import check_health
+from fakes.ports import free_port
 from tests.harness import until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(port: int, path: str) -> tuple[int, str]:
