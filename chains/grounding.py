@@ -105,11 +105,6 @@ _DATE = re.compile(
 )
 _AMOUNT = re.compile(r"\d")
 _PERSON = re.compile(r"@\S|»")
-_WONDERS = re.compile(
-    r"(?i)\b(?:i\s+wonder|wondering|want(?:ed)?\s+to\s+ask|any\s+idea|anyone\s+know|does\s+anyone|can\s+someone|"
-    r"could\s+someone|having\s+a\s+hard\s+time|can'?t\s+figure|not\s+sure\s+(?:if|whether|how|what|why)|"
-    r"missed\s+(?:this|my)\s+question)\b"
-)
 
 
 def answer_kind(question: str) -> str:
@@ -134,9 +129,10 @@ def fits(kind: str, text: str) -> bool:
     return False
 
 
-def seeks(text: str) -> bool:
-    """A message that asks rather than answers: a question, or a statement of wanting to know ("I wonder if")."""
-    return any(_asks(part) for part in _SENTENCE.split(text) if part.strip()) or bool(_WONDERS.search(text))
+def seeks(item: LoreItem) -> bool:
+    """A message that asks rather than answers: one with a question in it, or one the retriever found asking
+    (`LoreItem.asks`: "I wonder if the manager is trusted", see indexes.answers.only_asks)."""
+    return item.asks or any(_asks(part) for part in _SENTENCE.split(item.content) if part.strip())
 
 
 def asks_for_figure(question: str) -> bool:
@@ -253,7 +249,7 @@ class Grounding:
         ranked = [
             score
             + (self.kind_bonus if kind and fits(kind, _passage(s, item)) else 0.0)
-            - (self.asking_penalty if seeks(item.content) else 0.0)
+            - (self.asking_penalty if seeks(item) else 0.0)
             for score, (s, item) in zip(scores, candidates, strict=True)
         ]
         best = max(range(len(candidates)), key=lambda i: (holds[i], ranked[i]))

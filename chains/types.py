@@ -36,6 +36,7 @@ class LoreItem:
     reasons: str = ""
     thread: str = ""  # what a reply answers (the start of its thread), when it is one
     message_ids: tuple[int, ...] = ()  # the messages whose words this holds (the message, then its thread)
+    asks: bool = False  # a message that asks rather than answers (indexes.answers.only_asks)
 
 
 @dataclass(frozen=True)

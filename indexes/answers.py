@@ -26,13 +26,23 @@ _OPENS_A_QUESTION = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+")
+_WONDERS = re.compile(
+    r"(?i)\b(?:i\s+wonder|wondering|want(?:ed)?\s+to\s+ask|any\s+idea|anyone\s+know|does\s+anyone|can\s+someone|"
+    r"could\s+someone|having\s+a\s+hard\s+time|can'?t\s+figure|not\s+sure\s+(?:if|whether|how|what|why)|"
+    r"missed\s+(?:this|my)\s+question)\b"
+)
 
 
 def only_asks(text: str) -> bool:
-    """A short message that asks (ends in "?", or opens like a question): it holds no answer itself."""
+    """A short message that asks (ends in "?", opens like a question, or wonders: "I wonder if the manager is
+    trusted", "you missed this question"): it holds no answer itself."""
     text = text.strip()
     words = len(_WORD.findall(text))
-    return (bool(_ASKS.search(text)) and words <= 40) or (bool(_OPENS_A_QUESTION.match(text)) and words <= 25)
+    return (
+        (bool(_ASKS.search(text)) and words <= 40)
+        or (bool(_OPENS_A_QUESTION.match(text)) and words <= 25)
+        or (bool(_WONDERS.search(text)) and words <= 60)
+    )
 
 
 def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:

@@ -734,6 +734,7 @@ class WeightedRetriever(BaseRetriever):
                 author=message.speaker,
                 date=message.timestamp.date().isoformat(),
                 lore_reasons="; ".join(message.lore_reasons),
+                asks=only_asks(message.content),
             )
             question = messages.get(hit.node.metadata.pop("answers", 0))
             above = [(question.id, question.content)] if question else threads.get(message.id, [])

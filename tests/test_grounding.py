@@ -215,13 +215,12 @@ def test_questions_are_told_apart_by_what_they_ask_for():
     assert fits("person", "it went to Tomasz for the repairs") and not fits("", "anything at all, 2024")
 
 
-def test_a_message_that_wonders_asks_and_one_that_answers_does_not():
-    assert seeks("Hey @0xAndy, I believe you missed this question. If owner is trusted, I wonder if manager is.")
-    assert seeks("I want to ask about fees when someone buys or sells tokens.")
-    assert seeks("i am also intrested, are these three audits where you got confirmed findings?")
-    assert not seeks("Whether u buy or sell u pay all the fees") and not seeks(
-        "It is an L2 on the Optimism Superchain."
-    )
+def test_a_message_that_asks_seeks_and_one_that_answers_does_not():
+    assert seeks(LoreItem(content="i am also intrested, are these three audits where you got confirmed findings?"))
+    assert seeks(LoreItem(content="Is it trusted. The owner is."))  # a question anywhere in it
+    assert seeks(LoreItem(content="I wonder if manager is trusted.", asks=True))  # as the retriever found it
+    assert not seeks(LoreItem(content="Whether u buy or sell u pay all the fees"))
+    assert not seeks(LoreItem(content="It is an L2 on the Optimism Superchain."))
 
 
 def test_evidence_holds_what_the_question_asks_for_before_an_announcement_or_a_question(embed_model):
@@ -246,6 +245,7 @@ def test_evidence_holds_what_the_question_asks_for_before_an_announcement_or_a_q
         content="Hey @0xAndy, I believe you missed this one. If `owner` makes sense to be trusted, I wonder if "
         "`manager` is considered trusted or not.",
         author="alexczm",
+        asks=True,  # as the retriever tags it (indexes.answers.only_asks)
     )
     answers = LoreItem(
         content="The manager is trusted as much as the owner: both are the Curves team multisig.", author="0xandy"

@@ -140,6 +140,24 @@ def test_only_asks():
     assert only_asks("which chain will it launch on first?") and only_asks("Are the owner and manager trusted roles")
     assert only_asks("@sponsor is the oracle trusted")
     assert not only_asks("arbitrum l2 first") and not only_asks("It launches on arbitrum first.")
+    # Wondering asks too, with no question mark and no question word first.
+    assert only_asks("Hey @0xAndy, I believe you missed this question. If owner is trusted, I wonder if manager is.")
+    assert only_asks("I want to ask about the fees when someone sells tokens")
+    assert not only_asks("I wonder if " + "anyone reads the whole of a very long post like this one " * 6)
+
+
+def test_a_message_that_wonders_gives_its_place_to_the_answer_that_follows(store, tmp_path, embed_model):
+    wondering = "Hey @sponsor, I believe you missed this question. If owner is trusted, I wonder if manager is trusted."
+    store.upsert(
+        [
+            message(1, wondering, minutes_ago=30, author=5),
+            message(2, "Both are trustable. Admin in the future will be a dao", minutes_ago=27, author=6),
+            *(message(10 + i, f"the vault liquidation logic looks solid, test {i} passes") for i in range(10)),
+        ]
+    )
+    hits = retrieve(store, tmp_path, embed_model, "should wardens treat the manager role as trusted, like the owner?")
+    assert [h.node.metadata["message_id"] for h in hits][:1] == ["2"]
+    assert hits[0].node.metadata["asks"] is False and "I wonder if manager" in hits[0].node.metadata["replying_to"]
 
 
 def test_the_likely_answer_is_a_reply_else_a_message_naming_the_asker_else_the_next_one():
