@@ -26,17 +26,18 @@ _OPENS_A_QUESTION = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+")
+_URL = re.compile(r"<?https?://\S+>?")
 _WONDERS = re.compile(
     r"(?i)\b(?:i\s+wonder|wondering|want(?:ed)?\s+to\s+ask|any\s+idea|anyone\s+know|does\s+anyone|can\s+someone|"
-    r"could\s+someone|having\s+a\s+hard\s+time|can'?t\s+figure|not\s+sure\s+(?:if|whether|how|what|why)|"
-    r"missed\s+(?:this|my)\s+question)\b"
+    r"could\s+someone|someone\s+can|can\s+anyone|could\s+anyone|having\s+a\s+hard\s+time|can'?t\s+figure|"
+    r"not\s+sure\s+(?:if|whether|how|what|why)|missed\s+(?:this|my)\s+question)\b"
 )
 
 
 def only_asks(text: str) -> bool:
     """A short message that asks (ends in "?", opens like a question, or wonders: "I wonder if the manager is
     trusted", "you missed this question"): it holds no answer itself."""
-    text = text.strip()
+    text = _URL.sub("", text).strip()  # a link is not what a message says: its path is no words of it
     words = len(_WORD.findall(text))
     return (
         (bool(_ASKS.search(text)) and words <= 40)

@@ -143,6 +143,10 @@ def test_only_asks():
     # Wondering asks too, with no question mark and no question word first.
     assert only_asks("Hey @0xAndy, I believe you missed this question. If owner is trusted, I wonder if manager is.")
     assert only_asks("I want to ask about the fees when someone sells tokens")
+    assert only_asks("someone can really explain what the address of curvesTokenSubject is")
+    link = "https://github.com/code-423n4/2024-01-curves/blob/main/contracts/Curves.sol#L439"
+    asking = f"The `mint()` function is protected by `onlyTokenSubject` here {link}. May I ask, is it by design?"
+    assert only_asks(asking * 2)  # a link's path is no words of the question
     assert not only_asks("I wonder if " + "anyone reads the whole of a very long post like this one " * 6)
 
 
