@@ -174,10 +174,11 @@ def known_claims(supports: Sequence[str], names: Sequence[str] = ()) -> set[str]
     """The claims the supports (lore, question, conversation) and the names of who speaks hold.
 
     Counted once per reply. A proper name is known when the supports or names have the word in any
-    case ("the NXT Randomizer" is no invention next to "randomizer").
+    case ("the NXT Randomizer" is no invention next to "randomizer"); a name is no invented figure
+    either ("as 0xandy_2014_07_22 put it").
     """
     words = {w.lower() for text in [*supports, *names] for w in _LETTERS.findall(text)}  # proper names among them
-    return set().union(*(figures(s) for s in supports)) | words
+    return set().union(*(figures(s) for s in [*supports, *names])) | words
 
 
 def content_words(text: str) -> set[str]:

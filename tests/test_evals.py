@@ -123,6 +123,9 @@ def test_answer_metrics_check_facts_sources_and_invented_figures():
     assert source_found(["something else"], ["Gm no it has not been audited previously."]) == 0.0
     assert grounded("the pool has 1.8 million boxes, or $60,500", ["the $60,500 NextGen audit"]) == 0.5
     assert grounded("mrrp, hello!", ["lore"]) is None  # nothing checkable
+    quote = 'as 0xandy_2014_07_22 put it: "Both are trustable"'  # who said it is no invented figure
+    assert grounded(quote, ["Both are trustable"], ["0xandy_2014_07_22"]) == 1.0
+    assert grounded(quote, ["Both are trustable"]) == 0.0
 
 
 def test_in_character_tells_the_persona_from_a_neutral_assistant(scorer):
