@@ -4,7 +4,7 @@ Grounding on (`GROUNDING=check`), a reply to a question may not hold a claim (a 
 name, a proper name) that nothing the bot was given holds: the lore found, the message, the
 conversation and its summary, the persona, the names of who speaks. With evidence (chains/grounding.py),
 a reply that invents one, or does not use the evidence, is replaced by the answer line, the evidence
-said as who said it. Without evidence, only a question asking for a figure ("how much did it
+said as who said it (a line for each message quoted). Without evidence, only a question asking for a figure ("how much did it
 raise?") is checked: the sentences with a made-up figure are dropped, and with none left the
 persona's line for a question it cannot answer is said.
 """
@@ -76,13 +76,20 @@ class ClaimCheck:
             return None
         if not invented and verdict.ok and Grounding.uses(verdict.text, evidence, self.question):
             return None
-        author = evidence.item.author if evidence.item.source == "index" and evidence.item.author else "the lore"
-        answer = check(self.answer.format(author=author, content=evidence.passage))
+        lines = [self._quote(quoted) for quoted in evidence.quoted]
+        answer = check("\n".join(lines))
+        if len(lines) > 1 and (not answer.ok or any(fix.startswith("capped") for fix in answer.fixes)):
+            answer = check(lines[0])  # both do not fit: the best one alone
         if not answer.ok:
             return None
         why = f"invented {', '.join(sorted(invented))}" if invented else "did not use the lore"
         logger.info("reply %s: answered from the lore (evidence %.2f)", why, evidence.score)
         return Verdict(ok=True, text=answer.text, fixes=(*answer.fixes, f"answered from the lore ({why})"))
+
+    def _quote(self, evidence: Evidence) -> str:
+        """The answer line for one piece of evidence: its passage, said as who said it."""
+        author = evidence.item.author if evidence.item.source == "index" and evidence.item.author else "the lore"
+        return self.answer.format(author=author, content=evidence.passage)
 
     def without_invented(self, verdict: Verdict, invented: set[str], attempt: int) -> Verdict:
         """No evidence to answer from (or its line refused): the reply without its sentences that hold an

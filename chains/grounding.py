@@ -12,7 +12,8 @@ is checked against it before anything is shown:
   code-like names when it has some, else enough of its words.
 
 A reply that fails either is replaced by the answer line (`prompts/answer.txt`): the evidence, said
-as who said it. A small model that cannot paraphrase lore then still answers right; a model that
+as who said it (and another message's passage that ranks nearly as high, on a line of its own: see
+`Evidence.also`). A small model that cannot paraphrase lore then still answers right; a model that
 can (Mistral-7B) keeps its own words. `GROUNDING=off` turns the check off.
 """
 
@@ -34,6 +35,7 @@ PASSAGE_CHARS = 280  # a message up to this long is quoted whole
 THREAD_CHARS = 120  # how much of the thread a reply answers is read with its sentences
 KIND_BONUS = 0.2  # a sentence holding what the question asks for (a date for "when") ranks this much higher
 ASKING_PENALTY = 0.2  # a sentence of a message that asks ("I wonder if the manager is trusted") ranks lower
+SECOND_WITHIN = 0.2  # another message's sentence ranked this close to the best one is quoted too
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _LETTERS = re.compile(r"[^\W\d_]+")
 _WORD = re.compile(r"[\w$][\w$.,'-]*\w|\w")
@@ -56,16 +58,27 @@ Embed = Callable[[list[str]], Sequence[Sequence[float]]]
 
 @dataclass(frozen=True)
 class Evidence:
-    """The lore sentence closest to the question, the passage around it, and where it comes from."""
+    """The lore sentence closest to the question, the passage around it, and where it comes from.
+
+    `also`: the best sentence of another message, when it ranks nearly as high (SECOND_WITHIN). The
+    embeddings cannot tell which of two close answers is right ("I think it's pure numbers" or "it
+    depends on the case: % for model 3, wei for model 2"), so the answer line quotes both.
+    """
 
     sentence: str
     item: LoreItem
     score: float
+    also: Evidence | None = None
 
     @property
     def passage(self) -> str:
         """What the answer line quotes: the whole message when short, else the sentence and what follows it."""
         return _passage(self.sentence, self.item)
+
+    @property
+    def quoted(self) -> tuple[Evidence, ...]:
+        """What the answer line quotes: this evidence, and the other message's when there is one."""
+        return (self, self.also) if self.also else (self,)
 
 
 def _passage(sentence: str, item: LoreItem) -> str:
@@ -217,11 +230,14 @@ class Grounding:
         min_score: float = 0.5,
         kind_bonus: float = KIND_BONUS,
         asking_penalty: float = ASKING_PENALTY,
+        second_within: float | None = SECOND_WITHIN,
     ) -> None:
+        """`second_within`: how close another message's best sentence must rank to be quoted too (None: never)."""
         self.embed = embed
         self.min_score = min_score
         self.kind_bonus = kind_bonus
         self.asking_penalty = asking_penalty
+        self.second_within = second_within
 
     def evidence(self, question: str, intent: str, lore: Sequence[LoreItem]) -> Evidence | None:
         """The lore sentence that answers a question best, if close enough; None for other intents or weak lore.
@@ -229,7 +245,9 @@ class Grounding:
         A sentence must say something beyond the question's own words ("the cursed cartridge." says
         nothing about it); one holding the figures and names the question asks about ("the Golden
         Joystick 2025") comes before near ones without them, which embeddings barely tell apart;
-        among those, the closest by embedding.
+        among those, the closest by embedding. Another message's best sentence that ranks within
+        `second_within` of it, holds as much of what was asked and is close enough too comes with it
+        (`Evidence.also`).
         """
         if intent not in QUESTION_INTENTS or not question.strip() or not lore:
             return None
@@ -253,10 +271,25 @@ class Grounding:
             - (self.asking_penalty if seeks(item) else 0.0)
             for score, (s, item) in zip(scores, candidates, strict=True)
         ]
-        best = max(range(len(candidates)), key=lambda i: (holds[i], ranked[i]))
-        found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]))
+        order = sorted(range(len(candidates)), key=lambda i: (holds[i], ranked[i]), reverse=True)
+        best = order[0]
+        second = next((i for i in order if candidates[i][1] is not candidates[best][1]), None)
+        also = None
+        if (
+            second is not None
+            and self.second_within is not None
+            and holds[second] == holds[best]
+            and ranked[second] >= ranked[best] - self.second_within
+            and scores[second] >= self.min_score
+        ):
+            also = Evidence(candidates[second][0], candidates[second][1], float(scores[second]))
+        found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]), also)
         logger.debug(
-            "evidence %.3f from message by %s (%d characters)", found.score, found.item.author, len(found.sentence)
+            "evidence %.3f from message by %s (%d characters)%s",
+            found.score,
+            found.item.author,
+            len(found.sentence),
+            f", and {also.score:.3f} from another by {also.item.author}" if also else "",
         )
         return found if found.score >= self.min_score else None
 
@@ -267,18 +300,22 @@ class Grounding:
 
     @staticmethod
     def uses(text: str, evidence: Evidence, question: str) -> bool:
-        """Does the reply use the evidence beyond the question's own words?
+        """Does the reply use the evidence (or the other message quoted with it) beyond the question's own words?
 
         Its figures and code-like names, when it has any: one of them, and at least two (an eighth) of
         its words, must be in the reply (a figure alone can be chance: "3D" is not "all 3 randomizer
         options"); else its words (at least two, and a quarter of them).
         """
-        key = claims(evidence.passage) - claims(question)
-        new = content_words(evidence.passage) - content_words(question)
-        shared = len(new & content_words(text))
-        if key:  # a figure or name of the evidence, and some of its words: a shared "3" alone can be chance
-            return bool(key & claims(text)) and shared >= min(len(new), max(2, len(new) / 8))
-        return not new or shared >= max(2, len(new) / 4)
+        return any(_uses(text, quoted.passage, question) for quoted in evidence.quoted)
+
+
+def _uses(text: str, passage: str, question: str) -> bool:
+    key = claims(passage) - claims(question)
+    new = content_words(passage) - content_words(question)
+    shared = len(new & content_words(text))
+    if key:  # a figure or name of the evidence, and some of its words: a shared "3" alone can be chance
+        return bool(key & claims(text)) and shared >= min(len(new), max(2, len(new) / 8))
+    return not new or shared >= max(2, len(new) / 4)
 
 
 def embedder(embed_model) -> Embed:

@@ -51,7 +51,7 @@ def retrieval_eval(settings, eval_set: EvalSet, character: str) -> list[Retrieva
             found = [item.content for item in items]
             rank = next((n for n, text in enumerate(found, 1) if source_found([text], sample.reference_contexts)), None)
             evidence = grounding.evidence(analysis.query, analysis.intent, items)
-            passage = evidence.passage if evidence else ""
+            passage = "\n".join(quoted.passage for quoted in evidence.quoted) if evidence else ""
             results.append(RetrievalResult(sample.id, rank, facts_found(passage, sample.facts), passage))
         return results
 
@@ -77,5 +77,6 @@ def details(results: list[RetrievalResult]) -> str:
     lines = []
     for r in results:
         held = {None: "-", 1.0: "yes", 0.0: "no"}[r.fact_in_evidence]
-        lines.append(f"  {r.sample_id}: rank {r.rank or '-'}  facts {held}  evidence: {r.evidence[:160] or '(none)'}")
+        evidence = r.evidence.replace("\n", " || ")[:200] or "(none)"  # " || " between two messages' passages
+        lines.append(f"  {r.sample_id}: rank {r.rank or '-'}  facts {held}  evidence: {evidence}")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ QUESTION = "@Susu how big is the prize pool of the NextGen audit?"
 def make_chain(tokenizer, prompt_set, persona, embed_model):
     services = []
 
-    def make(llm, lore=(WELCOME,), grounding=True, links=None):
+    def make(llm, lore=(WELCOME,), grounding=True, links=None, max_chars=600):
         service = GenerationService(llm, timeout_s=30)
         services.append(service)
         return build_reply_chain(
@@ -35,9 +35,12 @@ def make_chain(tokenizer, prompt_set, persona, embed_model):
             ShortTermMemory(20, 5),
             persona,
             stops=template_stops(tokenizer),
-            grounding=Grounding(embedder(embed_model)) if grounding else None,
+            grounding=(grounding if isinstance(grounding, Grounding) else Grounding(embedder(embed_model)))
+            if grounding
+            else None,
             answer=prompt_set.answer,
             links=links,
+            reply_max_chars=max_chars,
         )
 
     yield make
@@ -105,6 +108,45 @@ def test_the_answer_line_quoting_a_phishing_post_relays_none_of_its_links(make_c
     chain = make_chain(ScriptedLLM(responses=ignores), lore=(phishing,), links=allowed)
     result = run_reply(chain, 1, ChatMessage("tadev0", question, message_id=1))
     assert "https://nextgen-claims.example/login" in result.text and "discord.gg/claims24" in result.text
+
+
+RATE_QUESTION = "@Susu what unit is the rate in collectionPhases, is it in bips?"
+RATE_THREAD = "what is the possible value of collectionPhases[_collectionID].rate? is it in bips?"
+GUESS = LoreItem(
+    content="I think its pure numbers, if you want to set it to 20% => 20", author="ZdravkoHr", thread=RATE_THREAD
+)
+ANSWER = LoreItem(
+    content="it depends on the case, for sales model 3 the rate is considered as %, for sales model 2 it's "
+    "consider as wei",
+    author="piravlos",
+    thread=RATE_THREAD,
+)
+LOGO = LoreItem(content="the new server logo looks great on dark mode, nice work", author="kiwi", score=0.6)
+
+
+def test_two_close_answers_from_two_messages_are_both_quoted(make_chain, embed_model):
+    # Scores here (bf16 embeddings): the guess 0.83, the sponsor's answer 0.76, the logo far below. Which of
+    # the two close ones is right, the embeddings cannot tell: both are quoted, the closest first.
+    ignores = ["i love naps in the sun and chasing the cursor around."]
+    message = ChatMessage("juntao", RATE_QUESTION, message_id=1)
+    result = run_reply(make_chain(ScriptedLLM(responses=ignores), lore=(GUESS, ANSWER, LOGO)), 1, message)
+    lines = result.text.splitlines()
+    assert result.ok and len(lines) == 2 and "pure numbers" in lines[0] and "wei" in lines[1]
+    assert lines[1].startswith('as piravlos put it: "') and "logo" not in result.text
+    one = Grounding(embedder(embed_model), second_within=None)  # without the second quote: the guess alone
+    result = run_reply(make_chain(ScriptedLLM(responses=ignores), lore=(GUESS, ANSWER), grounding=one), 1, message)
+    assert result.ok and "pure numbers" in result.text and "wei" not in result.text
+    # Two quotes that do not fit in a reply: the closest alone, never a quote cut in the middle.
+    chain = make_chain(ScriptedLLM(responses=ignores), lore=(GUESS, ANSWER), max_chars=150)
+    result = run_reply(chain, 1, message)
+    assert result.ok and result.text == f'as ZdravkoHr put it: "{GUESS.content}"'
+
+
+def test_a_reply_using_the_second_quoted_message_keeps_its_own_words(make_chain):
+    text = "mrrp, it depends: for sales model 3 the rate is a %, for sales model 2 it is wei."
+    chain = make_chain(ScriptedLLM(responses=[text]), lore=(GUESS, ANSWER))
+    result = run_reply(chain, 1, ChatMessage("juntao", RATE_QUESTION, message_id=1))
+    assert result.ok and result.text == text
 
 
 def test_without_the_check_the_invented_figure_goes_out(make_chain):
