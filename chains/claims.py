@@ -4,8 +4,8 @@ Grounding on (`GROUNDING=check`), a reply to a question may not hold a claim (a 
 name, a proper name) that nothing the bot was given holds: the lore found, the message, the
 conversation and its summary, the persona, the names of who speaks. With evidence (chains/grounding.py),
 a reply that invents one, or does not use the evidence, is replaced by the answer line, the evidence
-said as who said it (a line for each message quoted). Without evidence, only a question asking for a figure ("how much did it
-raise?") is checked: the sentences with a made-up figure are dropped, and with none left the
+said as who said it (a line for each message quoted). Without evidence, only a question asking for a
+figure ("how much did it raise?") is checked: the sentences with a made-up figure are dropped, and with none left the
 persona's line for a question it cannot answer is said.
 """
 

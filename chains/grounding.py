@@ -41,8 +41,9 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 _WORD = re.compile(r"[\w$][\w$.,'-]*\w|\w")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*\d|(?<![\w.])\d")
 _CODE_NAME = re.compile(r"\b(?:[a-z]+[A-Z]\w*|\w*_\w+|0x[0-9a-fA-F]+)\b")
-_ASKING = re.compile(
-    r"(?i)^(?:@\S+\s+)?(?:what|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|will|would|"
+_ASKING = re.compile(  # a question word first, after a mention or a filler ("ok where do i get the hash")
+    r"(?i)^(?:@\S+\s+)?(?:(?:ok|okay|so|and|but|hey|hi|gm|also|btw|well|then)\b[,.]?\s+)*"
+    r"(?:what|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|will|would|"
     r"should|shall|has|have|had|may|anyone|any)\b"
 )
 _URL = re.compile(r"<?https?://\S+>?")
@@ -273,7 +274,9 @@ class Grounding:
         ]
         order = sorted(range(len(candidates)), key=lambda i: (holds[i], ranked[i]), reverse=True)
         best = order[0]
-        second = next((i for i in order if candidates[i][1] is not candidates[best][1]), None)
+        second = next(  # never a message that asks: a question is no second answer
+            (i for i in order if candidates[i][1] is not candidates[best][1] and not seeks(candidates[i][1])), None
+        )
         also = None
         if (
             second is not None

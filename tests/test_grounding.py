@@ -142,6 +142,18 @@ def test_two_close_answers_from_two_messages_are_both_quoted(make_chain, embed_m
     assert result.ok and result.text == f'as ZdravkoHr put it: "{GUESS.content}"'
 
 
+def test_a_question_is_never_the_second_quote(embed_model):
+    # A follow-up in the same thread that wonders ranks 0.87 - 0.2 (it asks), within 0.2 of the guess's 0.83:
+    # close enough to be quoted, were it not a question.
+    wondering = "not sure if the rate in collection phases is percent or bips, same question"
+    asking = LoreItem(content=wondering, thread=RATE_THREAD, asks=True)
+    grounding = Grounding(embedder(embed_model))
+    evidence = grounding.evidence(RATE_QUESTION, "question", [GUESS, asking])
+    assert evidence is not None and evidence.item is GUESS and evidence.also is None
+    evidence = grounding.evidence(RATE_QUESTION, "question", [GUESS, asking, ANSWER])
+    assert evidence is not None and evidence.also is not None and evidence.also.item is ANSWER
+
+
 def test_a_reply_using_the_second_quoted_message_keeps_its_own_words(make_chain):
     text = "mrrp, it depends: for sales model 3 the rate is a %, for sales model 2 it is wei."
     chain = make_chain(ScriptedLLM(responses=[text]), lore=(GUESS, ANSWER))
@@ -191,6 +203,8 @@ def test_without_close_lore_a_question_is_never_answered_with_a_made_up_figure(m
 def test_evidence_is_a_statement_never_a_question_or_a_bare_link():
     text = "how big is the pool? https://code4rena.com/contests/x\nThe pool is $60,500. is it open yet"
     assert sentences(text) == ["The pool is $60,500."]
+    assert sentences("ok where do i get the POOL_INIT_CODE_HASH\nSo, is it set in the readme") == []  # after a filler
+    assert sentences("so the hash is set in PoolAddress.sol") == ["so the hash is set in PoolAddress.sol"]
 
 
 def test_a_long_post_is_quoted_from_the_relevant_sentence(embed_model):
