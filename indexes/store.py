@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS messages ({_MESSAGE_COLUMNS_DDL});
 CREATE INDEX IF NOT EXISTS messages_channel_time ON messages (channel_id, timestamp);
 CREATE INDEX IF NOT EXISTS messages_reply_to ON messages (reply_to);
 CREATE INDEX IF NOT EXISTS messages_author ON messages (author_id);
+CREATE INDEX IF NOT EXISTS messages_private ON messages (channel_id) WHERE private = 1;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS opted_out (user_id INTEGER PRIMARY KEY, since TEXT NOT NULL, member INTEGER);
 CREATE TABLE IF NOT EXISTS index_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id INTEGER NOT NULL);
@@ -565,6 +566,11 @@ class MessageStore:
         if deleted:
             self.scrub()
         return deleted
+
+    def has_private(self) -> bool:
+        """Whether any message of a private thread is stored (a partial index answers it at once)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM messages WHERE private = 1 LIMIT 1").fetchone() is not None
 
     def lexical_search(self, text: str, limit: int, channel_id: int | None = None) -> list[tuple[int, float]]:
         """(message id, BM25 score) of the messages holding the question's words (indexes.lexical)."""

@@ -613,7 +613,15 @@ class WeightedRetriever(BaseRetriever):
         scoped.channel_id = channel_id
         return scoped
 
-    def _where(self) -> dict:
+    def _where(self) -> dict | None:
+        """Chroma's filter for what this search may see; None when no private thread's message is stored.
+
+        A filtered query costs Chroma several times an unfiltered one (bench retrieval at 10,000 messages:
+        P50 73 -> 38 ms without it). Without private messages nothing needs filtering, and every hit is
+        checked against the store anyway (`_retrieve`).
+        """
+        if not self.index.store.has_private():
+            return None
         public = {"private": False}
         return {"$or": [public, {"channel_id": str(self.channel_id)}]} if self.channel_id else public
 
@@ -622,8 +630,9 @@ class WeightedRetriever(BaseRetriever):
         query = query_bundle.query_str
         if query_bundle.embedding is None:
             query_bundle = QueryBundle(query, embedding=self.index.embed_model.get_query_embedding(query))
+        where = self._where()
         search = self.index.current().as_retriever(
-            similarity_top_k=self.candidates, vector_store_kwargs={"where": self._where()}
+            similarity_top_k=self.candidates, vector_store_kwargs={"where": where} if where else {}
         )
         found = {hit.node.metadata.get("message_id", hit.node.node_id) for hit in search.retrieve(query_bundle)}
         store = self.index.store
@@ -703,7 +712,9 @@ class WeightedRetriever(BaseRetriever):
         if not message_ids:
             return {}
         collection = self.index.current().vector_store.client
-        where = {"$and": [{"message_id": {"$in": sorted(message_ids)}}, self._where()]}
+        ids = {"message_id": {"$in": sorted(message_ids)}}
+        seen = self._where()
+        where = {"$and": [ids, seen]} if seen else ids
         entries = collection.get(where=where, include=["metadatas", "embeddings"])
         if not entries["ids"]:
             return {}

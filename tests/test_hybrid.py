@@ -88,6 +88,23 @@ def test_lexical_search_sees_a_private_thread_only_from_inside_it(store):
     assert [m for m, _ in store.lexical_search("snorkelwax", 5, channel_id=77)] == [1]
 
 
+def test_chroma_filters_only_once_a_private_thread_is_stored(store, tmp_path, embed_model):
+    # A filtered Chroma query costs several times an unfiltered one: without private messages there is no filter.
+    store.upsert([message(1, "the zorblax vault opens on friday at noon")])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    retriever = WeightedRetriever(index, RetrievalWeights(), top_k=3, now=NOW)
+    assert not store.has_private() and retriever._where() is None
+    assert [h.node.metadata["message_id"] for h in retriever.retrieve("when does the zorblax vault open?")] == ["1"]
+    store.upsert([message(2, "the zorblax vault secret code is 4471", private=True, channel=77)])
+    index.sync()
+    assert store.has_private() and retriever._where() == {"private": False}
+    found = [h.node.metadata["message_id"] for h in retriever.retrieve("what is the zorblax vault code?")]
+    assert "2" not in found and "1" in found
+    inside = [h.node.metadata["message_id"] for h in retriever.for_channel(77).retrieve("the zorblax vault code?")]
+    assert "2" in inside
+
+
 def test_coverage_weighs_rare_words_and_means_the_same_in_every_query(store):
     store.upsert([message(i, f"the deploy went fine today number {i}") for i in range(1, 30)])
     store.upsert([message(40, "DeployVault.s.sol deploys the vault"), message(41, "the deploy is today")])
