@@ -105,6 +105,19 @@ def test_chroma_filters_only_once_a_private_thread_is_stored(store, tmp_path, em
     assert "2" in inside
 
 
+def test_a_word_in_most_of_a_large_channel_is_left_out_of_the_search_but_not_of_the_coverage(store):
+    common = [message(i, f"blorp number {i} of the daily chatter") for i in range(1, 601)]
+    store.upsert([*common, message(1000, "blorp and the quintar contract")])
+    assert lexical.documents(store.db) == 601 and lexical.document_counts(store.db, ["blorp", "quintar"]) == {
+        "blorp": 601,
+        "quintar": 1,
+    }
+    assert store.lexical_search("where is the blorp quintar?", 5) == store.lexical_search("quintar", 5)
+    assert [m for m, _ in store.lexical_search("blorp quintar", 5)] == [1000]  # "blorp" ranks nothing alone
+    held = store.lexical_coverage("blorp quintar", [1, 1000])
+    assert 0 < held[1] < held[1000] == 1.0  # yet a message holding it holds a part of the question
+
+
 def test_coverage_weighs_rare_words_and_means_the_same_in_every_query(store):
     store.upsert([message(i, f"the deploy went fine today number {i}") for i in range(1, 30)])
     store.upsert([message(40, "DeployVault.s.sol deploys the vault"), message(41, "the deploy is today")])
