@@ -42,7 +42,7 @@ _WORD = re.compile(r"[\w$][\w$.,'-]*\w|\w")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*\d|(?<![\w.])\d")
 _CODE_NAME = re.compile(r"\b(?:[a-z]+[A-Z]\w*|\w*_\w+|0x[0-9a-fA-F]+)\b")
 _ASKING = re.compile(  # a question word first, after a mention or a filler ("ok where do i get the hash")
-    r"(?i)^(?:@\S+\s+)?(?:(?:ok|okay|so|and|but|hey|hi|gm|also|btw|well|then)\b[,.]?\s+)*"
+    r"(?i)^(?:@\S+\s+)?(?:(?:ok|okay|hey|hi|gm|btw|pls|please)\b[,.]?\s+)*"
     r"(?:what|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|will|would|"
     r"should|shall|has|have|had|may|anyone|any)\b"
 )
@@ -274,8 +274,16 @@ class Grounding:
         ]
         order = sorted(range(len(candidates)), key=lambda i: (holds[i], ranked[i]), reverse=True)
         best = order[0]
-        second = next(  # never a message that asks: a question is no second answer
-            (i for i in order if candidates[i][1] is not candidates[best][1] and not seeks(candidates[i][1])), None
+        quoted = _passage(*candidates[best])
+        second = next(  # another message, never one that asks (a question is no second answer), never a repost
+            (
+                i
+                for i in order
+                if candidates[i][1] is not candidates[best][1]
+                and not seeks(candidates[i][1])
+                and _passage(*candidates[i]) != quoted
+            ),
+            None,
         )
         also = None
         if (

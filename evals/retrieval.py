@@ -23,7 +23,7 @@ class RetrievalResult:
     sample_id: str
     rank: int | None  # 1-based rank of the first retrieved message holding a reference context; None: not found
     fact_in_evidence: float | None = None  # 1.0: the evidence passage holds every fact; None: the sample has none
-    evidence: str = ""  # the passage the answer line would quote ("" when no evidence was close enough)
+    evidence: str = ""  # the passages the answer line would quote, one a line ("" when no evidence was close enough)
 
 
 def retrieval_eval(settings, eval_set: EvalSet, character: str) -> list[RetrievalResult]:

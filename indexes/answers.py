@@ -26,11 +26,14 @@ _OPENS_A_QUESTION = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+")
-_URL = re.compile(r"<?https?://\S+>?")
+_URL = re.compile(r"<https?://[^\s>]+>|https?://[^\s<>]*[^\s<>?!.,)]")  # a "?" after a link is the question's
+# Phrases that ask, and that an answer does not use ("not sure if it helps, but..." and "I was wondering
+# the same, turns out..." answer; "any idea" alone can be "any idea is welcome").
 _WONDERS = re.compile(
-    r"(?i)\b(?:i\s+wonder|wondering|want(?:ed)?\s+to\s+ask|any\s+idea|anyone\s+know|does\s+anyone|can\s+someone|"
-    r"could\s+someone|someone\s+can|can\s+anyone|could\s+anyone|having\s+a\s+hard\s+time|can'?t\s+figure|"
-    r"not\s+sure\s+(?:if|whether|how|what|why)|missed\s+(?:this|my)\s+question)\b"
+    r"(?i)\b(?:i\s+wonder|(?:am|was|i'?m)\s+wondering\s+(?:if|whether|why|how|what|when|where|who)|"
+    r"want(?:ed)?\s+to\s+ask|any\s+idea\s+(?:if|whether|why|how|what|when|where|who)|anyone\s+know|does\s+anyone|"
+    r"(?:can|could)\s+(?:someone|anyone|somebody|anybody)|someone\s+can\s+(?:\w+\s+)?(?:explain|tell|help|clarify|confirm)|"
+    r"having\s+a\s+hard\s+time\s+(?:understanding|figuring)|can'?t\s+figure\s+out|missed\s+(?:this|my)\s+question)\b"
 )
 
 

@@ -154,6 +154,12 @@ def test_a_question_is_never_the_second_quote(embed_model):
     assert evidence is not None and evidence.also is not None and evidence.also.item is ANSWER
 
 
+def test_a_repost_is_never_the_second_quote(embed_model):
+    repost = LoreItem(content=GUESS.content, author="someone_else", thread=RATE_THREAD)
+    evidence = Grounding(embedder(embed_model)).evidence(RATE_QUESTION, "question", [GUESS, repost, ANSWER])
+    assert evidence is not None and evidence.also is not None and evidence.also.item is ANSWER
+
+
 def test_a_reply_using_the_second_quoted_message_keeps_its_own_words(make_chain):
     text = "mrrp, it depends: for sales model 3 the rate is a %, for sales model 2 it is wei."
     chain = make_chain(ScriptedLLM(responses=[text]), lore=(GUESS, ANSWER))
@@ -203,8 +209,12 @@ def test_without_close_lore_a_question_is_never_answered_with_a_made_up_figure(m
 def test_evidence_is_a_statement_never_a_question_or_a_bare_link():
     text = "how big is the pool? https://code4rena.com/contests/x\nThe pool is $60,500. is it open yet"
     assert sentences(text) == ["The pool is $60,500."]
-    assert sentences("ok where do i get the POOL_INIT_CODE_HASH\nSo, is it set in the readme") == []  # after a filler
+    assert sentences("ok where do i get the POOL_INIT_CODE_HASH\nhey, is it set in the readme") == []  # after a filler
     assert sentences("so the hash is set in PoolAddress.sol") == ["so the hash is set in PoolAddress.sol"]
+    assert sentences("so when you deposit, you get shares.\nbut any value above 10 works") == [
+        "so when you deposit, you get shares.",
+        "but any value above 10 works",
+    ]  # an answer that starts with a conjunction
 
 
 def test_a_long_post_is_quoted_from_the_relevant_sentence(embed_model):

@@ -114,6 +114,7 @@ def test_a_word_in_most_of_a_large_channel_is_left_out_of_the_search_but_not_of_
     }
     assert store.lexical_search("where is the blorp quintar?", 5) == store.lexical_search("quintar", 5)
     assert [m for m, _ in store.lexical_search("blorp quintar", 5)] == [1000]  # "blorp" ranks nothing alone
+    assert len(store.lexical_search("blorp daily chatter", 5)) == 5  # all common: the rarest is searched
     held = store.lexical_coverage("blorp quintar", [1, 1000])
     assert 0 < held[1] < held[1000] == 1.0  # yet a message holding it holds a part of the question
 
@@ -177,6 +178,13 @@ def test_only_asks():
     link = "https://github.com/code-423n4/2024-01-curves/blob/main/contracts/Curves.sol#L439"
     asking = f"The `mint()` function is protected by `onlyTokenSubject` here {link}. May I ask, is it by design?"
     assert only_asks(asking * 2)  # a link's path is no words of the question
+    assert only_asks("check this one https://github.com/a/b/issues/3?")  # the "?" after a link is the question's
+    for answer in (  # hedges that answers use
+        "Not sure if it helps, but running npm install --force fixed it for me.",
+        "I was wondering the same, turns out the rate is in wei for model 2.",
+        "If someone can reproduce it, the bug is real and worth a report.",
+    ):
+        assert not only_asks(answer), answer
     assert not only_asks("I wonder if " + "anyone reads the whole of a very long post like this one " * 6)
 
 
