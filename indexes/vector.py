@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, lru_cache
 from itertools import islice
 from pathlib import Path
 
@@ -119,10 +119,13 @@ def _splitter():
     return SentenceSplitter(chunk_size=PART_TOKENS, chunk_overlap=PART_OVERLAP, paragraph_separator="\n\n")
 
 
-def _split(text: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def _split(text: str) -> tuple[str, ...]:
     """A long message in parts of about PART_TOKENS tokens, cut between sentences (one part if short)."""
-    parts = [part for part in _splitter().split_text(text) if part.strip()]
-    return parts if len(parts) > 1 else [text]
+    if len(text.encode()) <= PART_TOKENS:  # a token is at least a byte: one part, without tokenizing it
+        return (text,)
+    parts = tuple(part for part in _splitter().split_text(text) if part.strip())
+    return parts if len(parts) > 1 else (text,)
 
 
 _WORD = re.compile(r"\w+")
@@ -174,6 +177,11 @@ def to_nodes(message: StoredMessage, engagement: int, replying_to: Sequence[str]
         embedded = TextNode(text=part, metadata={"replying_to": thread} if thread else {})
         entries.append((node, embedded.get_content(MetadataMode.EMBED)))
     return entries
+
+
+def part_keys(message: StoredMessage) -> list[str]:
+    """The ids of a message's index entries (as `to_nodes` makes them)."""
+    return [f"{message.id}#{number}" if number else str(message.id) for number in range(len(_split(message.content)))]
 
 
 def part_of(message: StoredMessage, number: int) -> str | None:
@@ -573,6 +581,15 @@ class _Candidate:
     lexical: float = 0.0
 
 
+def _add(candidates: dict[str, _Candidate], key: str, meta: dict, similarity: float) -> None:
+    """Count one index entry (a part of a message) among the candidates, keeping the message's best part."""
+    candidate = candidates.get(meta["message_id"])
+    if candidate is None or similarity > max(candidate.parts.values()):
+        node = TextNode(id_=key, text="", metadata=dict(meta))
+        candidate = candidates[meta["message_id"]] = _Candidate(node, candidate.parts if candidate else {})
+    candidate.parts[int(meta.get("part", 0))] = similarity
+
+
 class WeightedRetriever(BaseRetriever):
     """Hybrid search over the lore index: dense similarity and BM25 on words, re-ranked.
 
@@ -628,20 +645,16 @@ class WeightedRetriever(BaseRetriever):
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         w = self.weights
         query = query_bundle.query_str
-        if query_bundle.embedding is None:
-            query_bundle = QueryBundle(query, embedding=self.index.embed_model.get_query_embedding(query))
-        where = self._where()
-        search = self.index.current().as_retriever(
-            similarity_top_k=self.candidates, vector_store_kwargs={"where": where} if where else {}
-        )
-        found = {hit.node.metadata.get("message_id", hit.node.node_id) for hit in search.retrieve(query_bundle)}
+        vector = query_bundle.embedding or self.index.embed_model.get_query_embedding(query)
         store = self.index.store
+        candidates = self._nearest(vector)
         lexical = store.lexical_search(query, self.candidates, self.channel_id) if w.w_lex else []
-        candidates = self._candidates(found | {str(m) for m, _ in lexical}, query_bundle.embedding)
+        messages = store.get([*map(int, candidates), *(message_id for message_id, _ in lexical)])
+        unseen = [messages[m] for m, _ in lexical if str(m) not in candidates and m in messages]
+        candidates.update(self._parts(unseen, vector))
         if w.w_lex:
             for message_id, held in store.lexical_coverage(query, map(int, candidates)).items():
                 candidates[str(message_id)].lexical = held
-        messages = store.get(int(message_id) for message_id in candidates)
         now = (self._now or datetime.now(timezone.utc)).timestamp()
         ranked = []
         for message_id, candidate in candidates.items():
@@ -707,28 +720,43 @@ class WeightedRetriever(BaseRetriever):
         ranked.sort(key=lambda n: n.score, reverse=True)
         return ranked
 
-    def _candidates(self, message_ids: set[str], query_vector: list[float]) -> dict[str, _Candidate]:
-        """Every indexed part of these messages, with its cosine similarity to the query."""
-        if not message_ids:
+    def _nearest(self, vector: list[float]) -> dict[str, _Candidate]:
+        """The `candidates` entries nearest the query in Chroma, by message, with their cosine similarity.
+
+        A message's best part is among them whenever any of its parts is (they are the nearest), so
+        its other parts need not be read.
+        """
+        where = self._where()
+        found = self.index.current().vector_store.client.query(
+            query_embeddings=[vector],
+            n_results=self.candidates,
+            include=["metadatas", "distances"],
+            **({"where": where} if where else {}),
+        )
+        candidates: dict[str, _Candidate] = {}
+        for key, meta, distance in zip(found["ids"][0], found["metadatas"][0], found["distances"][0]):
+            _add(candidates, key, meta, 1.0 - distance)  # the collection's space is cosine
+        return candidates
+
+    def _parts(self, messages: list[StoredMessage], vector: list[float]) -> dict[str, _Candidate]:
+        """Every indexed part of these messages (found by their words only), with its cosine similarity.
+
+        Read by id (`<message id>`, `<message id>#<n>`), which costs Chroma a fraction of a metadata
+        filter; whether a message may be seen here is checked on the store (`_retrieve`).
+        """
+        keys = [key for message in messages for key in part_keys(message)]
+        if not keys:
             return {}
-        collection = self.index.current().vector_store.client
-        ids = {"message_id": {"$in": sorted(message_ids)}}
-        seen = self._where()
-        where = {"$and": [ids, seen]} if seen else ids
-        entries = collection.get(where=where, include=["metadatas", "embeddings"])
+        entries = self.index.current().vector_store.client.get(ids=keys, include=["metadatas", "embeddings"])
         if not entries["ids"]:
             return {}
         vectors = np.asarray(entries["embeddings"], dtype=np.float32)
-        query = np.asarray(query_vector, dtype=np.float32)
+        query = np.asarray(vector, dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1) * (np.linalg.norm(query) or 1.0)
         similarities = (vectors @ query) / np.where(norms > 0, norms, 1.0)
         candidates: dict[str, _Candidate] = {}
         for key, meta, similarity in zip(entries["ids"], entries["metadatas"], similarities.tolist()):
-            candidate = candidates.get(meta["message_id"])
-            if candidate is None or similarity > max(candidate.parts.values()):
-                node = TextNode(id_=key, text="", metadata=dict(meta))
-                candidate = candidates[meta["message_id"]] = _Candidate(node, candidate.parts if candidate else {})
-            candidate.parts[int(meta.get("part", 0))] = similarity
+            _add(candidates, key, meta, similarity)
         return candidates
 
     def _read_back(self, hits: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:

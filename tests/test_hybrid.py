@@ -8,7 +8,15 @@ import pytest
 from indexes import lexical
 from indexes.answers import likely_answer, only_asks
 from indexes.records import StoredMessage
-from indexes.vector import LoreIndex, RetrievalWeights, WeightedRetriever, chroma_client
+from indexes.vector import (
+    PART_TOKENS,
+    LoreIndex,
+    RetrievalWeights,
+    WeightedRetriever,
+    chroma_client,
+    part_keys,
+    to_nodes,
+)
 
 NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
 
@@ -262,3 +270,30 @@ def test_a_long_post_is_found_and_shown_by_its_closest_part(store, tmp_path, emb
     hits = retrieve(store, tmp_path, embed_model, "how big is the prize pool of the audit?", top_k=1)
     assert "$88,500" in hits[0].node.get_content()
     assert len(hits[0].node.get_content()) < len(post) and hits[0].node.metadata["scores"]["similarity"] > 0.5
+
+
+def test_a_long_post_found_by_its_words_alone_is_shown_by_its_closest_part(store, tmp_path, embed_model):
+    rules = " ".join(f"Rule {i}: be kind to other wardens and read the docs before asking." for i in range(12))
+    post = f"{rules} The glimmerstone key opens the north vault of the castle, ask the quartermaster for it."
+    near = [f"guard {i} keeps a key to a castle vault" for i in range(8)]
+    store.upsert([message(1, post), *(message(10 + i, text) for i, text in enumerate(near))])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    query = "which key opens the north vault of the castle, the glimmerstone one?"
+
+    def found(weights):
+        hits = WeightedRetriever(index, weights, top_k=3, candidates=3, now=NOW).retrieve(query)
+        return {hit.node.metadata["message_id"]: hit for hit in hits}
+
+    assert "1" not in found(RetrievalWeights(w_lex=0.0))  # the nearest entries are the guards' messages
+    hit = found(RetrievalWeights())["1"]  # found by its words, and shown by the part that holds them
+    assert hit.node.metadata["part"] > 0 and "glimmerstone key opens" in hit.node.get_content()
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["short", "x" * PART_TOKENS, "é" * (PART_TOKENS // 2 + 1), "漢字 " * 60, "A sentence of the rules. " * 40],
+)
+def test_part_keys_are_the_ids_the_index_gives_a_message(content):
+    entry = message(7, content)
+    assert part_keys(entry) == [node.node_id for node, _ in to_nodes(entry, engagement=0)]
