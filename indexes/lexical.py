@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+from dataclasses import dataclass
 
 FTS_TABLE = "messages_fts"
 STATEMENTS = (
@@ -68,9 +69,24 @@ def fts_query(terms: list[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
-def search(
-    db: sqlite3.Connection, terms: list[str], limit: int, channel_id: int | None = None
-) -> list[tuple[int, float]]:
+@dataclass(frozen=True)
+class Query:
+    """A question's search terms, with how many stored messages hold each and how many there are.
+
+    Counted once per question, for the search and the coverage both.
+    """
+
+    terms: list[str]
+    counts: dict[str, int]
+    documents: int
+
+
+def query(db: sqlite3.Connection, text: str) -> Query:
+    terms = query_terms(text)
+    return Query(terms, document_counts(db, terms), documents(db))
+
+
+def search(db: sqlite3.Connection, asked: Query, limit: int, channel_id: int | None = None) -> list[tuple[int, float]]:
     """(message id, BM25 score, higher is better) of the best `limit` messages holding any term.
 
     A word in more than COMMON_SHARE of the stored messages (and more than COMMON_FLOOR of them) is left
@@ -78,9 +94,9 @@ def search(
     BM25 weighs such a word near nothing, yet ranking every message that holds it is most of the
     search's time (bench retrieval at 100,000 messages: 56 ms -> 4 ms).
     """
-    counts = document_counts(db, terms)
-    common = max(COMMON_FLOOR, COMMON_SHARE * documents(db))
-    found = [term for term in terms if counts[term]]
+    counts = asked.counts
+    common = max(COMMON_FLOOR, COMMON_SHARE * asked.documents)
+    found = [term for term in asked.terms if counts[term]]
     terms = [term for term in found if counts[term] <= common] or sorted(found, key=counts.get)[:1]  # the rarest
     if not terms or limit <= 0:
         return []
@@ -106,20 +122,20 @@ def document_counts(db: sqlite3.Connection, terms: list[str]) -> dict[str, int]:
     return {term: db.execute(query, (fts_query([term]),)).fetchone()[0] for term in terms}
 
 
-def coverage(db: sqlite3.Connection, terms: list[str], ids: list[int]) -> dict[int, float]:
+def coverage(db: sqlite3.Connection, asked: Query, ids: list[int]) -> dict[int, float]:
     """How much of the question's words each message holds, weighted by rarity: 0 (none) to 1 (all).
 
     sum of idf(term) over the terms a message holds / sum over the terms any message holds. Unlike a
     BM25 score it means the same in every query: a message with the one rare word of the question
     ("NextGenCore.sol", "60,500") scores high, one that shares only common words scores low.
     """
-    if not terms or not ids:
+    if not asked.terms or not ids:
         return {}
-    total = documents(db)
+    total = asked.documents
     marks = ",".join("?" * len(ids))
     held = {message_id: 0.0 for message_id in ids}
     weight = 0.0
-    for term, count in document_counts(db, terms).items():
+    for term, count in asked.counts.items():
         if not count:
             continue  # a word no message has says nothing about which message is meant
         idf = math.log(1 + (total - count + 0.5) / (count + 0.5))

@@ -648,12 +648,13 @@ class WeightedRetriever(BaseRetriever):
         vector = query_bundle.embedding or self.index.embed_model.get_query_embedding(query)
         store = self.index.store
         candidates = self._nearest(vector)
-        lexical = store.lexical_search(query, self.candidates, self.channel_id) if w.w_lex else []
+        asked = store.lexical_query(query) if w.w_lex else None
+        lexical = store.lexical_search(asked, self.candidates, self.channel_id) if asked else []
         messages = store.get([*map(int, candidates), *(message_id for message_id, _ in lexical)])
         unseen = [messages[m] for m, _ in lexical if str(m) not in candidates and m in messages]
         candidates.update(self._parts(unseen, vector))
-        if w.w_lex:
-            for message_id, held in store.lexical_coverage(query, map(int, candidates)).items():
+        if asked:
+            for message_id, held in store.lexical_coverage(asked, map(int, candidates)).items():
                 candidates[str(message_id)].lexical = held
         now = (self._now or datetime.now(timezone.utc)).timestamp()
         ranked = []

@@ -297,3 +297,17 @@ def test_a_long_post_found_by_its_words_alone_is_shown_by_its_closest_part(store
 def test_part_keys_are_the_ids_the_index_gives_a_message(content):
     entry = message(7, content)
     assert part_keys(entry) == [node.node_id for node, _ in to_nodes(entry, engagement=0)]
+
+
+def test_a_question_counts_its_words_once_for_the_search_and_the_coverage(store, tmp_path, embed_model):
+    store.upsert([message(i, f"the quintar vault opens at dawn, note {i}") for i in range(5)])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+    try:
+        WeightedRetriever(index, RetrievalWeights(), top_k=3, now=NOW).retrieve("when does the quintar vault open?")
+    finally:
+        store.db.set_trace_callback(None)
+    counted = [s for s in statements if s.startswith(f"SELECT COUNT(*) FROM {lexical.FTS_TABLE} WHERE")]
+    assert len(counted) == len(lexical.query_terms("when does the quintar vault open?")) == 3
