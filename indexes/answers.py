@@ -26,6 +26,14 @@ _OPENS_A_QUESTION = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+")
+# A statement, then a short question about it ("Its called LeverageTransformer.sol, which readme?"): it answers
+# (as chains.grounding.said_before_asking reads a sentence: the two layers do not import each other).
+_TAGGED = re.compile(
+    r"(?i)^(?P<said>[^?]+?),\s+(?:which|what|who|where|when|why|how|right|no|ok|yes|isn'?t\s+it|is\s+it|did\s+you|"
+    r"have\s+you|do\s+you|does\s+it|can\s+you)(?:\s+[^\s,?]+){0,2}\s*\?\W*$"
+)
+_ABOUT_ASKING = re.compile(r"(?i)\b(?:ask|asking|question|wonder|wondering|curious)\b")
+_CONDITION = re.compile(r"(?i)^(?:if|when|whenever|so|and|but|or|because|since|while|after|before|once|unless)\b")
 _URL = re.compile(r"<https?://[^\s>]+>|https?://[^\s<>]*[^\s<>?!.,)]")  # a "?" after a link is the question's
 # Phrases that ask, and that an answer does not use ("not sure if it helps, but..." and "I was wondering
 # the same, turns out..." answer; "any idea" alone can be "any idea is welcome").
@@ -43,9 +51,25 @@ def only_asks(text: str) -> bool:
     text = _URL.sub("", text).strip()  # a link is not what a message says: its path is no words of it
     words = len(_WORD.findall(text))
     return (
-        (bool(_ASKS.search(text)) and words <= 40)
+        (bool(_ASKS.search(text)) and words <= 40 and not says_first(text))
         or (bool(_OPENS_A_QUESTION.match(text)) and words <= 25)
         or (bool(_WONDERS.search(text)) and words <= 60)
+    )
+
+
+def says_first(text: str) -> bool:
+    """Does the question a message ends with follow a statement of its own ("yes it is in the readme, did you
+    check?"), which answers? Not a condition ("If I call it twice, does it revert?"), nor a question."""
+    last = re.split(r"(?<=[.!?])\s+", text.strip())[-1]
+    match = _TAGGED.match(last)
+    if match is None:
+        return False
+    said = match["said"].strip()
+    return (
+        len(_WORD.findall(said)) >= 3
+        and not _OPENS_A_QUESTION.match(said)
+        and not _CONDITION.match(said)
+        and not _ABOUT_ASKING.search(said)  # "May I ask, is it by design?"
     )
 
 

@@ -287,6 +287,15 @@ def test_a_message_that_asks_seeks_and_one_that_answers_does_not():
     assert seeks(LoreItem(content="I wonder if manager is trusted.", asks=True))  # as the retriever found it
     assert not seeks(LoreItem(content="Whether u buy or sell u pay all the fees"))
     assert not seeks(LoreItem(content="It is an L2 on the Optimism Superchain."))
+    # A statement a short question follows answers: it is kept without the question.
+    assert not seeks(LoreItem(content="Its called LeverageTransformer.sol, which readme?"))
+    assert sentences("Its called LeverageTransformer.sol, which readme?") == ["Its called LeverageTransformer.sol"]
+    assert sentences("yes the fee is set in the constructor, isn't it?") == ["yes the fee is set in the constructor"]
+    for asking in (
+        "If I call it twice in one block, does it revert?",
+        "The vault holds USDC, which tokens count then?",
+    ):
+        assert seeks(LoreItem(content=asking)) and sentences(asking) == [], asking
 
 
 def test_evidence_holds_what_the_question_asks_for_before_an_announcement_or_a_question(embed_model):

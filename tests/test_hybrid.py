@@ -194,6 +194,13 @@ def test_only_asks():
     ):
         assert not only_asks(answer), answer
     assert not only_asks("I wonder if " + "anyone reads the whole of a very long post like this one " * 6)
+    # A statement a short question follows answers; a condition or a longer question after it asks.
+    assert not only_asks("Its called LeverageTransformer.sol, which readme?")
+    assert not only_asks("it is set in the constructor, isn't it?") and not only_asks(
+        "it's in the readme, did you check?"
+    )
+    assert only_asks("If I call it twice in one block, does it revert?") and only_asks("hmm, why?")
+    assert only_asks("The vault holds USDC, which tokens count as collateral?")
 
 
 def test_a_message_that_wonders_gives_its_place_to_the_answer_that_follows(store, tmp_path, embed_model):
