@@ -47,14 +47,18 @@ _ASKING = re.compile(  # a question word first, after a mention or a filler ("ok
     r"should|shall|has|have|had|may|anyone|any)\b"
 )
 _URL = re.compile(r"<?https?://\S+>?")
-# A statement, then a short question about it, in one sentence (as indexes.answers.says_first reads a message:
-# the two layers do not import each other).
+# A statement, then a confirming tag, in one sentence: read as indexes.answers.says_first reads a message (the two
+# layers do not import each other; tests/test_grounding.py checks that they agree).
 _TAGGED = re.compile(
-    r"(?i)^(?P<said>[^?]+?),\s+(?:which|what|who|where|when|why|how|right|no|ok|yes|isn'?t\s+it|is\s+it|did\s+you|"
-    r"have\s+you|do\s+you|does\s+it|can\s+you)(?:\s+[^\s,?]+){0,2}\s*\?$"
+    r"(?i)^(?P<said>[^?]+?),\s+(?:right|no|ok|yes|isn'?t\s+it|is\s+it|aren'?t\s+they|which\s+[^\s,?]+|"
+    r"did\s+you\s+(?:check|see|read|try)(?:\s+[^\s,?]+){0,2})\s*\?+\W*$"
 )
-_ABOUT_ASKING = re.compile(r"(?i)\b(?:ask|asking|question|wonder|wondering|curious)\b")
-_CONDITION = re.compile(r"(?i)^(?:if|when|whenever|so|and|but|or|because|since|while|after|before|once|unless)\b")
+_SAID_ASKS = re.compile(  # a statement part that asks after all: a question, a condition, a request
+    r"(?i)^(?:@\S+\s+|(?:hey|hi|gm|ok|okay)\b[,.]?\s+)*(?:are|is|was|were|do|does|did|can|could|should|shall|"
+    r"will|would|has|have|had|may|what|which|who|whom|whose|when|where|why|how|any|anyone|anybody)\b|"
+    r"^(?:if|when|whenever|so|and|but|or|because|since|while|after|before|once|unless)\b|"
+    r"\b(?:ask|asking|question|wonder|wondering|curious|need|needs|help|looking)\b"
+)
 _STOPWORDS = frozenset(
     "a an the and or but if of to in on at by for with from as is are was were be been being it its this that these "
     "those there here what which who whom whose when where why how do does did done can could will would should "
@@ -152,9 +156,10 @@ def fits(kind: str, text: str) -> bool:
 
 
 def seeks(item: LoreItem) -> bool:
-    """A message that asks rather than answers: one with a question in it, or one the retriever found asking
+    """A message that asks rather than answers: one with a question in it (not a confirming tag after a statement:
+    "Its called LeverageTransformer.sol, which readme?" answers), or one the retriever found asking
     (`LoreItem.asks`: "I wonder if the manager is trusted", see indexes.answers.only_asks)."""
-    parts = [" ".join(part.split()) for part in _SENTENCE.split(item.content) if part.strip()]
+    parts = [" ".join(part.split()).strip("*_~ ") for part in _SENTENCE.split(item.content) if part.strip()]
     return item.asks or any(_asks(part) and not said_before_asking(part) for part in parts)
 
 
@@ -212,8 +217,8 @@ def content_words(text: str) -> set[str]:
 def sentences(text: str) -> list[str]:
     """The statements of a text: no questions (a question never answers one), no bare links.
 
-    A statement a short question follows in one sentence is kept without it ("Its called
-    LeverageTransformer.sol, which readme?" says "Its called LeverageTransformer.sol").
+    A statement a confirming tag ends is kept without it ("Its called LeverageTransformer.sol, which
+    readme?" says "Its called LeverageTransformer.sol").
     """
     parts = [" ".join(p.split()).strip("*_~ ") for p in _SENTENCE.split(text)]
     said = [said_before_asking(p) if _asks(p) else p for p in parts]
@@ -221,11 +226,11 @@ def sentences(text: str) -> list[str]:
 
 
 def said_before_asking(sentence: str) -> str:
-    """The statement before a short question in one sentence ("it's in the readme, did you check?"), or ""."""
+    """The statement a confirming tag ends in one sentence ("it's in the readme, right?"), or ""."""
     match = _TAGGED.match(sentence)
-    said = match["said"] if match else ""
-    if len(said.split()) < 3 or _asks(said) or _CONDITION.match(said) or _ABOUT_ASKING.search(said):
-        return ""  # all of it asks ("If I call it twice, does it revert?", "May I ask, is it by design?")
+    said = match["said"].strip() if match else ""
+    if len(said.split()) < 3 or _SAID_ASKS.search(said):
+        return ""  # all of it asks ("If I call it twice, is it ok?", "May I ask, is it by design?")
     return said
 
 

@@ -26,14 +26,19 @@ _OPENS_A_QUESTION = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+")
-# A statement, then a short question about it ("Its called LeverageTransformer.sol, which readme?"): it answers
-# (as chains.grounding.said_before_asking reads a sentence: the two layers do not import each other).
+# A statement, then a confirming tag ("it's set in the constructor, right?", "Its called LeverageTransformer.sol,
+# which readme?"): it answers. Read as chains.grounding.said_before_asking reads a sentence (the two layers do not
+# import each other; tests/test_grounding.py checks that they agree).
 _TAGGED = re.compile(
-    r"(?i)^(?P<said>[^?]+?),\s+(?:which|what|who|where|when|why|how|right|no|ok|yes|isn'?t\s+it|is\s+it|did\s+you|"
-    r"have\s+you|do\s+you|does\s+it|can\s+you)(?:\s+[^\s,?]+){0,2}\s*\?\W*$"
+    r"(?i)^(?P<said>[^?]+?),\s+(?:right|no|ok|yes|isn'?t\s+it|is\s+it|aren'?t\s+they|which\s+[^\s,?]+|"
+    r"did\s+you\s+(?:check|see|read|try)(?:\s+[^\s,?]+){0,2})\s*\?+\W*$"
 )
-_ABOUT_ASKING = re.compile(r"(?i)\b(?:ask|asking|question|wonder|wondering|curious)\b")
-_CONDITION = re.compile(r"(?i)^(?:if|when|whenever|so|and|but|or|because|since|while|after|before|once|unless)\b")
+_SAID_ASKS = re.compile(  # a statement part that asks after all: a question, a condition, a request
+    r"(?i)^(?:@\S+\s+|(?:hey|hi|gm|ok|okay)\b[,.]?\s+)*(?:are|is|was|were|do|does|did|can|could|should|shall|"
+    r"will|would|has|have|had|may|what|which|who|whom|whose|when|where|why|how|any|anyone|anybody)\b|"
+    r"^(?:if|when|whenever|so|and|but|or|because|since|while|after|before|once|unless)\b|"
+    r"\b(?:ask|asking|question|wonder|wondering|curious|need|needs|help|looking)\b"
+)
 _URL = re.compile(r"<https?://[^\s>]+>|https?://[^\s<>]*[^\s<>?!.,)]")  # a "?" after a link is the question's
 # Phrases that ask, and that an answer does not use ("not sure if it helps, but..." and "I was wondering
 # the same, turns out..." answer; "any idea" alone can be "any idea is welcome").
@@ -47,7 +52,8 @@ _WONDERS = re.compile(
 
 def only_asks(text: str) -> bool:
     """A short message that asks (ends in "?", opens like a question, or wonders: "I wonder if the manager is
-    trusted", "you missed this question"): it holds no answer itself."""
+    trusted", "you missed this question"): it holds no answer itself. A statement that a confirming tag ends
+    ("Its called LeverageTransformer.sol, which readme?") answers (`says_first`)."""
     text = _URL.sub("", text).strip()  # a link is not what a message says: its path is no words of it
     words = len(_WORD.findall(text))
     return (
@@ -58,19 +64,14 @@ def only_asks(text: str) -> bool:
 
 
 def says_first(text: str) -> bool:
-    """Does the question a message ends with follow a statement of its own ("yes it is in the readme, did you
-    check?"), which answers? Not a condition ("If I call it twice, does it revert?"), nor a question."""
-    last = re.split(r"(?<=[.!?])\s+", text.strip())[-1]
+    """Does the question a message ends with only confirm a statement of its own ("yes it is in the readme, right?"),
+    which answers? Not after a condition ("If I call it twice, is it ok?"), a request or an earlier question."""
+    *before, last = re.split(r"(?<=[.!?])\s+", text.strip())
     match = _TAGGED.match(last)
-    if match is None:
+    if match is None or any(_ASKS.search(s) or _OPENS_A_QUESTION.match(s) or _WONDERS.search(s) for s in before):
         return False
     said = match["said"].strip()
-    return (
-        len(_WORD.findall(said)) >= 3
-        and not _OPENS_A_QUESTION.match(said)
-        and not _CONDITION.match(said)
-        and not _ABOUT_ASKING.search(said)  # "May I ask, is it by design?"
-    )
+    return len(_WORD.findall(said)) >= 3 and not _SAID_ASKS.search(said)
 
 
 def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:

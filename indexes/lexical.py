@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 FTS_TABLE = "messages_fts"
 STATEMENTS = (
@@ -76,14 +78,14 @@ class Query:
     Counted once per question, for the search and the coverage both.
     """
 
-    terms: list[str]
-    counts: dict[str, int]
+    terms: tuple[str, ...]
+    counts: Mapping[str, int]
     documents: int
 
 
 def query(db: sqlite3.Connection, text: str) -> Query:
     terms = query_terms(text)
-    return Query(terms, document_counts(db, terms), documents(db))
+    return Query(tuple(terms), MappingProxyType(document_counts(db, terms)), documents(db))
 
 
 def search(db: sqlite3.Connection, asked: Query, limit: int, channel_id: int | None = None) -> list[tuple[int, float]]:

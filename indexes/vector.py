@@ -119,11 +119,15 @@ def _splitter():
     return SentenceSplitter(chunk_size=PART_TOKENS, chunk_overlap=PART_OVERLAP, paragraph_separator="\n\n")
 
 
-@lru_cache(maxsize=4096)
 def _split(text: str) -> tuple[str, ...]:
     """A long message in parts of about PART_TOKENS tokens, cut between sentences (one part if short)."""
     if len(text.encode()) <= PART_TOKENS:  # a token is at least a byte: one part, without tokenizing it
         return (text,)
+    return _split_long(text)
+
+
+@lru_cache(maxsize=1024)  # a message found again and again is tokenized once
+def _split_long(text: str) -> tuple[str, ...]:
     parts = tuple(part for part in _splitter().split_text(text) if part.strip())
     return parts if len(parts) > 1 else (text,)
 
@@ -574,7 +578,8 @@ class RetrievalWeights:
 
 @dataclass
 class _Candidate:
-    """A message found by either search, with every indexed part of it and how close each is."""
+    """A message found by either search, with its indexed parts that were read and how close each is (its
+    closest part is always among them: see `WeightedRetriever._nearest` and `_parts`)."""
 
     node: TextNode  # its best part's entry
     parts: dict[int, float] = field(default_factory=dict)  # part number -> similarity
@@ -594,8 +599,9 @@ class WeightedRetriever(BaseRetriever):
     """Hybrid search over the lore index: dense similarity and BM25 on words, re-ranked.
 
     Candidates are the `candidates` nearest entries in Chroma and the `candidates` best BM25 matches
-    in the store's full-text index (indexes.lexical); every indexed part of each is compared with the
-    question, and the message is scored on its closest part with RetrievalWeights and shown by it.
+    in the store's full-text index (indexes.lexical); each message is scored on its part closest to the
+    question with RetrievalWeights and shown by it (a dense hit's closest part is among the nearest
+    entries; a message found by its words alone has every part compared).
     (Showing a long message's other nearly-as-close parts with it was measured on the eval sets: it
     cost right answers, the small model lost the fact in the longer text.)
 
@@ -724,8 +730,8 @@ class WeightedRetriever(BaseRetriever):
     def _nearest(self, vector: list[float]) -> dict[str, _Candidate]:
         """The `candidates` entries nearest the query in Chroma, by message, with their cosine similarity.
 
-        A message's best part is among them whenever any of its parts is (they are the nearest), so
-        its other parts need not be read.
+        A message's best part is among them whenever any of its parts is (they are the nearest, up to
+        the approximation of Chroma's HNSW index), so its other parts need not be read.
         """
         where = self._where()
         found = self.index.current().vector_store.client.query(

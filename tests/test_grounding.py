@@ -287,15 +287,45 @@ def test_a_message_that_asks_seeks_and_one_that_answers_does_not():
     assert seeks(LoreItem(content="I wonder if manager is trusted.", asks=True))  # as the retriever found it
     assert not seeks(LoreItem(content="Whether u buy or sell u pay all the fees"))
     assert not seeks(LoreItem(content="It is an L2 on the Optimism Superchain."))
-    # A statement a short question follows answers: it is kept without the question.
+    # A statement a confirming tag ends answers: it is kept without the tag.
     assert not seeks(LoreItem(content="Its called LeverageTransformer.sol, which readme?"))
+    assert not seeks(LoreItem(content="**Its called LeverageTransformer.sol, which readme?**"))
     assert sentences("Its called LeverageTransformer.sol, which readme?") == ["Its called LeverageTransformer.sol"]
     assert sentences("yes the fee is set in the constructor, isn't it?") == ["yes the fee is set in the constructor"]
-    for asking in (
-        "If I call it twice in one block, does it revert?",
-        "The vault holds USDC, which tokens count then?",
-    ):
+    for asking in TAGGED_QUESTIONS:
         assert seeks(LoreItem(content=asking)) and sentences(asking) == [], asking
+
+
+# Questions that end like a confirming tag, yet ask: a complaint, a request, a condition, a wider question.
+TAGGED_QUESTIONS = (
+    "If I call it twice in one block, is it ok?",
+    "The vault holds USDC, which tokens count as collateral?",
+    "The claim button is greyed out, why?",
+    "I get error 0x123 when minting, can you help?",
+    "My tx keeps failing, what now?",
+    "Need the contract address, which chain?",
+    "May I ask, is it by design?",
+    "hmm, why?",
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *TAGGED_QUESTIONS,
+        "Its called LeverageTransformer.sol, which readme?",
+        "it's set in the constructor, isn't it?",
+        "it's in the readme, right??",
+        "yes it is in the readme, did you check?",
+        "Had the same issue, fixed it by reinstalling, did you try?",
+        "Whether u buy or sell u pay all the fees",
+        "which chain will it launch on first?",
+    ],
+)
+def test_the_retriever_and_the_evidence_agree_on_what_asks(text):
+    from indexes.answers import only_asks  # the retriever's reading (indexes/ and chains/ do not import each other)
+
+    assert only_asks(text) == seeks(LoreItem(content=text))
 
 
 def test_evidence_holds_what_the_question_asks_for_before_an_announcement_or_a_question(embed_model):
