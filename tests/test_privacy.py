@@ -6,6 +6,7 @@ MESSAGE_UPDATE of uncached messages, private threads, THREAD_DELETE), with a rea
 
 import asyncio
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -222,6 +223,24 @@ async def test_a_deleted_channel_takes_its_threads_and_every_word_with_it(start_
     await until(lambda: runtime.lore_index.pending() == 0, what="the index caught up")
     assert not set(said) & indexed(runtime)  # the archived thread's message too: Discord told of the channel only
     assert not any("lighthouse" in m.content for m in runtime.memory.snapshot(h.fake.channel_id).messages)
+
+
+async def test_forgetme_comes_after_the_members_messages_received_before_it(start_bot):
+    h = await start_bot()
+    runtime = h.bot.runtime
+    ingest = runtime.ingest
+
+    def slow_disk(message, seen=False):  # the member's message is not written yet when "!forgetme" arrives
+        time.sleep(0.5)
+        return ingest(message, seen=seen)
+
+    runtime.ingest = slow_disk
+    said = await h.say("my new address is 12 harbour lane, drop by", author=1010)
+    forget = await h.say("!forgetme", author=1010)
+    (post,) = await h.answered(forget)
+    assert "1 of your messages were removed" in post.content
+    await until(lambda: not runtime.ingestion.held, what="the writes done")
+    assert said not in stored(runtime) and 1010 in runtime.store.opted_out()
 
 
 async def test_forgetme_with_another_members_nickname_removes_nothing_of_theirs(start_bot, tmp_path):

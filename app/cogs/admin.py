@@ -65,6 +65,12 @@ class Admin(commands.Cog, name="Character"):
         self.bot = bot
         self.training: asyncio.Task | None = None
 
+    async def _in_order(self, work, *args):
+        """A member's data command, run after every message of theirs received before it (the ingestion writer's
+        order; a thread of its own where ingestion is not loaded)."""
+        ingestion = self.bot.get_cog("Ingestion")
+        return await (ingestion.after_writes(work, *args) if ingestion else asyncio.to_thread(work, *args))
+
     @commands.hybrid_command(description="How the character is doing: uptime, replies, latency, model, memory")
     @is_admin()
     async def stats(self, ctx: commands.Context) -> None:
@@ -165,7 +171,7 @@ class Admin(commands.Cog, name="Character"):
         # By Discord id only: names (exports without ids) could be anyone's nickname; an admin forgets those.
         runtime, replies = self.bot.runtime, self.bot.get_cog("Replies")
         cited = replies.made_from() if replies else set()
-        report = await asyncio.to_thread(runtime.forget, ctx.author.id, (), cited)
+        report = await self._in_order(runtime.forget, ctx.author.id, (), cited)
         if replies:  # the character's posts quoting them lose those lines
             await replies.unquote(*runtime.gone_words(cited))
         await ctx.reply(
@@ -181,7 +187,7 @@ class Admin(commands.Cog, name="Character"):
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
         given = choice == "on"
-        dropped = await asyncio.to_thread(self.bot.runtime.set_consent, ctx.author.id, given)
+        dropped = await self._in_order(self.bot.runtime.set_consent, ctx.author.id, given)
         text = (
             "Thank you: the character's voice may learn from your messages at its next training. "
             f"`{'/' if ctx.interaction else ctx.prefix}consent off` withdraws at any time."
@@ -195,7 +201,7 @@ class Admin(commands.Cog, name="Character"):
     async def mydata(self, ctx: commands.Context) -> None:
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
-        found = await asyncio.to_thread(self.bot.runtime.member_data, ctx.author.id)
+        found = await self._in_order(self.bot.runtime.member_data, ctx.author.id)
         if ctx.interaction:
             await ctx.reply(found.summary("/"), ephemeral=True)
             return

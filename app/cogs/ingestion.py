@@ -62,6 +62,12 @@ class Ingestion(commands.Cog):
         """Run a store write off the event loop, after every write that came before it."""
         await asyncio.get_running_loop().run_in_executor(self._writer, self._guarded, work, *args)
 
+    async def after_writes(self, work, *args):
+        """Run `work` off the event loop after every message, edit and deletion received before it (the writer's
+        order), and return what it returns: "!forgetme" just after a message removes that message too, and no
+        message read before it is stored after it."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, work, *args)
+
     @staticmethod
     def _guarded(work, *args) -> None:
         try:
