@@ -16,14 +16,17 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
 
 FTS_TABLE = "messages_fts"
+TOKENIZE = "porter unicode61 remove_diacritics 2"  # how the words of a message are read: the index's and the coverage's
 STATEMENTS = (
     f"""CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(
-        content, content='messages', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')""",
+        content, content='messages', content_rowid='id', tokenize='{TOKENIZE}')""",
     f"""CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
         INSERT INTO {FTS_TABLE}(rowid, content) VALUES (new.id, new.content);
     END""",
@@ -124,29 +127,50 @@ def document_counts(db: sqlite3.Connection, terms: list[str]) -> dict[str, int]:
     return {term: db.execute(query, (fts_query([term]),)).fetchone()[0] for term in terms}
 
 
-def coverage(db: sqlite3.Connection, asked: Query, ids: list[int]) -> dict[int, float]:
-    """How much of the question's words each message holds, weighted by rarity: 0 (none) to 1 (all).
+def coverage(asked: Query, texts: Mapping[int, str]) -> dict[int, float]:
+    """How much of the question's words each message (id -> its text) holds, weighted by rarity: 0 (none) to 1 (all).
 
     sum of idf(term) over the terms a message holds / sum over the terms any message holds. Unlike a
     BM25 score it means the same in every query: a message with the one rare word of the question
     ("NextGenCore.sol", "60,500") scores high, one that shares only common words scores low.
+
+    The messages' words are read as the store's full-text index reads them (same tokenizer, stemming and
+    phrases), in a scratch in-memory table of these messages alone: looking each word up in the store's
+    index reads its whole list of messages, a common word's too (bench retrieval at 100,000 messages:
+    14 ms -> 0.6 ms a question).
     """
-    if not asked.terms or not ids:
+    if not asked.terms or not texts:
         return {}
     total = asked.documents
-    marks = ",".join("?" * len(ids))
-    held = {message_id: 0.0 for message_id in ids}
+    held = dict.fromkeys(texts, 0.0)
     weight = 0.0
-    for term, count in asked.counts.items():
-        if not count:
-            continue  # a word no message has says nothing about which message is meant
-        idf = math.log(1 + (total - count + 0.5) / (count + 0.5))
-        weight += idf
-        for (message_id,) in db.execute(
-            f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid IN ({marks})", (fts_query([term]), *ids)
-        ):
-            held[message_id] += idf
+    with _scratch(texts) as scratch:
+        for term, count in asked.counts.items():
+            if not count:
+                continue  # a word no message has says nothing about which message is meant
+            idf = math.log(1 + (total - count + 0.5) / (count + 0.5))
+            weight += idf
+            holding = scratch.execute("SELECT rowid FROM scratch WHERE scratch MATCH ?", (fts_query([term]),))
+            for (message_id,) in holding:
+                held[message_id] += idf
     return {message_id: value / weight for message_id, value in held.items()} if weight else {}
+
+
+_local = threading.local()
+
+
+@contextmanager
+def _scratch(texts: Mapping[int, str]) -> Iterator[sqlite3.Connection]:
+    """This thread's in-memory full-text table `scratch`, holding `texts` (id -> text) until the block ends."""
+    db = getattr(_local, "db", None)
+    if db is None:
+        db = _local.db = sqlite3.connect(":memory:", isolation_level=None)
+        db.execute(f"CREATE VIRTUAL TABLE scratch USING fts5(content, tokenize='{TOKENIZE}')")
+    try:
+        db.executemany("INSERT INTO scratch(rowid, content) VALUES (?, ?)", texts.items())
+        yield db
+    finally:
+        db.execute("DELETE FROM scratch")
 
 
 def create(db: sqlite3.Connection) -> None:

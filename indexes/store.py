@@ -573,7 +573,7 @@ class MessageStore:
             return self._db.execute("SELECT 1 FROM messages WHERE private = 1 LIMIT 1").fetchone() is not None
 
     def lexical_query(self, text: str) -> lexical.Query:
-        """A question's search terms, counted once for `lexical_search` and `lexical_coverage` both."""
+        """A question's search terms, counted once for `lexical_search` and `lexical.coverage` both."""
         with self._lock:
             return lexical.query(self._db, text)
 
@@ -584,12 +584,6 @@ class MessageStore:
         with self._lock:
             asked = lexical.query(self._db, text) if isinstance(text, str) else text
             return lexical.search(self._db, asked, limit, channel_id)
-
-    def lexical_coverage(self, text: str | lexical.Query, ids: Iterable[int]) -> dict[int, float]:
-        """How much of the question's words (weighted by rarity) each of these messages holds, 0 to 1."""
-        with self._lock:
-            asked = lexical.query(self._db, text) if isinstance(text, str) else text
-            return lexical.coverage(self._db, asked, list(ids))
 
     def ids_before(self, moment: datetime) -> list[int]:
         """The ids of the messages posted before `moment`."""

@@ -32,6 +32,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Te
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from errors import UserError
+from indexes import lexical
 from indexes.answers import ANSWER_LOOKAHEAD, likely_answer, only_asks
 from indexes.disk import disk_errors
 from indexes.lore import LORE_THRESHOLD
@@ -655,12 +656,13 @@ class WeightedRetriever(BaseRetriever):
         store = self.index.store
         candidates = self._nearest(vector)
         asked = store.lexical_query(query) if w.w_lex else None
-        lexical = store.lexical_search(asked, self.candidates, self.channel_id) if asked else []
-        messages = store.get([*map(int, candidates), *(message_id for message_id, _ in lexical)])
-        unseen = [messages[m] for m, _ in lexical if str(m) not in candidates and m in messages]
+        worded = store.lexical_search(asked, self.candidates, self.channel_id) if asked else []
+        messages = store.get([*map(int, candidates), *(message_id for message_id, _ in worded)])
+        unseen = [messages[m] for m, _ in worded if str(m) not in candidates and m in messages]
         candidates.update(self._parts(unseen, vector))
         if asked:
-            for message_id, held in store.lexical_coverage(asked, map(int, candidates)).items():
+            texts = {int(key): messages[int(key)].content for key in candidates if int(key) in messages}
+            for message_id, held in lexical.coverage(asked, texts).items():
                 candidates[str(message_id)].lexical = held
         now = (self._now or datetime.now(timezone.utc)).timestamp()
         ranked = []

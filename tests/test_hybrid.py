@@ -125,15 +125,36 @@ def test_a_word_in_most_of_a_large_channel_is_left_out_of_the_search_but_not_of_
     assert store.lexical_search("where is the blorp quintar?", 5) == store.lexical_search("quintar", 5)
     assert [m for m, _ in store.lexical_search("blorp quintar", 5)] == [1000]  # "blorp" ranks nothing alone
     assert len(store.lexical_search("blorp daily chatter", 5)) == 5  # all common: the rarest is searched
-    held = store.lexical_coverage("blorp quintar", [1, 1000])
+    texts = {1: common[0].content, 1000: "blorp and the quintar contract"}
+    held = lexical.coverage(store.lexical_query("blorp quintar"), texts)
     assert 0 < held[1] < held[1000] == 1.0  # yet a message holding it holds a part of the question
 
 
 def test_coverage_weighs_rare_words_and_means_the_same_in_every_query(store):
     store.upsert([message(i, f"the deploy went fine today number {i}") for i in range(1, 30)])
     store.upsert([message(40, "DeployVault.s.sol deploys the vault"), message(41, "the deploy is today")])
-    held = store.lexical_coverage("which script is DeployVault.s.sol, the deploy one?", [40, 41])
+    asked = store.lexical_query("which script is DeployVault.s.sol, the deploy one?")
+    held = lexical.coverage(asked, {40: "DeployVault.s.sol deploys the vault", 41: "the deploy is today"})
     assert held[40] > 0.8 > 0.3 > held[41] > 0
+
+
+@pytest.mark.parametrize("question", ["deploying", "NextGenCore.sol", "60,500", "café", "naïve guesses", "MINTED"])
+def test_the_coverage_reads_words_as_the_full_text_index_does(store, question):
+    # Stemmed, no diacritics, figures and dotted names as phrases: the coverage holds a word where the search finds it.
+    texts = {
+        1: "we deployed it yesterday",
+        2: "NextGenCore.sol holds the mint",
+        3: "the prize is $60,500",
+        4: "the cafe opens at nine",
+        5: "a naive guess",
+        6: "500 of 60 minted",
+        7: "NextGenCore is the old name",
+    }
+    store.upsert([message(i, text) for i, text in texts.items()])
+    found = {message_id for message_id, _ in store.lexical_search(question, 10)}
+    held = {message_id for message_id, share in lexical.coverage(store.lexical_query(question), texts).items() if share}
+    assert found and held == found
+    assert lexical._local.db.execute("SELECT COUNT(*) FROM scratch").fetchone() == (0,)  # no member's words stay in it
 
 
 # Scoring
