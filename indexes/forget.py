@@ -10,7 +10,8 @@ the member's messages logs those replies too, and the index embeds them again wi
 
 Training samples (JSONL written by training.data_prep) carry the ids of every member whose words
 they contain in `author_ids`; each sample with one of the member's ids is dropped, the file
-rewritten atomically. An adapter already trained still carries what it learned: retrain to drop that.
+rewritten atomically, under the training files' lock (`training_lock`). An adapter already trained
+still carries what it learned: retrain to drop that.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import FileLock
+
 from indexes.exports.common import synthetic_user_id
 from indexes.store import MessageStore
 from indexes.vector import LoreIndex
 
 logger = logging.getLogger(__name__)
+
+TRAINING_LOCK = ".training.lock"
 
 
 @dataclass
@@ -47,6 +52,18 @@ class ForgetReport:
             "later imports and backfills skip this member. Adapters trained earlier still carry "
             "what they learned: retrain to drop it."
         )
+
+
+def training_lock(data_dir: Path) -> FileLock:
+    """The lock on DATA_DIR's training files, across processes: one writer at a time.
+
+    `python -m training.data_prep` holds it while it checks its samples against the store and writes
+    them; a scrub holds it while it rewrites the files. A message deleted (or a member forgotten) while
+    samples are being made is then either seen by that check or scrubbed from the new file, and no two
+    writers share a temporary file.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(data_dir / TRAINING_LOCK))
 
 
 def training_files(data_dir: Path) -> list[Path]:
@@ -99,10 +116,11 @@ def by_message(ids: set[int], contents: Iterable[str] = ()):
 def scrub_training(data_dir: Path, drop) -> dict[str, int]:
     """Every training file without the samples `drop` selects; returns the count per file."""
     dropped = {}
-    for path in training_files(data_dir):
-        count = scrub_jsonl(path, drop)
-        if count:
-            dropped[path.name] = count
+    with training_lock(data_dir):
+        for path in training_files(data_dir):
+            count = scrub_jsonl(path, drop)
+            if count:
+                dropped[path.name] = count
     return dropped
 
 

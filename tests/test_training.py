@@ -125,6 +125,76 @@ def test_prepare_from_the_store_and_not_enough_data(settings, tmp_path):
     assert all(len(s["message_ids"]) == len(s["history"]) + 2 for s in samples)  # the message answered, the target
 
 
+def _licensed_sample_server(settings) -> list[StoredMessage]:
+    store = MessageStore(settings.store_path)
+    import_exports(store, ROOT / "data" / "sample" / "export.json", Filters(), progress=False, licensed=True)
+    messages = list(store.iter_messages())
+    store.close()
+    return messages
+
+
+def test_what_changes_in_the_store_while_samples_are_made_is_in_none_of_them(settings, monkeypatch):
+    # Deleted, edited and withdrawn after the store was read, before the file is written.
+    from dataclasses import replace
+
+    import training.data_prep as data_prep
+
+    messages = _licensed_sample_server(settings)
+    deleted, edited = messages[10], messages[20]
+    withdrawn = next(m.author_id for m in messages if m.author_name == "kiwi")
+    made = data_prep.build_samples
+
+    def build_then_change(*args, **kwargs):
+        built = made(*args, **kwargs)
+        store = MessageStore(settings.store_path)
+        store.delete([deleted.id])
+        store.upsert([replace(edited, content="the new words of an edit")])
+        store.set_consent(withdrawn, False)
+        store.close()
+        return built
+
+    monkeypatch.setattr(data_prep, "build_samples", build_then_change)
+    report = prepare(settings, settings.training_data)
+    samples, _ = read_jsonl(settings.training_data)
+    assert samples and report.dropped["changed_since_read"] > 0 and report.kept == len(samples)
+    assert all(deleted.id not in s["message_ids"] and edited.id not in s["message_ids"] for s in samples)
+    assert all(withdrawn not in s["author_ids"] for s in samples)
+
+
+def test_a_message_deleted_while_the_samples_are_written_is_scrubbed_from_the_new_file(settings, monkeypatch):
+    # Its deletion is taken by the store after the samples were checked: the scrub waits for the file, then drops it.
+    import threading
+
+    import training.data_prep as data_prep
+    from indexes.forget import by_message, scrub_training
+
+    _licensed_sample_server(settings)
+    checked = data_prep._still_trainable
+    deletion: list[threading.Thread] = []
+    gone: list[int] = []
+
+    def check_then_delete(samples, *args):
+        kept = checked(samples, *args)
+        gone.append(kept[0]["message_ids"][-1])
+
+        def delete():
+            store = MessageStore(settings.store_path)
+            store.delete(gone)
+            store.close()
+            scrub_training(settings.DATA_DIR, by_message(set(gone)))
+
+        deletion.append(threading.Thread(target=delete))
+        deletion[0].start()
+        deletion[0].join(timeout=1)  # the scrub waits for the file being written (else it is done by now)
+        return kept
+
+    monkeypatch.setattr(data_prep, "_still_trainable", check_then_delete)
+    prepare(settings, settings.training_data)
+    deletion[0].join()
+    samples, _ = read_jsonl(settings.training_data)
+    assert samples and all(gone[0] not in s["message_ids"] for s in samples)
+
+
 def test_an_adapter_is_not_published_when_its_data_was_deleted_or_withdrawn_while_it_trained(settings):
     from training.train_lora import DataWithdrawn, learned_words, still_allowed
 

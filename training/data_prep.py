@@ -189,6 +189,7 @@ def prepare(
     validation: float = 0.1,
     min_samples: int = MIN_SAMPLES,
 ) -> PrepReport:
+    from indexes.forget import training_lock
     from indexes.members import trainable
     from indexes.store import MessageStore
 
@@ -206,20 +207,47 @@ def prepare(
         report.read += without_consent
         if without_consent:
             report.dropped["no_consent"] += without_consent
+        read = {message.id: message.content for message in messages}
+        with training_lock(settings.DATA_DIR):
+            samples = _still_trainable(samples, read, store, settings.TRAINING_CONSENT, report)
+            if len(samples) < min_samples:
+                hint = (
+                    "members consent with !consent; exports you may use are imported with --licensed"
+                    if settings.TRAINING_CONSENT == "consented"
+                    else "import more history first"
+                )
+                raise NotEnoughData(f"not enough data ({len(samples)} samples, need {min_samples}): {hint}")
+            split_by_time(samples, validation)
+            report.validation = sum(s["split"] == "validation" for s in samples)
+            report.train = len(samples) - report.validation
+            write_jsonl(samples, out)
     finally:
         store.close()
-    if len(samples) < min_samples:
-        hint = (
-            "members consent with !consent; exports you may use are imported with --licensed"
-            if settings.TRAINING_CONSENT == "consented"
-            else "import more history first"
-        )
-        raise NotEnoughData(f"not enough data ({len(samples)} samples, need {min_samples}): {hint}")
-    split_by_time(samples, validation)
-    report.validation = sum(s["split"] == "validation" for s in samples)
-    report.train = len(samples) - report.validation
-    write_jsonl(samples, out)
     return report
+
+
+def _still_trainable(samples: list[dict], read: dict[int, str], store, consent: str, report: PrepReport) -> list[dict]:
+    """The samples none of whose messages was deleted, edited, forgotten or withdrawn since it was read.
+
+    Checked under the training files' lock (indexes.forget.training_lock), just before the file is
+    written: a change the store took before the check is seen here, and the scrub of one it takes
+    after waits for the file and drops it there. Either way no deleted word is left in the file.
+    """
+    from indexes.members import trainable
+
+    allowed = trainable(store, consent)  # opted out and withdrawn members are not
+    ids = {message_id for sample in samples for message_id in sample["message_ids"]}
+    current = store.get(ids)
+    changed = {
+        message_id
+        for message_id in ids
+        if (now := current.get(message_id)) is None or now.content != read[message_id] or not allowed(now)
+    }
+    kept = [sample for sample in samples if changed.isdisjoint(sample["message_ids"])]
+    if len(kept) < len(samples):
+        report.dropped["changed_since_read"] += len(samples) - len(kept)
+        report.kept = len(kept)
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
