@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,21 +155,20 @@ def coverage(asked: Query, texts: Mapping[int, str]) -> dict[int, float]:
     return {message_id: value / weight for message_id, value in held.items()} if weight else {}
 
 
-_local = threading.local()
-
-
 @contextmanager
 def _scratch(texts: Mapping[int, str]) -> Iterator[sqlite3.Connection]:
-    """This thread's in-memory full-text table `scratch`, holding `texts` (id -> text) until the block ends."""
-    db = getattr(_local, "db", None)
-    if db is None:
-        db = _local.db = sqlite3.connect(":memory:", isolation_level=None)
-        db.execute(f"CREATE VIRTUAL TABLE scratch USING fts5(content, tokenize='{TOKENIZE}')")
+    """A new in-memory full-text table `scratch` holding `texts` (id -> text), closed when the block ends.
+
+    Never kept for the next question: FTS5 keeps a deleted row's words in its segments until they are
+    merged, so an emptied table would still hold members' words.
+    """
+    db = sqlite3.connect(":memory:", isolation_level=None)
     try:
+        db.execute(f"CREATE VIRTUAL TABLE scratch USING fts5(content, tokenize='{TOKENIZE}')")
         db.executemany("INSERT INTO scratch(rowid, content) VALUES (?, ?)", texts.items())
         yield db
     finally:
-        db.execute("DELETE FROM scratch")
+        db.close()
 
 
 def create(db: sqlite3.Connection) -> None:

@@ -1,5 +1,6 @@
 """Hybrid retrieval: the lexical index in the store, absolute tie-breakers, questions paired with answers, parts."""
 
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def test_coverage_weighs_rare_words_and_means_the_same_in_every_query(store):
 
 
 @pytest.mark.parametrize("question", ["deploying", "NextGenCore.sol", "60,500", "café", "naïve guesses", "MINTED"])
-def test_the_coverage_reads_words_as_the_full_text_index_does(store, question):
+def test_the_coverage_reads_words_as_the_full_text_index_does(store, question, monkeypatch):
     # Stemmed, no diacritics, figures and dotted names as phrases: the coverage holds a word where the search finds it.
     texts = {
         1: "we deployed it yesterday",
@@ -152,9 +153,14 @@ def test_the_coverage_reads_words_as_the_full_text_index_does(store, question):
     }
     store.upsert([message(i, text) for i, text in texts.items()])
     found = {message_id for message_id, _ in store.lexical_search(question, 10)}
-    held = {message_id for message_id, share in lexical.coverage(store.lexical_query(question), texts).items() if share}
+    asked = store.lexical_query(question)
+    opened: list[sqlite3.Connection] = []
+    connect = sqlite3.connect
+    monkeypatch.setattr(lexical.sqlite3, "connect", lambda *a, **k: opened.append(connect(*a, **k)) or opened[-1])
+    held = {message_id for message_id, share in lexical.coverage(asked, texts).items() if share}
     assert found and held == found
-    assert lexical._local.db.execute("SELECT COUNT(*) FROM scratch").fetchone() == (0,)  # no member's words stay in it
+    with pytest.raises(sqlite3.ProgrammingError):  # its scratch table is closed: no member's words stay in memory
+        opened[0].execute("SELECT 1")
 
 
 # Scoring

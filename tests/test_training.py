@@ -172,6 +172,7 @@ def test_a_message_deleted_while_the_samples_are_written_is_scrubbed_from_the_ne
     checked = data_prep._still_trainable
     deletion: list[threading.Thread] = []
     gone: list[int] = []
+    scrubbing = threading.Event()
 
     def check_then_delete(samples, *args):
         kept = checked(samples, *args)
@@ -181,10 +182,12 @@ def test_a_message_deleted_while_the_samples_are_written_is_scrubbed_from_the_ne
             store = MessageStore(settings.store_path)
             store.delete(gone)
             store.close()
+            scrubbing.set()
             scrub_training(settings.DATA_DIR, by_message(set(gone)))
 
         deletion.append(threading.Thread(target=delete))
         deletion[0].start()
+        scrubbing.wait()
         deletion[0].join(timeout=1)  # the scrub waits for the file being written (else it is done by now)
         return kept
 

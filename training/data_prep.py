@@ -231,7 +231,8 @@ def _still_trainable(samples: list[dict], read: dict[int, str], store, consent: 
 
     Checked under the training files' lock (indexes.forget.training_lock), just before the file is
     written: a change the store took before the check is seen here, and the scrub of one it takes
-    after waits for the file and drops it there. Either way no deleted word is left in the file.
+    after waits for the file and drops it there (a file under DATA_DIR: the scrubs read no other). Either way no
+    deleted word is left in the file.
     """
     from indexes.members import trainable
 
@@ -255,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     from config.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m training.data_prep", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, help="default: DATA_DIR/training_data.jsonl")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="default: DATA_DIR/training_data.jsonl; a file outside DATA_DIR is not scrubbed when members delete or "
+        "withdraw their words",
+    )
     parser.add_argument("--context", type=int, default=6, help="preceding messages per sample")
     parser.add_argument("--min-chars", type=int, default=8, help="shorter targets are dropped")
     parser.add_argument(
