@@ -136,7 +136,7 @@ def coverage(asked: Query, texts: Mapping[int, str]) -> dict[int, float]:
     The messages' words are read as the store's full-text index reads them (same tokenizer, stemming and
     phrases), in a scratch in-memory table of these messages alone: looking each word up in the store's
     index reads its whole list of messages, a common word's too (bench retrieval at 100,000 messages:
-    14 ms -> 0.6 ms a question).
+    14 ms -> under 1 ms a question: 0.6 ms, and 0.24 ms to open the scratch table).
     """
     if not asked.terms or not texts:
         return {}
