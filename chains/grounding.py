@@ -222,7 +222,12 @@ def sentences(text: str) -> list[str]:
     """
     parts = [" ".join(p.split()).strip("*_~ ") for p in _SENTENCE.split(text)]
     said = [said_before_asking(p) if _asks(p) else p for p in parts]
-    return [p for p in said if len(_URL.sub("", p).strip()) >= MIN_SENTENCE_CHARS]
+    return [p for p in said if len(_URL.sub("", p).strip()) >= MIN_SENTENCE_CHARS or _short_answer(p)]
+
+
+def _short_answer(sentence: str) -> bool:
+    """A short statement with a figure or code-like name in it ("3e16 is 3%"): an answer, unlike "ok thanks"."""
+    return bool(figures(sentence)) and len(content_words(sentence)) >= 2
 
 
 def said_before_asking(sentence: str) -> str:

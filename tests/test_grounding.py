@@ -217,6 +217,16 @@ def test_evidence_is_a_statement_never_a_question_or_a_bare_link():
     ]  # an answer that starts with a conjunction
 
 
+def test_a_short_statement_with_a_figure_is_evidence_a_short_reply_without_one_is_not(embed_model):
+    assert sentences("3e16 is 3%") == ["3e16 is 3%"]  # shorter than MIN_SENTENCE_CHARS, yet it answers
+    assert sentences("ok thanks") == [] and sentences("yes 100%") == []  # nothing said beyond a figure
+    question = "how are fee percentages encoded, what value means 3%?"
+    vague = LoreItem(content="some % of the ether you send goes to the different fee destinations", author="andy")
+    exact = LoreItem(content="3e16 is 3%", author="andy")
+    evidence = Grounding(embedder(embed_model)).evidence(question, "question", [vague, exact])
+    assert evidence is not None and "3e16 is 3%" in [quoted.passage for quoted in evidence.quoted]
+
+
 def test_a_long_post_is_quoted_from_the_relevant_sentence(embed_model):
     post = LoreItem(
         content="Tavern rules: be kind. " * 12 + "The tavern was founded on 4 March 2023. Pull up a stool.",
