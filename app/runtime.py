@@ -267,12 +267,17 @@ class Runtime:
         return deleted
 
     def observe(self, channel_id: int, message: ChatMessage) -> None:
-        """Every channel message goes to short-term memory, but for those of members who opted out."""
-        if message.author_id and message.author_id in self.opted_out:
-            return
+        """Every channel message goes to short-term memory, but for those of members who opted out.
+
+        Checked and added under the lock `forget` opts a member out and clears memory under: a message that
+        comes while a member opts out is either seen opted out or added before their words are cleared.
+        """
+        with self._gone_lock:
+            if message.author_id and message.author_id in self.opted_out:
+                return
+            self.memory.add(channel_id, message)
         if not message.from_character:
             self.known_names.add(message.author)
-        self.memory.add(channel_id, message)
 
     def remember_reply(self, channel_id: int, text: str, sources: Iterable[int] = ()) -> None:
         """The character's own reply joins the channel's short-term memory, with the ids of the messages it
@@ -323,8 +328,8 @@ class Runtime:
         quoted |= self.memory.said_by(ids)  # kept in memory only (a private thread)
         report = forget_member(self.store, self.lore_index, self.settings.DATA_DIR, user_id, names)
         ids, _ = member_ids(user_id, report.names)
-        self.opted_out |= ids
-        with self._gone_lock:
+        with self._gone_lock:  # see `observe`
+            self.opted_out |= ids
             self._bury({i: (text, None) for i, text in quoted.items()})
             self.memory.forget(ids, set(report.names))
             self.memory.drop(set(quoted))  # the character's replies made from their words

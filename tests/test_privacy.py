@@ -307,6 +307,41 @@ def test_forgetting_a_member_takes_the_characters_replies_made_from_their_words(
     runtime.close()
 
 
+def test_a_message_that_comes_while_its_author_opts_out_never_stays_in_memory(settings, fake_bundle):
+    import threading
+
+    from app.runtime import build_runtime
+    from chains.types import ChatMessage
+
+    runtime = build_runtime(settings, model=fake_bundle(["mrrp"]), with_index=False)
+    checked, resume = threading.Event(), threading.Event()
+
+    class Paused(set):  # the opted-out check pauses, right after it found bob still in
+        def __contains__(self, member) -> bool:
+            found = super().__contains__(member)
+            checked.set()
+            resume.wait(10)
+            return found
+
+    runtime.opted_out = Paused(runtime.opted_out)
+    said = ChatMessage("bob", "my locker code is 4-8-15", author_id=BOB, message_id=9)
+    observing = threading.Thread(target=runtime.observe, args=(1, said))
+    observing.start()
+    assert checked.wait(10)
+    forgetting = threading.Thread(target=runtime.forget, args=(BOB,))
+    forgetting.start()
+    forgetting.join(2)  # without the lock, forget clears memory now, before the message is added
+    resume.set()
+    observing.join(10)
+    forgetting.join(10)
+    assert not observing.is_alive() and not forgetting.is_alive()
+    assert BOB in runtime.opted_out
+    assert [m.content for m in runtime.memory.snapshot(1).messages] == []
+    runtime.observe(1, ChatMessage("bob", "and now?", author_id=BOB, message_id=10))  # opted out: never added
+    assert runtime.memory.snapshot(1).messages == ()
+    runtime.close()
+
+
 async def test_a_message_deleted_while_its_reply_is_being_made_is_not_quoted_after(start_bot):
     h = await start_bot(llm=Parrot(delay=1.5), GROUNDING="off")  # 1.5 s of "prefill": the prompt is already made
     runtime = h.bot.runtime
