@@ -44,12 +44,14 @@ def excluded_authors(store: MessageStore) -> set[int]:
     return store.opted_out() | withdrawn
 
 
-def trainable(store: MessageStore, mode: str) -> Callable[[StoredMessage], bool]:
-    """Which stored messages training may use, by TRAINING_CONSENT (`consented` or `all`)."""
+def trainable(store: MessageStore, mode: str, warn: bool = True) -> Callable[[StoredMessage], bool]:
+    """Which stored messages training may use, by TRAINING_CONSENT (`consented` or `all`; `warn`: say what `all`
+    means, once per run: a second look at the same run's data says nothing new)."""
     excluded = excluded_authors(store)
     consented = {user for user, (given, _) in store.consent().items() if given}
     if mode == "all":
-        logger.warning("%s", ALL_WARNING)
+        if warn:
+            logger.warning("%s", ALL_WARNING)
         return lambda m: not m.private and m.author_id not in excluded
     return lambda m: not m.private and m.author_id not in excluded and (m.author_id in consented or m.licensed)
 

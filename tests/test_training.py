@@ -1,6 +1,7 @@
 """Training data from the store, and LoRA training with trl on the default model (a few CPU steps)."""
 
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -123,6 +124,15 @@ def test_prepare_from_the_store_and_not_enough_data(settings, tmp_path):
     assert report.validation == sum(s["split"] == "validation" for s in samples) > 0
     assert all("kiwi" != s["target_author"] for s in samples)
     assert all(len(s["message_ids"]) == len(s["history"]) + 2 for s in samples)  # the message answered, the target
+
+
+def test_training_on_every_member_says_what_it_means_once_a_run(settings, caplog):
+    from indexes.members import ALL_WARNING
+
+    _licensed_sample_server(settings)
+    with caplog.at_level(logging.WARNING, logger="indexes.members"):
+        prepare(settings.model_copy(update={"TRAINING_CONSENT": "all"}), settings.training_data)
+    assert [r.getMessage() for r in caplog.records].count(ALL_WARNING) == 1
 
 
 def _licensed_sample_server(settings) -> list[StoredMessage]:

@@ -236,7 +236,7 @@ def _still_trainable(samples: list[dict], read: dict[int, str], store, consent: 
     """
     from indexes.members import trainable
 
-    allowed = trainable(store, consent)  # opted out and withdrawn members are not
+    allowed = trainable(store, consent, warn=False)  # opted out and withdrawn members are not
     ids = {message_id for sample in samples for message_id in sample["message_ids"]}
     current = store.get(ids)
     changed = {
