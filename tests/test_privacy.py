@@ -238,8 +238,7 @@ async def test_forgetme_comes_after_the_members_messages_received_before_it(star
     said = await h.say("my new address is 12 harbour lane, drop by", author=1010)
     forget = await h.say("!forgetme", author=1010)
     (post,) = await h.answered(forget)
-    assert "1 of your messages were removed" in post.content
-    await until(lambda: not runtime.ingestion.held, what="the writes done")
+    assert "1 of your messages were removed" in post.content  # counted after the message was written
     assert said not in stored(runtime) and 1010 in runtime.store.opted_out()
 
 
@@ -362,6 +361,28 @@ async def test_forgetme_takes_the_quotes_of_the_member_out_of_the_characters_pos
     (quoting,) = await h.answered(question)
     assert "Quillmoor" in h.fake.shown(quoting)
     await h.answered(await h.say("!forgetme"))
+    await until(lambda: h.fake.shown(quoting) == UNQUOTED, what="the post quoting alice edited")
+
+
+async def test_forgetme_takes_the_quotes_out_of_a_post_made_while_it_waited_for_earlier_writes(start_bot):
+    h = await start_bot(llm=Parrot(delay=1.5), GROUNDING="off")
+    runtime = h.bot.runtime
+    await h.say(SECRET)
+    await until(lambda: any("Quillmoor" in m.content for m in runtime.store.iter_messages()), what="the secret stored")
+    ingest = runtime.ingest
+
+    def slow_disk(message, seen=False):  # a write before "!forgetme": it waits its turn for 3 s
+        time.sleep(3)
+        return ingest(message, seen=seen)
+
+    question = await h.say("what is alice's home address?", author=BOB, mention_bot=True)
+    await until(lambda: h.llm.running, what="the reply being made")
+    runtime.ingest = slow_disk
+    await h.say("lovely weather today", author=BOB)
+    forget = await h.say("!forgetme")  # alice's; her words are quoted in a post made while it waits
+    (quoting,) = await h.answered(question)
+    assert "Quillmoor" in h.llm.prompts[-1]
+    await h.answered(forget, timeout=30)
     await until(lambda: h.fake.shown(quoting) == UNQUOTED, what="the post quoting alice edited")
 
 

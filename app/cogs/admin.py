@@ -172,8 +172,8 @@ class Admin(commands.Cog, name="Character"):
         runtime, replies = self.bot.runtime, self.bot.get_cog("Replies")
         cited = replies.made_from() if replies else set()
         report = await self._in_order(runtime.forget, ctx.author.id, (), cited)
-        if replies:  # the character's posts quoting them lose those lines
-            await replies.unquote(*runtime.gone_words(cited))
+        if replies:  # the character's posts quoting them lose those lines, those posted while it waited its turn too
+            await replies.unquote(*runtime.gone_words(cited | replies.made_from()))
         await ctx.reply(
             f"Done: {report.messages} of your messages were removed, and new ones will not be collected. "
             "Models trained before keep what they learned until they are retrained.",
