@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 
 import discord
@@ -165,6 +166,9 @@ class CharacterBot(commands.Bot):
             return  # other bots share the prefix; other channels are not the character's
         if isinstance(error, commands.CheckFailure):
             await self._tell(ctx, str(error) or REFUSAL, ephemeral=True)
+            return
+        if isinstance(error, commands.CommandOnCooldown):
+            await self._tell(ctx, f"You just did that: try again in {math.ceil(error.retry_after)} s.", ephemeral=True)
             return
         kind = next((what for types, what in FAILURES if isinstance(original, types)), None)
         logger.error("command %s failed", ctx.command, exc_info=(type(original), original, original.__traceback__))

@@ -419,6 +419,22 @@ def test_forgetting_by_name_is_an_admins_and_shows_what_goes_first(tmp_path, cap
     store.close()
 
 
+async def test_a_member_repeating_a_data_command_is_told_to_wait_and_nothing_more_is_queued(start_bot):
+    from app.cogs.admin import DATA_COMMAND_RATE
+
+    h = await start_bot()
+    scrubs = []
+    set_consent = h.bot.runtime.set_consent
+    h.bot.runtime.set_consent = lambda *args: scrubs.append(args) or set_consent(*args)
+    for _ in range(DATA_COMMAND_RATE):
+        (post,) = await h.answered(await h.say("!consent off", author=ALICE))
+        assert "Withdrawn" in post.content
+    (post,) = await h.answered(await h.say("!consent off", author=ALICE))
+    assert "try again in" in post.content and len(scrubs) == DATA_COMMAND_RATE
+    (post,) = await h.answered(await h.say("!consent off", author=BOB))  # per member
+    assert "Withdrawn" in post.content
+
+
 async def test_training_takes_only_consented_members_and_withdrawing_acts_like_forgetting(start_bot, tmp_path):
     adapter = tmp_path / "adapters" / "voice"
     adapter.mkdir(parents=True)

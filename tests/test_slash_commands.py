@@ -55,3 +55,15 @@ async def test_consent_by_slash_command_is_recorded_and_withdrawn_privately(star
     assert answer.ephemeral and "Withdrawn" in answer.content
     assert store.consent() == {ALICE: (False, "command")}
     assert not h.fake.posts
+
+
+async def test_a_data_command_repeated_too_often_is_refused_privately(start_bot):
+    from app.cogs.admin import DATA_COMMAND_RATE
+
+    h = await start_bot()
+    for _ in range(DATA_COMMAND_RATE):
+        (answer,) = await slash(h, "mydata", ALICE)
+        assert "Consent to training" in answer.content
+    (answer,) = await slash(h, "mydata", ALICE)
+    assert answer.ephemeral and "try again in" in answer.content
+    assert not h.fake.posts

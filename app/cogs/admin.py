@@ -3,7 +3,7 @@
 Admin commands (`stats`, `reload`, `clearstm`, `train`) need the Manage Server permission or a role
 in ADMIN_ROLE_IDS; others get a short refusal. `forgetme`, `consent` and `mydata` are for every
 member, and answered privately (an ephemeral answer to the slash command, a direct message for
-`!mydata`). Failures are told
+`!mydata`), each at most DATA_COMMAND_RATE times a minute per member. Failures are told
 briefly in the channel and logged fully, by the bot's one command-error handler (app.bot).
 """
 
@@ -26,6 +26,33 @@ if TYPE_CHECKING:  # the bot imports the cogs; they only name its type
 logger = logging.getLogger(__name__)
 
 REFUSAL = "Only server admins (Manage Server, or an admin role) can use that."
+# A member's data commands (forgetme, consent, mydata) each, at most this many times a minute: each queues work on
+# the single writer behind every message (a scrub rewrites the training files), which one member repeating a
+# command must not hold up. Withdrawing twice in a minute still goes through.
+DATA_COMMAND_RATE = 3
+DATA_COMMAND_PER = 60.0
+
+
+def data_command_rate():
+    """A check: the member has used this data command fewer than DATA_COMMAND_RATE times in the last minute.
+
+    Counted by the cog (one bot's count), not on the command: discord.py's `commands.cooldown` keeps its count on
+    the command class, shared by every bot of a process.
+    """
+
+    async def predicate(ctx: commands.Context) -> bool:
+        rates = ctx.cog.data_rates
+        if ctx.command.name not in rates:
+            rates[ctx.command.name] = commands.CooldownMapping.from_cooldown(
+                DATA_COMMAND_RATE, DATA_COMMAND_PER, commands.BucketType.user
+            )
+        bucket = rates[ctx.command.name].get_bucket(ctx.message)
+        retry_after = bucket.update_rate_limit() if bucket else None
+        if retry_after:
+            raise commands.CommandOnCooldown(bucket, retry_after, commands.BucketType.user)
+        return True
+
+    return commands.check(predicate)
 
 
 def reread_settings(current):
@@ -64,6 +91,7 @@ class Admin(commands.Cog, name="Character"):
     def __init__(self, bot: CharacterBot) -> None:
         self.bot = bot
         self.training: asyncio.Task | None = None
+        self.data_rates: dict[str, commands.CooldownMapping] = {}  # see data_command_rate
 
     async def _in_order(self, work, *args):
         """A member's data command, run after every message of theirs received before it (the ingestion writer's
@@ -165,6 +193,7 @@ class Admin(commands.Cog, name="Character"):
             await ctx.send("Training failed; the current adapter stays in use. The details are in the bot's log.")
 
     @commands.hybrid_command(description="Remove your messages from the character's memory and stop collecting them")
+    @data_command_rate()
     async def forgetme(self, ctx: commands.Context) -> None:
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
@@ -182,6 +211,7 @@ class Admin(commands.Cog, name="Character"):
         )
 
     @commands.hybrid_command(description="Let the character's voice learn from your messages (on), or stop it (off)")
+    @data_command_rate()
     @app_commands.describe(choice="on: the voice may learn from your messages; off: withdraw, for training")
     async def consent(self, ctx: commands.Context, choice: Literal["on", "off"] = "on") -> None:
         if ctx.interaction:
@@ -198,6 +228,7 @@ class Admin(commands.Cog, name="Character"):
         await ctx.reply(text, mention_author=False, ephemeral=True)
 
     @commands.hybrid_command(description="What the character keeps about you (answered privately)")
+    @data_command_rate()
     async def mydata(self, ctx: commands.Context) -> None:
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
