@@ -6,6 +6,7 @@ own LLM bundle (a fake) and may skip the index.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -298,19 +299,38 @@ class Runtime:
                 self.remember_reply(channel_id, result.text, sources)
         return replace(result, sources=frozenset(sources))
 
+    def opted_out_elsewhere(self) -> int:
+        """Members another process opted out (`python -m app forget` beside a bot on a Chroma server, which takes
+        no lock on DATA_DIR): their words leave short-term memory and summaries, with the character's replies made
+        from them, and their new messages stay out of it. Run before each reply; returns how many members."""
+        new = self.store.opted_out() - self.opted_out
+        if not new:
+            return 0
+        with self._gone_lock:
+            said = self.memory.said_by(new)
+            self.opted_out |= new
+            self._bury({i: (text, None) for i, text in said.items()})
+            self.memory.forget(new)
+            self.memory.drop(set(said))
+        logger.info("%d members opted out by another process: their words left short-term memory", len(new))
+        return len(new)
+
     def reply(self, channel_id: int, message: ChatMessage) -> ReplyResult:
         """Answer a message in character (the final result only); the reply is remembered too."""
+        self.opted_out_elsewhere()
         held = self.memory.prompt_sources(channel_id)  # what the prompt is made from, before any of it can go
         return self._remember(channel_id, run_reply(self.chain, channel_id, message), message, held)
 
     def stream(self, channel_id: int, message: ChatMessage) -> Iterator[ReplyResult]:
         """Answer a message, yielding the safe part of the reply as it grows, then the final result."""
+        self.opted_out_elsewhere()
         held = self.memory.prompt_sources(channel_id)
         for result in stream_reply(self.chain, channel_id, message):
             yield result if result.partial else self._remember(channel_id, result, message, held)
 
     async def astream(self, channel_id: int, message: ChatMessage) -> AsyncIterator[ReplyResult]:
         """`stream` for an event loop: nothing blocks the loop."""
+        await asyncio.to_thread(self.opted_out_elsewhere)
         held = self.memory.prompt_sources(channel_id)
         async for result in astream_reply(self.chain, channel_id, message):
             yield result if result.partial else self._remember(channel_id, result, message, held)

@@ -10,6 +10,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from app.cogs.replies import UNQUOTED
 from fakes.discord_server import FakeDiscord
 from fakes.llm import ScriptedLLM
@@ -338,6 +340,38 @@ def test_a_message_that_comes_while_its_author_opts_out_never_stays_in_memory(se
     assert [m.content for m in runtime.memory.snapshot(1).messages] == []
     runtime.observe(1, ChatMessage("bob", "and now?", author_id=BOB, message_id=10))  # opted out: never added
     assert runtime.memory.snapshot(1).messages == ()
+    runtime.close()
+
+
+@pytest.mark.parametrize("answer", ["reply", "astream"])
+def test_a_member_forgotten_by_another_process_leaves_memory_before_the_next_reply(settings, fake_bundle, answer):
+    # `python -m app forget` beside a bot on a Chroma server: no lock on DATA_DIR, the bot's memory is its own.
+    from app.runtime import build_runtime
+    from chains.types import ChatMessage
+    from indexes.forget import forget_member
+
+    runtime = build_runtime(settings, model=fake_bundle(["mrrp"]), with_index=False)
+    runtime.observe(1, ChatMessage("bob", "my locker code is 4-8-15", author_id=BOB, message_id=9))
+    runtime.remember_reply(1, "bob's locker code is 4-8-15", sources={9})
+    runtime.observe(1, ChatMessage("alice", "hi all", author_id=ALICE, message_id=10))
+    elsewhere = MessageStore(settings.store_path)
+    forget_member(elsewhere, None, settings.DATA_DIR, BOB)
+    elsewhere.close()
+    asked = ChatMessage("alice", "what did bob say?", author_id=ALICE, message_id=11)
+    if answer == "reply":
+        runtime.reply(1, asked)
+    else:
+
+        async def stream() -> None:
+            async for _ in runtime.astream(1, asked):
+                pass
+
+        asyncio.run(stream())
+    kept = [m.content for m in runtime.memory.snapshot(1).messages]
+    assert not any("4-8-15" in text for text in kept) and "hi all" in kept
+    assert BOB in runtime.opted_out and runtime.gone_words({9})[0] == {9: "my locker code is 4-8-15"}
+    runtime.observe(1, ChatMessage("bob", "still here", author_id=BOB, message_id=12))
+    assert "still here" not in [m.content for m in runtime.memory.snapshot(1).messages]
     runtime.close()
 
 
