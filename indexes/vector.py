@@ -178,15 +178,20 @@ def to_nodes(message: StoredMessage, engagement: int, replying_to: Sequence[str]
     entries = []
     for number, part in enumerate(_split(message.content)):
         node_metadata = {**metadata, "part": number} if number else metadata
-        node = TextNode(id_=f"{message.id}#{number}" if number else str(message.id), text="", metadata=node_metadata)
+        node = TextNode(id_=part_key(message.id, number), text="", metadata=node_metadata)
         embedded = TextNode(text=part, metadata={"replying_to": thread} if thread else {})
         entries.append((node, embedded.get_content(MetadataMode.EMBED)))
     return entries
 
 
+def part_key(message_id: int, number: int) -> str:
+    """The id of a message's index entry for its part `number`: `<message id>`, then `<message id>#<n>`."""
+    return f"{message_id}#{number}" if number else str(message_id)
+
+
 def part_keys(message: StoredMessage) -> list[str]:
     """The ids of a message's index entries (as `to_nodes` makes them)."""
-    return [f"{message.id}#{number}" if number else str(message.id) for number in range(len(_split(message.content)))]
+    return [part_key(message.id, number) for number in range(len(_split(message.content)))]
 
 
 def part_of(message: StoredMessage, number: int) -> str | None:
