@@ -4,9 +4,10 @@ Grounding on (`GROUNDING=check`), a reply to a question may not hold a claim (a 
 name, a proper name) that nothing the bot was given holds: the lore found, the message, the
 conversation and its summary, the persona, the names of who speaks. With evidence (chains/grounding.py),
 a reply that invents one, or does not use the evidence, is replaced by the answer line, the evidence
-said as who said it (a line for each message quoted). Without evidence, only a question asking for a
-figure ("how much did it raise?") is checked: the sentences with a made-up figure are dropped, and with none left the
-persona's line for a question it cannot answer is said.
+said as who said it (a line for each message quoted). Without evidence, the figures and code-like names of a reply
+are checked unless the question asks for the character's own taste ("what's the best mario game?": "super mario 64"
+is its pick, not a fact to make up; "why does my XIAO ignore the UF2?" gets no "released in 2024"): the sentences
+with a made-up one are dropped, and with none left the persona's line for a question it cannot answer is said.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from chains.grounding import Evidence, Grounding, asks_for_figure, figures, known_claims
+from chains.grounding import Evidence, Grounding, asks_for_figure, asks_for_taste, figures, known_claims
 from chains.types import ChatMessage, LoreItem, Verdict
 from prompts import Persona, PromptFile
 
 logger = logging.getLogger(__name__)
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+")
+_SENTENCE_END = re.compile(r"[.!?…]+[)\"'”’*_~]*(?=\s|$)|\n")
 
 
 class ClaimCheck:
@@ -39,7 +41,7 @@ class ClaimCheck:
         answer: PromptFile | None,
     ) -> None:
         self.persona, self.question, self.evidence, self.answer = persona, message.content, evidence, answer
-        self.figure_asked = asks_for_figure(message.content)
+        self.figures_checked = asks_for_figure(message.content) or not asks_for_taste(message.content)
         names = [*names, persona.name]
         self.known = known_claims(
             [
@@ -59,12 +61,12 @@ class ClaimCheck:
         )
 
     def invented(self, text: str) -> set[str]:
-        """The claims of `text` nothing given holds: with evidence, figures and names; without, the figures a
-        question asking for one is answered with ("how much did it raise?" may not get a made-up amount;
+        """The claims of `text` nothing given holds: with evidence, figures and names; without, figures and code-like
+        names, unless the character is asked for its taste ("how much did it raise?" may not get a made-up amount;
         "what's the best mario game?" may get "super mario 64")."""
         if self.evidence is not None:
             return Grounding.unsupported(text, self.known)
-        return Grounding.unsupported(text, self.known) & figures(text) if self.figure_asked else set()
+        return Grounding.unsupported(text, self.known) & figures(text) if self.figures_checked else set()
 
     def answer_from_lore(self, verdict: Verdict, invented: set[str], check: Callable[[str], Verdict]) -> Verdict | None:
         """The answer line, when the reply invents a claim or does not use the evidence; else None.
@@ -91,12 +93,18 @@ class ClaimCheck:
         author = evidence.item.author if evidence.item.source == "index" and evidence.item.author else "the lore"
         return self.answer.format(author=author, content=evidence.passage)
 
-    def without_invented(self, verdict: Verdict, invented: set[str], attempt: int) -> Verdict:
+    def without_invented(self, verdict: Verdict, invented: set[str], attempt: int, cut: bool = False) -> Verdict:
         """No evidence to answer from (or its line refused): the reply without its sentences that hold an
-        invented claim, or, with none left, the persona's line for a question it cannot answer."""
+        invented claim, or, with none left, the persona's line for a question it cannot answer. `cut`: the
+        generation was stopped at the invention, so what follows its sentence is unfinished ("... in 2024. It")
+        and goes too."""
+        text = verdict.text
+        if cut:
+            ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+            text = text[: ends[-1]] if ends else ""
         lines = [
             " ".join(s for s in _SENTENCE_BREAK.split(line) if not self.invented(s)).strip()
-            for line in verdict.text.splitlines()
+            for line in text.splitlines()
         ]
         why = f"dropped what invented {', '.join(sorted(invented))}"
         logger.info("reply to a question: %s", why)

@@ -169,13 +169,14 @@ class Drafting:
         question = self.state["message"].content
         verdict = validate(self.raw, question, self.persona.name, self.max_chars, self.members, self.links)
         grounded = None
+        cut = bool(self.invented)  # stopped while streaming, at the invention (`feed`)
         if self.claims is not None:
             if not self.invented and verdict.ok:
                 self.invented = self.claims.invented(verdict.text)
             check = lambda line: validate(line, question, self.persona.name, self.max_chars, self.members, self.links)  # noqa: E731
             grounded = self.claims.answer_from_lore(verdict, self.invented, check)
             if grounded is None and verdict.ok and self.invented:
-                grounded = self.claims.without_invented(verdict, self.invented, len(self.verdicts))
+                grounded = self.claims.without_invented(verdict, self.invented, len(self.verdicts), cut)
         self.timings["validate"] += time.perf_counter() - started
         self.verdicts.append(verdict)
         if grounded is not None:

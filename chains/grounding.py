@@ -168,6 +168,18 @@ def asks_for_figure(question: str) -> bool:
     return bool(_ASKS_FIGURE.search(question))
 
 
+_ASKS_TASTE = re.compile(
+    r"(?i)\b(?:best|worst|favou?rite|prefer|should\s+i|would\s+you|do\s+you\s+(?:like|love|think|prefer|recommend)|"
+    r"what\s+do\s+you\s+think|your\s+(?:opinion|take|view|pick)|(?:can|could)\s+you\s+recommend)\b"
+)
+
+
+def asks_for_taste(question: str) -> bool:
+    """A question for the character's own taste or advice ("what's the best mario game?", "should I buy bitcoin?"),
+    which its answer may give with a figure of its own ("super mario 64")."""
+    return bool(_ASKS_TASTE.search(question))
+
+
 def claims(text: str) -> set[str]:
     """Numbers, code-like names and proper names: what a reply can get wrong by inventing it."""
     return figures(text) | proper_names(text)

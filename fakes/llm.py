@@ -23,6 +23,7 @@ class ScriptedLLM(LLM):
     responses: list[str] = ["Mrrp, the cursed cartridge still hums at night, traveler."]
     delay: float = 0.0
     piece_delay: float = 0.0
+    leading_spaces: bool = False  # pieces as real tokenizers cut them (" It", " is"), not "It ", "is "
     error: str = ""
     calls: int = 0
     prompts: list = []
@@ -57,7 +58,8 @@ class ScriptedLLM(LLM):
                 time.sleep(0.005)
             if self.error:
                 raise RuntimeError(self.error)
-            for piece in re.findall(r"\S+\s*|\s+", text) if not opts.should_stop() else []:
+            pieces = re.findall(r"\s*\S+|\s+" if self.leading_spaces else r"\S+\s*|\s+", text)
+            for piece in pieces if not opts.should_stop() else []:
                 if opts.should_stop():
                     self.stopped_early += 1
                     break

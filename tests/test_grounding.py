@@ -200,10 +200,19 @@ def test_without_close_lore_a_question_is_never_answered_with_a_made_up_figure(m
     result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1))
     assert result.text == "mrrp, you asked at 3 in the morning!"  # a figure from the question is no invention
     llm = ScriptedLLM(responses=["super mario 64, no contest!"])
-    question = "@Susu what's the best mario game?"  # asks for no figure: the character's own taste may hold one
+    question = "@Susu what's the best mario game?"  # asks for the character's own taste, which may hold a figure
     assert (
         run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1)).text == llm.responses[0]
     )
+    llm = ScriptedLLM(responses=["It has no bootloader of its own. XA-Z (Xiaomi 3) is a firmware released in 2024."])
+    question = "@Susu my board ignores the update file and still shows the old bootloader, why?"  # asks for no figure
+    result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1))
+    assert result.text == "It has no bootloader of its own."  # yet a made-up version or year is no answer to it
+    llm = ScriptedLLM(
+        responses=["XA-Z (Xiaomi) is a firmware released in 2024. It is designed for it."], leading_spaces=True
+    )
+    result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1))
+    assert result.text == persona.unknown()  # stopped at "2024": no unfinished "It" after the sentence dropped
 
 
 def test_evidence_is_a_statement_never_a_question_or_a_bare_link():
