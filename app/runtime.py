@@ -306,13 +306,19 @@ class Runtime:
         new = self.store.opted_out() - self.opted_out
         if not new:
             return 0
+        cited = self.memory.cited()
+        stored = self.store.get(cited).keys()
         with self._gone_lock:
             said = self.memory.said_by(new)
+            # Lore of theirs the other process deleted from the store: whose it was cannot be read any more, so
+            # every reply made from a message that is neither stored nor in memory goes (what a private thread's
+            # summary held may go with it: losing memory is the safe side).
+            gone = cited - stored - self.memory.said(cited).keys()
             self.opted_out |= new
             self._bury({i: (text, None) for i, text in said.items()})
             self.memory.forget(new)
-            self.memory.drop(set(said))
-        logger.info("%d members opted out by another process: their words left short-term memory", len(new))
+            self.memory.drop(set(said) | gone)
+        logger.info("%d members found opted out in the store: their words left short-term memory", len(new))
         return len(new)
 
     def reply(self, channel_id: int, message: ChatMessage) -> ReplyResult:
@@ -350,6 +356,7 @@ class Runtime:
         ids, _ = member_ids(user_id, report.names)
         with self._gone_lock:  # see `observe`
             self.opted_out |= ids
+            quoted |= self.memory.said_by(ids)  # what came while the store forgot them, too
             self._bury({i: (text, None) for i, text in quoted.items()})
             self.memory.forget(ids, set(report.names))
             self.memory.drop(set(quoted))  # the character's replies made from their words

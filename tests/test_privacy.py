@@ -343,6 +343,28 @@ def test_a_message_that_comes_while_its_author_opts_out_never_stays_in_memory(se
     runtime.close()
 
 
+def test_a_message_that_comes_while_the_store_forgets_its_author_goes_with_the_replies_made_from_it(
+    settings, fake_bundle, monkeypatch
+):
+    import app.runtime as runtime_module
+    from app.runtime import build_runtime
+    from chains.types import ChatMessage
+
+    runtime = build_runtime(settings, model=fake_bundle(["mrrp"]), with_index=False)
+    forget_member = runtime_module.forget_member
+
+    def forgetting_meanwhile(*args, **kwargs):  # bob speaks, and is answered, while the store forgets him
+        runtime.observe(1, ChatMessage("bob", "my locker code is 4-8-15", author_id=BOB, message_id=9))
+        runtime.remember_reply(1, "bob's locker code is 4-8-15", sources={9})
+        return forget_member(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "forget_member", forgetting_meanwhile)
+    runtime.forget(BOB)
+    assert not any("4-8-15" in m.content for m in runtime.memory.snapshot(1).messages)
+    assert runtime.gone_words({9})[0] == {9: "my locker code is 4-8-15"}  # for the character's posts made from it
+    runtime.close()
+
+
 @pytest.mark.parametrize("answer", ["reply", "astream"])
 def test_a_member_forgotten_by_another_process_leaves_memory_before_the_next_reply(settings, fake_bundle, answer):
     # `python -m app forget` beside a bot on a Chroma server: no lock on DATA_DIR, the bot's memory is its own.
@@ -351,6 +373,17 @@ def test_a_member_forgotten_by_another_process_leaves_memory_before_the_next_rep
     from indexes.forget import forget_member
 
     runtime = build_runtime(settings, model=fake_bundle(["mrrp"]), with_index=False)
+    lore = StoredMessage(
+        id=7,
+        channel_id=5,
+        author_id=BOB,
+        author_name="bob",
+        timestamp=datetime.now(timezone.utc),
+        content="the spare key is under the third flowerpot",
+        discord_id=True,
+    )
+    runtime.store.upsert([lore])  # found as lore: never in the channel's memory itself
+    runtime.remember_reply(1, "the spare key is under the third flowerpot, says bob", sources={7})
     runtime.observe(1, ChatMessage("bob", "my locker code is 4-8-15", author_id=BOB, message_id=9))
     runtime.remember_reply(1, "bob's locker code is 4-8-15", sources={9})
     runtime.observe(1, ChatMessage("alice", "hi all", author_id=ALICE, message_id=10))
@@ -368,7 +401,7 @@ def test_a_member_forgotten_by_another_process_leaves_memory_before_the_next_rep
 
         asyncio.run(stream())
     kept = [m.content for m in runtime.memory.snapshot(1).messages]
-    assert not any("4-8-15" in text for text in kept) and "hi all" in kept
+    assert not any("4-8-15" in text or "flowerpot" in text for text in kept) and "hi all" in kept
     assert BOB in runtime.opted_out and runtime.gone_words({9})[0] == {9: "my locker code is 4-8-15"}
     runtime.observe(1, ChatMessage("bob", "still here", author_id=BOB, message_id=12))
     assert "still here" not in [m.content for m in runtime.memory.snapshot(1).messages]
@@ -457,16 +490,33 @@ async def test_a_member_repeating_a_data_command_is_told_to_wait_and_nothing_mor
     from app.cogs.admin import DATA_COMMAND_RATE
 
     h = await start_bot()
-    scrubs = []
-    set_consent = h.bot.runtime.set_consent
-    h.bot.runtime.set_consent = lambda *args: scrubs.append(args) or set_consent(*args)
+    runtime = h.bot.runtime
+    calls = []
+    set_consent = runtime.set_consent
+    runtime.set_consent = lambda *args: calls.append(args) or set_consent(*args)
     for _ in range(DATA_COMMAND_RATE):
-        (post,) = await h.answered(await h.say("!consent off", author=ALICE))
+        (post,) = await h.answered(await h.say("!consent", author=ALICE))
+        assert "may learn from your messages" in post.content
+    (post,) = await h.answered(await h.say("!consent", author=ALICE))
+    assert "try again in" in post.content and len(calls) == DATA_COMMAND_RATE
+    (post,) = await h.answered(await h.say("!consent", author=BOB))  # counted per member
+    assert "may learn from your messages" in post.content
+
+    # A withdrawal is never refused; asked again while the first still waits its turn, it joins it.
+    ingest = runtime.ingest
+
+    def slow_disk(message, seen=False):
+        time.sleep(2)
+        return ingest(message, seen=seen)
+
+    runtime.ingest = slow_disk
+    await h.say("one more thing about the pinball league", author=ALICE)
+    withdrawals = [await h.say("!consent off", author=ALICE) for _ in range(2)]
+    for withdrawal in withdrawals:
+        (post,) = await h.answered(withdrawal, timeout=30)
         assert "Withdrawn" in post.content
-    (post,) = await h.answered(await h.say("!consent off", author=ALICE))
-    assert "try again in" in post.content and len(scrubs) == DATA_COMMAND_RATE
-    (post,) = await h.answered(await h.say("!consent off", author=BOB))  # per member
-    assert "Withdrawn" in post.content
+    assert calls[-1] == (ALICE, False) and calls.count((ALICE, False)) == 1
+    assert runtime.store.consent()[ALICE][0] is False
 
 
 async def test_training_takes_only_consented_members_and_withdrawing_acts_like_forgetting(start_bot, tmp_path):

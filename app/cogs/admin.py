@@ -3,7 +3,8 @@
 Admin commands (`stats`, `reload`, `clearstm`, `train`) need the Manage Server permission or a role
 in ADMIN_ROLE_IDS; others get a short refusal. `forgetme`, `consent` and `mydata` are for every
 member, and answered privately (an ephemeral answer to the slash command, a direct message for
-`!mydata`), each at most DATA_COMMAND_RATE times a minute per member. Failures are told
+`!mydata`); `mydata` and `consent on` at most DATA_COMMAND_RATE times a minute per member, a removal
+(`forgetme`, `consent off`) whenever asked. Failures are told
 briefly in the channel and logged fully, by the bot's one command-error handler (app.bot).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Literal
 
@@ -26,30 +28,38 @@ if TYPE_CHECKING:  # the bot imports the cogs; they only name its type
 logger = logging.getLogger(__name__)
 
 REFUSAL = "Only server admins (Manage Server, or an admin role) can use that."
-# A member's data commands (forgetme, consent, mydata) each, at most this many times a minute: each queues work on
-# the single writer behind every message (a scrub rewrites the training files), which one member repeating a
-# command must not hold up. Withdrawing twice in a minute still goes through.
+# What a member asks of their data (`!mydata`, `!consent`), at most this many times a minute: each queues work on the
+# single writer behind every message, which one member repeating a command must not hold up. A removal (`!forgetme`,
+# `!consent off`) is never refused: a repeat while one of that member's is still waiting joins it instead.
 DATA_COMMAND_RATE = 3
 DATA_COMMAND_PER = 60.0
+TOO_SOON = "You just did that: try again in {seconds} s."
 
 
-def data_command_rate():
-    """A check: the member has used this data command fewer than DATA_COMMAND_RATE times in the last minute.
+def too_soon(ctx: commands.Context) -> float | None:
+    """Seconds until this member may use this data command again (None: now), counting this use when allowed.
 
     Counted by the cog (one bot's count), not on the command: discord.py's `commands.cooldown` keeps its count on
     the command class, shared by every bot of a process.
     """
+    rates = ctx.cog.data_rates
+    if ctx.command.name not in rates:
+        rates[ctx.command.name] = commands.CooldownMapping.from_cooldown(
+            DATA_COMMAND_RATE, DATA_COMMAND_PER, commands.BucketType.user
+        )
+    bucket = rates[ctx.command.name].get_bucket(ctx.message)
+    return bucket.update_rate_limit() if bucket else None
+
+
+def data_command_rate():
+    """A check: the member has used this data command fewer than DATA_COMMAND_RATE times in the last minute."""
 
     async def predicate(ctx: commands.Context) -> bool:
-        rates = ctx.cog.data_rates
-        if ctx.command.name not in rates:
-            rates[ctx.command.name] = commands.CooldownMapping.from_cooldown(
-                DATA_COMMAND_RATE, DATA_COMMAND_PER, commands.BucketType.user
-            )
-        bucket = rates[ctx.command.name].get_bucket(ctx.message)
-        retry_after = bucket.update_rate_limit() if bucket else None
+        retry_after = too_soon(ctx)
         if retry_after:
-            raise commands.CommandOnCooldown(bucket, retry_after, commands.BucketType.user)
+            raise commands.CommandOnCooldown(
+                commands.Cooldown(DATA_COMMAND_RATE, DATA_COMMAND_PER), retry_after, commands.BucketType.user
+            )
         return True
 
     return commands.check(predicate)
@@ -91,13 +101,25 @@ class Admin(commands.Cog, name="Character"):
     def __init__(self, bot: CharacterBot) -> None:
         self.bot = bot
         self.training: asyncio.Task | None = None
-        self.data_rates: dict[str, commands.CooldownMapping] = {}  # see data_command_rate
+        self.data_rates: dict[str, commands.CooldownMapping] = {}  # see too_soon
+        self._removing: dict[tuple[str, int], asyncio.Future] = {}  # see _removal
 
     async def _in_order(self, work, *args):
         """A member's data command, run after every message of theirs received before it (the ingestion writer's
         order; a thread of its own where ingestion is not loaded)."""
         ingestion = self.bot.get_cog("Ingestion")
         return await (ingestion.after_writes(work, *args) if ingestion else asyncio.to_thread(work, *args))
+
+    async def _removal(self, kind: str, member: int, work, *args):
+        """A member's removal (`forgetme`, `consent off`), in the writer's order (`_in_order`). Never refused: the
+        same member's same removal asked again while one is still waiting or running joins that one (it comes after
+        every message of theirs received before the repeat too), so a member repeating it queues no more work."""
+        key = (kind, member)
+        running = self._removing.get(key)
+        if running is None:
+            running = self._removing[key] = asyncio.ensure_future(self._in_order(work, *args))
+            running.add_done_callback(lambda _: self._removing.pop(key, None))
+        return await asyncio.shield(running)
 
     @commands.hybrid_command(description="How the character is doing: uptime, replies, latency, model, memory")
     @is_admin()
@@ -193,14 +215,13 @@ class Admin(commands.Cog, name="Character"):
             await ctx.send("Training failed; the current adapter stays in use. The details are in the bot's log.")
 
     @commands.hybrid_command(description="Remove your messages from the character's memory and stop collecting them")
-    @data_command_rate()
     async def forgetme(self, ctx: commands.Context) -> None:
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
         # By Discord id only: names (exports without ids) could be anyone's nickname; an admin forgets those.
         runtime, replies = self.bot.runtime, self.bot.get_cog("Replies")
         cited = replies.made_from() if replies else set()
-        report = await self._in_order(runtime.forget, ctx.author.id, (), cited)
+        report = await self._removal("forgetme", ctx.author.id, runtime.forget, ctx.author.id, (), cited)
         if replies:  # the character's posts quoting them lose those lines, those posted while it waited its turn too
             await replies.unquote(*runtime.gone_words(cited | replies.made_from()))
         await ctx.reply(
@@ -211,13 +232,19 @@ class Admin(commands.Cog, name="Character"):
         )
 
     @commands.hybrid_command(description="Let the character's voice learn from your messages (on), or stop it (off)")
-    @data_command_rate()
     @app_commands.describe(choice="on: the voice may learn from your messages; off: withdraw, for training")
     async def consent(self, ctx: commands.Context, choice: Literal["on", "off"] = "on") -> None:
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
         given = choice == "on"
-        dropped = await self._in_order(self.bot.runtime.set_consent, ctx.author.id, given)
+        if given and (retry_after := too_soon(ctx)):
+            await ctx.reply(TOO_SOON.format(seconds=math.ceil(retry_after)), mention_author=False, ephemeral=True)
+            return
+        runtime = self.bot.runtime
+        if given:
+            dropped = await self._in_order(runtime.set_consent, ctx.author.id, True)
+        else:  # a withdrawal is never refused
+            dropped = await self._removal("consent off", ctx.author.id, runtime.set_consent, ctx.author.id, False)
         text = (
             "Thank you: the character's voice may learn from your messages at its next training. "
             f"`{'/' if ctx.interaction else ctx.prefix}consent off` withdraws at any time."
