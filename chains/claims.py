@@ -51,6 +51,9 @@ class ClaimCheck:
                 *(m.content for m in history),
                 summary,
                 persona.description,
+                persona.speaking_style,
+                persona.greeting,
+                *(line for example in persona.examples for line in example),  # its own voice: ":3", "<3"
                 persona.scenario,
                 persona.personality,
                 persona.system_prompt,

@@ -169,8 +169,9 @@ def asks_for_figure(question: str) -> bool:
 
 
 _ASKS_TASTE = re.compile(
-    r"(?i)\b(?:best|worst|favou?rite|prefer|should\s+i|would\s+you|do\s+you\s+(?:like|love|think|prefer|recommend)|"
-    r"what\s+do\s+you\s+think|your\s+(?:opinion|take|view|pick)|(?:can|could)\s+you\s+recommend)\b"
+    r"(?i)\b(?:(?:best|worst|good|better)(?!\s+(?:way|ways|method|practice|practices|settings?|option)\b)|"
+    r"favou?rite|prefer|worth|recommend(?:s|ations?)?|suggest(?:s|ions?)?|which\s+one|should\s+i|would\s+you|"
+    r"do\s+you\s+(?:like|love|think|prefer)|what\s+do\s+you\s+think|your\s+(?:opinion|take|view|pick))\b"
 )
 
 
@@ -234,7 +235,8 @@ def sentences(text: str) -> list[str]:
     """
     parts = [" ".join(p.split()).strip("*_~ ") for p in _SENTENCE.split(text)]
     said = [said_before_asking(p) if _asks(p) else p for p in parts]
-    return [p for p in said if len(_URL.sub("", p).strip()) >= MIN_SENTENCE_CHARS or _short_answer(p)]
+    bare = [(p, _URL.sub("", p).strip()) for p in said]
+    return [p for p, words in bare if len(words) >= MIN_SENTENCE_CHARS or _short_answer(words)]
 
 
 def _short_answer(sentence: str) -> bool:

@@ -3,7 +3,7 @@
 import pytest
 
 from chains.assemble import ContextAssembler
-from chains.grounding import Grounding, answer_kind, embedder, fits, seeks, sentences
+from chains.grounding import Grounding, answer_kind, asks_for_taste, embedder, fits, seeks, sentences
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.reply import build_reply_chain, run_reply, stream_reply, template_stops
@@ -226,9 +226,28 @@ def test_evidence_is_a_statement_never_a_question_or_a_bare_link():
     ]  # an answer that starts with a conjunction
 
 
+@pytest.mark.parametrize(
+    ("question", "taste"),
+    [
+        ("what's the best mario game?", True),
+        ("which is better, the N64 or the GameCube?", True),
+        ("any recommendations for a co-op game?", True),
+        ("is the deluxe edition worth it?", True),
+        ("should I buy bitcoin?", True),
+        ("what's the best way to flash the firmware?", False),  # a how-to, not a taste
+        ("which settings are recommended for OTA?", False),
+        ("why does my board ignore the update?", False),
+        ("when does the audit start?", False),
+    ],
+)
+def test_a_question_for_the_characters_taste_is_told_from_one_for_a_fact(question, taste):
+    assert asks_for_taste(question) is taste
+
+
 def test_a_short_statement_with_a_figure_is_evidence_a_short_reply_without_one_is_not(embed_model):
     assert sentences("3e16 is 3%") == ["3e16 is 3%"]  # shorter than MIN_SENTENCE_CHARS, yet it answers
     assert sentences("ok thanks") == [] and sentences("yes 100%") == []  # nothing said beyond a figure
+    assert sentences("https://github.com/oltaco/bootloader/issues/123") == []  # a link's digits are no figure
     question = "how are fee percentages encoded, what value means 3%?"
     vague = LoreItem(content="some % of the ether you send goes to the different fee destinations", author="andy")
     exact = LoreItem(content="3e16 is 3%", author="andy")
