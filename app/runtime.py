@@ -308,16 +308,10 @@ class Runtime:
             return 0
         cited = self.memory.cited()
         stored = self.store.get(cited).keys()
-        with self._gone_lock:
-            said = self.memory.said_by(new)
-            # Lore of theirs the other process deleted from the store: whose it was cannot be read any more, so
-            # every reply made from a message that is neither stored nor in memory goes (what a private thread's
-            # summary held may go with it: losing memory is the safe side).
-            gone = cited - stored - self.memory.said(cited).keys()
-            self.opted_out |= new
-            self._bury({i: (text, None) for i, text in said.items()})
-            self.memory.forget(new)
-            self.memory.drop(set(said) | gone)
+        # Lore of theirs the other process deleted from the store: whose it was cannot be read any more, so every
+        # reply made from a message that is neither stored nor in memory goes (what a private thread's summary held
+        # may go with it: losing memory is the safe side).
+        self._opt_out(new, gone=lambda: cited - stored - self.memory.said(cited).keys())
         logger.info("%d members found opted out in the store: their words left short-term memory", len(new))
         return len(new)
 
@@ -354,13 +348,22 @@ class Runtime:
         quoted |= self.memory.said_by(ids)  # kept in memory only (a private thread)
         report = forget_member(self.store, self.lore_index, self.settings.DATA_DIR, user_id, names)
         ids, _ = member_ids(user_id, report.names)
-        with self._gone_lock:  # see `observe`
-            self.opted_out |= ids
-            quoted |= self.memory.said_by(ids)  # what came while the store forgot them, too
-            self._bury({i: (text, None) for i, text in quoted.items()})
-            self.memory.forget(ids, set(report.names))
-            self.memory.drop(set(quoted))  # the character's replies made from their words
+        self._opt_out(ids, set(report.names), quoted)
         return report
+
+    def _opt_out(
+        self, ids: set[int], names: set[str] = frozenset(), quoted: dict[int, str] | None = None, gone=lambda: set()
+    ) -> None:
+        """Members opted out: their words leave short-term memory and summaries, with the character's replies made
+        from them (`quoted`: their words read before, by message id; `gone()`: more ids whose replies go, read under
+        the lock), held for `gone_words`; their next messages stay out of memory (`observe` checks under this lock).
+        """
+        with self._gone_lock:
+            self.opted_out |= ids
+            quoted = {**(quoted or {}), **self.memory.said_by(ids)}  # what came while the store forgot them too
+            self._bury({i: (text, None) for i, text in quoted.items()})
+            self.memory.forget(ids, names)
+            self.memory.drop(set(quoted) | gone())
 
     def set_consent(self, user_id: int, given: bool, source: str = "command") -> int:
         """A member consents to training, or withdraws (which drops the samples holding their words);
