@@ -1,6 +1,8 @@
 """Hybrid retrieval: the lexical index in the store, absolute tie-breakers, questions paired with answers, parts."""
 
+import os
 import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -129,6 +131,17 @@ def test_a_word_in_most_of_a_large_channel_is_left_out_of_the_search_but_not_of_
     texts = {1: common[0].content, 1000: "blorp and the quintar contract"}
     held = lexical.coverage(store.lexical_query("blorp quintar"), texts)
     assert 0 < held[1] < held[1000] == 1.0  # yet a message holding it holds a part of the question
+
+
+def test_a_question_of_common_words_only_searches_the_newest_messages_holding_the_rarest(store, monkeypatch):
+    monkeypatch.setattr(lexical, "COMMON_SCAN", 100)
+    # The oldest messages hold "blorp" twice in few words: BM25 ranks them first of all 601
+    chatter = [message(i, "blorp blorp" if i <= 50 else f"blorp {i} of the daily chatter") for i in range(1, 602)]
+    store.upsert(chatter)
+    found = [m for m, _ in store.lexical_search("where is the blorp?", 5)]
+    assert len(found) == 5 and all(m > 601 - 100 for m in found)  # not a "blorp blorp": of the 100 newest
+    monkeypatch.setattr(lexical, "COMMON_SCAN", 1000)
+    assert all(m <= 50 for m, _ in store.lexical_search("where is the blorp?", 5))  # all 601 ranked
 
 
 def test_coverage_weighs_rare_words_and_means_the_same_in_every_query(store):
@@ -318,7 +331,8 @@ def test_a_long_post_found_by_its_words_alone_is_shown_by_its_closest_part(store
     query = "which key opens the north vault of the castle, the glimmerstone one?"
 
     retriever = WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=3, now=NOW)
-    assert "1" not in retriever._nearest(embed_model.get_query_embedding(query))  # the guards' messages are nearer
+    nearest = retriever._nearest(embed_model.get_query_embedding(query), None)
+    assert "1" not in nearest  # the guards' messages are nearer
     hit = {hit.node.metadata["message_id"]: hit for hit in retriever.retrieve(query)}["1"]
     # found by its words, and shown by the part that holds them
     assert hit.node.metadata["part"] > 0 and "glimmerstone key opens" in hit.node.get_content()
@@ -347,3 +361,36 @@ def test_a_question_counts_its_words_once_for_the_search_and_the_coverage(store,
         store.db.set_trace_callback(None)
     counted = [s for s in statements if s.startswith(f"SELECT COUNT(*) FROM {lexical.FTS_TABLE} WHERE")]
     assert len(counted) == len(lexical.query_terms("when does the quintar vault open?")) == 3
+
+
+def test_the_lexical_search_runs_while_chroma_searches(store, tmp_path, embed_model, monkeypatch):
+    store.upsert([message(i, f"the quintar vault opens at dawn, note {i}") for i in range(5)])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    counting = threading.Event()
+    real_query, real_nearest = store.lexical_query, WeightedRetriever._nearest
+    monkeypatch.setattr(store, "lexical_query", lambda text: (counting.set(), real_query(text))[1])
+    overlapped = []
+
+    def nearest(retriever, vector, where):  # waits until SQLite's search has begun: only one beside it can begin
+        overlapped.append(counting.wait(timeout=10))
+        return real_nearest(retriever, vector, where)
+
+    monkeypatch.setattr(WeightedRetriever, "_nearest", nearest)
+    hits = WeightedRetriever(index, RetrievalWeights(), top_k=3, now=NOW).retrieve("when does the quintar vault open?")
+    assert overlapped == [True]
+    assert len(hits) == 3 and all(hit.node.metadata["scores"]["lexical"] > 0 for hit in hits)
+
+
+def test_a_forked_process_searches_on_a_thread_of_its_own():
+    from indexes import vector
+
+    assert vector._LEXICAL.submit(lambda: 1).result(timeout=10) == 1  # the parent's thread is up, and idle
+    child = os.fork()
+    if child == 0:  # the child has no such thread: its search runs on a new one, or never
+        try:
+            os._exit(0 if vector._LEXICAL.submit(lambda: 1).result(timeout=10) == 1 else 1)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
