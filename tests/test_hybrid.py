@@ -1,8 +1,10 @@
 """Hybrid retrieval: the lexical index in the store, absolute tie-breakers, questions paired with answers, parts."""
 
 import os
+import signal
 import sqlite3
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -331,7 +333,7 @@ def test_a_long_post_found_by_its_words_alone_is_shown_by_its_closest_part(store
     query = "which key opens the north vault of the castle, the glimmerstone one?"
 
     retriever = WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=3, now=NOW)
-    nearest = retriever._nearest(embed_model.get_query_embedding(query), None)
+    nearest = retriever._nearest(index.current().vector_store.client, embed_model.get_query_embedding(query), None)
     assert "1" not in nearest  # the guards' messages are nearer
     hit = {hit.node.metadata["message_id"]: hit for hit in retriever.retrieve(query)}["1"]
     # found by its words, and shown by the part that holds them
@@ -372,9 +374,9 @@ def test_the_lexical_search_runs_while_chroma_searches(store, tmp_path, embed_mo
     monkeypatch.setattr(store, "lexical_query", lambda text: (counting.set(), real_query(text))[1])
     overlapped = []
 
-    def nearest(retriever, vector, where):  # waits until SQLite's search has begun: only one beside it can begin
+    def nearest(retriever, collection, vector, where):  # waits until SQLite's search has begun: only one beside it can
         overlapped.append(counting.wait(timeout=10))
-        return real_nearest(retriever, vector, where)
+        return real_nearest(retriever, collection, vector, where)
 
     monkeypatch.setattr(WeightedRetriever, "_nearest", nearest)
     hits = WeightedRetriever(index, RetrievalWeights(), top_k=3, now=NOW).retrieve("when does the quintar vault open?")
@@ -392,5 +394,10 @@ def test_a_forked_process_searches_on_a_thread_of_its_own():
             os._exit(0 if vector._LEXICAL.submit(lambda: 1).result(timeout=10) == 1 else 1)
         except BaseException:
             os._exit(1)
-    _, status = os.waitpid(child, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    deadline = time.monotonic() + 60
+    while (ended := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if ended[0] == 0:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    assert ended[0] == child and os.waitstatus_to_exitcode(ended[1]) == 0
