@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import signal
 
 import discord
@@ -20,7 +19,7 @@ from discord.ext import commands
 
 from app.backfill import point_discord_at
 from app.cogs import in_scope
-from app.cogs.admin import REFUSAL, TOO_SOON, Admin
+from app.cogs.admin import REFUSAL, Admin
 from app.cogs.ingestion import Ingestion
 from app.cogs.replies import COOLDOWN_REACTION, Replies
 from app.metrics import Metrics, metrics_app, serve
@@ -166,9 +165,6 @@ class CharacterBot(commands.Bot):
             return  # other bots share the prefix; other channels are not the character's
         if isinstance(error, commands.CheckFailure):
             await self._tell(ctx, str(error) or REFUSAL, ephemeral=True)
-            return
-        if isinstance(error, commands.CommandOnCooldown):
-            await self._tell(ctx, TOO_SOON.format(seconds=math.ceil(error.retry_after)), ephemeral=True)
             return
         kind = next((what for types, what in FAILURES if isinstance(original, types)), None)
         logger.error("command %s failed", ctx.command, exc_info=(type(original), original, original.__traceback__))

@@ -51,20 +51,6 @@ def too_soon(ctx: commands.Context) -> float | None:
     return bucket.update_rate_limit() if bucket else None
 
 
-def data_command_rate():
-    """A check: the member has used this data command fewer than DATA_COMMAND_RATE times in the last minute."""
-
-    async def predicate(ctx: commands.Context) -> bool:
-        retry_after = too_soon(ctx)
-        if retry_after:
-            raise commands.CommandOnCooldown(
-                commands.Cooldown(DATA_COMMAND_RATE, DATA_COMMAND_PER), retry_after, commands.BucketType.user
-            )
-        return True
-
-    return commands.check(predicate)
-
-
 def reread_settings(current):
     """Settings from the environment and .env again; the restart-only ones keep their running value.
 
@@ -255,10 +241,12 @@ class Admin(commands.Cog, name="Character"):
         await ctx.reply(text, mention_author=False, ephemeral=True)
 
     @commands.hybrid_command(description="What the character keeps about you (answered privately)")
-    @data_command_rate()
     async def mydata(self, ctx: commands.Context) -> None:
         if ctx.interaction:
             await ctx.defer(ephemeral=True)
+        if retry_after := too_soon(ctx):
+            await ctx.reply(TOO_SOON.format(seconds=math.ceil(retry_after)), mention_author=False, ephemeral=True)
+            return
         found = await self._in_order(self.bot.runtime.member_data, ctx.author.id)
         if ctx.interaction:
             await ctx.reply(found.summary("/"), ephemeral=True)
