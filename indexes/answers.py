@@ -5,8 +5,10 @@ a minute later from another member, may share none of its words ("arbitrum l2 fi
 replies link the two (HTML and JSON exports keep the link, and a reply is embedded with what it
 answers); plain-text exports and members who answer without replying do not. So the retriever asks
 the store, at search time, for the answer to each question it finds: an explicit reply, else the
-most likely of the next messages by other members (see `likely_answer`). Nothing is stored: what is
-deleted or edited in the store is gone from the pairing at once.
+most likely of the next messages by other members (see `likely_answer`). A member who tells of a
+problem asks without a question ("fails to initialize DFU the first time"): the reply someone sent
+to it is its fix (`reports_problem`, `explicit_answer`). Nothing is stored: what is deleted or edited
+in the store is gone from the pairing at once.
 """
 
 from __future__ import annotations
@@ -74,13 +76,43 @@ def says_first(text: str) -> bool:
     return len(_WORD.findall(said)) >= 3 and not _SAID_ASKS.search(said)
 
 
+_REPORTS = re.compile(
+    r"(?i)\b(?:fail(?:s|ed|ing)?|errors?|not\s+working|(?:doesn'?t|does\s+not|don'?t|won'?t|didn'?t)\s+(?:work|boot|start|"
+    r"connect|show|load|flash|compile|run)|unable\s+to|stuck|crash(?:es|ed|ing)?|keep\s+getting|bricked)\b"
+)
+
+
+def reports_problem(text: str) -> bool:
+    """A message telling of something that fails ("seemed to fail the first time when the device appeared
+    as ProMicro_OTA", "i keep getting this error"): it asks for a fix without a question, and its fix, when someone
+    replied with one, is its answer (`explicit_answer`)."""
+    text = _URL.sub("", text)
+    return bool(_REPORTS.search(text)) and not only_asks(text)
+
+
+def explicit_answer(message: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
+    """The first of the messages after `message` (oldest first) that another member sent as a reply to it, or to
+    the asker's own follow-ups before it ("This is on Android15 btw"), at any time: Discord links the two."""
+    asked = {message.id}
+    for m in following:
+        if m.author_id == message.author_id:
+            asked.add(m.id)
+        elif m.reply_to in asked and not m.author_is_bot and not only_asks(m.content):
+            return m
+    return None
+
+
 def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
     """The message among those after `question` (oldest first) most likely to answer it, if any.
 
-    An explicit reply to it wins; otherwise a message by another member that is not itself a
-    question, preferring one that names the asker (an @mention or their name), else the first such
-    message. Bots' messages and the asker's own follow-ups are not answers.
+    An explicit reply to it (or to the asker's follow-ups) wins, however late (`explicit_answer`);
+    otherwise a message by another member within ANSWER_WINDOW that is not itself a question,
+    preferring one that names the asker (an @mention or their name), else the first such message.
+    Bots' messages and the asker's own follow-ups are not answers.
     """
+    explicit = explicit_answer(question, following)
+    if explicit is not None:
+        return explicit
     names = {n.lower() for n in (question.author_name, question.author_display) if n}
     candidates = [
         m

