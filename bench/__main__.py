@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=63_000, help="import: messages in the generated export")
     parser.add_argument("--gigabytes", type=float, default=1.0, help="bigjson: size of the generated export")
     parser.add_argument("--sizes", default="10000,100000", help="retrieval: index sizes, comma-separated")
+    parser.add_argument("--queries", type=int, default=200, help="retrieval: questions timed at each size")
     parser.add_argument(
         "--with-bigjson", action="store_true", help="all: include the 1 GB streaming import (about 10 minutes)"
     )
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         result = history.run_bigjson(args.gigabytes)
         print(history.report_bigjson(result))
     else:
-        result = history.run_retrieval(tuple(int(s) for s in args.sizes.split(",")))
+        result = history.run_retrieval(tuple(int(s) for s in args.sizes.split(",")), args.queries)
         print(history.report_retrieval(result))
     history.save(args.out, args.name, result)
     return 0
@@ -98,7 +99,7 @@ def run_all(args) -> int:
                 history,
                 args.out,
                 "retrieval",
-                history.run_retrieval(tuple(int(s) for s in args.sizes.split(","))),
+                history.run_retrieval(tuple(int(s) for s in args.sizes.split(",")), args.queries),
                 history.report_retrieval,
             ),
         ),

@@ -144,6 +144,10 @@ def report_bigjson(r: dict) -> str:
 
 
 def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200, pool: int = 3000) -> dict:
+    """Time the hybrid retriever and the dense search alone, question by question, at each index size.
+
+    The messages repeat `pool` distinct texts (no more than the largest size holds), each vector jittered.
+    """
     from datetime import datetime, timezone
 
     import numpy as np
@@ -157,6 +161,8 @@ def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200
     quiet_libraries()
     rng = random.Random(1)
     embed = build_embedding()
+    pool = max(1, min(pool, max(sizes)))
+    queries = min(queries, pool)
     texts = [_content(rng, i) for i in range(pool)]
     vectors = np.array(embed.get_text_embedding_batch(texts), dtype=np.float32)
     questions = [f"who remembers when {t}" for t in texts[:queries]]
