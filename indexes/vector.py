@@ -177,7 +177,21 @@ def to_nodes(message: StoredMessage, engagement: int, replying_to: Sequence[str]
     first): a question about one line of a long announcement finds that line instead of losing it in
     the whole post's average (or past the embedding model's window).
     """
-    metadata = {
+    metadata = entry_metadata(message, engagement)
+    thread = thread_of(message, replying_to)
+    entries = []
+    for number, part in enumerate(_split(message.content)):
+        node_metadata = {**metadata, "part": number} if number else metadata
+        node = TextNode(id_=part_key(message.id, number), text="", metadata=node_metadata)
+        embedded = TextNode(text=part, metadata={"replying_to": thread} if thread else {})
+        entries.append((node, embedded.get_content(MetadataMode.EMBED)))
+    return entries
+
+
+def entry_metadata(message: StoredMessage, engagement: int) -> dict:
+    """The metadata of a message's index entries (its first part's; the others add "part"): ids, time,
+    engagement, lore, a short hash of the content, whether it is private. No words, no names."""
+    return {
         "message_id": str(message.id),
         "channel_id": str(message.channel_id),
         "author_id": str(message.author_id),
@@ -188,14 +202,6 @@ def to_nodes(message: StoredMessage, engagement: int, replying_to: Sequence[str]
         "digest": content_digest(message.content),
         "private": message.private,
     }
-    thread = thread_of(message, replying_to)
-    entries = []
-    for number, part in enumerate(_split(message.content)):
-        node_metadata = {**metadata, "part": number} if number else metadata
-        node = TextNode(id_=part_key(message.id, number), text="", metadata=node_metadata)
-        embedded = TextNode(text=part, metadata={"replying_to": thread} if thread else {})
-        entries.append((node, embedded.get_content(MetadataMode.EMBED)))
-    return entries
 
 
 def part_key(message_id: int, number: int) -> str:
@@ -792,21 +798,28 @@ class WeightedRetriever(BaseRetriever):
         """Every indexed part of these messages (found by their words only), with its cosine similarity.
 
         Read by id (`<message id>`, `<message id>#<n>`), which costs Chroma a fraction of a metadata
-        filter; whether a message may be seen here is checked on the store (`_retrieve`).
+        filter; whether a message may be seen here is checked on the store (`_retrieve`). Only the vectors
+        are read: the entries' metadata is the message's, made from the store as the index makes it
+        (`entry_metadata`), which costs less than Chroma reading it (half the time of the read at 30 entries).
         """
         keys = [key for message in messages for key in part_keys(message)]
         if not keys:
             return {}
-        entries = self.index.current().vector_store.client.get(ids=keys, include=["metadatas", "embeddings"])
+        entries = self.index.current().vector_store.client.get(ids=keys, include=["embeddings"])
         if not entries["ids"]:
             return {}
         vectors = np.asarray(entries["embeddings"], dtype=np.float32)
         query = np.asarray(vector, dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1) * (np.linalg.norm(query) or 1.0)
         similarities = (vectors @ query) / np.where(norms > 0, norms, 1.0)
+        found = {message.id: message for message in messages}
+        replies = self.index.store.reply_counts(list(found))
         candidates: dict[str, _Candidate] = {}
-        for key, meta, similarity in zip(entries["ids"], entries["metadatas"], similarities.tolist()):
-            _add(candidates, key, meta, similarity)
+        for key, similarity in zip(entries["ids"], similarities.tolist()):
+            message_id, _, number = key.partition("#")
+            message = found[int(message_id)]
+            meta = entry_metadata(message, message.reaction_count + replies.get(message.id, 0))
+            _add(candidates, key, {**meta, "part": int(number)} if number else meta, similarity)
         return candidates
 
     def _read_back(self, hits: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:

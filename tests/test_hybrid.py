@@ -26,6 +26,7 @@ from indexes.vector import (
 )
 
 NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
+LLAMA_INDEX_FIELDS = {"_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id"}
 
 
 def message(i, content, minutes_ago=60 * 24, author=None, reactions=0, reply_to=None, private=False, channel=1):
@@ -382,6 +383,37 @@ def test_a_long_post_found_by_its_words_alone_is_shown_by_its_closest_part(store
     hit = {hit.node.metadata["message_id"]: hit for hit in retriever.retrieve(query)}["1"]
     # found by its words, and shown by the part that holds them
     assert hit.node.metadata["part"] > 0 and "glimmerstone key opens" in hit.node.get_content()
+
+
+def test_the_parts_of_lexical_hits_carry_the_indexs_metadata_made_from_the_store(store, tmp_path, embed_model):
+    rules = " ".join(f"Rule {i}: be kind to other wardens and read the docs before asking." for i in range(12))
+    store.upsert(
+        [
+            message(1, f"{rules} The glimmerstone key opens the north vault.", reactions=3),
+            message(2, "the glimmerstone key is kept by the quartermaster", reply_to=None),
+            message(3, "thanks, found the key", reply_to=2),
+        ]
+    )
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    collection = index.current().vector_store.client
+    reads = []
+    real_get = collection.get
+    retriever = WeightedRetriever(index, RetrievalWeights(), now=NOW)
+    messages = list(store.get([1, 2]).values())
+    try:
+        collection.get = lambda **kwargs: (reads.append(kwargs["include"]), real_get(**kwargs))[1]
+        found = retriever._parts(messages, embed_model.get_query_embedding("which key opens the north vault?"))
+    finally:
+        del collection.get
+    assert reads == [["embeddings"]]  # the vectors only: the metadata is made from the store
+    held = real_get(ids=[key for m in messages for key in part_keys(m)], include=["metadatas"])
+    indexed = dict(zip(held["ids"], held["metadatas"]))
+    assert set(found) == {"1", "2"} and found["1"].node.metadata["part"] > 0
+    for candidate in found.values():  # as the index holds it, but LlamaIndex's own fields
+        ours = {k: v for k, v in indexed[candidate.node.node_id].items() if k not in LLAMA_INDEX_FIELDS}
+        assert {k: candidate.node.metadata.get(k) for k in ours} == ours
+    assert found["1"].node.metadata["engagement"] == 3 and found["2"].node.metadata["engagement"] == 1
 
 
 @pytest.mark.parametrize(
