@@ -92,12 +92,18 @@ def reports_problem(text: str) -> bool:
 
 def explicit_answer(message: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
     """The first of the messages after `message` (oldest first) that another member sent as a reply to it, or to
-    the asker's own follow-ups before it ("This is on Android15 btw"), at any time: Discord links the two."""
+    the asker's own follow-ups before it ("This is on Android15 btw"), at any time: Discord links the two. Not a
+    bot's, not a question back, not a word alone ("thx")."""
     asked = {message.id}
     for m in following:
         if m.author_id == message.author_id:
             asked.add(m.id)
-        elif m.reply_to in asked and not m.author_is_bot and not only_asks(m.content):
+        elif (
+            m.reply_to in asked
+            and not m.author_is_bot
+            and not only_asks(m.content)
+            and len(_WORD.findall(m.content)) >= 2
+        ):
             return m
     return None
 

@@ -287,7 +287,8 @@ def test_a_reply_to_the_question_or_to_the_askers_follow_up_answers_at_any_time(
     assert explicit_answer(question, [follow_up, other, elsewhere]) is None  # a reply to another member's message
     bot = StoredMessage(**{**reply.__dict__, "author_is_bot": True})
     asking = message(6, "which vault do you mean?", minutes_ago=100, author=6, reply_to=1)
-    assert explicit_answer(question, [follow_up, bot, asking]) is None  # a bot, or a question back, is no answer
+    thanks = message(7, "thx", minutes_ago=100, author=6, reply_to=1)
+    assert explicit_answer(question, [follow_up, bot, asking, thanks]) is None  # a bot, a question back, a word alone
 
 
 def test_reports_problem():
