@@ -264,6 +264,12 @@ def _in_thread(sentence: str, item: LoreItem) -> str:
     return f"{item.thread[:THREAD_CHARS]} / {sentence}" if item.thread else sentence
 
 
+def _asks_and_answered(item: LoreItem, answered: set[int]) -> bool:
+    """A message that asks (`seeks`), whose answer is in the lore too: the names it shares with the question are
+    the asking's ("fails on ProMicro_OTA"), and its answer, which need not repeat them, comes before it."""
+    return bool(item.message_ids) and item.message_ids[0] in answered and seeks(item)
+
+
 def _asks(sentence: str) -> bool:
     """A question, with or without its question mark."""
     return sentence.rstrip(")*_ ").endswith("?") or bool(_ASKING.match(sentence))
@@ -292,8 +298,9 @@ class Grounding:
 
         A sentence must say something beyond the question's own words ("the cursed cartridge." says
         nothing about it); one holding the figures and names the question asks about ("the Golden
-        Joystick 2025") comes before near ones without them, which embeddings barely tell apart;
-        among those, the closest by embedding. Another message's best sentence that ranks within
+        Joystick 2025") comes before near ones without them, which embeddings barely tell apart (but
+        not a sentence of a message that asks, when its answer is in the lore too); among those, the
+        closest by embedding. Another message's best sentence that ranks within
         `second_within` of it, holds as much of what was asked and is close enough too comes with it
         (`Evidence.also`).
         """
@@ -311,7 +318,8 @@ class Grounding:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
         scores = vectors[1:] @ vectors[0]
         asked = claims(question)
-        holds = [len(asked & claims(s)) for s, _ in candidates]
+        answered = {i for item in lore for i in item.message_ids[1:]}  # what the lore's replies answer
+        holds = [0 if _asks_and_answered(item, answered) else len(asked & claims(s)) for s, item in candidates]
         kind = answer_kind(question)
         ranked = [
             score

@@ -402,6 +402,26 @@ def test_evidence_holds_what_the_question_asks_for_before_an_announcement_or_a_q
     assert plain is not None and plain.item is wonders
 
 
+def test_a_message_that_asks_holds_no_name_for_the_evidence_when_its_answer_is_in_the_lore(embed_model):
+    report = LoreItem(
+        content="The DFU app fails on ProMicro_OTA every first try, then works as AdaDFU. Is this expected?",
+        author="mike",
+        message_ids=(1,),
+    )
+    fix = LoreItem(
+        content="You need to have force scanning turned on, otherwise the app doesn't find the bootloader again.",
+        author="cheaporeps",
+        thread=report.content,
+        message_ids=(2, 1),  # a reply to it (as the retriever gives it: the message, then its thread)
+    )
+    question = "the DFU app fails on ProMicro_OTA until a restart, what setting is missing?"
+    evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [report, fix])
+    assert evidence is not None and evidence.item is fix
+    unlinked = LoreItem(content=fix.content, author="cheaporeps", message_ids=(2,))  # the answer to another message
+    evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [report, unlinked])
+    assert evidence is not None and evidence.item is report  # the sentence holding "ProMicro_OTA" comes first
+
+
 MEETUP = LoreItem(
     content="Summer Meetup 2026: 18 July at the Rusty Joystick bar in Ghent, 15:00 until late.", author="ravenna"
 )
