@@ -265,8 +265,9 @@ def _in_thread(sentence: str, item: LoreItem) -> str:
 
 
 def _asks_and_answered(item: LoreItem, answered: set[int]) -> bool:
-    """A message that asks (`seeks`), whose answer is in the lore too: the names it shares with the question are
-    the asking's ("fails on ProMicro_OTA"), and its answer, which need not repeat them, comes before it."""
+    """A message that asks (`seeks`), whose answer is in the lore too (a reply to it that does not ask back): the
+    names it shares with the question are the asking's ("fails on ProMicro_OTA"), and its answer, which need not
+    repeat them, comes before it."""
     return bool(item.message_ids) and item.message_ids[0] in answered and seeks(item)
 
 
@@ -318,7 +319,7 @@ class Grounding:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
         scores = vectors[1:] @ vectors[0]
         asked = claims(question)
-        answered = {i for item in lore for i in item.message_ids[1:]}  # what the lore's replies answer
+        answered = {i for item in lore if not seeks(item) for i in item.message_ids[1:]}  # what its answers answer
         holds = [0 if _asks_and_answered(item, answered) else len(asked & claims(s)) for s, item in candidates]
         kind = answer_kind(question)
         ranked = [

@@ -82,30 +82,40 @@ _REPORTS = re.compile(
 )
 
 
+# What a message that is no problem (any more) says: "fixed it, no errors now", "error handling docs".
+_NO_PROBLEM = re.compile(
+    r"(?i)\b(?:fixed|solved|resolved|works\s+now|working\s+now|(?:no|without|zero)\s+(?:more\s+)?errors?|"
+    r"error\s+(?:handling|messages?\s+(?:are|is)|means?))\b"
+)
+# A reply that has the problem too, and no fix: "same here", "me too, same error", "+1".
+_ME_TOO = re.compile(r"(?i)^\W*(?:same|me\s+too|\+1|also\s+(?:having|getting|seeing))\b")
+ME_TOO_WORDS = 8  # a longer "same here, ..." goes on to say something
+
+
 def reports_problem(text: str) -> bool:
     """A message telling of something that fails ("seemed to fail the first time when the device appeared
     as ProMicro_OTA", "i keep getting this error"): it asks for a fix without a question, and its fix, when someone
-    replied with one, is its answer (`explicit_answer`)."""
+    replied with one, is its answer (`explicit_answer`). Not one saying it is fixed or that there are no errors."""
     text = _URL.sub("", text)
-    return bool(_REPORTS.search(text)) and not only_asks(text)
+    return bool(_REPORTS.search(text)) and not _NO_PROBLEM.search(text) and not only_asks(text)
 
 
 def explicit_answer(message: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
     """The first of the messages after `message` (oldest first) that another member sent as a reply to it, or to
-    the asker's own follow-ups before it ("This is on Android15 btw"), at any time: Discord links the two. Not a
-    bot's, not a question back, not a word alone ("thx")."""
+    the asker's own follow-ups before it ("This is on Android15 btw"), however late among them: Discord links the
+    two. Not a bot's, not a question back, not a word alone ("thx"), not a "same here" with no more to it."""
     asked = {message.id}
     for m in following:
         if m.author_id == message.author_id:
             asked.add(m.id)
-        elif (
-            m.reply_to in asked
-            and not m.author_is_bot
-            and not only_asks(m.content)
-            and len(_WORD.findall(m.content)) >= 2
-        ):
+        elif m.reply_to in asked and not m.author_is_bot and _answers(m.content):
             return m
     return None
+
+
+def _answers(text: str) -> bool:
+    words = len(_WORD.findall(text))
+    return words >= 2 and not only_asks(text) and not (_ME_TOO.match(text) and words < ME_TOO_WORDS)
 
 
 def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
@@ -131,9 +141,6 @@ def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -
     ]
     if not candidates:
         return None
-    for message in candidates:
-        if message.reply_to == question.id:
-            return message
     for message in candidates:
         text = message.content.lower()
         if question.author_id in message.mentions or any(f"@{name}" in text or name in text.split() for name in names):

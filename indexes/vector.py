@@ -583,7 +583,8 @@ class RetrievalWeights:
 
     A message that only asks (`only_asks`) loses `question_penalty`: it matches a question by
     repeating it, while the answer to it holds the fact; among the best hits it gives its place to its
-    answer (indexes.answers). 0 turns both off.
+    answer, and a problem a member told of brings the reply that fixes it (indexes.answers). 0 turns
+    the penalty and the pairing off.
 
     Relevance decides: similarity (cosine, dense) and lexical (BM25 over the messages' words, relative
     to the query's best lexical hit). Recency, engagement and the lore boost only break near-ties: each
@@ -801,6 +802,8 @@ class WeightedRetriever(BaseRetriever):
         filter; whether a message may be seen here is checked on the store (`_retrieve`). Only the vectors
         are read: the entries' metadata is the message's, made from the store as the index makes it
         (`entry_metadata`), which costs less than Chroma reading it (half the time of the read at 30 entries).
+        Its engagement is the store's now; an entry's in Chroma is counted when the message is indexed (a
+        later reply counts once the lore is re-scored or the index rebuilt), so the two can differ by the replies since.
         """
         keys = [key for message in messages for key in part_keys(message)]
         if not keys:

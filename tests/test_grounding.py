@@ -417,9 +417,12 @@ def test_a_message_that_asks_holds_no_name_for_the_evidence_when_its_answer_is_i
     question = "the DFU app fails on ProMicro_OTA until a restart, what setting is missing?"
     evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [report, fix])
     assert evidence is not None and evidence.item is fix
-    unlinked = LoreItem(content=fix.content, author="cheaporeps", message_ids=(2,))  # the answer to another message
+    unlinked = LoreItem(content=fix.content, thread=fix.thread, message_ids=(2,))  # a reply, not linked to it
     evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [report, unlinked])
     assert evidence is not None and evidence.item is report  # the sentence holding "ProMicro_OTA" comes first
+    asking_back = LoreItem(content="Which phone do you flash it from, Android or iOS?", message_ids=(3, 1))
+    evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [report, unlinked, asking_back])
+    assert evidence is not None and evidence.item is report  # a question back answers nothing
 
 
 MEETUP = LoreItem(

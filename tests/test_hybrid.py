@@ -288,7 +288,12 @@ def test_a_reply_to_the_question_or_to_the_askers_follow_up_answers_at_any_time(
     bot = StoredMessage(**{**reply.__dict__, "author_is_bot": True})
     asking = message(6, "which vault do you mean?", minutes_ago=100, author=6, reply_to=1)
     thanks = message(7, "thx", minutes_ago=100, author=6, reply_to=1)
-    assert explicit_answer(question, [follow_up, bot, asking, thanks]) is None  # a bot, a question back, a word alone
+    me_too = message(8, "same here, no idea", minutes_ago=100, author=8, reply_to=1)
+    assert explicit_answer(question, [follow_up, bot, asking, thanks, me_too]) is None  # none of them answers
+    fix = message(
+        9, "same here, it turned out arbitrum goes first and mainnet after", minutes_ago=90, author=8, reply_to=1
+    )
+    assert explicit_answer(question, [follow_up, me_too, fix]) == fix
 
 
 def test_reports_problem():
@@ -299,6 +304,12 @@ def test_reports_problem():
     ):
         assert reports_problem(report), report
     assert not reports_problem("The new bootloader boots fast and the OTA update worked first time.")
+    for no_problem in (
+        "fixed it, no errors now after reflashing",
+        "Error handling docs are at the wiki page",
+        "that error means you need to reflash the bootloader",
+    ):
+        assert not reports_problem(no_problem), no_problem
     assert not reports_problem("why does forge test fail here?")  # a question: paired as questions are
 
 
