@@ -114,6 +114,7 @@ def explicit_answer(message: StoredMessage, following: Sequence[StoredMessage]) 
 
 
 def _answers(text: str) -> bool:
+    """Could this reply answer: two words or more, no question, no short "same here"."""
     words = len(_WORD.findall(text))
     return words >= 2 and not only_asks(text) and not (_ME_TOO.match(text) and words < ME_TOO_WORDS)
 

@@ -803,7 +803,8 @@ class WeightedRetriever(BaseRetriever):
         are read: the entries' metadata is the message's, made from the store as the index makes it
         (`entry_metadata`), which costs less than Chroma reading it (half the time of the read at 30 entries).
         Its engagement is the store's now; an entry's in Chroma is counted when the message is indexed (a
-        later reply counts once the lore is re-scored or the index rebuilt), so the two can differ by the replies since.
+        later reply counts once the lore is re-scored or the index rebuilt), so the two can differ by the
+        replies since.
         """
         keys = [key for message in messages for key in part_keys(message)]
         if not keys:
@@ -815,13 +816,12 @@ class WeightedRetriever(BaseRetriever):
         query = np.asarray(vector, dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1) * (np.linalg.norm(query) or 1.0)
         similarities = (vectors @ query) / np.where(norms > 0, norms, 1.0)
-        found = {message.id: message for message in messages}
-        replies = self.index.store.reply_counts(list(found))
+        replies = self.index.store.reply_counts([message.id for message in messages])
+        metadata = {str(m.id): entry_metadata(m, m.reaction_count + replies.get(m.id, 0)) for m in messages}
         candidates: dict[str, _Candidate] = {}
         for key, similarity in zip(entries["ids"], similarities.tolist()):
             message_id, _, number = key.partition("#")
-            message = found[int(message_id)]
-            meta = entry_metadata(message, message.reaction_count + replies.get(message.id, 0))
+            meta = metadata[message_id]
             _add(candidates, key, {**meta, "part": int(number)} if number else meta, similarity)
         return candidates
 
