@@ -691,24 +691,36 @@ class WeightedRetriever(BaseRetriever):
         asked, worded = lexical_hits.result() if lexical_hits else (None, [])
         messages = store.get([*map(int, candidates), *(message_id for message_id, _ in worded)])
         unseen = [messages[m] for m, _ in worded if str(m) not in candidates and m in messages]
-        candidates.update(self._parts(unseen, vector))
+        held: dict[int, float] = {}
         if asked:
             texts = {int(key): messages[int(key)].content for key in candidates if int(key) in messages}
-            for message_id, held in lexical.coverage(asked, texts).items():
-                candidates[str(message_id)].lexical = held
+            held = lexical.coverage(asked, texts | {message.id: message.content for message in unseen})
         now = (self._now or datetime.now(timezone.utc)).timestamp()
-        ranked = []
+        ranked = self._scored(candidates, messages, held, now)
+        unseen = self._within_reach(unseen, candidates, ranked, held, now)
+        ranked += self._scored(self._parts(unseen, vector), messages, held, now)
+        ranked.sort(key=lambda n: n.score, reverse=True)
+        if w.question_penalty:
+            ranked = self._answered(ranked, messages)
+        return self._read_back(ranked[: self.top_k], messages)
+
+    def _scored(
+        self, candidates: dict[str, _Candidate], messages: dict[int, StoredMessage], held: dict[int, float], now: float
+    ) -> list[NodeWithScore]:
+        """The candidates that may be shown here, each scored with RetrievalWeights (`held`: their coverage)."""
+        w = self.weights
+        scored = []
         for message_id, candidate in candidates.items():
             message = messages.get(int(message_id))
             if message is None or (message.private and message.channel_id != self.channel_id):
                 continue  # deleted, forgotten or pruned since it was indexed; or another thread's
+            candidate.lexical = held.get(message.id, 0.0)
             similarity = max(candidate.parts.values())
             relevance = w.w_sim * max(similarity, 0.0) + w.w_lex * candidate.lexical
             if similarity < w.min_similarity and relevance < w.min_similarity:
                 continue
             meta = candidate.node.metadata
-            age_days = max(0.0, (now - message.timestamp.timestamp()) / 86400)
-            recency = 0.5 ** (age_days / w.half_life_days)
+            recency = self._recency(message, now)
             engagement = min(1.0, math.log1p(int(meta.get("engagement", 0))) / math.log1p(max(w.engagement_scale, 1)))
             boost = w.lore_boost if meta.get("is_lore") else 0.0
             asks = w.question_penalty if only_asks(message.content) else 0.0
@@ -723,11 +735,44 @@ class WeightedRetriever(BaseRetriever):
                 "final": round(final, 3),
             }
             meta["part"] = max(candidate.parts, key=candidate.parts.get)
-            ranked.append(NodeWithScore(node=candidate.node, score=final))
-        ranked.sort(key=lambda n: n.score, reverse=True)
-        if w.question_penalty:
-            ranked = self._answered(ranked, messages)
-        return self._read_back(ranked[: self.top_k], messages)
+            scored.append(NodeWithScore(node=candidate.node, score=final))
+        return scored
+
+    def _recency(self, message: StoredMessage, now: float) -> float:
+        age_days = max(0.0, (now - message.timestamp.timestamp()) / 86400)
+        return 0.5 ** (age_days / self.weights.half_life_days)
+
+    def _within_reach(
+        self,
+        unseen: list[StoredMessage],
+        nearest: dict[str, _Candidate],
+        ranked: list[NodeWithScore],
+        held: dict[int, float],
+        now: float,
+    ) -> list[StoredMessage]:
+        """The messages found by their words alone that could rank among the best `2 * top_k` (all the pairing
+        of questions reads, `_answered`), at their best: so only their parts are read from Chroma (`_parts`).
+
+        None of an unseen message's parts is among Chroma's nearest entries, so none is closer to the question
+        than the farthest of those; with that similarity, its coverage, its age, the most engagement and its
+        lore boost, a message still below the `2 * top_k`-th candidate found by meaning cannot pass it (bench
+        retrieval: a part of the lexical hits' reading saved). Chroma's search is approximate (HNSW), so
+        "none closer" holds up to that approximation, as `_nearest`'s "a message's best part is among them".
+        When Chroma returned fewer entries than asked for, it holds no more in scope: no bound, all are read.
+        """
+        w = self.weights
+        reach = self.top_k * 2
+        similarities = [similarity for candidate in nearest.values() for similarity in candidate.parts.values()]
+        if not unseen or len(ranked) < reach or len(similarities) < self.candidates:
+            return unseen
+        bar = sorted((hit.score for hit in ranked), reverse=True)[reach - 1]
+        closest = w.w_sim * max(min(similarities), 0.0) + w.w_eng  # the most similarity and engagement can give
+
+        def best(message: StoredMessage) -> float:
+            boost = w.lore_boost if message.lore_score >= LORE_THRESHOLD else 0.0
+            return closest + w.w_lex * held.get(message.id, 0.0) + w.w_rec * self._recency(message, now) + boost
+
+        return [message for message in unseen if best(message) >= bar]
 
     def _answered(self, ranked: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:
         """Each question among the best hits gives its place to its answer (indexes.answers), if it has one.

@@ -397,6 +397,33 @@ def test_a_long_post_found_by_its_words_alone_is_shown_by_its_closest_part(store
     assert hit.node.metadata["part"] > 0 and "glimmerstone key opens" in hit.node.get_content()
 
 
+def test_only_the_lexical_hits_that_could_rank_have_their_parts_read(store, tmp_path, embed_model, monkeypatch):
+    wardens = [message(100 + i, f"warden {i} keeps the key that opens the north vault of the castle") for i in range(8)]
+    sentries = [message(150 + i, f"sentry {i} watches the fortress treasury door at night") for i in range(16)]
+    bread = [message(200 + i, f"one more bread recipe, number {i}, needs flour and salt") for i in range(30)]
+    store.upsert([*wardens, *sentries, *bread])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    query = "which key opens the north vault of the castle, the old one?"
+    retriever = WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=20, now=NOW)
+    read: list[list[int]] = []
+    real_parts = WeightedRetriever._parts
+
+    def spy(self, messages, vector):
+        read.append([m.id for m in messages])
+        return real_parts(self, messages, vector)
+
+    monkeypatch.setattr(WeightedRetriever, "_parts", spy)
+
+    found = [(hit.node.metadata["message_id"], hit.score) for hit in retriever.retrieve(query)]
+    monkeypatch.setattr(WeightedRetriever, "_within_reach", lambda self, unseen, *args: unseen)
+    every_part = [(hit.node.metadata["message_id"], hit.score) for hit in retriever.retrieve(query)]
+
+    # the recipes are found by "one" alone, and far in meaning: even at their best they rank below the wardens
+    assert len(read[1]) > 5 and set(read[1]) <= {m.id for m in bread}
+    assert read[0] == [] and found == every_part
+
+
 def test_the_parts_of_lexical_hits_carry_the_indexs_metadata_made_from_the_store(store, tmp_path, embed_model):
     rules = " ".join(f"Rule {i}: be kind to other wardens and read the docs before asking." for i in range(12))
     store.upsert(
