@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ MAX_TERMS = 16
 COMMON_SHARE = 0.05  # a word in more than this share of the messages is left out of the search...
 COMMON_FLOOR = 500  # ... when it is in more than this many: a small channel's search keeps every word
 COMMON_SCAN = 1000  # a question of common words only: its rarest word, in this many of the newest messages
+KEPT_FLOOR = 100  # a word held by at least this many messages has its count kept between questions (Counts)...
+KEPT_DRIFT = 0.01  # ... used while the store changed by at most this share of the count since it was made
+KEPT_WORDS = 4096
 # A figure with its separators ("60,500", "1.5") or a word, with dots inside it ("NextGenCore.sol"):
 # quoted, each is a phrase of FTS5 tokens, so "60,500" matches "$60,500" and not every "500".
 _TERM = re.compile(r"\d+(?:[.,]\d+)+|[^\W_]+(?:\.[^\W_]+)*")
@@ -86,9 +90,49 @@ class Query:
     documents: int
 
 
-def query(db: sqlite3.Connection, text: str) -> Query:
+class Counts:
+    """How many messages hold each common word, kept between questions (one per store, used under its lock).
+
+    A common word's count reads its whole list of messages, thousands of them in a large channel, on every
+    question that has it. Kept with the store's change number (`IndexLog.last_change`: every insert, edit
+    or deletion of a message logs at least one change), a count is used again while the store changed by at
+    most KEPT_DRIFT of it since: each change moves it by one at most, so BM25's weight for the word moves
+    by less than a percent; when nothing changed, it is exact. Only words held by at least KEPT_FLOOR
+    messages are kept (no member's rare word stays here), the KEPT_WORDS most recently asked.
+    """
+
+    def __init__(self, size: int = KEPT_WORDS) -> None:
+        self._kept: OrderedDict[str, tuple[int, int]] = OrderedDict()  # word -> (count, change number)
+        self._size = size
+
+    def __call__(self, db: sqlite3.Connection, terms: list[str], change: int) -> dict[str, int]:
+        """How many messages hold each term, the store being at change number `change`."""
+        counts = {}
+        for term in terms:
+            kept = self._kept.get(term)
+            if kept and 0 <= change - kept[1] <= KEPT_DRIFT * kept[0]:
+                self._kept.move_to_end(term)
+                counts[term] = kept[0]
+                continue
+            counts[term] = count = document_counts(db, [term])[term]
+            if count < KEPT_FLOOR:
+                self._kept.pop(term, None)
+                continue
+            self._kept[term] = (count, change)
+            self._kept.move_to_end(term)
+            if len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return counts
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+
+def query(db: sqlite3.Connection, text: str, counts: Counts | None = None, change: int = 0) -> Query:
+    """A question's terms and their counts (`counts`: the store's kept ones, at change number `change`)."""
     terms = query_terms(text)
-    return Query(tuple(terms), MappingProxyType(document_counts(db, terms)), documents(db))
+    counted = counts(db, terms, change) if counts else document_counts(db, terms)
+    return Query(tuple(terms), MappingProxyType(counted), documents(db))
 
 
 def search(db: sqlite3.Connection, asked: Query, limit: int, channel_id: int | None = None) -> list[tuple[int, float]]:

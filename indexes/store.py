@@ -286,6 +286,7 @@ class MessageStore:
                 raise
         self._stages = 0
         self.index_log = IndexLog(self)
+        self._counts = lexical.Counts()
 
     @property
     def lock(self) -> threading.RLock:
@@ -575,14 +576,14 @@ class MessageStore:
     def lexical_query(self, text: str) -> lexical.Query:
         """A question's search terms, counted once for `lexical_search` and `lexical.coverage` both."""
         with self._lock:
-            return lexical.query(self._db, text)
+            return lexical.query(self._db, text, self._counts, self.index_log.last_change())
 
     def lexical_search(
         self, text: str | lexical.Query, limit: int, channel_id: int | None = None
     ) -> list[tuple[int, float]]:
         """(message id, BM25 score) of the messages holding the question's words (indexes.lexical)."""
         with self._lock:
-            asked = lexical.query(self._db, text) if isinstance(text, str) else text
+            asked = self.lexical_query(text) if isinstance(text, str) else text
             return lexical.search(self._db, asked, limit, channel_id)
 
     def ids_before(self, moment: datetime) -> list[int]:

@@ -480,6 +480,36 @@ def test_a_question_counts_its_words_once_for_the_search_and_the_coverage(store,
     assert len(counted) == len(lexical.query_terms("when does the quintar vault open?")) == 3
 
 
+def counted_words(store, question):
+    """The words whose messages were counted in the full-text index for a question (and its counts)."""
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+    try:
+        asked = store.lexical_query(question)
+    finally:
+        store.db.set_trace_callback(None)
+    prefix = f"SELECT COUNT(*) FROM {lexical.FTS_TABLE} WHERE {lexical.FTS_TABLE} MATCH '"
+    return [s.removeprefix(prefix).split('"')[1] for s in statements if s.startswith(prefix)], dict(asked.counts)
+
+
+def test_a_common_words_count_is_kept_until_the_store_has_changed_by_a_percent_of_it(store):
+    store.upsert([message(i, f"the quintar vault opens at dawn, note {i}") for i in range(200)])
+    store.upsert([message(500, "a blorp guards the vault")])
+    first = counted_words(store, "when does the quintar vault open, the blorp?")
+    assert first[0] == ["quintar", "vault", "open", "blorp"]
+    counted, counts = counted_words(store, "is the vault guarded by a blorp?")
+    assert counted == ["guarded", "blorp"]  # the rare words are counted on every question; the common one once
+    assert counts == {"vault": 201, "guarded": 1, "blorp": 1}
+
+    store.upsert([message(600, "the vault is shut")])  # one change, within a percent of 201: the kept count
+    assert counted_words(store, "the vault?") == ([], {"vault": 201})
+    store.upsert([message(601, "the vault is open"), message(602, "the vault is locked")])
+    assert counted_words(store, "the vault?") == (["vault"], {"vault": 204})
+    store.delete(range(0, 150))  # a member's messages deleted: the count is made again
+    assert counted_words(store, "the vault?") == (["vault"], {"vault": 54})
+    assert counted_words(store, "the vault?") == (["vault"], {"vault": 54})  # held by too few to be kept
+
+
 def test_the_lexical_search_runs_while_chroma_searches(store, tmp_path, embed_model, monkeypatch):
     store.upsert([message(i, f"the quintar vault opens at dawn, note {i}") for i in range(5)])
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
