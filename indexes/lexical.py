@@ -44,7 +44,7 @@ COMMON_FLOOR = 500  # ... when it is in more than this many: a small channel's s
 COMMON_SCAN = 1000  # a question of common words only: its rarest word, in this many of the newest messages
 KEPT_FLOOR = 100  # a word held by at least this many messages has its count kept between questions (Counts)...
 KEPT_DRIFT = 0.01  # ... used while the store changed by at most this share of the count since it was made
-KEPT_WORDS = 4096
+KEPT_WORDS = 1024
 # A figure with its separators ("60,500", "1.5") or a word, with dots inside it ("NextGenCore.sol"):
 # quoted, each is a phrase of FTS5 tokens, so "60,500" matches "$60,500" and not every "500".
 _TERM = re.compile(r"\d+(?:[.,]\d+)+|[^\W_]+(?:\.[^\W_]+)*")
@@ -98,7 +98,9 @@ class Counts:
     or deletion of a message logs at least one change), a count is used again while the store changed by at
     most KEPT_DRIFT of it since: each change moves it by one at most, so BM25's weight for the word moves
     by less than a percent; when nothing changed, it is exact. Only words held by at least KEPT_FLOOR
-    messages are kept (no member's rare word stays here), the KEPT_WORDS most recently asked.
+    messages are kept (no member's rare word stays here), the KEPT_WORDS most recently asked; a count the
+    store has moved past is dropped at the next question, whichever process changed the store, so a word
+    whose messages were deleted leaves here too (and at once when this store deleted them: `clear`).
     """
 
     def __init__(self, size: int = KEPT_WORDS) -> None:
@@ -107,22 +109,25 @@ class Counts:
 
     def __call__(self, db: sqlite3.Connection, terms: list[str], change: int) -> dict[str, int]:
         """How many messages hold each term, the store being at change number `change`."""
+        stale = [word for word, (count, made) in self._kept.items() if not 0 <= change - made <= KEPT_DRIFT * count]
+        for word in stale:
+            del self._kept[word]
         counts = {}
         for term in terms:
             kept = self._kept.get(term)
-            if kept and 0 <= change - kept[1] <= KEPT_DRIFT * kept[0]:
+            if kept:
                 self._kept.move_to_end(term)
                 counts[term] = kept[0]
                 continue
             counts[term] = count = document_counts(db, [term])[term]
-            if count < KEPT_FLOOR:
-                self._kept.pop(term, None)
-                continue
-            self._kept[term] = (count, change)
-            self._kept.move_to_end(term)
-            if len(self._kept) > self._size:
-                self._kept.popitem(last=False)
+            if count >= KEPT_FLOOR:
+                self._kept[term] = (count, change)
+                if len(self._kept) > self._size:
+                    self._kept.popitem(last=False)
         return counts
+
+    def __contains__(self, word: str) -> bool:
+        return word in self._kept
 
     def clear(self) -> None:
         self._kept.clear()

@@ -606,9 +606,11 @@ class MessageStore:
         secure_delete zeroes freed pages in the file; the lexical index's segments are merged so that
         no deleted term stays in them (indexes.lexical). SQLite keeps the pages a transaction changed
         in the WAL file until a checkpoint copies them back and the file is truncated; until then a
-        deleted message's old page could be read there.
+        deleted message's old page could be read there. The common words' kept counts are dropped
+        (indexes.lexical.Counts).
         """
         with self._lock:
+            self._counts.clear()  # the kept counts of common words: one may be a deleted message's
             try:
                 lexical.merge(self._db)  # one statement: its own transaction
                 busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]

@@ -505,9 +505,26 @@ def test_a_common_words_count_is_kept_until_the_store_has_changed_by_a_percent_o
     assert counted_words(store, "the vault?") == ([], {"vault": 201})
     store.upsert([message(601, "the vault is open"), message(602, "the vault is locked")])
     assert counted_words(store, "the vault?") == (["vault"], {"vault": 204})
-    store.delete(range(0, 150))  # a member's messages deleted: the count is made again
+    store.delete(range(0, 150))  # a member's messages deleted: their words leave the kept counts at once
+    assert "vault" not in store._counts
     assert counted_words(store, "the vault?") == (["vault"], {"vault": 54})
     assert counted_words(store, "the vault?") == (["vault"], {"vault": 54})  # held by too few to be kept
+
+
+def test_a_kept_count_leaves_once_the_store_moved_past_it_whichever_process_changed_it(store):
+    from indexes.store import MessageStore
+
+    store.upsert([message(i, f"the quintar vault opens at dawn, note {i}") for i in range(200)])
+    assert counted_words(store, "the vault?") == (["vault"], {"vault": 200}) and "vault" in store._counts
+    other = MessageStore(store.path)  # another process: the bot's own store is not told
+    try:
+        other.delete(range(0, 190))
+    finally:
+        other.close()
+    assert "vault" in store._counts
+    counted_words(store, "a blorp?")  # any question: the count the store moved past is dropped
+    assert "vault" not in store._counts
+    assert counted_words(store, "the vault?") == (["vault"], {"vault": 10})
 
 
 def test_the_lexical_search_runs_while_chroma_searches(store, tmp_path, embed_model, monkeypatch):
