@@ -202,6 +202,7 @@ def coverage(asked: Query, texts: Mapping[int, str]) -> dict[int, float]:
         for term, count in asked.counts.items():
             if not count:
                 continue  # a word no message has says nothing about which message is meant
+            count = min(count, total)  # a kept count may be a percent high, after another process's deletions (Counts)
             idf = math.log(1 + (total - count + 0.5) / (count + 0.5))
             weight += idf
             holding = scratch.execute("SELECT rowid FROM scratch WHERE scratch MATCH ?", (fts_query([term]),))

@@ -697,11 +697,20 @@ class WeightedRetriever(BaseRetriever):
             held = lexical.coverage(asked, texts | {message.id: message.content for message in unseen})
         now = (self._now or datetime.now(timezone.utc)).timestamp()
         ranked = self._scored(candidates, messages, held, now)
-        unseen = self._within_reach(unseen, candidates, ranked, held, now)
-        ranked += self._scored(self._parts(unseen, vector), messages, held, now)
+        within = self._within_reach(unseen, candidates, ranked, held, now)
+        ranked += self._scored(self._parts(within, vector), messages, held, now)
         ranked.sort(key=lambda n: n.score, reverse=True)
+        read_first = {message.id for message in within}
+        unread = {message.id: message for message in unseen if message.id not in read_first}
+
+        def read(message_id: int) -> NodeWithScore | None:
+            """A lexical hit left unread, scored as if it had been read: an answer of a question may be one."""
+            message = unread.pop(message_id, None)
+            scored = self._scored(self._parts([message], vector), messages, held, now) if message else []
+            return scored[0] if scored else None
+
         if w.question_penalty:
-            ranked = self._answered(ranked, messages)
+            ranked = self._answered(ranked, messages, read)
         return self._read_back(ranked[: self.top_k], messages)
 
     def _scored(
@@ -750,22 +759,27 @@ class WeightedRetriever(BaseRetriever):
         held: dict[int, float],
         now: float,
     ) -> list[StoredMessage]:
-        """The messages found by their words alone that could rank among the best `2 * top_k` (all the pairing
-        of questions reads, `_answered`), at their best: so only their parts are read from Chroma (`_parts`).
+        """The messages found by their words alone that could rank, at their best, among the best `2 * top_k`
+        (all the pairing of questions reads, `_answered`) or among the best `top_k` once it has replaced
+        questions by their answers: only their parts are read from Chroma (`_parts`); an answer among the
+        others is read when the pairing finds it.
 
         None of an unseen message's parts is among Chroma's nearest entries, so none is closer to the question
         than the farthest of those; with that similarity, its coverage, its age, the most engagement and its
         lore boost, a message still below the `2 * top_k`-th candidate found by meaning cannot pass it (bench
         retrieval: a part of the lexical hits' reading saved). Chroma's search is approximate (HNSW), so
         "none closer" holds up to that approximation, as `_nearest`'s "a message's best part is among them".
+        The pairing removes the questions it replaces, several maybe by one answer; the candidates that do
+        not only ask stay, their scores never lowered, so the `top_k`-th of them bounds the final `top_k`.
         When Chroma returned fewer entries than asked for, it holds no more in scope: no bound, all are read.
         """
         w = self.weights
         reach = self.top_k * 2
         similarities = [similarity for candidate in nearest.values() for similarity in candidate.parts.values()]
-        if not unseen or len(ranked) < reach or len(similarities) < self.candidates:
+        staying = [hit.score for hit in ranked if not w.question_penalty or not hit.node.metadata["scores"]["question"]]
+        if not unseen or len(ranked) < reach or len(staying) < self.top_k or len(similarities) < self.candidates:
             return unseen
-        bar = sorted((hit.score for hit in ranked), reverse=True)[reach - 1]
+        bar = min(sorted((hit.score for hit in ranked), reverse=True)[reach - 1], sorted(staying)[-self.top_k])
         closest = w.w_sim * max(min(similarities), 0.0) + w.w_eng  # the most similarity and engagement can give
 
         def best(message: StoredMessage) -> float:
@@ -774,7 +788,12 @@ class WeightedRetriever(BaseRetriever):
 
         return [message for message in unseen if best(message) >= bar]
 
-    def _answered(self, ranked: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:
+    def _answered(
+        self,
+        ranked: list[NodeWithScore],
+        messages: dict[int, StoredMessage],
+        read: Callable[[int], NodeWithScore | None] = lambda message_id: None,
+    ) -> list[NodeWithScore]:
         """Each question among the best hits gives its place to its answer (indexes.answers), if it has one.
 
         The answer takes the question's score without the question penalty (or keeps its own, if
@@ -795,6 +814,9 @@ class WeightedRetriever(BaseRetriever):
                 continue
             score = hit.score + self.weights.question_penalty if asks else hit.score - REPORT_BELOW
             paired = by_id.get(answer.id)
+            if paired is None and (paired := read(answer.id)) is not None:  # a lexical hit not read: `_within_reach`
+                by_id[answer.id] = paired
+                ranked.append(paired)
             if paired is None:  # found through its question only: the question's scores
                 node = TextNode(id_=str(answer.id), text="", metadata={"message_id": str(answer.id)})
                 node.metadata["scores"] = {**hit.node.metadata["scores"], "question": 0.0}

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from llama_index.core.schema import NodeWithScore, TextNode
 
 from indexes import lexical
 from indexes.answers import explicit_answer, likely_answer, only_asks, reports_problem
@@ -18,6 +19,7 @@ from indexes.vector import (
     LoreIndex,
     RetrievalWeights,
     WeightedRetriever,
+    _Candidate,
     _split,
     _splitter,
     chroma_client,
@@ -422,6 +424,58 @@ def test_only_the_lexical_hits_that_could_rank_have_their_parts_read(store, tmp_
     # the recipes are found by "one" alone, and far in meaning: even at their best they rank below the wardens
     assert len(read[1]) > 5 and set(read[1]) <= {m.id for m in bread}
     assert read[0] == [] and found == every_part
+
+
+def test_an_answer_left_unread_is_read_when_its_question_is_paired_with_it(store, tmp_path, embed_model, monkeypatch):
+    wardens = [message(100 + i, f"warden {i} keeps the key that opens the north vault of the castle") for i in range(8)]
+    sentries = [message(150 + i, f"sentry {i} watches the fortress treasury door at night") for i in range(16)]
+    bread = [message(200 + i, f"one more bread recipe, number {i}, needs flour and salt") for i in range(30)]
+    asked = message(300, "which key opens the north vault of the castle?", minutes_ago=3 * 24 * 60, author=1)
+    steps = " ".join(f"Step {i}: knead the dough for one more minute, then let it rest." for i in range(20))
+    answer = message(301, f"one key, the bronze one. {steps}", minutes_ago=3 * 24 * 60 - 1, author=2)
+    store.upsert([*wardens, *sentries, *bread, asked, answer])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    query = "which key opens the north vault of the castle, the old one?"
+    retriever = WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=20, now=NOW)
+    read: list[list[int]] = []
+    real_parts = WeightedRetriever._parts
+
+    def spy(self, messages, vector):
+        read.append([m.id for m in messages])
+        return real_parts(self, messages, vector)
+
+    monkeypatch.setattr(WeightedRetriever, "_parts", spy)
+
+    def shown(hits):
+        return [(hit.node.metadata["message_id"], hit.score, hit.node.metadata.get("part")) for hit in hits]
+
+    found = shown(retriever.retrieve(query))
+    monkeypatch.setattr(WeightedRetriever, "_within_reach", lambda self, unseen, *args: unseen)
+    every_part = shown(retriever.retrieve(query))
+
+    assert read[0] == [] and read[1] == [301]  # left unread, then read once its question found it
+    assert found == every_part and ("301", found[0][1], found[0][2]) == found[0] and found[0][2] is not None
+
+
+def test_a_lexical_hit_is_read_when_the_pairing_could_leave_room_for_it():
+    retriever = WeightedRetriever(None, RetrievalWeights(), top_k=2, candidates=2)
+
+    def hit(i, score, asks):
+        node = TextNode(id_=str(i), text="", metadata={"message_id": str(i), "scores": {"question": -0.2 * asks}})
+        return NodeWithScore(node=node, score=score)
+
+    nearest = {str(i): _Candidate(node=TextNode(id_=str(i)), parts={0: 0.1}) for i in (1, 2)}
+    # four questions at the top: paired with one answer, they may leave the second place to the 0.25
+    ranked = [hit(1, 1.0, True), hit(2, 0.95, True), hit(3, 0.9, True), hit(4, 0.85, True), hit(5, 0.3, False)]
+    ranked += [hit(6, 0.25, False)]
+    far, near = message(400, "bread"), message(401, "bread and the vault")
+    held = {400: 0.0, 401: 1.0}
+    kept = retriever._within_reach([far, near], nearest, ranked, held, NOW.timestamp())
+    assert kept == [near]  # at best 0.1 + 0.08 (engagement) + 0.2 (words) + 0.03 (new): above 0.25; "far" not
+    for i in range(3):
+        ranked[i].node.metadata["scores"]["question"] = 0.0  # answers: none leaves; below the fourth, 0.85, none counts
+    assert retriever._within_reach([far, near], nearest, ranked, held, NOW.timestamp()) == []
 
 
 def test_the_parts_of_lexical_hits_carry_the_indexs_metadata_made_from_the_store(store, tmp_path, embed_model):
