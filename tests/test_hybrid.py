@@ -399,15 +399,18 @@ def test_a_long_post_found_by_its_words_alone_is_shown_by_its_closest_part(store
     assert hit.node.metadata["part"] > 0 and "glimmerstone key opens" in hit.node.get_content()
 
 
-def test_only_the_lexical_hits_that_could_rank_have_their_parts_read(store, tmp_path, embed_model, monkeypatch):
+CASTLE_QUESTION = "which key opens the north vault of the castle, the old one?"
+
+
+def castle(store, tmp_path, embed_model, monkeypatch, *more):
+    """A channel where recipes match CASTLE_QUESTION by "one" alone; a retriever, and the ids of the messages
+    whose parts each of its `_parts` calls reads."""
     wardens = [message(100 + i, f"warden {i} keeps the key that opens the north vault of the castle") for i in range(8)]
     sentries = [message(150 + i, f"sentry {i} watches the fortress treasury door at night") for i in range(16)]
     bread = [message(200 + i, f"one more bread recipe, number {i}, needs flour and salt") for i in range(30)]
-    store.upsert([*wardens, *sentries, *bread])
+    store.upsert([*wardens, *sentries, *bread, *more])
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
     index.rebuild()
-    query = "which key opens the north vault of the castle, the old one?"
-    retriever = WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=20, now=NOW)
     read: list[list[int]] = []
     real_parts = WeightedRetriever._parts
 
@@ -416,6 +419,12 @@ def test_only_the_lexical_hits_that_could_rank_have_their_parts_read(store, tmp_
         return real_parts(self, messages, vector)
 
     monkeypatch.setattr(WeightedRetriever, "_parts", spy)
+    return WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=20, now=NOW), read, bread
+
+
+def test_only_the_lexical_hits_that_could_rank_have_their_parts_read(store, tmp_path, embed_model, monkeypatch):
+    retriever, read, bread = castle(store, tmp_path, embed_model, monkeypatch)
+    query = CASTLE_QUESTION
 
     found = [(hit.node.metadata["message_id"], hit.score) for hit in retriever.retrieve(query)]
     monkeypatch.setattr(WeightedRetriever, "_within_reach", lambda self, unseen, *args: unseen)
@@ -427,25 +436,11 @@ def test_only_the_lexical_hits_that_could_rank_have_their_parts_read(store, tmp_
 
 
 def test_an_answer_left_unread_is_read_when_its_question_is_paired_with_it(store, tmp_path, embed_model, monkeypatch):
-    wardens = [message(100 + i, f"warden {i} keeps the key that opens the north vault of the castle") for i in range(8)]
-    sentries = [message(150 + i, f"sentry {i} watches the fortress treasury door at night") for i in range(16)]
-    bread = [message(200 + i, f"one more bread recipe, number {i}, needs flour and salt") for i in range(30)]
     asked = message(300, "which key opens the north vault of the castle?", minutes_ago=3 * 24 * 60, author=1)
     steps = " ".join(f"Step {i}: knead the dough for one more minute, then let it rest." for i in range(20))
     answer = message(301, f"one key, the bronze one. {steps}", minutes_ago=3 * 24 * 60 - 1, author=2)
-    store.upsert([*wardens, *sentries, *bread, asked, answer])
-    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
-    index.rebuild()
-    query = "which key opens the north vault of the castle, the old one?"
-    retriever = WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=20, now=NOW)
-    read: list[list[int]] = []
-    real_parts = WeightedRetriever._parts
-
-    def spy(self, messages, vector):
-        read.append([m.id for m in messages])
-        return real_parts(self, messages, vector)
-
-    monkeypatch.setattr(WeightedRetriever, "_parts", spy)
+    retriever, read, _ = castle(store, tmp_path, embed_model, monkeypatch, asked, answer)
+    query = CASTLE_QUESTION
 
     def shown(hits):
         return [(hit.node.metadata["message_id"], hit.score, hit.node.metadata.get("part")) for hit in hits]
