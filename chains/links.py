@@ -5,8 +5,10 @@ and a link from the character carries its trust. So, in every reply and every st
 
 - a masked link `[label](https://real.example/path)` becomes `label (real.example)`: the label and
   where it really leads, never a link under another name;
-- a plain link becomes its domain (`https://dlscord-nitro.example/login` -> `dlscord-nitro.example`,
-  which Discord does not turn into a link), unless the domain is one an admin allows
+- a plain link becomes its domain (`https://dlscord-nitro.example/?id=3` -> `dlscord-nitro.example`,
+  which Discord does not turn into a link), and the name its path ends in when it ends in one
+  (`https://github.com/o/r/releases/tag/v0.9.2-fix` -> `github.com/…/v0.9.2-fix`: a release or a file
+  is often what a member's post says), unless the domain is one an admin allows
   (ALLOWED_LINK_DOMAINS, and their subdomains);
 - an invite (discord.gg/..., discord.com/invite/...) is removed unless its code is allowed
   (ALLOWED_INVITES);
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 _URL = r"<?(?:https?://|www\.)[^\s<>()\[\]]+(?:\([^\s<>()]*\)[^\s<>()\[\]]*)*>?"
 _MASKED = re.compile(rf"\[(?P<label>[^\[\]]{{0,200}})\]\(\s*(?P<url>{_URL})(?:\s+\"[^\"]*\")?\s*\)")
@@ -30,6 +32,20 @@ _INVITE = re.compile(
 _PLAIN = re.compile(_URL, re.I)
 _USER_MENTION = re.compile(r"<@!?\d{5,25}>")
 _DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAME = re.compile(r"[^\W\d_]{3,}|\w+(?:[-_.]\w+)+")  # "README", "0.9.2-OTAFIX2.0-BP1.2", "Curves.sol"
+
+
+def name_in(url: str) -> str:
+    """The name a link's path ends in ("Curves.sol" for ".../contracts/Curves.sol#L439"), or "".
+
+    Ids, hashes and numbers (".../issues/123", "youtu.be/dQw4w9WgXcQ", a commit) are no name.
+    """
+    try:
+        path = urlsplit(url.lstrip("<").rstrip(".,;:!?'\")*_~>")).path
+    except ValueError:
+        return ""
+    name = unquote(path.rstrip("/").rpartition("/")[2])
+    return name if _NAME.fullmatch(name) else ""
 
 
 def domain_of(url: str) -> str:
@@ -45,6 +61,22 @@ def domain_of(url: str) -> str:
         return host.encode("idna").decode("ascii").lower()
     except UnicodeError:
         return host.lower()
+
+
+def as_read(text: str) -> str:
+    """A text as a member reads it in Discord: a masked link is its label, a plain link the name its path ends in.
+
+    A release or a file is often what a post says ("Here it is! https://.../releases/tag/0.9.2-OTAFIX2.0-BP1.2"); the
+    host, the rest of the path and ids are no words of it.
+    """
+    text = _MASKED.sub(lambda masked: masked["label"], text)
+    return " ".join(_PLAIN.sub(_name_read, text).split())
+
+
+def _name_read(link: re.Match[str]) -> str:
+    found = link.group(0)
+    url = found.rstrip(".,;:!?'\"")  # sentence punctuation after a link is not part of it
+    return name_in(url) + found[len(url) :]
 
 
 @dataclass(frozen=True)
@@ -88,7 +120,8 @@ class LinkPolicy:
             if self.allows(domain):
                 return found
             fixes.append("link shown as its domain")
-            return domain + trail
+            name = name_in(url)
+            return (f"{domain}/…/{name}" if name and domain else domain) + trail
 
         text = _MASKED.sub(unmask, text)
         text = _INVITE.sub(invite, text)

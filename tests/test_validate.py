@@ -150,7 +150,30 @@ def test_links_show_their_real_domain_unless_an_admin_allows_them():
     assert validate(text, "hi", "Susu", 600, links=allowed).text == (
         "rules at https://www.pixeltavern.gg/rules, prizes at xn--ixeltavern-zvi.gg, join discord.gg/tavern"
     )  # the look-alike domain (a Cyrillic p) shows what it is
-    assert validate(text, "hi", "Susu", 600).text.startswith("rules at www.pixeltavern.gg, prizes")
+    assert validate(text, "hi", "Susu", 600).text.startswith("rules at www.pixeltavern.gg/…/rules, prizes")
+
+
+@pytest.mark.parametrize(
+    ("link", "shown"),
+    [
+        ("https://github.com/o/r/releases/tag/0.9.2-OTAFIX2.0-BP1.2", "github.com/…/0.9.2-OTAFIX2.0-BP1.2"),
+        ("<https://github.com/c/2024-01-curves/blob/main/contracts/Curves.sol#L439>", "github.com/…/Curves.sol"),
+        ("https://github.com/o/r/issues/123", "github.com"),  # an id is no name
+        ("https://youtu.be/dQw4w9WgXcQ", "youtu.be"),
+        ("https://dlscord-nitro.example/", "dlscord-nitro.example"),
+    ],
+)
+def test_a_link_shown_as_its_domain_keeps_the_name_its_path_ends_in(link, shown):
+    verdict = validate(f"the build is here: {link}.", "hi", "Susu", 600)
+    assert verdict.text == f"the build is here: {shown}." and "http" not in verdict.text
+
+
+def test_a_text_reads_as_in_discord_a_masked_link_as_its_label_a_plain_one_as_its_name():
+    from chains.links import as_read
+
+    assert as_read("see [the setup guide](https://x.io/guide/flash-steps).") == "see the setup guide."
+    assert as_read("Here: https://github.com/o/r/releases/tag/0.9.2-OTAFIX2.0-BP1.2.") == "Here: 0.9.2-OTAFIX2.0-BP1.2."
+    assert as_read("<https://github.com/o/r/issues/123>, sorry") == ", sorry"
 
 
 def test_right_to_left_overrides_are_removed():
