@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from chains.links import as_read
 from chains.types import LoreItem
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ _ASKING = re.compile(  # a question word first, after a mention or a filler ("ok
     r"(?:what|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|will|would|"
     r"should|shall|has|have|had|may|anyone|any)\b"
 )
-_URL = re.compile(r"<?https?://\S+>?")
 # A statement, then a confirming tag, in one sentence: read as indexes.answers.says_first reads a message (the two
 # layers do not import each other; tests/test_grounding.py checks that they agree).
 _TAGGED = re.compile(
@@ -235,7 +235,7 @@ def sentences(text: str) -> list[str]:
     """
     parts = [" ".join(p.split()).strip("*_~ ") for p in _SENTENCE.split(text)]
     said = [said_before_asking(p) if _asks(p) else p for p in parts]
-    bare = [(p, _URL.sub("", p).strip()) for p in said]
+    bare = [(p, as_read(p)) for p in said]
     return [p for p, words in bare if len(words) >= MIN_SENTENCE_CHARS or _short_answer(words)]
 
 
@@ -314,7 +314,7 @@ class Grounding:
             return None
         import numpy as np
 
-        texts = [question, *(_URL.sub("", _in_thread(s, item)) for s, item in candidates)]
+        texts = [question, *(as_read(_in_thread(s, item)) for s, item in candidates)]
         vectors = np.asarray(self.embed(texts), dtype=float)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
         scores = vectors[1:] @ vectors[0]

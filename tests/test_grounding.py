@@ -110,6 +110,21 @@ def test_the_answer_line_quoting_a_phishing_post_relays_none_of_its_links(make_c
     assert "https://nextgen-claims.example/login" in result.text and "discord.gg/claims24" in result.text
 
 
+def test_a_post_that_answers_with_a_link_is_quoted_with_the_name_the_link_ends_in(make_chain):
+    tag = LoreItem(
+        content="Here it is!\n\nhttps://github.com/oltaco/Adafruit_nRF52_Bootloader_OTAFIX/releases/tag/0.9.2-OTAFIX2.0-BP1.2",
+        author="oltaco",
+        score=0.9,
+    )
+    question = "@Susu what is the GitHub release tag of OTAFIX 2.0?"
+    ignores = ["i love naps in the sun and chasing the cursor around."]
+    result = run_reply(
+        make_chain(ScriptedLLM(responses=ignores), lore=(tag,)), 1, ChatMessage("cra0", question, message_id=1)
+    )
+    assert result.ok and result.text.startswith('as oltaco put it: "')  # the link's name is what the post says
+    assert "github.com/…/0.9.2-OTAFIX2.0-BP1.2" in result.text and "https://" not in result.text
+
+
 RATE_QUESTION = "@Susu what unit is the rate in collectionPhases, is it in bips?"
 RATE_THREAD = "what is the possible value of collectionPhases[_collectionID].rate? is it in bips?"
 GUESS = LoreItem(
@@ -248,6 +263,7 @@ def test_a_short_statement_with_a_figure_is_evidence_a_short_reply_without_one_i
     assert sentences("3e16 is 3%") == ["3e16 is 3%"]  # shorter than MIN_SENTENCE_CHARS, yet it answers
     assert sentences("ok thanks") == [] and sentences("yes 100%") == []  # nothing said beyond a figure
     assert sentences("https://github.com/oltaco/bootloader/issues/123") == []  # a link's digits are no figure
+    assert sentences("https://youtu.be/dQw4w9WgXcQ") == []  # nor its ids
     question = "how are fee percentages encoded, what value means 3%?"
     vague = LoreItem(content="some % of the ether you send goes to the different fee destinations", author="andy")
     exact = LoreItem(content="3e16 is 3%", author="andy")
