@@ -1,3 +1,4 @@
+import os
 import re
 from pathlib import Path
 
@@ -111,6 +112,23 @@ def test_off_the_screen_log_lines_and_warnings_go_to_the_file_and_errors_show_to
         assert "cannot write the log file" in screen and "still logged somewhere" in screen
     finally:
         setup_logging("INFO")
+
+
+def test_logging_quiets_transformers_without_importing_it():
+    """A command that loads no model starts without transformers (seconds), which is quiet once a model loads."""
+    import logging
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from config.logs import setup_logging; setup_logging('INFO'); "
+        "print('transformers' in sys.modules); "
+        "from transformers.utils import logging as hf; print(hf.get_verbosity(), hf.is_progress_bar_enabled())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", str(logging.ERROR), "False"]
 
 
 def test_child_processes_get_the_settings_but_never_the_secrets(tmp_path, monkeypatch):
