@@ -59,6 +59,8 @@ def update(settings: Settings, source: Path, any_channel: bool, licensed: bool =
         if index.active_name and index.holds_words():  # made by an earlier version: rebuilt without them
             print(f"index       {index.rebuild():,} messages indexed again, without their words in Chroma")
             index.compact()
+        elif index.embedder_changed():  # another embedding model's vectors: a search with EMBED_MODEL finds noise
+            print(f"index       {index.rebuild():,} messages indexed again, with EMBED_MODEL's embedding model")
         before = index.sync() if index.active_name else 0  # work a crash left pending, first
         if before:
             print(f"index       {before:,} messages left pending by an earlier run, indexed")

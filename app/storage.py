@@ -25,6 +25,7 @@ def index_place(settings: Settings) -> IndexPlace:
         collection=settings.CHROMA_COLLECTION,
         min_chars=settings.INDEX_MIN_CHARS,
         embed_dtype=settings.EMBED_DTYPE,
+        embed_model=settings.EMBED_MODEL,
     )
 
 

@@ -31,6 +31,7 @@ RESTART_SETTINGS = (
     "CHROMA_HOST",
     "CHROMA_PORT",
     "CHROMA_COLLECTION",
+    "EMBED_MODEL",
     "EMBED_DTYPE",
     "LOG_DIR",
     "LOG_LEVEL",
@@ -171,6 +172,12 @@ class Settings(BaseSettings):
         None, description="a Chroma server (`chroma run`); unset: embedded Chroma under DATA_DIR"
     )
     CHROMA_PORT: int = Field(8000, ge=1, le=65535)
+    EMBED_MODEL: str = Field(
+        "all-minilm-l6-v2",  # indexes.vector.DEFAULT_EMBEDDER (config sits below indexes: tests check the two agree)
+        description="the embedding model of the lore index and the grounding check: 'all-minilm-l6-v2' "
+        "(packaged), a sentence-transformers folder, or a hub id already in the local cache; "
+        "changing it rebuilds the index",
+    )
     EMBED_DTYPE: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="embedding model dtype; auto: bfloat16 where the CPU/GPU has it natively"
     )
@@ -246,7 +253,7 @@ class Settings(BaseSettings):
     )
     METRICS_HOST: str = Field("127.0.0.1", description="the address /metrics and /healthz listen on")
 
-    @field_validator("MODEL_NAME", "CHROMA_COLLECTION")
+    @field_validator("MODEL_NAME", "CHROMA_COLLECTION", "EMBED_MODEL")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():

@@ -15,7 +15,14 @@ from indexes.disk import disk_errors
 from indexes.filters import Filters
 from indexes.importer import ImportReport, import_exports
 from indexes.store import MessageStore
-from indexes.vector import LoreIndex, build_embedding, chroma_client
+from indexes.vector import (
+    DEFAULT_EMBEDDER,
+    LoreIndex,
+    build_embedding,
+    chroma_client,
+    embedder_identity,
+    embedder_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ class IndexPlace:
     collection: str  # the collections' base name (each build is `<collection>-<n>-<digest>`)
     min_chars: int  # shorter messages stay in the store but are not indexed
     embed_dtype: str  # the embedding model's dtype: auto | float32 | bfloat16 | float16
+    embed_model: str = DEFAULT_EMBEDDER  # the embedding model: the packaged default, a folder or a cached hub id
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,18 @@ class ImportOptions:
 
 
 def open_index(place: IndexPlace, store: MessageStore, embed_model=None) -> LoreIndex:
-    """The lore index over embedded Chroma in `place.folder`, or the Chroma server at `place.host:place.port`."""
+    """The lore index over embedded Chroma in `place.folder`, or the Chroma server at `place.host:place.port`.
+
+    Made with `place.embed_model`, loaded when first needed, whose identity the index checks its collection
+    against (`LoreIndex.embedder`, read when first needed too); an `embed_model` given here is not checked.
+    """
     location = f"the Chroma server {place.host}:{place.port}" if place.host else place.folder
     with disk_errors(location):
         client = chroma_client(place.folder, place.host, place.port)
-    embed_model = embed_model or (lambda: build_embedding(dtype=place.embed_dtype))  # loaded when first needed
+    embedder = None if embed_model else (lambda: embedder_identity(place.embed_model))  # when first needed
+    embed_model = embed_model or (lambda: build_embedding(embedder_source(place.embed_model), dtype=place.embed_dtype))
     folder = None if place.host else place.folder
-    return LoreIndex(store, client, embed_model, place.collection, place.min_chars, str(location), folder)
+    return LoreIndex(store, client, embed_model, place.collection, place.min_chars, str(location), folder, embedder)
 
 
 def import_path(
@@ -76,8 +89,13 @@ def import_path(
 def ensure_index(store: MessageStore, index: LoreIndex, sample: Path | None) -> bool:
     """Build the index on first run (from the sample export if the store is empty); True if built.
 
-    An index made by an earlier version, which kept members' words in Chroma, is rebuilt without them.
+    An index made by an earlier version, which kept members' words in Chroma, is rebuilt without them; one made
+    by another embedding model than EMBED_MODEL (`LoreIndex.embedder_changed`) is rebuilt with it.
     """
+    if index.embedder_changed():
+        logger.warning("the lore index was made with another embedding model than EMBED_MODEL: rebuilding it")
+        index.rebuild()
+        return True
     if index.active_name and not index.holds_words() and (index.size() > 0 or store.count() == 0):
         return False
     legacy = bool(index.active_name) and index.holds_words()

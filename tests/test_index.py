@@ -1,6 +1,7 @@
 """The lore index: Chroma server mode, atomic rebuilds, live ingestion during a rebuild, forgetting."""
 
 import json
+import os
 import shutil
 import socket
 import sqlite3
@@ -443,3 +444,95 @@ def test_the_index_holds_no_words_and_never_returns_a_message_the_store_no_longe
     store.delete([2])  # deleted: not yet applied to the index, yet never returned again
     assert index.pending() == 1
     assert all(h.node.metadata["message_id"] != "2" for h in retriever.retrieve("where is the spare key?"))
+
+
+def _another_embedder(tmp_path: Path, name: str = "my-embedder") -> Path:
+    """The packaged model's files under another folder (linked, not copied): another EMBED_MODEL to the index."""
+    from indexes.vector import packaged_embedding_path
+
+    folder = tmp_path / name
+    shutil.copytree(packaged_embedding_path(), folder, copy_function=os.symlink)
+    return folder
+
+
+def test_an_embedding_model_is_known_by_its_files_not_where_they_lie(tmp_path):
+    from indexes.vector import DEFAULT_EMBEDDER, IndexUnavailable, embedder_identity
+
+    assert embedder_identity(DEFAULT_EMBEDDER) == DEFAULT_EMBEDDER
+    here = _another_embedder(tmp_path / "a")
+    moved = _another_embedder(tmp_path / "b")
+    assert embedder_identity(str(here)) == embedder_identity(str(moved))
+    assert embedder_identity(str(here)).startswith("my-embedder:")
+    (moved / "config.json").unlink()
+    (moved / "config.json").write_text((here / "config.json").read_text().replace("}", ', "note": "retrained"}', 1))
+    assert embedder_identity(str(moved)) != embedder_identity(str(here))  # other weights or config: another model
+    with pytest.raises(IndexUnavailable, match="hf download someone/never-downloaded"):
+        embedder_identity("someone/never-downloaded")  # the hub is never reached at run time
+
+
+def test_an_index_made_with_another_embedding_model_is_never_searched_and_is_rebuilt(store, embed_model, tmp_path):
+    from indexes.build import IndexPlace, ensure_index, open_index
+    from indexes.vector import DEFAULT_EMBEDDER, EMBEDDER_KEY, IndexUnavailable, embedder_identity
+
+    import_exports(store, SAMPLE, Filters(), progress=False)
+
+    def place(model: str) -> IndexPlace:
+        return IndexPlace(tmp_path / "chroma", None, 8000, "lore", 10, "float32", model)
+
+    first = open_index(place(DEFAULT_EMBEDDER), store)
+    first._embed_model = embed_model  # the packaged model, already loaded by the fixture
+    assert ensure_index(store, first, None) and not first.embedder_changed()
+    made = first.active_name
+    assert first.client.get_collection(made).metadata[EMBEDDER_KEY] == DEFAULT_EMBEDDER
+
+    folder = _another_embedder(tmp_path)
+    second = open_index(place(str(folder)), store)
+    assert second.embedder == embedder_identity(str(folder)) and second.embedder_changed()
+    with pytest.raises(IndexUnavailable, match="made with the embedding model all-minilm-l6-v2.*now my-embedder"):
+        second.open()  # its vectors live in another model's space: searched, they would find noise
+    assert ensure_index(store, second, None)  # the bot's start rebuilds it with the new model
+    assert second.active_name != made and not second.embedder_changed()
+    assert second.client.get_collection(second.active_name).metadata[EMBEDDER_KEY] == second.embedder
+    hits = WeightedRetriever(second, RetrievalWeights(), top_k=3, now=NOW).retrieve("the cursed cartridge?")
+    assert any("cursed cartridge" in h.node.get_content().lower() for h in hits)
+    assert made not in {c.name for c in second.client.list_collections()}  # no other model's vectors stay
+
+    # A command that syncs (forget, backfill, update) with EMBED_MODEL changed back: the member's messages leave
+    # the store, and the index is made again with the model named, nothing of theirs in it.
+    rebuilt = second.active_name
+    back = open_index(place(DEFAULT_EMBEDDER), store)
+    back._embed_model = embed_model
+    member = next(m.author_id for m in store.iter_messages() if m.author_name == "kiwi")
+    assert forget_member(store, back, tmp_path / "data", member).messages > 10
+    assert not back.embedder_changed() and back.active_name != rebuilt
+    collection = back.client.get_collection(back.active_name)
+    assert collection.metadata[EMBEDDER_KEY] == DEFAULT_EMBEDDER
+    assert collection.get(where={"author_id": str(member)}, include=[])["ids"] == []
+    assert {c.name for c in back.client.list_collections()} == {back.active_name}
+
+
+def test_an_embedding_model_that_is_not_here_stops_searches_not_forgetting(store, embed_model, tmp_path):
+    from indexes.build import IndexPlace, open_index
+    from indexes.vector import IndexUnavailable
+
+    import_exports(store, SAMPLE, Filters(), progress=False)
+    LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model).rebuild()
+    place = IndexPlace(tmp_path / "chroma", None, 8000, "lore", 10, "float32", "someone/never-downloaded")
+    index = open_index(place, store)  # no error yet: a command that only deletes needs no model
+    member = next(m.author_id for m in store.iter_messages() if m.author_name == "kiwi")
+    assert forget_member(store, index, tmp_path / "data", member).messages > 10  # the index applies it when it can
+    assert all(m.author_id != member for m in store.iter_messages())
+    with pytest.raises(IndexUnavailable, match="hf download someone/never-downloaded"):
+        index.open()
+
+
+def test_an_index_made_before_embedding_models_were_recorded_counts_as_the_packaged_ones(store, embed_model, tmp_path):
+    from indexes.vector import DEFAULT_EMBEDDER, EMBEDDER_KEY
+
+    import_exports(store, SAMPLE, Filters(), progress=False)
+    legacy = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)  # records no model, checks none
+    legacy.rebuild()
+    assert EMBEDDER_KEY not in (legacy.client.get_collection(legacy.active_name).metadata or {})
+    packaged = LoreIndex(store, legacy.client, embed_model, embedder=DEFAULT_EMBEDDER)
+    assert not packaged.embedder_changed() and packaged.open() is not None
+    assert LoreIndex(store, legacy.client, embed_model, embedder="my-embedder:0123").embedder_changed()

@@ -216,3 +216,12 @@ def test_every_command_redacts_the_secrets_in_its_logs(monkeypatch, capsys, tmp_
         logging.root.setLevel(level)
     err = capsys.readouterr().err
     assert "Discord said no to token [redacted]" in err and "the-bot-token-1234567890" not in err
+
+
+def test_the_default_embedding_model_is_the_packaged_one_and_a_blank_one_is_refused(monkeypatch):
+    from indexes.vector import DEFAULT_EMBEDDER
+
+    assert load_settings().EMBED_MODEL == DEFAULT_EMBEDDER
+    monkeypatch.setenv("EMBED_MODEL", " ")
+    with pytest.raises(SettingsError, match="EMBED_MODEL"):
+        load_settings()
