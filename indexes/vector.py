@@ -310,10 +310,10 @@ class LoreIndex:
     leaves the work pending, never lost. One thread of a process applies at a time.
 
     `embedder` is which embedding model `embed_model` is (`embedder_identity`; or a function that says, asked
-    when first needed: a command that only deletes, such as `forget`, never needs it): each collection records
-    the one that made it. One made by another is never searched (IndexUnavailable); `sync` rebuilds it with
-    this one, so deletions are applied and no other model's vectors stay (`indexes.build.ensure_index` does at
-    start). None: not checked.
+    when first needed, so that opening the index never fails on it: `forget` still deletes a member from the
+    store when EMBED_MODEL names a model that is not here): each collection records the one that made it. One
+    made by another is never searched (IndexUnavailable); `sync` rebuilds it with this one, so deletions are
+    applied and no other model's vectors stay (`indexes.build.ensure_index` does at start). None: not checked.
     """
 
     def __init__(
