@@ -12,9 +12,9 @@ is checked against it before anything is shown:
   code-like names when it has some, else enough of its words.
 
 A reply that fails either is replaced by the answer line (`prompts/answer.txt`): the evidence, said
-as who said it (and another message's passage that ranks nearly as high, on a line of its own: see
-`Evidence.also`). A small model that cannot paraphrase lore then still answers right; a model that
-can (Mistral-7B) keeps its own words. `GROUNDING=off` turns the check off.
+as who said it (and the passage of the message the retrieval ranked first, or of another message that
+ranks nearly as high, on a line of its own: see `Evidence.also`). A small model that cannot paraphrase
+lore then still answers right; a model that can (Mistral-7B) keeps its own words. `GROUNDING=off` turns the check off.
 """
 
 from __future__ import annotations
@@ -73,15 +73,19 @@ Embed = Callable[[list[str]], Sequence[Sequence[float]]]
 class Evidence:
     """The lore sentence closest to the question, the passage around it, and where it comes from.
 
-    `also`: the best sentence of another message, when it ranks nearly as high (SECOND_WITHIN). The
+    `also`: the best sentence of another message: of one whose sentence ranks nearly as high
+    (SECOND_WITHIN), or of the one the retrieval ranked first when the best sentence is not of it. The
     embeddings cannot tell which of two close answers is right ("I think it's pure numbers" or "it
-    depends on the case: % for model 3, wei for model 2"), so the answer line quotes both.
+    depends on the case: % for model 3, wei for model 2"), so the answer line quotes both. `also_checks`:
+    a reply using `also` alone passes the check (a close second); not so for the first message's, which
+    ranks lower by sentence: quoted in the answer line, it lets no vaguer reply through.
     """
 
     sentence: str
     item: LoreItem
     score: float
     also: Evidence | None = None
+    also_checks: bool = True
 
     @property
     def passage(self) -> str:
@@ -264,6 +268,12 @@ def _in_thread(sentence: str, item: LoreItem) -> str:
     return f"{item.thread[:THREAD_CHARS]} / {sentence}" if item.thread else sentence
 
 
+def _misses_figure(question: str, sentence: str, evidence: str) -> bool:
+    """Does `sentence` lack a figure or code-like name of the question that `evidence` holds? Then it tells of
+    another thing ("the Golden Joystick 2024", when the 2025 one is asked for)."""
+    return bool(figures(question) & (figures(evidence) - figures(sentence)))
+
+
 def _asks_and_answered(item: LoreItem, answered: set[int]) -> bool:
     """A message that asks (`seeks`), whose answer is in the lore too (a reply to it that does not ask back): the
     names it shares with the question are the asking's ("fails on ProMicro_OTA"), and its answer, which need not
@@ -301,9 +311,12 @@ class Grounding:
         nothing about it); one holding the figures and names the question asks about ("the Golden
         Joystick 2025") comes before near ones without them, which embeddings barely tell apart (but
         not a sentence of a message that asks, when its answer is in the lore too); among those, the
-        closest by embedding. Another message's best sentence that ranks within
-        `second_within` of it, holds as much of what was asked and is close enough too comes with it
-        (`Evidence.also`).
+        closest by embedding. When that sentence is not of the message the retrieval ranked first (on its
+        words, the thread it answers and its best part, where one sentence's embedding is a weaker guide:
+        "It is an L2 network built on the Optimism Superchain." against "So the name is Form network.."), that
+        message's best sentence comes with it (`Evidence.also`), if close enough. Else another message's best
+        sentence that ranks within `second_within` of it, holds as much of what was asked and is close enough
+        too comes with it.
         """
         if intent not in QUESTION_INTENTS or not question.strip() or not lore:
             return None
@@ -341,16 +354,27 @@ class Grounding:
             ),
             None,
         )
-        also = None
+        also, also_checks = None, True
+        first = lore[0]  # what the retrieval ranks first: on its words, thread and best part, not one sentence's
+        top = next((i for i in order if candidates[i][1] is first and _passage(*candidates[i]) != quoted), None)
         if (
-            second is not None
+            top is not None
+            and first is not candidates[best][1]
+            and not seeks(first)
+            and scores[top] >= self.min_score
+            and not _misses_figure(question, candidates[top][0], candidates[best][0])
+        ):
+            also, also_checks = Evidence(candidates[top][0], first, float(scores[top])), False
+        if (
+            also is None
+            and second is not None
             and self.second_within is not None
             and holds[second] == holds[best]
             and ranked[second] >= ranked[best] - self.second_within
             and scores[second] >= self.min_score
         ):
             also = Evidence(candidates[second][0], candidates[second][1], float(scores[second]))
-        found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]), also)
+        found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]), also, also_checks)
         logger.debug(
             "evidence %.3f from message by %s (%d characters)%s",
             found.score,
@@ -367,13 +391,15 @@ class Grounding:
 
     @staticmethod
     def uses(text: str, evidence: Evidence, question: str) -> bool:
-        """Does the reply use the evidence (or the other message quoted with it) beyond the question's own words?
+        """Does the reply use the evidence (or the other message quoted with it, when that is a close second:
+        `Evidence.also_checks`) beyond the question's own words?
 
         Its figures and code-like names, when it has any: one of them, and at least two (an eighth) of
         its words, must be in the reply (a figure alone can be chance: "3D" is not "all 3 randomizer
         options"); else its words (at least two, and a quarter of them).
         """
-        return any(_uses(text, quoted.passage, question) for quoted in evidence.quoted)
+        checked = evidence.quoted if evidence.also_checks else (evidence,)
+        return any(_uses(text, quoted.passage, question) for quoted in checked)
 
 
 def _uses(text: str, passage: str, question: str) -> bool:

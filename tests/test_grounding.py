@@ -175,6 +175,44 @@ def test_a_repost_is_never_the_second_quote(embed_model):
     assert evidence is not None and evidence.also is not None and evidence.also.item is ANSWER
 
 
+FORM_QUESTION = "@Cora what kind of chain is Form network, the one Curves deploys to?"
+FORM_PINNED = LoreItem(  # a channel's pinned post, which the retrieval ranks first on its words and meaning
+    content="Network: The protocol will only be found on form.network. It is an L2 network built on the Optimism "
+    "Superchain. For more information, visit https://docs.form.network/",
+    author="0xandy_2014_07_22",
+)
+FORM_ECHO = LoreItem(content="Thanks. So the  name is Form network..", author="adeolu")
+
+
+def test_the_message_the_retrieval_ranks_first_is_quoted_with_a_closer_sentence_of_another(make_chain, embed_model):
+    # The echo's sentence holds the question's "Form" (the pinned post writes form.network) and is the
+    # evidence; the post's answer, "an L2 network built on the Optimism Superchain", comes with it.
+    evidence = Grounding(embedder(embed_model)).evidence(FORM_QUESTION, "question", [FORM_PINNED, FORM_ECHO])
+    assert evidence is not None and evidence.item is FORM_ECHO
+    assert evidence.also is not None and evidence.also.item is FORM_PINNED and "Optimism" in evidence.also.passage
+    # Quoted for the answer line, it is no close second: a reply using it alone is not let through on it
+    assert not Grounding.uses(
+        "mrrp, Form network is an L2 network built on the Optimism Superchain", evidence, FORM_QUESTION
+    )
+    assert Grounding.uses("thanks! so the name is Form network, mrrp", evidence, FORM_QUESTION)
+    ignores = ["i love naps in the sun and chasing the cursor around."]
+    chain = make_chain(ScriptedLLM(responses=ignores), lore=(FORM_PINNED, FORM_ECHO))
+    result = run_reply(chain, 1, ChatMessage("adeolu", FORM_QUESTION, message_id=1))
+    assert result.ok and "Optimism Superchain" in result.text and "Form network" in result.text
+    # Ranked below the echo, the post is quoted only as a close second would be: not here (it holds less).
+    evidence = Grounding(embedder(embed_model)).evidence(FORM_QUESTION, "question", [FORM_ECHO, FORM_PINNED])
+    assert evidence is not None and evidence.item is FORM_ECHO and evidence.also is None
+
+
+def test_the_first_message_is_not_quoted_when_it_asks(embed_model):
+    asking = LoreItem(  # what it says is a guess: it asks
+        content="I read that Form network is an L2 built on the Optimism Superchain. But is it its own chain?",
+        author="kiwi",
+    )
+    evidence = Grounding(embedder(embed_model)).evidence(FORM_QUESTION, "question", [asking, FORM_ECHO])
+    assert evidence is not None and evidence.item is FORM_ECHO and evidence.also is None
+
+
 def test_a_reply_using_the_second_quoted_message_keeps_its_own_words(make_chain):
     text = "mrrp, it depends: for sales model 3 the rate is a %, for sales model 2 it is wei."
     chain = make_chain(ScriptedLLM(responses=[text]), lore=(GUESS, ANSWER))
@@ -321,6 +359,8 @@ def test_evidence_says_more_than_the_question_and_holds_what_it_asks_about(embed
     for year in (2023, 2024, 2025):
         evidence = grounding.evidence(f"who got the golden joystick {year}?", "lore", years)
         assert evidence is not None and str(year) in evidence.sentence
+        # The retrieval's first message tells of another year's award: not quoted with it ("2024" is no 2025)
+        assert all(str(year) in quoted.passage for quoted in evidence.quoted)
 
 
 def test_questions_are_told_apart_by_what_they_ask_for():
