@@ -311,12 +311,13 @@ class Grounding:
         nothing about it); one holding the figures and names the question asks about ("the Golden
         Joystick 2025") comes before near ones without them, which embeddings barely tell apart (but
         not a sentence of a message that asks, when its answer is in the lore too); among those, the
-        closest by embedding. When that sentence is not of the message the retrieval ranked first (on its
-        words, the thread it answers and its best part, where one sentence's embedding is a weaker guide:
-        "It is an L2 network built on the Optimism Superchain." against "So the name is Form network.."), that
-        message's best sentence comes with it (`Evidence.also`), if close enough. Else another message's best
-        sentence that ranks within `second_within` of it, holds as much of what was asked and is close enough
-        too comes with it.
+        closest by embedding. Another message's best sentence that ranks within `second_within` of it,
+        holds as much of what was asked and is close enough too comes with it (`Evidence.also`). Without
+        one, when the evidence is not of the message the retrieval ranked first (on its words, the thread
+        it answers and its best part, where one sentence's embedding is a weaker guide: "It is an L2
+        network built on the Optimism Superchain." against "So the name is Form network.."), that
+        message's best sentence comes with it, if close enough and not lacking a figure of the question
+        that the evidence holds.
         """
         if intent not in QUESTION_INTENTS or not question.strip() or not lore:
             return None
@@ -355,25 +356,25 @@ class Grounding:
             None,
         )
         also, also_checks = None, True
-        first = lore[0]  # what the retrieval ranks first: on its words, thread and best part, not one sentence's
-        top = next((i for i in order if candidates[i][1] is first and _passage(*candidates[i]) != quoted), None)
         if (
-            top is not None
-            and first is not candidates[best][1]
-            and not seeks(first)
-            and scores[top] >= self.min_score
-            and not _misses_figure(question, candidates[top][0], candidates[best][0])
-        ):
-            also, also_checks = Evidence(candidates[top][0], first, float(scores[top])), False
-        if (
-            also is None
-            and second is not None
+            second is not None
             and self.second_within is not None
             and holds[second] == holds[best]
             and ranked[second] >= ranked[best] - self.second_within
             and scores[second] >= self.min_score
         ):
             also = Evidence(candidates[second][0], candidates[second][1], float(scores[second]))
+        first = lore[0]  # what the retrieval ranks first: on its words, thread and best part, not one sentence's
+        top = next((i for i in order if candidates[i][1] is first and _passage(*candidates[i]) != quoted), None)
+        if (
+            also is None
+            and top is not None
+            and first is not candidates[best][1]
+            and not seeks(first)
+            and scores[top] >= self.min_score
+            and not _misses_figure(question, candidates[top][0], candidates[best][0])
+        ):
+            also, also_checks = Evidence(candidates[top][0], first, float(scores[top])), False
         found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]), also, also_checks)
         logger.debug(
             "evidence %.3f from message by %s (%d characters)%s",

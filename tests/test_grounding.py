@@ -204,6 +204,14 @@ def test_the_message_the_retrieval_ranks_first_is_quoted_with_a_closer_sentence_
     assert evidence is not None and evidence.item is FORM_ECHO and evidence.also is None
 
 
+def test_a_close_second_answer_keeps_its_place_over_the_first_message(embed_model):
+    # The retrieval ranked the admin's note first; the guess and the sponsor's answer are the two close ones
+    note = LoreItem(content="the rate of a collection phase is set by the admin for each collection", author="a2rocket")
+    evidence = Grounding(embedder(embed_model)).evidence(RATE_QUESTION, "question", [note, GUESS, ANSWER])
+    assert evidence is not None and evidence.item is GUESS
+    assert evidence.also is not None and evidence.also.item is ANSWER and evidence.also_checks
+
+
 def test_the_first_message_is_not_quoted_when_it_asks(embed_model):
     asking = LoreItem(  # what it says is a guess: it asks
         content="I read that Form network is an L2 built on the Optimism Superchain. But is it its own chain?",
