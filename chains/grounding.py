@@ -365,16 +365,14 @@ class Grounding:
         ):
             also = Evidence(candidates[second][0], candidates[second][1], float(scores[second]))
         first = lore[0]  # what the retrieval ranks first: on its words, thread and best part, not one sentence's
-        top = next((i for i in order if candidates[i][1] is first and _passage(*candidates[i]) != quoted), None)
-        if (
-            also is None
-            and top is not None
-            and first is not candidates[best][1]
-            and not seeks(first)
-            and scores[top] >= self.min_score
-            and not _misses_figure(question, candidates[top][0], candidates[best][0])
-        ):
-            also, also_checks = Evidence(candidates[top][0], first, float(scores[top])), False
+        if also is None and first is not candidates[best][1] and not seeks(first):
+            top = next((i for i in order if candidates[i][1] is first and _passage(*candidates[i]) != quoted), None)
+            if (
+                top is not None
+                and scores[top] >= self.min_score
+                and not _misses_figure(question, candidates[top][0], candidates[best][0])
+            ):
+                also, also_checks = Evidence(candidates[top][0], first, float(scores[top])), False
         found = Evidence(candidates[best][0], candidates[best][1], float(scores[best]), also, also_checks)
         logger.debug(
             "evidence %.3f from message by %s (%d characters)%s",
