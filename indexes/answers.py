@@ -7,8 +7,9 @@ answers); plain-text exports and members who answer without replying do not. So 
 the store, at search time, for the answer to each question it finds: an explicit reply, else the
 most likely of the next messages by other members (see `likely_answer`). A member who tells of a
 problem asks without a question ("fails to initialize DFU the first time"): the reply someone sent
-to it is its fix (`reports_problem`, `explicit_answer`). Nothing is stored: what is deleted or edited
-in the store is gone from the pairing at once.
+to it is its fix (`reports_problem`, `explicit_answer`). What the asker later says fixed it ("`npm install
+--force` worked for me") is the answer before anyone else's reply (`own_fix`). Nothing is stored: what is
+deleted or edited in the store is gone from the pairing at once.
 """
 
 from __future__ import annotations
@@ -103,13 +104,48 @@ def reports_problem(text: str) -> bool:
 def explicit_answer(message: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
     """The first of the messages after `message` (oldest first) that another member sent as a reply to it, or to
     the asker's own follow-ups before it ("This is on Android15 btw"), however late among them: Discord links the
-    two. Not a bot's, not a question back, not a word alone ("thx"), not a "same here" with no more to it."""
+    two. Not a bot's, not a question back, not a word alone ("thx"), not a "same here" with no more to it. A
+    message the asker sent as a reply to another thread ("you should try running foundryup", to someone else) is
+    no follow-up: a thank-you for it answers nothing here."""
     asked = {message.id}
     for m in following:
         if m.author_id == message.author_id:
-            asked.add(m.id)
+            if m.reply_to is None or m.reply_to in asked:
+                asked.add(m.id)
         elif m.reply_to in asked and not m.author_is_bot and _answers(m.content):
             return m
+    return None
+
+
+# What a member says of a fix they tried: "`npm install --force` worked for me", "that was the reason, I ran foundryup
+# and it worked after that", "fixed it by reflashing". Read as chains.grounding reads a sentence that tells of a fix
+# (the two layers do not import each other; tests/test_grounding.py checks that they agree).
+_WORKED = re.compile(
+    r"(?i)\b(?:worked|works\s+now|working\s+now|(?:fixed|solved|resolved)\s+(?:it|this|that|the\s+\w+)|"
+    r"did\s+the\s+trick|that\s+was\s+(?:it|the\s+(?:reason|problem|issue|fix))|(?:this|that)\s+fixed)\b"
+)
+
+
+def tells_of_a_fix(text: str) -> bool:
+    """Does a message say that something fixed a problem ("`npm install --force` worked for me")? Not one that
+    still reports the problem ("it worked before, now it fails"), not a question ("has that worked for you?")."""
+    text = _URL.sub("", text)
+    return bool(_WORKED.search(text)) and not only_asks(text) and not _REPORTS.search(_WORKED.sub("", text))
+
+
+def own_fix(message: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
+    """The asker's own later message, within ANSWER_WINDOW, that says what fixed it (`tells_of_a_fix`): sent on its
+    own or into the thread (as a reply to the question, or to a reply to it: "Do you have the latest version of
+    foundry?" - "that was the reason, thanks, I ran foundryup and it worked after that"). Said by who had the
+    problem, it is confirmed; it answers before any other member's reply."""
+    thread = {message.id}
+    for m in following:
+        if m.timestamp - message.timestamp > ANSWER_WINDOW:
+            return None
+        if m.reply_to in thread or (m.author_id == message.author_id and m.reply_to is None):
+            thread.add(m.id)
+            if m.author_id == message.author_id and tells_of_a_fix(m.content):
+                return m
     return None
 
 

@@ -36,7 +36,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from errors import UserError
 from indexes import lexical
-from indexes.answers import ANSWER_LOOKAHEAD, explicit_answer, likely_answer, only_asks, reports_problem
+from indexes.answers import ANSWER_LOOKAHEAD, explicit_answer, likely_answer, only_asks, own_fix, reports_problem
 from indexes.disk import disk_errors
 from indexes.lore import LORE_THRESHOLD
 from indexes.records import StoredMessage, content_digest
@@ -893,7 +893,8 @@ class WeightedRetriever(BaseRetriever):
         The answer takes the question's score without the question penalty (or keeps its own, if
         higher), and carries the question as the thread it answers. A problem a member told of
         (`reports_problem`) stays, and the reply sent to it comes right after it (REPORT_BELOW): the telling
-        holds what went wrong, the reply the fix.
+        holds what went wrong, the reply the fix. What the asker said fixed it (`own_fix`: "`npm install
+        --force` worked for me") answers before anyone's reply.
         """
         by_id = {int(hit.node.metadata["message_id"]): hit for hit in ranked}
         replaced: set[int] = set()  # questions whose answer stands for them
@@ -903,7 +904,9 @@ class WeightedRetriever(BaseRetriever):
             if not asks and not reports_problem(question.content):
                 continue
             following = self.index.store.following(question, ANSWER_LOOKAHEAD)
-            answer = likely_answer(question, following) if asks else explicit_answer(question, following)
+            answer = own_fix(question, following) or (
+                likely_answer(question, following) if asks else explicit_answer(question, following)
+            )
             if answer is None or (answer.private and answer.channel_id != self.channel_id):
                 continue
             score = hit.score + self.weights.question_penalty if asks else hit.score - REPORT_BELOW

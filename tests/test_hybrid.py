@@ -12,7 +12,7 @@ import pytest
 from llama_index.core.schema import NodeWithScore, TextNode
 
 from indexes import lexical
-from indexes.answers import explicit_answer, likely_answer, only_asks, reports_problem
+from indexes.answers import explicit_answer, likely_answer, only_asks, own_fix, reports_problem, tells_of_a_fix
 from indexes.records import StoredMessage
 from indexes.vector import (
     PART_TOKENS,
@@ -298,6 +298,51 @@ def test_a_reply_to_the_question_or_to_the_askers_follow_up_answers_at_any_time(
     assert explicit_answer(question, [follow_up, me_too, fix]) == fix
 
 
+def test_a_thank_you_for_the_askers_reply_to_another_thread_answers_nothing():
+    question = message(1, "forge test stops with Error: Unknown version provided", minutes_ago=30, author=5)
+    advice = message(2, "you should try running foundryup", minutes_ago=25, author=5, reply_to=99)  # to another member
+    thanks = message(3, "successfully installed it, thanks", minutes_ago=24, author=7, reply_to=2)
+    assert explicit_answer(question, [advice, thanks]) is None
+    follow_up = message(4, "this is on macOS btw", minutes_ago=28, author=5)  # a follow-up of the question
+    answer = message(5, "update foundry, then it works", minutes_ago=20, author=7, reply_to=4)
+    assert explicit_answer(question, [follow_up, advice, thanks, answer]) == answer
+
+
+def test_tells_of_a_fix():
+    for fix in (
+        "`Npm install --force` worked for me, incase anyone runs into same issue",
+        "that was the reason, thanks, I ran foundryup and it worked after that",
+        "fixed it by reflashing the bootloader",
+        "reinstalling node did the trick",
+    ):
+        assert tells_of_a_fix(fix), fix
+    for other in (
+        "it worked before the update, now it fails every time",
+        "has running foundryup worked for you?",
+        "I keep getting this error",
+        "the fix is in the next release",
+    ):
+        assert not tells_of_a_fix(other), other
+
+
+def test_what_the_asker_says_fixed_it_is_the_answer_before_anyone_elses_reply():
+    report = message(1, "i keep getting this error: The engine node is incompatible", minutes_ago=60, author=5)
+    other = message(2, "no such error on my machine", minutes_ago=58, author=6, reply_to=1)
+    asking_back = message(3, "Do you have the latest version of node?", minutes_ago=57, author=7, reply_to=1)
+    confirmed = message(
+        4, "that was the reason, I updated node and it worked after that", minutes_ago=55, author=5, reply_to=3
+    )
+    assert own_fix(report, [other, asking_back, confirmed]) == confirmed  # in the thread: a reply to a reply to it
+    alone = message(5, "`npm install --force` worked for me", minutes_ago=50, author=5)
+    assert own_fix(report, [other, alone]) == alone  # said on its own
+    assert own_fix(report, [other]) is None
+    elsewhere = message(6, "updating node worked for me", minutes_ago=50, author=5, reply_to=99)  # another thread
+    by_another = message(7, "`npm install --force` worked for me", minutes_ago=50, author=6)
+    still_failing = message(8, "it worked once, now it fails again", minutes_ago=50, author=5)
+    late = message(9, "`npm install --force` worked for me", minutes_ago=60 - 31, author=5)  # past ANSWER_WINDOW
+    assert own_fix(report, [other, elsewhere, by_another, still_failing, late]) is None
+
+
 def test_reports_problem():
     for report in (
         "Just updated one of my repeaters... seemed to fail the first time, fails to initialize DFU",
@@ -332,6 +377,22 @@ def test_a_problem_told_of_brings_the_reply_that_fixes_it(store, tmp_path, embed
     assert "flashing app fails" in hits[1].node.metadata["replying_to"]
     plain = retrieve(store, tmp_path, embed_model, query, RetrievalWeights(question_penalty=0.0), top_k=3)
     assert "3" not in [h.node.metadata["message_id"] for h in plain]  # without the pairing, the fix is not found
+
+
+def test_a_problem_told_of_brings_what_its_teller_said_fixed_it(store, tmp_path, embed_model):
+    report = "i keep getting this error when installing the quintar tools: the engine node is incompatible"
+    store.upsert(
+        [
+            message(1, report, minutes_ago=300, author=5),
+            message(2, "weird, no such error on my machine here", minutes_ago=298, author=6, reply_to=1),
+            message(3, "`npm install --force` worked for me, in case anyone runs into it", minutes_ago=290, author=5),
+            *(message(10 + i, f"the quintar board {i} arrived today, nice antenna") for i in range(8)),
+        ]
+    )
+    hits = retrieve(store, tmp_path, embed_model, "installing the quintar tools fails: engine node incompatible, fix?")
+    ids = [h.node.metadata["message_id"] for h in hits]
+    assert ids[:2] == ["1", "3"]  # the problem, then what fixed it, read with it
+    assert "engine node is incompatible" in hits[1].node.metadata["replying_to"]
 
 
 def test_a_question_found_gives_its_place_to_its_unlinked_answer(store, tmp_path, embed_model):
