@@ -127,6 +127,9 @@ _ASKS_AMOUNT = re.compile(
     r"\b(?:cost|costs|price|percent|prize\s+pool|raised?)\b"
 )
 _ASKS_PERSON = re.compile(r"(?i)^(?:@\S+\s+)?(?:who|whom|whose)\b|\bwhich\s+(?:member|person|user|warden|one of us)\b")
+_ASKS_FIX = re.compile(
+    r"(?i)\b(?:fix(?:ed|es)?|solved?|solution|resolved?|workaround|work\s+around|get\s+(?:past|around|rid\s+of))\b"
+)
 _DATE = re.compile(
     r"(?i)\b\d{1,4}[/.-]\d{1,2}(?:[/.-]\d{2,4})?\b|\b\d{1,2}:\d{2}\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|"
     r"nov|dec)[a-z]*\.?\s+\d{1,2}\b|\b\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|"
@@ -135,16 +138,25 @@ _DATE = re.compile(
 )
 _AMOUNT = re.compile(r"\d")
 _PERSON = re.compile(r"@\S|»")
+# A sentence telling of a fix that worked: read as indexes.answers.tells_of_a_fix reads a message
+# (tests/test_grounding.py checks that they agree).
+_FIXED = re.compile(
+    r"(?i)\b(?:worked|works\s+now|working\s+now|(?:fixed|solved|resolved)\s+(?:it|this|that|the\s+\w+)|"
+    r"did\s+the\s+trick|that\s+was\s+(?:it|the\s+(?:reason|problem|issue|fix))|(?:this|that)\s+fixed)\b"
+)
 
 
 def answer_kind(question: str) -> str:
-    """What a question asks for: "date", "amount", "person", or "" (anything else: a fact, a reason, a how)."""
+    """What a question asks for: "date", "amount", "person", "fix" (what got past a problem: "what fixed it?",
+    "how do I get past it?"), or "" (anything else: a fact, a reason, a how)."""
     if _ASKS_DATE.search(question):
         return "date"
     if _ASKS_AMOUNT.search(question):
         return "amount"
     if _ASKS_PERSON.search(question):
         return "person"
+    if _ASKS_FIX.search(question):
+        return "fix"
     return ""
 
 
@@ -156,6 +168,8 @@ def fits(kind: str, text: str) -> bool:
         return bool(_AMOUNT.search(text))
     if kind == "person":
         return bool(_PERSON.search(text) or proper_names(text))
+    if kind == "fix":  # one who tells what worked ("`npm install --force` worked for me"), not one who still asks
+        return bool(_FIXED.search(text)) and not _asks(text)
     return False
 
 
@@ -281,6 +295,14 @@ def _asks_and_answered(item: LoreItem, answered: set[int]) -> bool:
     return bool(item.message_ids) and item.message_ids[0] in answered and seeks(item)
 
 
+def _as_answer(sentence: str, item: LoreItem, asking: set[int]) -> str:
+    """A sentence with the start of the thread it answers, when that thread is a message of the lore that asks
+    (`asking`): the names the asking shares with the question are its answer's too ("fails on ProMicro_OTA" -
+    "You need to have force scanning turned on"). Else the sentence alone: a reply to a question the retrieval did
+    not find ("there it goes the retirement") takes nothing from it."""
+    return _in_thread(sentence, item) if asking.intersection(item.message_ids[1:]) else sentence
+
+
 def _asks(sentence: str) -> bool:
     """A question, with or without its question mark."""
     return sentence.rstrip(")*_ ").endswith("?") or bool(_ASKING.match(sentence))
@@ -310,8 +332,10 @@ class Grounding:
         A sentence must say something beyond the question's own words ("the cursed cartridge." says
         nothing about it); one holding the figures and names the question asks about ("the Golden
         Joystick 2025") comes before near ones without them, which embeddings barely tell apart (but
-        not a sentence of a message that asks, when its answer is in the lore too); among those, the
-        closest by embedding. Another message's best sentence that ranks within `second_within` of it,
+        not a sentence of a message that asks, when its answer is in the lore too: that answer holds
+        the asking's names, `_as_answer`); among those, the closest by embedding, a sentence holding
+        what the question asks for (`answer_kind`: a date, an amount, a member, what fixed a problem)
+        ranking KIND_BONUS higher. Another message's best sentence that ranks within `second_within` of it,
         holds as much of what was asked and is close enough too comes with it (`Evidence.also`). Without
         one, when the evidence is not of the message the retrieval ranked first (on its words, the thread
         it answers and its best part, where one sentence's embedding is a weaker guide: "It is an L2
@@ -334,7 +358,11 @@ class Grounding:
         scores = vectors[1:] @ vectors[0]
         asked = claims(question)
         answered = {i for item in lore if not seeks(item) for i in item.message_ids[1:]}  # what its answers answer
-        holds = [0 if _asks_and_answered(item, answered) else len(asked & claims(s)) for s, item in candidates]
+        asking = {item.message_ids[0] for item in lore if item.message_ids and seeks(item)}
+        holds = [
+            0 if _asks_and_answered(item, answered) else len(asked & claims(_as_answer(s, item, asking)))
+            for s, item in candidates
+        ]
         kind = answer_kind(question)
         ranked = [
             score

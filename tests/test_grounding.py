@@ -381,6 +381,48 @@ def test_questions_are_told_apart_by_what_they_ask_for():
     assert not fits("date", "The Curves audit is now closed!") and not fits("amount", "a big pool")
     assert fits("amount", "a $36,500 pool") and fits("person", "$6,215.78 USDC » @0x3b")
     assert fits("person", "it went to Tomasz for the repairs") and not fits("", "anything at all, 2024")
+    assert answer_kind('installing fails with "The engine node is incompatible", what fixed it?') == "fix"
+    assert answer_kind("forge test stops with an error, how do I get past it?") == "fix"
+    assert fits("fix", "`npm install --force` worked for me") and fits("fix", "I ran foundryup, that was it")
+    assert not fits("fix", "i keep getting this error") and not fits("fix", "has foundryup worked for you?")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "`Npm install --force` worked for me, incase anyone runs into same issue",
+        "that was the reason, thanks, I ran foundryup and it worked after that",
+        "reinstalling node did the trick",
+        "fixed it by reflashing the bootloader",
+        "has running foundryup worked for you?",
+        "the fix is in the next release",
+        "I keep getting this error",
+    ],
+)
+def test_the_retriever_and_the_evidence_agree_on_what_tells_of_a_fix(text):
+    from indexes.answers import (
+        tells_of_a_fix,
+    )  # the retriever's reading (indexes/ and chains/ do not import each other)
+
+    assert tells_of_a_fix(text) == fits("fix", text)
+
+
+def test_a_question_for_a_fix_is_answered_by_the_message_that_tells_what_worked(embed_model):
+    report = LoreItem(content="`2024-03-revert-lend % forge test Error: Unknown version provided`", message_ids=(1,))
+    stuck = LoreItem(
+        content="I tried several times to install. So it seems that this issue is only on my side in the installation.",
+        message_ids=(2,),
+    )
+    fixed = LoreItem(
+        content="that was the reason, thanks, I ran foundryup and it worked after that",
+        thread=report.content,
+        message_ids=(3, 1),  # what its teller said fixed it (indexes.answers.own_fix), read with the problem
+    )
+    question = 'forge test stops with "Error: Unknown version provided", how do I get past it?'
+    evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [report, stuck, fixed])
+    assert evidence is not None and evidence.item is fixed
+    plain = Grounding(embedder(embed_model), kind_bonus=0.0).evidence(question, "lore", [report, stuck, fixed])
+    assert plain is not None and plain.item is not fixed  # by similarity alone, the report or another's trouble
 
 
 def test_a_message_that_asks_seeks_and_one_that_answers_does_not():
@@ -487,6 +529,28 @@ def test_a_message_that_asks_holds_no_name_for_the_evidence_when_its_answer_is_i
     asking_back = LoreItem(content="Which phone do you flash it from, Android or iOS?", message_ids=(3, 1))
     evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [report, unlinked, asking_back])
     assert evidence is not None and evidence.item is report  # a question back answers nothing
+
+
+def test_an_answer_holds_the_names_of_the_asking_it_answers(embed_model):
+    report = LoreItem(
+        content="The DFU app fails on ProMicro_OTA every first try, then works as AdaDFU. Is this expected?",
+        message_ids=(1,),
+    )
+    fix = LoreItem(
+        content="You need to have force scanning turned on, otherwise the app doesn't find the bootloader again.",
+        thread=report.content,
+        message_ids=(2, 1),
+    )
+    praise = LoreItem(  # names the board, answers nothing
+        content="I can confirm ProMicro_OTA flashes blindingly fast with the Nordic DFU app on Android 15",
+        message_ids=(3,),
+    )
+    question = "the DFU app fails on ProMicro_OTA until a restart, what setting is missing?"
+    evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [report, fix, praise])
+    assert evidence is not None and evidence.item is fix  # "ProMicro_OTA" is the asking's, so its answer's too
+    not_found = LoreItem(content=fix.content, thread=fix.thread, message_ids=(2, 1))  # its asking is not in the lore
+    evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [not_found, praise])
+    assert evidence is not None and evidence.item is praise
 
 
 MEETUP = LoreItem(
