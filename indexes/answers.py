@@ -104,16 +104,21 @@ def reports_problem(text: str) -> bool:
 def explicit_answer(message: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
     """The first of the messages after `message` (oldest first) that another member sent as a reply to it, or to
     the asker's own follow-ups before it ("This is on Android15 btw"), however late among them: Discord links the
-    two. Not a bot's, not a question back, not a word alone ("thx"), not a "same here" with no more to it. A
-    message the asker sent as a reply to another thread ("you should try running foundryup", to someone else) is
-    no follow-up: a thank-you for it answers nothing here."""
-    asked = {message.id}
+    two. Not a bot's, not a question back, not a word alone ("thx"), not a "same here" with no more to it. The
+    asker's follow-ups are their messages sent on their own or into the thread (to the question, or to a reply in
+    it: "Chrome 120", to "which browser?"); one sent as a reply to another thread ("you should try running
+    foundryup", to someone else) is none: a thank-you for it answers nothing here."""
+    asked, thread = {message.id}, {message.id}
     for m in following:
         if m.author_id == message.author_id:
-            if m.reply_to is None or m.reply_to in asked:
+            if m.reply_to is None or m.reply_to in thread:
                 asked.add(m.id)
-        elif m.reply_to in asked and not m.author_is_bot and _answers(m.content):
+                thread.add(m.id)
+            continue
+        if m.reply_to in asked and not m.author_is_bot and _answers(m.content):
             return m
+        if m.reply_to in thread:  # a question back, a thank-you: the asker may reply to it
+            thread.add(m.id)
     return None
 
 
@@ -133,18 +138,32 @@ def tells_of_a_fix(text: str) -> bool:
     return bool(_WORKED.search(text)) and not only_asks(text) and not _REPORTS.search(_WORKED.sub("", text))
 
 
+# The words of a confirmation that say nothing of what the fix was ("yes that worked for me too, thanks!").
+_CONFIRMING = frozenset(
+    """a all also and after at but for i in it its it's just me my now oh ok okay so that the then this thanks thank
+    thx ty too was yes yeah you works worked great perfect awesome much very""".split()
+)
+
+
+def names_the_fix(text: str) -> bool:
+    """Does a message that tells of a fix say what it was ("I ran foundryup and it worked")? "thanks, that worked!"
+    does not: the fix is in the message it thanks, which the pairing finds as any other answer."""
+    words = [w for w in _WORD.findall(_WORKED.sub(" ", _URL.sub("", text)).lower()) if w not in _CONFIRMING]
+    return len(words) >= 2
+
+
 def own_fix(message: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
-    """The asker's own later message, within ANSWER_WINDOW, that says what fixed it (`tells_of_a_fix`): sent on its
-    own or into the thread (as a reply to the question, or to a reply to it: "Do you have the latest version of
-    foundry?" - "that was the reason, thanks, I ran foundryup and it worked after that"). Said by who had the
-    problem, it is confirmed; it answers before any other member's reply."""
+    """The asker's own later message, within ANSWER_WINDOW, that says what fixed it (`tells_of_a_fix` and
+    `names_the_fix`): sent on its own or into the thread (as a reply to the question, or to a reply in it: "Do
+    you have the latest version of foundry?" - "that was the reason, thanks, I ran foundryup and it worked after
+    that"). Said by who had the problem, it is confirmed; it answers before any other member's reply."""
     thread = {message.id}
     for m in following:
         if m.timestamp - message.timestamp > ANSWER_WINDOW:
             return None
         if m.reply_to in thread or (m.author_id == message.author_id and m.reply_to is None):
             thread.add(m.id)
-            if m.author_id == message.author_id and tells_of_a_fix(m.content):
+            if m.author_id == message.author_id and tells_of_a_fix(m.content) and names_the_fix(m.content):
                 return m
     return None
 

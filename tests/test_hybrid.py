@@ -306,6 +306,10 @@ def test_a_thank_you_for_the_askers_reply_to_another_thread_answers_nothing():
     follow_up = message(4, "this is on macOS btw", minutes_ago=28, author=5)  # a follow-up of the question
     answer = message(5, "update foundry, then it works", minutes_ago=20, author=7, reply_to=4)
     assert explicit_answer(question, [follow_up, advice, thanks, answer]) == answer
+    asking_back = message(6, "which version of forge do you have?", minutes_ago=27, author=8, reply_to=1)
+    in_thread = message(7, "forge 0.2.0 from last year", minutes_ago=26, author=5, reply_to=6)  # a follow-up too
+    fix = message(8, "that one is too old, run foundryup", minutes_ago=22, author=8, reply_to=7)
+    assert explicit_answer(question, [asking_back, advice, thanks, in_thread, fix]) == fix
 
 
 def test_tells_of_a_fix():
@@ -336,6 +340,8 @@ def test_what_the_asker_says_fixed_it_is_the_answer_before_anyone_elses_reply():
     alone = message(5, "`npm install --force` worked for me", minutes_ago=50, author=5)
     assert own_fix(report, [other, alone]) == alone  # said on its own
     assert own_fix(report, [other]) is None
+    thanks = message(10, "thanks, that worked!", minutes_ago=50, author=5, reply_to=2)  # the fix is in what it thanks
+    assert own_fix(report, [other, thanks]) is None
     elsewhere = message(6, "updating node worked for me", minutes_ago=50, author=5, reply_to=99)  # another thread
     by_another = message(7, "`npm install --force` worked for me", minutes_ago=50, author=6)
     still_failing = message(8, "it worked once, now it fails again", minutes_ago=50, author=5)
