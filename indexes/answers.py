@@ -104,21 +104,13 @@ def reports_problem(text: str) -> bool:
 def explicit_answer(message: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
     """The first of the messages after `message` (oldest first) that another member sent as a reply to it, or to
     the asker's own follow-ups before it ("This is on Android15 btw"), however late among them: Discord links the
-    two. Not a bot's, not a question back, not a word alone ("thx"), not a "same here" with no more to it. The
-    asker's follow-ups are their messages sent on their own or into the thread (to the question, or to a reply in
-    it: "Chrome 120", to "which browser?"); one sent as a reply to another thread ("you should try running
-    foundryup", to someone else) is none: a thank-you for it answers nothing here."""
-    asked, thread = {message.id}, {message.id}
+    two. Not a bot's, not a question back, not a word alone ("thx"), not a "same here" with no more to it."""
+    asked = {message.id}
     for m in following:
         if m.author_id == message.author_id:
-            if m.reply_to is None or m.reply_to in thread:
-                asked.add(m.id)
-                thread.add(m.id)
-            continue
-        if m.reply_to in asked and not m.author_is_bot and _answers(m.content):
+            asked.add(m.id)
+        elif m.reply_to in asked and not m.author_is_bot and _answers(m.content):
             return m
-        if m.reply_to in thread:  # a question back, a thank-you: the asker may reply to it
-            thread.add(m.id)
     return None
 
 

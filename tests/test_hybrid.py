@@ -298,20 +298,6 @@ def test_a_reply_to_the_question_or_to_the_askers_follow_up_answers_at_any_time(
     assert explicit_answer(question, [follow_up, me_too, fix]) == fix
 
 
-def test_a_thank_you_for_the_askers_reply_to_another_thread_answers_nothing():
-    question = message(1, "forge test stops with Error: Unknown version provided", minutes_ago=30, author=5)
-    advice = message(2, "you should try running foundryup", minutes_ago=25, author=5, reply_to=99)  # to another member
-    thanks = message(3, "successfully installed it, thanks", minutes_ago=24, author=7, reply_to=2)
-    assert explicit_answer(question, [advice, thanks]) is None
-    follow_up = message(4, "this is on macOS btw", minutes_ago=28, author=5)  # a follow-up of the question
-    answer = message(5, "update foundry, then it works", minutes_ago=20, author=7, reply_to=4)
-    assert explicit_answer(question, [follow_up, advice, thanks, answer]) == answer
-    asking_back = message(6, "which version of forge do you have?", minutes_ago=27, author=8, reply_to=1)
-    in_thread = message(7, "forge 0.2.0 from last year", minutes_ago=26, author=5, reply_to=6)  # a follow-up too
-    fix = message(8, "that one is too old, run foundryup", minutes_ago=22, author=8, reply_to=7)
-    assert explicit_answer(question, [asking_back, advice, thanks, in_thread, fix]) == fix
-
-
 def test_tells_of_a_fix():
     for fix in (
         "`Npm install --force` worked for me, incase anyone runs into same issue",
