@@ -5,7 +5,8 @@ a minute later from another member, may share none of its words ("arbitrum l2 fi
 replies link the two (HTML and JSON exports keep the link, and a reply is embedded with what it
 answers); plain-text exports and members who answer without replying do not. So the retriever asks
 the store, at search time, for the answer to each question it finds: an explicit reply, else the
-most likely of the next messages by other members (see `likely_answer`). A member who tells of a
+most likely of the next messages by other members (see `likely_answer`), else one the same search found,
+sent by another member within the day (`found_answer`). A member who tells of a
 problem asks without a question ("fails to initialize DFU the first time"): the reply someone sent
 to it is its fix (`reports_problem`, `explicit_answer`). What the asker later says fixed it ("`npm install
 --force` worked for me") is the answer before anyone else's reply (`own_fix`). Nothing is stored: what is
@@ -22,6 +23,7 @@ from indexes.records import StoredMessage
 
 ANSWER_WINDOW = timedelta(minutes=30)  # how long after a question its answer may come
 ANSWER_LOOKAHEAD = 8  # how many of the following messages are considered
+FOUND_WINDOW = timedelta(hours=24)  # how long after a question an answer the search found too may come
 _ASKS = re.compile(r"\?\W*$")
 _OPENS_A_QUESTION = re.compile(
     r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:are|is|do|does|did|can|could|should|shall|will|would|what|which|who|when|"
@@ -157,6 +159,23 @@ def own_fix(message: StoredMessage, following: Sequence[StoredMessage]) -> Store
             thread.add(m.id)
             if m.author_id == message.author_id and tells_of_a_fix(m.content) and names_the_fix(m.content):
                 return m
+    return None
+
+
+def found_answer(question: StoredMessage, found: Sequence[StoredMessage]) -> StoredMessage | None:
+    """The first of the messages a search found (best first) that another member sent within FOUND_WINDOW after
+    `question` and that neither asks nor tells of a problem: an answer given hours later without a reply ("They
+    are partially trusted (and run by Revert)", six hours after "Are operators trusted in this protocol?"), past
+    the next messages `likely_answer` reads. Found by the same search as the question, it is about the same thing."""
+    for m in found:
+        if (
+            m.author_id != question.author_id
+            and not m.author_is_bot
+            and timedelta(0) < m.timestamp - question.timestamp <= FOUND_WINDOW
+            and _answers(m.content)
+            and not reports_problem(m.content)
+        ):
+            return m
     return None
 
 

@@ -36,7 +36,15 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from errors import UserError
 from indexes import lexical
-from indexes.answers import ANSWER_LOOKAHEAD, explicit_answer, likely_answer, only_asks, own_fix, reports_problem
+from indexes.answers import (
+    ANSWER_LOOKAHEAD,
+    explicit_answer,
+    found_answer,
+    likely_answer,
+    only_asks,
+    own_fix,
+    reports_problem,
+)
 from indexes.disk import disk_errors
 from indexes.lore import LORE_THRESHOLD
 from indexes.records import StoredMessage, content_digest
@@ -894,7 +902,8 @@ class WeightedRetriever(BaseRetriever):
         higher), and carries the question as the thread it answers. A problem a member told of
         (`reports_problem`) stays, and the reply sent to it comes right after it (REPORT_BELOW): the telling
         holds what went wrong, the reply the fix. What the asker said fixed it (`own_fix`: "`npm install
-        --force` worked for me") answers before anyone's reply.
+        --force` worked for me") answers before anyone's reply. A question with no answer among the messages
+        after it has one among the hits, when another member sent it within the day (`found_answer`).
         """
         by_id = {int(hit.node.metadata["message_id"]): hit for hit in ranked}
         replaced: set[int] = set()  # questions whose answer stands for them
@@ -907,6 +916,9 @@ class WeightedRetriever(BaseRetriever):
             answer = own_fix(question, following) or (
                 likely_answer(question, following) if asks else explicit_answer(question, following)
             )
+            if answer is None and asks:  # answered later, unlinked: among what this search found
+                found = (messages.get(int(other.node.metadata["message_id"])) for other in ranked)
+                answer = found_answer(question, [message for message in found if message is not None])
             if answer is None or (answer.private and answer.channel_id != self.channel_id):
                 continue
             score = hit.score + self.weights.question_penalty if asks else hit.score - REPORT_BELOW

@@ -12,7 +12,15 @@ import pytest
 from llama_index.core.schema import NodeWithScore, TextNode
 
 from indexes import lexical
-from indexes.answers import explicit_answer, likely_answer, only_asks, own_fix, reports_problem, tells_of_a_fix
+from indexes.answers import (
+    explicit_answer,
+    found_answer,
+    likely_answer,
+    only_asks,
+    own_fix,
+    reports_problem,
+    tells_of_a_fix,
+)
 from indexes.records import StoredMessage
 from indexes.vector import (
     PART_TOKENS,
@@ -408,6 +416,39 @@ def test_a_question_found_gives_its_place_to_its_unlinked_answer(store, tmp_path
         top_k=3,
     )
     assert plain[0].node.metadata["message_id"] == "1"  # without the pairing, the question comes first
+
+
+def test_an_answer_found_by_the_search_may_come_hours_after_the_question():
+    question = message(1, "Are operators trusted in this protocol?", minutes_ago=600, author=5)
+    answer = message(2, "They are partially trusted, run by the team", minutes_ago=240, author=6)
+    assert found_answer(question, [answer]) == answer  # six hours later, no reply link
+    bot = StoredMessage(**{**answer.__dict__, "author_is_bot": True})
+    own = message(3, "they are trusted I guess", minutes_ago=230, author=5)
+    before = message(4, "operators are run by the team", minutes_ago=700, author=6)
+    late = message(5, "they are partially trusted", minutes_ago=600 - 25 * 60, author=6)
+    asking = message(6, "are they trusted at all?", minutes_ago=200, author=7)
+    failing = message(7, "the operator bot keeps failing on my position", minutes_ago=200, author=7)
+    assert found_answer(question, [bot, own, before, late, asking, failing]) is None
+    assert found_answer(question, [own, before, answer, late]) == answer  # the best found that may answer
+
+
+def test_a_question_found_without_an_answer_after_it_gives_its_place_to_one_the_search_found(
+    store, tmp_path, embed_model
+):
+    store.upsert(
+        [
+            message(1, "are the operator accounts of the automators trusted?", minutes_ago=600, author=5),
+            message(2, "They are partially trusted, run by the team: they choose how swaps are made", minutes_ago=240),
+            *(
+                message(10 + i, f"the vault liquidation logic looks solid, test {i} passes", 60 * 24 * 3)
+                for i in range(8)
+            ),
+        ]
+    )
+    hits = retrieve(store, tmp_path, embed_model, "can the automator operator accounts be fully trusted?")
+    ids = [h.node.metadata["message_id"] for h in hits]
+    assert ids[0] == "2" and "1" not in ids  # the question gives way to the answer given six hours later
+    assert "operator accounts" in hits[0].node.metadata["replying_to"]
 
 
 def test_a_deleted_answer_is_never_paired(store, tmp_path, embed_model):
