@@ -288,11 +288,11 @@ def _misses_figure(question: str, sentence: str, evidence: str) -> bool:
     return bool(figures(question) & (figures(evidence) - figures(sentence)))
 
 
-def _asks_and_answered(item: LoreItem, answered: set[int]) -> bool:
-    """A message that asks (`seeks`), whose answer is in the lore too (a reply to it that does not ask back): the
-    names it shares with the question are the asking's ("fails on ProMicro_OTA"), and its answer, which need not
-    repeat them, comes before it."""
-    return bool(item.message_ids) and item.message_ids[0] in answered and seeks(item)
+def _asks_and_answered(item: LoreItem, answered: set[int], asks: set[int]) -> bool:
+    """A message that asks (`seeks`: its `id()` in `asks`), whose answer is in the lore too (a reply to it that does
+    not ask back): the names it shares with the question are the asking's ("fails on ProMicro_OTA"), and its answer,
+    which need not repeat them, comes before it."""
+    return bool(item.message_ids) and item.message_ids[0] in answered and id(item) in asks
 
 
 def _as_answer(sentence: str, item: LoreItem, asking: set[int]) -> str:
@@ -357,17 +357,18 @@ class Grounding:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
         scores = vectors[1:] @ vectors[0]
         asked = claims(question)
-        answered = {i for item in lore if not seeks(item) for i in item.message_ids[1:]}  # what its answers answer
-        asking = {item.message_ids[0] for item in lore if item.message_ids and seeks(item)}
+        asks = {id(item) for item in lore if seeks(item)}  # each message read once, not once per sentence
+        answered = {i for item in lore if id(item) not in asks for i in item.message_ids[1:]}  # what answers answer
+        asking = {item.message_ids[0] for item in lore if item.message_ids and id(item) in asks}
         holds = [
-            0 if _asks_and_answered(item, answered) else len(asked & claims(_as_answer(s, item, asking)))
+            0 if _asks_and_answered(item, answered, asks) else len(asked & claims(_as_answer(s, item, asking)))
             for s, item in candidates
         ]
         kind = answer_kind(question)
         ranked = [
             score
             + (self.kind_bonus if kind and fits(kind, _passage(s, item)) else 0.0)
-            - (self.asking_penalty if seeks(item) else 0.0)
+            - (self.asking_penalty if id(item) in asks else 0.0)
             for score, (s, item) in zip(scores, candidates, strict=True)
         ]
         order = sorted(range(len(candidates)), key=lambda i: (holds[i], ranked[i]), reverse=True)
@@ -378,7 +379,7 @@ class Grounding:
                 i
                 for i in order
                 if candidates[i][1] is not candidates[best][1]
-                and not seeks(candidates[i][1])
+                and id(candidates[i][1]) not in asks
                 and _passage(*candidates[i]) != quoted
             ),
             None,
@@ -393,7 +394,7 @@ class Grounding:
         ):
             also = Evidence(candidates[second][0], candidates[second][1], float(scores[second]))
         first = lore[0]  # what the retrieval ranks first: on its words, thread and best part, not one sentence's
-        if also is None and first is not candidates[best][1] and not seeks(first):
+        if also is None and first is not candidates[best][1] and id(first) not in asks:
             top = next((i for i in order if candidates[i][1] is first and _passage(*candidates[i]) != quoted), None)
             if (
                 top is not None
