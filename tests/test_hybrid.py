@@ -286,6 +286,18 @@ def test_the_likely_answer_is_a_reply_else_a_message_naming_the_asker_else_the_n
     assert likely_answer(question, [bot, follow_up, late]) is None  # outside the window, or only bots and the asker
 
 
+def test_the_next_message_is_no_answer_when_it_speaks_to_another_member():
+    question = message(1, "How many total findings did you guys send?", minutes_ago=30, author=5)
+    to_another = message(2, "Hey @Jay | C4 can you share the link to apply for backstage please", minutes_ago=29)
+    assert likely_answer(question, [to_another]) is None  # the talk goes on between others
+    by_id = StoredMessage(**{**message(3, "can you share the backstage link", minutes_ago=29).__dict__, "mentions": [9]})
+    assert likely_answer(question, [by_id]) is None  # a mention a JSON export keeps by id
+    to_the_asker = message(4, "@user5 I sent 3 highs and a medium", minutes_ago=28)
+    assert likely_answer(question, [to_another, to_the_asker]) == to_the_asker
+    mailed = message(5, "mail them at team@example.com, they count them", minutes_ago=29)
+    assert likely_answer(question, [mailed]) == mailed  # an address is no mention
+
+
 def test_a_reply_to_the_question_or_to_the_askers_follow_up_answers_at_any_time():
     question = message(1, "which chain will it launch on first?", minutes_ago=300, author=5)
     follow_up = message(2, "this is for the lending vault btw", minutes_ago=299, author=5)
