@@ -290,7 +290,8 @@ def test_the_next_message_is_no_answer_when_it_speaks_to_another_member():
     question = message(1, "How many total findings did you guys send?", minutes_ago=30, author=5)
     to_another = message(2, "Hey @Jay | C4 can you share the link to apply for backstage please", minutes_ago=29)
     assert likely_answer(question, [to_another]) is None  # the talk goes on between others
-    by_id = StoredMessage(**{**message(3, "can you share the backstage link", minutes_ago=29).__dict__, "mentions": [9]})
+    shared = message(3, "can you share the backstage link", minutes_ago=29)
+    by_id = StoredMessage(**{**shared.__dict__, "mentions": [9]})
     assert likely_answer(question, [by_id]) is None  # a mention a JSON export keeps by id
     to_the_asker = message(4, "@user5 I sent 3 highs and a medium", minutes_ago=28)
     assert likely_answer(question, [to_another, to_the_asker]) == to_the_asker
