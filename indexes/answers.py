@@ -191,12 +191,13 @@ def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -
     An explicit reply to it (or to the asker's follow-ups) wins, however late (`explicit_answer`);
     otherwise a message by another member within ANSWER_WINDOW that is not itself a question,
     preferring one that names the asker (an @mention or their name), else the first such message, unless it
-    replies to another or speaks to another member (`addresses_another`): the talk goes on between others.
+    replies to another message or mentions another member ("@Jay can you share the link"): it answers something else.
     Bots' messages and the asker's own follow-ups are not answers.
     """
     explicit = explicit_answer(question, following)
     if explicit is not None:
         return explicit
+    names = {n.lower() for n in (question.author_name, question.author_display) if n}
     candidates = [
         m
         for m in following
@@ -206,25 +207,19 @@ def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -
         and len(_WORD.findall(m.content)) >= 2
         and m.timestamp - question.timestamp <= ANSWER_WINDOW
     ]
+    if not candidates:
+        return None
     for message in candidates:
-        if names_asker(message, question):
+        text = message.content.lower()
+        if question.author_id in message.mentions or any(f"@{name}" in text or name in text.split() for name in names):
             return message
-    first = candidates[0] if candidates else None
-    return first if first is not None and first.reply_to is None and not addresses_another(first, question) else None
+    first = candidates[0]  # it names no asker: a reply or a mention is to another member
+    return first if first.reply_to is None and not _mentions_someone(first) else None
 
 
 _AT = re.compile(r"(?<![\w@])@\w")
 
 
-def names_asker(message: StoredMessage, question: StoredMessage) -> bool:
-    """`message` mentions who asked `question` (by id, or "@name" or their name in the words)."""
-    text = message.content.lower()
-    names = {n.lower() for n in (question.author_name, question.author_display) if n}
-    return question.author_id in message.mentions or any(f"@{name}" in text or name in text.split() for name in names)
-
-
-def addresses_another(message: StoredMessage, question: StoredMessage) -> bool:
-    """`message` mentions someone, never who asked `question`: it speaks to another member ("@Jay can you share
-    the link"), so it answers something else. An export without mention ids (TXT, HTML) shows a mention as
-    "@name" in the words."""
-    return bool(message.mentions or _AT.search(message.content)) and not names_asker(message, question)
+def _mentions_someone(message: StoredMessage) -> bool:
+    """An @mention in `message`: by id (JSON exports) or as "@name" in its words (TXT, HTML; not an e-mail address)."""
+    return bool(message.mentions or _AT.search(message.content))
