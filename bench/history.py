@@ -190,6 +190,8 @@ def run_retrieval(sizes: tuple[int, ...] = (10_000, 100_000), queries: int = 200
                             author_name=f"member{i % 60}",
                             timestamp=datetime.fromtimestamp(now - (size - i) * 600, timezone.utc),
                             content=texts[i % pool],
+                            reactions={"👍": i % 7} if i % 7 else {},  # as the index's metadata below counts them
+                            lore_score=0.6 if i % 50 == 0 else 0.0,
                         )
                         for i in ids
                     ]

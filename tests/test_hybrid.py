@@ -611,6 +611,30 @@ def test_the_parts_of_lexical_hits_carry_the_indexs_metadata_made_from_the_store
     assert found["1"].node.metadata["engagement"] == 3 and found["2"].node.metadata["engagement"] == 1
 
 
+def test_the_nearest_entries_carry_the_indexs_metadata_made_from_the_store(store, tmp_path, embed_model):
+    store.upsert([message(1, "the glimmerstone key opens the north vault", reactions=2), message(2, "bread and salt")])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    collection = index.current().vector_store.client
+    held = collection.get(ids=["1", "2"], include=["metadatas"])
+    indexed = dict(zip(held["ids"], held["metadatas"]))
+    retriever = WeightedRetriever(index, RetrievalWeights(w_lex=0.0), top_k=1, now=NOW)
+    reads = []
+    real_query = collection.query
+    try:
+        collection.query = lambda **kwargs: (reads.append(kwargs["include"]), real_query(**kwargs))[1]
+        engaged = retriever.retrieve("which key opens the north vault?")[0].node.metadata["scores"]["engagement"]
+        store.upsert([message(3, "thanks, that is the one I needed", reply_to=1)])  # not indexed yet
+        hit = retriever.retrieve("which key opens the north vault?")[0]
+    finally:
+        del collection.query
+    assert reads == [["distances"], ["distances"]]  # no metadata read from Chroma: it is made from the store
+    ours = {k: v for k, v in indexed["1"].items() if k not in LLAMA_INDEX_FIELDS | {"engagement"}}
+    assert hit.node.node_id == "1" and {k: hit.node.metadata.get(k) for k in ours} == ours
+    # the engagement is the store's now: the reply counts before the index is synced
+    assert hit.node.metadata["engagement"] == 3 and hit.node.metadata["scores"]["engagement"] > engaged
+
+
 @pytest.mark.parametrize(
     "content",
     ["short", "x" * PART_TOKENS, "é" * (PART_TOKENS // 2 + 1), "漢字 " * 60, "A sentence of the rules. " * 40],
