@@ -707,6 +707,29 @@ def test_a_kept_count_leaves_once_the_store_moved_past_it_whichever_process_chan
     assert counted_words(store, "the vault?") == (["vault"], {"vault": 10})
 
 
+def test_the_number_of_messages_is_kept_until_the_store_has_changed_by_a_percent_of_it(store):
+    store.upsert([message(i, f"the quintar vault opens at dawn, note {i}") for i in range(200)])
+
+    def counted(question):
+        """How many times the question counted the stored messages, and the number it used."""
+        statements: list[str] = []
+        store.db.set_trace_callback(statements.append)
+        try:
+            asked = store.lexical_query(question)
+        finally:
+            store.db.set_trace_callback(None)
+        return statements.count("SELECT COUNT(*) FROM messages"), asked.documents
+
+    assert counted("the vault?") == (1, 200)
+    assert counted("a blorp?") == (0, 200)  # nothing changed: the kept number is exact
+    store.upsert([message(300, "the vault is shut")])  # one change, within a percent of 200: kept
+    assert counted("the vault?") == (0, 200)
+    store.upsert([message(301, "the vault is open"), message(302, "the vault is locked")])
+    assert counted("the vault?") == (1, 203)
+    store.delete([301])  # a deletion: counted anew at the next question
+    assert counted("the vault?") == (1, 202)
+
+
 def test_the_lexical_search_runs_while_chroma_searches(store, tmp_path, embed_model, monkeypatch):
     store.upsert([message(i, f"the quintar vault opens at dawn, note {i}") for i in range(5)])
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
