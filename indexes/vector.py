@@ -992,10 +992,9 @@ class WeightedRetriever(BaseRetriever):
         """
         stored = [messages[int(key)] for key in candidates if int(key) in messages]
         replies = self.index.store.reply_counts([message.id for message in stored])
-        for message in stored:
-            node = candidates[str(message.id)].node
-            made = entry_metadata(message, message.reaction_count + replies.get(message.id, 0))
-            node.metadata = {**made, **({"part": node.metadata["part"]} if "part" in node.metadata else {})}
+        for message in stored:  # its ids (`_entry`) stay: the part's number among them
+            engagement = message.reaction_count + replies.get(message.id, 0)
+            candidates[str(message.id)].node.metadata.update(entry_metadata(message, engagement))
 
     def _parts(self, messages: list[StoredMessage], vector: list[float]) -> dict[str, _Candidate]:
         """Every indexed part of these messages (found by their words only), with its cosine similarity.
