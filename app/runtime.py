@@ -482,6 +482,14 @@ def lore_retriever(settings: Settings, lore_index: LoreIndex) -> WeightedRetriev
     return WeightedRetriever(lore_index, weights, settings.RAG_TOP_K, settings.RAG_CANDIDATES)
 
 
+def lore_grounding(settings: Settings, lore_index: LoreIndex) -> Grounding:
+    """The check of replies to questions against the lore (chains.grounding), with the index's embedding model and
+    the store's common words (a name in more than lexical.COMMON_SHARE of the messages picks no evidence)."""
+    return Grounding(
+        embedder(lore_index.embed_model), settings.GROUNDING_MIN_SCORE, common=lore_index.store.common_words
+    )
+
+
 def compose_chain(
     settings: Settings,
     persona: Persona,
@@ -505,7 +513,7 @@ def compose_chain(
     counter = lambda text: len(model.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     grounding = None
     if search is not None and settings.GROUNDING != "off":
-        grounding = Grounding(embedder(lore_index.embed_model), settings.GROUNDING_MIN_SCORE)
+        grounding = lore_grounding(settings, lore_index)
     return build_reply_chain(
         service,
         retrieval,

@@ -318,9 +318,13 @@ class Grounding:
         kind_bonus: float = KIND_BONUS,
         asking_penalty: float = ASKING_PENALTY,
         second_within: float | None = SECOND_WITHIN,
+        common: Callable[[set[str]], set[str]] | None = None,
     ) -> None:
-        """`second_within`: how close another message's best sentence must rank to be quoted too (None: never)."""
+        """`second_within`: how close another message's best sentence must rank to be quoted too (None: never).
+        `common`: which of the names a question asks about the channel speaks of everywhere (its topic: "Curves" in
+        the Curves audit's channel, `MessageStore.common_words`); None: every name counts."""
         self.embed = embed
+        self.common = common
         self.min_score = min_score
         self.kind_bonus = kind_bonus
         self.asking_penalty = asking_penalty
@@ -333,9 +337,12 @@ class Grounding:
         nothing about it); one holding the figures and names the question asks about ("the Golden
         Joystick 2025") comes before near ones without them, which embeddings barely tell apart (but
         not a sentence of a message that asks, when its answer is in the lore too: that answer holds
-        the asking's names, `_as_answer`); among those, the closest by embedding, a sentence holding
-        what the question asks for (`answer_kind`: a date, an amount, a member, what fixed a problem)
-        ranking KIND_BONUS higher. Another message's best sentence that ranks within `second_within` of it,
+        the asking's names, `_as_answer`; and not for a name the whole channel speaks of, `common`: "I got
+        my Curves awards" holds "Curves" as most of the channel does); among those, the closest by
+        embedding, a sentence holding what the question asks for (`answer_kind`: a date, an amount, a
+        member, what fixed a problem) ranking KIND_BONUS higher, and needing as much less similarity to
+        count as close enough (`min_score`): "returned 90% of the excess to 0xd9d3..." at 0.49 answers
+        "how much should I return?". Another message's best sentence that ranks within `second_within` of it,
         holds as much of what was asked and is close enough too comes with it (`Evidence.also`). Without
         one, when the evidence is not of the message the retrieval ranked first (on its words, the thread
         it answers and its best part, where one sentence's embedding is a weaker guide: "It is an L2
@@ -357,6 +364,9 @@ class Grounding:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
         scores = vectors[1:] @ vectors[0]
         asked = claims(question)
+        named = proper_names(question)
+        if named and self.common:  # not a figure: "2025" picks the year asked for, however often it is said
+            asked -= self.common(named)
         asks = {id(item) for item in lore if seeks(item)}  # each message read once, not once per sentence
         answered = {i for item in lore if id(item) not in asks for i in item.message_ids[1:]}  # what answers answer
         asking = {item.message_ids[0] for item in lore if item.message_ids and id(item) in asks}
@@ -365,11 +375,13 @@ class Grounding:
             for s, item in candidates
         ]
         kind = answer_kind(question)
-        ranked = [
-            score
-            + (self.kind_bonus if kind and fits(kind, _passage(s, item)) else 0.0)
-            - (self.asking_penalty if id(item) in asks else 0.0)
+        close = [  # how near an answer: its words, and whether it holds what the question asks for
+            score + (self.kind_bonus if kind and fits(kind, _passage(s, item)) else 0.0)
             for score, (s, item) in zip(scores, candidates, strict=True)
+        ]
+        ranked = [
+            near - (self.asking_penalty if id(item) in asks else 0.0)
+            for near, (_, item) in zip(close, candidates, strict=True)
         ]
         order = sorted(range(len(candidates)), key=lambda i: (holds[i], ranked[i]), reverse=True)
         best = order[0]
@@ -410,7 +422,7 @@ class Grounding:
             len(found.sentence),
             f", and {also.score:.3f} from another by {also.item.author}" if also else "",
         )
-        return found if found.score >= self.min_score else None
+        return found if close[best] >= self.min_score else None
 
     @staticmethod
     def unsupported(said: str | set[str], known: set[str]) -> set[str]:

@@ -28,8 +28,7 @@ class RetrievalResult:
 
 def retrieval_eval(settings, eval_set: EvalSet, character: str) -> list[RetrievalResult]:
     """Rank of the reference context for every question of a set that has reference contexts."""
-    from app.runtime import lore_retriever, open_lore_index
-    from chains.grounding import Grounding, embedder
+    from app.runtime import lore_grounding, lore_retriever, open_lore_index
     from chains.preprocess import analyze
     from chains.retrieve import llama_index_search
     from evals.runner import settings_for
@@ -41,7 +40,7 @@ def retrieval_eval(settings, eval_set: EvalSet, character: str) -> list[Retrieva
         if index is None:
             raise DatasetError(f"eval set {eval_set.name}: its lore index cannot be opened")
         search = llama_index_search(lore_retriever(settings, index))
-        grounding = Grounding(embedder(index.embed_model), settings.GROUNDING_MIN_SCORE)
+        grounding = lore_grounding(settings, index)
         results = []
         for sample in eval_set.samples:
             if not sample.reference_contexts:

@@ -578,6 +578,22 @@ class MessageStore:
         with self._lock:
             return lexical.query(self._db, text, self._counts, self.index_log.last_change())
 
+    def common_words(self, words: Iterable[str], share: float = lexical.COMMON_SHARE) -> set[str]:
+        """The words held by more than `share` of the stored messages: a channel's own topic ("Curves" in the
+        Curves audit's channel), which says little about which message is meant. A word the full-text index
+        reads as several ("pool_init_code_hash") is common when each of them is."""
+        words = [w for w in words if w]
+        if not words:
+            return set()
+        asked = self.lexical_query(" ".join(words))
+        most = share * asked.documents
+        common = set()
+        for word in words:
+            terms = lexical.query_terms(word)
+            if terms and all(asked.counts.get(term, 0) > most for term in terms):
+                common.add(word)
+        return common
+
     def lexical_search(
         self, text: str | lexical.Query, limit: int, channel_id: int | None = None
     ) -> list[tuple[int, float]]:

@@ -3,7 +3,7 @@
 import pytest
 
 from chains.assemble import ContextAssembler
-from chains.grounding import Grounding, answer_kind, asks_for_taste, embedder, fits, seeks, sentences
+from chains.grounding import KIND_BONUS, Grounding, answer_kind, asks_for_taste, embedder, fits, seeks, sentences
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.reply import build_reply_chain, run_reply, stream_reply, template_stops
@@ -19,6 +19,14 @@ WELCOME = LoreItem(
     score=0.9,
 )
 QUESTION = "@Susu how big is the prize pool of the NextGen audit?"
+JOYSTICKS = [  # three posts that tell one year from another only by their figure
+    LoreItem(content=f"The Golden Joystick {year} goes to {who}, {why}.", author="ravenna")
+    for year, who, why in [
+        (2024, "tomasz", "who repaired 30 Game Boys for the children's hospital during the Charity Drive"),
+        (2023, "kiwi", "for the legendary 412 lines in Tetris on an original Game Boy during Speedrun Night"),
+        (2025, "mira", "for hosting 100 Friday Speedrun Nights in a row and setting the Moonlit Maze record"),
+    ]
+]
 
 
 @pytest.fixture
@@ -356,16 +364,8 @@ def test_evidence_says_more_than_the_question_and_holds_what_it_asks_about(embed
     evidence = grounding.evidence("what's the lore about the cursed cartridge?", "lore", [said, known])
     assert evidence is not None and evidence.item is known  # "the cursed cartridge." only repeats the question
 
-    years = [
-        LoreItem(content=f"The Golden Joystick {year} goes to {who}, {why}.", author="ravenna")
-        for year, who, why in [
-            (2024, "tomasz", "who repaired 30 Game Boys for the children's hospital during the Charity Drive"),
-            (2023, "kiwi", "for the legendary 412 lines in Tetris on an original Game Boy during Speedrun Night"),
-            (2025, "mira", "for hosting 100 Friday Speedrun Nights in a row and setting the Moonlit Maze record"),
-        ]
-    ]
     for year in (2023, 2024, 2025):
-        evidence = grounding.evidence(f"who got the golden joystick {year}?", "lore", years)
+        evidence = grounding.evidence(f"who got the golden joystick {year}?", "lore", JOYSTICKS)
         assert evidence is not None and str(year) in evidence.sentence
         # The retrieval's first message tells of another year's award: not quoted with it ("2024" is no 2025)
         assert all(str(year) in quoted.passage for quoted in evidence.quoted)
@@ -506,6 +506,47 @@ def test_evidence_holds_what_the_question_asks_for_before_an_announcement_or_a_q
         question, "question", [wonders, answers]
     )
     assert plain is not None and plain.item is wonders
+
+
+def test_a_name_the_whole_channel_uses_picks_no_evidence(embed_model):
+    # "Moonlit Cup" is what the question asks about, and what most of this channel speaks of: the message that only
+    # names it again is no answer; the one that holds the amount asked for is.
+    echo = LoreItem(
+        content="My Moonlit Cup prize came from the first results, not from the updated ones", author="kiwi"
+    )
+    answer = LoreItem(
+        content="update! if you received too much, we'd be grateful if you returned 90% of the excess to the club "
+        "fund. keep the rest for the trouble",
+        author="ravenna",
+    )
+    question = "I was paid too much from the Moonlit Cup prizes, how much should I send back and where?"
+    plain = Grounding(embedder(embed_model), min_score=0.0).evidence(question, "question", [echo, answer])
+    assert plain is not None and plain.item is echo  # it holds the names asked about
+    common = Grounding(embedder(embed_model), min_score=0.0, common=lambda names: names & {"moonlit", "cup"})
+    evidence = common.evidence(question, "question", [echo, answer])
+    assert evidence is not None and evidence.item is answer
+    rare = Grounding(embedder(embed_model), min_score=0.0, common=lambda names: set())
+    assert rare.evidence(question, "question", [echo, answer]).item is echo
+
+    # A figure still picks the evidence, however often the channel says it ("2025" in a channel of that year).
+    everywhere = Grounding(embedder(embed_model), min_score=0.0, common=lambda words: words)
+    for year in (2023, 2025):
+        assert str(year) in everywhere.evidence(f"who got the Golden Joystick {year}?", "lore", JOYSTICKS).sentence
+
+
+def test_a_sentence_holding_what_the_question_asks_for_is_close_enough_by_less(embed_model):
+    question = "how much did the charity drive raise?"
+    raised = LoreItem(content="The Charity Drive raised 1,240 euros for the children's hospital.", author="tomasz")
+    fun = LoreItem(content="The Charity Drive was a lot of fun for everyone involved this year.", author="kiwi")
+    for item, held in ((raised, True), (fun, False)):
+        score = Grounding(embedder(embed_model), min_score=0.0).evidence(question, "lore", [item]).score
+        strict = score + KIND_BONUS / 2  # closer than its words alone are
+        found = Grounding(embedder(embed_model), min_score=strict).evidence(question, "lore", [item])
+        assert (found is not None) is held  # the amount asked for makes up the rest; nothing does for the other
+        assert (
+            Grounding(embedder(embed_model), min_score=strict, kind_bonus=0.0).evidence(question, "lore", [item])
+            is None
+        )
 
 
 def test_a_message_that_asks_holds_no_name_for_the_evidence_when_its_answer_is_in_the_lore(embed_model):

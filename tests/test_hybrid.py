@@ -766,3 +766,28 @@ def test_a_forked_process_searches_on_a_thread_of_its_own():
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
     assert ended[0] == child and os.waitstatus_to_exitcode(ended[1]) == 0
+
+
+def test_a_channels_common_words_are_told_from_its_rare_ones(store):
+    # The channel's own topic ("Quintar", in a quarter of its messages) says little about which message is meant.
+    store.upsert([message(i, f"the Quintar vault opens at dawn, note {i}") for i in range(10)])
+    store.upsert([message(100 + i, f"gm, anyone around? {i}") for i in range(29)])
+    store.upsert([message(200, "return the excess to the treasury, pool_hash is in the readme")])
+    assert store.common_words({"quintar", "treasury", "vault"}) == {"quintar", "vault"}
+    assert store.common_words({"quintar_hash"}) == set()  # read as two words: one of them is rare
+    assert store.common_words({"quintar_vault"}) == {"quintar_vault"}
+    assert store.common_words({"quintar"}, share=0.5) == set()
+    assert store.common_words(set()) == set()
+
+
+def test_the_grounding_of_replies_reads_the_channels_common_words_from_its_store(
+    store, tmp_path, embed_model, settings
+):
+    from app.runtime import lore_grounding
+
+    store.upsert([message(i, f"the Quintar vault opens at dawn, note {i}") for i in range(10)])
+    store.upsert([message(100 + i, f"gm, anyone around? {i}") for i in range(29)])
+    store.upsert([message(200, "return the excess to the treasury")])
+    grounding = lore_grounding(settings, LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model))
+    assert grounding.common is not None and grounding.common({"quintar", "treasury"}) == {"quintar"}
+    assert grounding.min_score == settings.GROUNDING_MIN_SCORE
