@@ -118,14 +118,17 @@ _ASKS_FIGURE = re.compile(
 )
 
 
+# What a question asks for, said by its question word ("when", "how many", "who"), decides; a word of a kind said
+# further on ("the end", "the price") only when no question word did: "how many findings did it have in the end?"
+# asks for a figure, not a date.
 _ASKS_DATE = re.compile(
-    r"(?i)^(?:@\S+\s+)?when\b|\b(?:what|which)\s+(?:year|date|day|time|month)\b|\b(?:deadline|start|starts|open|opens|"
-    r"close|closes|end|ends)\b.*\?$"
+    r"(?i)^(?:@\S+\s+)?(?:(?:until|till|since|by|from)\s+)?when\b|\b(?:what|which)\s+(?:year|date|day|time|month)\b"
 )
 _ASKS_AMOUNT = re.compile(
-    r"(?i)\bhow\s+(?:much|many|long|big|far|often|high)\b|\bwhat\s+(?:score|price|amount|number|percentage|rate|size)\b|"
-    r"\b(?:cost|costs|price|percent|prize\s+pool|raised?)\b"
+    r"(?i)\bhow\s+(?:much|many|long|big|far|often|high)\b|\bwhat\s+(?:score|price|amount|number|percentage|rate|size)\b"
 )
+_TELLS_DATE = re.compile(r"(?i)\b(?:deadline|start|starts|open|opens|close|closes|end|ends)\b.*\?$")
+_TELLS_AMOUNT = re.compile(r"(?i)\b(?:cost|costs|price|percent|prize\s+pool|raised?)\b")
 _ASKS_PERSON = re.compile(r"(?i)^(?:@\S+\s+)?(?:who|whom|whose)\b|\bwhich\s+(?:member|person|user|warden|one of us)\b")
 _ASKS_FIX = re.compile(
     r"(?i)\b(?:fix(?:ed|es)?|solved?|solution|resolved?|workaround|work\s+around|get\s+(?:past|around|rid\s+of))\b"
@@ -149,12 +152,13 @@ _FIXED = re.compile(
 def answer_kind(question: str) -> str:
     """What a question asks for: "date", "amount", "person", "fix" (what got past a problem: "what fixed it?",
     "how do I get past it?"), or "" (anything else: a fact, a reason, a how)."""
-    if _ASKS_DATE.search(question):
+    for kind, pattern in (("date", _ASKS_DATE), ("amount", _ASKS_AMOUNT), ("person", _ASKS_PERSON)):
+        if pattern.search(question):
+            return kind
+    if _TELLS_DATE.search(question):
         return "date"
-    if _ASKS_AMOUNT.search(question):
+    if _TELLS_AMOUNT.search(question):
         return "amount"
-    if _ASKS_PERSON.search(question):
-        return "person"
     if _ASKS_FIX.search(question):
         return "fix"
     return ""

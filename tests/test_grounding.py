@@ -376,6 +376,12 @@ def test_questions_are_told_apart_by_what_they_ask_for():
     assert answer_kind("what day is the meetup?") == "date"
     assert answer_kind("how much is the prize pool?") == "amount"
     assert answer_kind("@Susu who won the golden joystick?") == "person"
+    # The question word decides over a word of another kind further on ("the end" is no date asked for)
+    assert answer_kind("@Rhea how many unique high and medium findings did Revert Lend have in the end?") == "amount"
+    assert answer_kind("how many findings did Curves end up with?") == "amount"
+    assert answer_kind("who won the prize pool?") == "person"
+    assert answer_kind("@Cora until when can I still grab things from my private threads?") == "date"
+    assert answer_kind("is the audit open?") == "date" and answer_kind("does it cost anything to join?") == "amount"
     assert answer_kind("why is mint() restricted?") == answer_kind("what kind of chain is Form network?") == ""
     assert fits("date", "Audit opens 01/08/2024 20:00 UTC") and fits("date", "on 4 March") and fits("date", "tomorrow")
     assert not fits("date", "The Curves audit is now closed!") and not fits("amount", "a big pool")
