@@ -151,7 +151,8 @@ _FIXED = re.compile(
 
 def answer_kind(question: str) -> str:
     """What a question asks for: "date", "amount", "person", "fix" (what got past a problem: "what fixed it?",
-    "how do I get past it?"), or "" (anything else: a fact, a reason, a how)."""
+    "how do I get past it?"), or "" (anything else: a fact, a reason, a how). Its question word ("when", "how
+    many", "who") decides before a word of a kind said further on ("... in the end?", "... the price?")."""
     for kind, pattern in (("date", _ASKS_DATE), ("amount", _ASKS_AMOUNT), ("person", _ASKS_PERSON)):
         if pattern.search(question):
             return kind
