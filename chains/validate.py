@@ -3,7 +3,8 @@
 Always repaired in place: @everyone/@here neutralised (also when followed by a letter, as in
 "@everyone_"), role pings removed, a speaker label the reply opens with ("Susu: ...", "bob: ...")
 removed (the text is kept: the character says it), everything from a later line in which the model
-speaks as another member on cut, chat-template leftovers cut, length capped. Rejected (so the chain
+speaks as another member on cut (or from a sentence inside a line that opens with a member's label: "we
+raised 2,340 euros. alice: thank you"), chat-template leftovers cut, length capped. Rejected (so the chain
 retries once, then falls back to an in-character line): empty, an echo of the message, or out of
 character (talking about being an AI or a model).
 
@@ -50,6 +51,7 @@ _BRACKETED = re.compile(r"^[\[<](?P<name>[^\]>\n]{1,48})[\]>]")
 _SAID = re.compile(
     rf"^@?(?P<name>[^\n{_COLONS}]{{1,48}}?)\s+(?:said|says|wrote|writes|replied|replies|asked|asks)\b", re.I
 )
+_SENTENCE_END = re.compile(r"(?<=[.!?\u2026])\s+")  # where the next sentence of a line may open another member's turn
 _TRAILING_SYMBOLS = re.compile(r"[\W_]+$")
 _OUT_OF_CHARACTER = re.compile(
     r"\b(as an ai|an ai (language )?model|language model|i am an ai|i'm an ai|ai assistant|"
@@ -113,6 +115,19 @@ def speaker(line: str, members: Members) -> str | None:
     return None
 
 
+def _turn_within(line: str, members: Members) -> tuple[int, str] | None:
+    """Where, inside a line, a sentence opens with a known member's label, and whose: the model starting that
+    member's turn without a line break ("we raised 2,340 euros. alice: thank you everyone"). "bob said: ..."
+    within a line is reported speech, not a turn."""
+    for end in _SENTENCE_END.finditer(line):
+        rest = _bare_line(line[end.end() :])
+        for pattern in (_LABEL, _BRACKETED):
+            match = pattern.match(rest)
+            if match and match["name"].strip() in members:
+                return end.start(), match["name"].strip()
+    return None
+
+
 def _opening_label(text: str, character: str, members: Members) -> int:
     """How many characters of `text` are a speaker label it opens with (the character's, or a member's)."""
     bare = _bare_line(text)
@@ -129,12 +144,16 @@ def _opening_label(text: str, character: str, members: Members) -> int:
 
 
 def _cut_speaker_lines(text: str, members: Members) -> tuple[str, str | None]:
-    """The text up to the first line written as another member, and that member (or None)."""
+    """The text up to the first line written as another member, or the first sentence within a line that opens
+    with another member's label (`_turn_within`), and that member (or None)."""
     kept = []
     for line in text.split("\n"):
         other = speaker(line, members)
         if other:
             return "\n".join(kept), other  # the model has started another member's turn: the reply ends
+        turn = _turn_within(line, members)
+        if turn:
+            return "\n".join([*kept, line[: turn[0]]]), turn[1]
         kept.append(line)
     return text, None
 
@@ -201,6 +220,12 @@ def is_safe(text: str) -> bool:
     return not _MASS_PING.search(text) and not _ROLE_PING.search(text)
 
 
+def _may_become_label(text: str, members: Members) -> bool:
+    """Could `text`, still being written, become a known member's label (or the character's)?"""
+    bare = _bare_line(text)
+    return not any(c in bare for c in _COLONS) and len(bare) <= 48 and (members.may_start(bare) or bare[:1] in "[<")
+
+
 _UNFINISHED_MARKUP = re.compile(r"(<[^>\s]*|\[[^\]\n]*(?:\]\([^)\n]*)?|@\w*)$")  # a tag, a (masked) link, a mention
 
 
@@ -220,15 +245,14 @@ def stream_view(
     ended = bool(_TEMPLATE_LEFTOVERS.search(raw))
     if not ended:
         lines = raw.lstrip().split("\n")
-        ended = any(speaker(line, known) for line in lines[1:])
+        ended = any(speaker(line, known) for line in lines[1:]) or any(_turn_within(line, known) for line in lines)
     text, _ = repair(raw, character, known, links)
     if not ended:
         last = raw.rsplit("\n", 1)[-1]
-        bare = _bare_line(last)
-        unfinished_label = (
-            not any(c in bare for c in _COLONS) and len(bare) <= 48 and (known.may_start(bare) or bare[:1] in "[<")
-        )
-        if unfinished_label and last.strip():
+        sentences = _SENTENCE_END.split(last)
+        if len(sentences) > 1 and _may_become_label(sentences[-1], known):
+            last = sentences[-1]  # the sentence being written may still open "name: ..." inside the line
+        if _may_become_label(last, known) and last.strip():
             # the line being written may still become "name: ...": hold it back
             text = text[: len(text) - len(last.strip())].rstrip() if text.endswith(last.strip()) else text
         elif not raw.endswith((" ", "\n")):  # the last word may not be finished yet

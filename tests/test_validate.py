@@ -122,6 +122,31 @@ def test_every_line_break_discord_renders_starts_a_line(breaker):
     assert ended and "quit" not in view
 
 
+SAID_INLINE = "mrrp! we raised 2,340 euros for the hospital. alice: thank you everyone for the donations"
+
+
+def test_a_sentence_opening_with_a_members_label_inside_a_line_is_cut():
+    # The model starts alice's turn without a line break: what follows is hers, not the character's
+    text, fixes = repair(SAID_INLINE, "Susu", ["alice"])
+    assert text == "mrrp! we raised 2,340 euros for the hospital." and "dropped text written as 'alice'" in fixes
+    assert repair("sure thing! [bob] I quit the tavern", "Susu", ["bob"])[0] == "sure thing!"
+    assert repair("bob: of course. **alice**: me too", "Susu", ["alice", "bob"])[0] == "of course."
+    kept = "the record stands. Reminder: snacks at nine. bob said: the cabinet hums. at 3:33 it saves"
+    assert repair(kept, "Susu", ["bob"])[0] == kept  # nobody's label, reported speech and a time stay
+
+
+def test_stream_view_never_shows_a_members_turn_begun_inside_a_line():
+    previous, ended_at = "", None
+    for prefix in prefixes(SAID_INLINE):
+        view, ended = stream_view(prefix, "Susu", 600, ["alice"])
+        assert "alice" not in view and "thank" not in view  # "ali" is held back: it may become "alice:"
+        assert view.startswith(previous) or not view  # what was shown is never taken back
+        previous = view or previous
+        ended_at = ended_at or (prefix if ended else None)
+    assert previous == "mrrp! we raised 2,340 euros for the hospital."
+    assert ended_at == SAID_INLINE[: SAID_INLINE.index("alice:") + len("alice:")]  # generation stops there
+
+
 def test_yes_and_names_of_nobody_still_pass():
     text, _ = repair("Yes: the cabinet hums.\nReminder: snacks at nine", "Susu", ["bob", "b\u00f3b"])
     assert text == "Yes: the cabinet hums.\nReminder: snacks at nine"
