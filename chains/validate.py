@@ -105,10 +105,11 @@ def _bare_line(line: str) -> str:
     return text
 
 
-def speaker(line: str, members: Members) -> str | None:
-    """The known member a line is written as ("bob: I quit", "[bob] hi", "bob said: ...") or None."""
+def speaker(line: str, members: Members, forms: tuple[re.Pattern, ...] = (_LABEL, _BRACKETED, _SAID)) -> str | None:
+    """The known member a line is written as ("bob: I quit", "[bob] hi", "bob said: ...") or None; `forms`: the
+    forms that count (inside a line, labels only: `_turn_within`)."""
     text = _bare_line(line)
-    for pattern in (_LABEL, _BRACKETED, _SAID):
+    for pattern in forms:
         match = pattern.match(text)
         if match and match["name"].strip() in members:
             return match["name"].strip()
@@ -120,11 +121,9 @@ def _turn_within(line: str, members: Members) -> tuple[int, str] | None:
     member's turn without a line break ("we raised 2,340 euros. alice: thank you everyone"). "bob said: ..."
     within a line is reported speech, not a turn."""
     for end in _SENTENCE_END.finditer(line):
-        rest = _bare_line(line[end.end() :])
-        for pattern in (_LABEL, _BRACKETED):
-            match = pattern.match(rest)
-            if match and match["name"].strip() in members:
-                return end.start(), match["name"].strip()
+        other = speaker(line[end.end() :], members, (_LABEL, _BRACKETED))
+        if other:
+            return end.start(), other
     return None
 
 
