@@ -129,6 +129,17 @@ _ASKS_AMOUNT = re.compile(
 )
 _TELLS_DATE = re.compile(r"(?i)\b(?:deadline|start|starts|open|opens|close|closes|end|ends)\b.*\?$")
 _TELLS_AMOUNT = re.compile(r"(?i)\b(?:cost|costs|price|percent|prize\s+pool|raised?)\b")
+# A question of an amount that names money ("how much did the drive raise?", "how big is the prize pool?") asks
+# for a sum, not for any number: a sentence with one (`_MONEY`) answers it before one with a date or a count.
+_ASKS_MONEY = re.compile(
+    r"(?i)\b(?:rais(?:e|ed|ing)|cost(?:s|ing)?|price[sd]?|prizes?|rewards?|pa(?:y|ys|id|yout|youts)|fees?|budget|"
+    r"fund(?:s|ed|ing)?|donat\w*|earn(?:s|ed|ing)?|spen[dt]|spending|worth|salary|bount(?:y|ies)|money|euros?|dollars?)\b"
+)
+_ASKS_COUNT = re.compile(r"(?i)\bhow\s+many\b")
+_MONEY = re.compile(
+    r"(?i)[$€£¥]\s?\d|\d(?:[\d,.]*\d)?\s?(?:k|m|million|billion|thousand)?\s*(?:euros?|eur|dollars?|usd[ct]?|dai|"
+    r"w?eth|w?btc|pounds?|gbp|bucks)\b|\b(?:eur|usd[ct]?|gbp)\s?\d"
+)
 _ASKS_PERSON = re.compile(r"(?i)^(?:@\S+\s+)?(?:who|whom|whose)\b|\bwhich\s+(?:member|person|user|warden|one of us)\b")
 _ASKS_FIX = re.compile(
     r"(?i)\b(?:fix(?:ed|es)?|solved?|solution|resolved?|workaround|work\s+around|get\s+(?:past|around|rid\s+of))\b"
@@ -150,27 +161,36 @@ _FIXED = re.compile(
 
 
 def answer_kind(question: str) -> str:
-    """What a question asks for: "date", "amount", "person", "fix" (what got past a problem: "what fixed it?",
+    """What a question asks for: "date", "amount", "money" (an amount of money: "how much did the drive raise?",
+    "how big is the prize pool?"), "person", "fix" (what got past a problem: "what fixed it?",
     "how do I get past it?"), or "" (anything else: a fact, a reason, a how). Its question word ("when", "how
     many", "who") decides before a word of a kind said further on ("... in the end?", "... the price?")."""
     for kind, pattern in (("date", _ASKS_DATE), ("amount", _ASKS_AMOUNT), ("person", _ASKS_PERSON)):
         if pattern.search(question):
-            return kind
+            return _sum_or_amount(question) if kind == "amount" else kind
     if _TELLS_DATE.search(question):
         return "date"
     if _TELLS_AMOUNT.search(question):
-        return "amount"
+        return _sum_or_amount(question)
     if _ASKS_FIX.search(question):
         return "fix"
     return ""
 
 
+def _sum_or_amount(question: str) -> str:
+    """The kind of an amount question: "money" when it names money (not a count: "how many fees are there?"),
+    else "amount"."""
+    return "money" if _ASKS_MONEY.search(question) and not _ASKS_COUNT.search(question) else "amount"
+
+
 def fits(kind: str, text: str) -> bool:
-    """Does `text` hold what a question of this kind asks for (a date, a figure, a member)?"""
+    """Does `text` hold what a question of this kind asks for (a date, a figure, a sum of money, a member)?"""
     if kind == "date":
         return bool(_DATE.search(text))
     if kind == "amount":
         return bool(_AMOUNT.search(text))
+    if kind == "money":
+        return bool(_MONEY.search(text))
     if kind == "person":
         return bool(_PERSON.search(text) or proper_names(text))
     if kind == "fix":  # one who tells what worked ("`npm install --force` worked for me"), not one who still asks
@@ -344,8 +364,9 @@ class Grounding:
         not a sentence of a message that asks, when its answer is in the lore too: that answer holds
         the asking's names, `_as_answer`; and not for a name the whole channel speaks of, `common`: "I got
         my Curves awards" holds "Curves" as most of the channel does); among those, the closest by
-        embedding, a sentence holding what the question asks for (`answer_kind`: a date, an amount, a
-        member, what fixed a problem) ranking KIND_BONUS higher, and needing as much less similarity to
+        embedding, a sentence holding what the question asks for (`answer_kind`: a date, an amount, a sum
+        of money, or any figure when none of the sentences holds a sum, a member, what fixed a problem)
+        ranking KIND_BONUS higher, and needing as much less similarity to
         count as close enough (`min_score`): "returned 90% of the excess to 0xd9d3..." at 0.49 answers
         "how much should I return?". Another message's best sentence that ranks within `second_within` of it,
         holds as much of what was asked and is close enough too comes with it (`Evidence.also`). Without
@@ -380,6 +401,8 @@ class Grounding:
             for s, item in candidates
         ]
         kind = answer_kind(question)
+        if kind == "money" and not any(fits(kind, _passage(s, item)) for s, item in candidates):
+            kind = "amount"  # no sum among them: any figure may be it ("it raised 2340")
         close = [  # how near an answer: its words, and whether it holds what the question asks for
             score + (self.kind_bonus if kind and fits(kind, _passage(s, item)) else 0.0)
             for score, (s, item) in zip(scores, candidates, strict=True)
