@@ -4,7 +4,8 @@ Always repaired in place: @everyone/@here neutralised (also when followed by a l
 "@everyone_"), role pings removed, a speaker label the reply opens with ("Susu: ...", "bob: ...")
 removed (the text is kept: the character says it), everything from a later line in which the model
 speaks as another member on cut (or from a sentence inside a line that opens with a member's label: "we
-raised 2,340 euros. alice: thank you"), chat-template leftovers cut, length capped. Rejected (so the chain
+raised 2,340 euros. alice: thank you"), everything from the sentence in which the character says it is a member
+on cut ("Good evening. I am Bob.": `_claim_within`), chat-template leftovers cut, length capped. Rejected (so the chain
 retries once, then falls back to an in-character line): empty, an echo of the message, or out of
 character (talking about being an AI or a model).
 
@@ -53,6 +54,19 @@ _SAID = re.compile(
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?\u2026])\s+")  # where the next sentence of a line may open another member's turn
 _TRAILING_SYMBOLS = re.compile(r"[\W_]+$")
+# The character saying it is someone: "I am Bob.", "I'm bob!", "my name is bob and ...", "call me bob". The name
+# runs to the end of the sentence, a comma, "here", "and" or "from" ("I'm happy to help" names nobody); whether it is
+# a member's, `Members` says. What the reply quotes ("as dex put it: "I am dex and ..."") is not the character's.
+_CLAIMS_TO_BE = re.compile(
+    r"(?i)(?:^|(?<=[\s(*_]))(?:i\s+am|i['\u2019]?m|my\s+name\s+is|my\s+name['\u2019]s|call\s+me)\s+"
+    r"(?P<name>[^\s.,!?;:\n][^.,!?;:\n]{0,47}?)\s*(?=[.,!?;:\n]|$|\s+(?:here|and|from)\b)"
+)
+_OPENS_CLAIM = re.compile(
+    r"(?i)(?:^|(?<=[\s(*_]))(?:i\s+am|i['\u2019]?m|my\s+name\s+is|my\s+name['\u2019]s|call\s+me)\b[^.,!?;:\n]*$"
+)
+_OPENERS = ("i am ", "i'm ", "i\u2019m ", "im ", "my name is ", "my name's ", "my name\u2019s ", "call me ")
+# A quote runs to the last quotation mark of its line (a member's words may hold some), else to the line's end
+_QUOTED = re.compile(r"\"[^\n]*\"|\"[^\n]*|\u201c[^\n]*\u201d|\u201c[^\n]*")
 _OUT_OF_CHARACTER = re.compile(
     r"\b(as an ai|an ai (language )?model|language model|i am an ai|i'm an ai|ai assistant|"
     r"smollm|hugging ?face|openai|chatgpt|i am a bot|i'm a bot|my programming)\b",
@@ -127,6 +141,38 @@ def _turn_within(line: str, members: Members) -> tuple[int, str] | None:
     return None
 
 
+def _claim_within(text: str, members: Members) -> tuple[int, str] | None:
+    """Where the sentence in which the character says it is a known member ("I am Bob.", "my name is bob and ...")
+    starts, and whose name it takes; None when it never does, outside what it quotes."""
+    masked = _QUOTED.sub(lambda quote: " " * len(quote.group()), text)
+    for match in _CLAIMS_TO_BE.finditer(masked):
+        name = match["name"].strip()
+        if name in members:
+            return _sentence_start(text, match.start()), name
+    return None
+
+
+def _sentence_start(text: str, at: int) -> int:
+    """Where the sentence holding position `at` of `text` starts (after a sentence end or a line break)."""
+    before = text[:at]
+    ends = [end.end() for end in _SENTENCE_END.finditer(before)]
+    return max(before.rfind("\n") + 1, ends[-1] if ends else 0)
+
+
+def _may_open_claim(text: str) -> int | None:
+    """Where the sentence starts whose end may still make it the character saying it is someone ("I am", "I a",
+    "my name is bo"), or None. Not in a quote."""
+    masked = _QUOTED.sub(lambda quote: " " * len(quote.group()), text)
+    opened = _OPENS_CLAIM.search(masked)
+    if opened:
+        return _sentence_start(text, opened.start())
+    for word in list(re.finditer(r"(?:^|(?<=[\s(*_]))\S", masked))[-3:]:  # the last words may begin an opener
+        tail = masked[word.start() :].lower()
+        if any(opener.startswith(tail) for opener in _OPENERS):
+            return _sentence_start(text, word.start())
+    return None
+
+
 def _opening_label(text: str, character: str, members: Members) -> int:
     """How many characters of `text` are a speaker label it opens with (the character's, or a member's)."""
     bare = _bare_line(text)
@@ -180,6 +226,10 @@ def repair(
     text, other = _cut_speaker_lines(text, known)
     if other:
         fixes.append(f"dropped text written as {other!r}")
+    claim = _claim_within(text, known)
+    if claim:  # the model has taken a member's place: from that sentence on, nothing is the character's
+        text = text[: claim[0]]
+        fixes.append(f"dropped text claiming to be {claim[1]!r}")
     text = text.strip()
     if _MASS_PING.search(text):
         text = _MASS_PING.sub(lambda m: "@" + ZERO_WIDTH_SPACE + m.group(1), text)
@@ -245,6 +295,7 @@ def stream_view(
     if not ended:
         lines = raw.lstrip().split("\n")
         ended = any(speaker(line, known) for line in lines[1:]) or any(_turn_within(line, known) for line in lines)
+        ended = ended or _claim_within(raw, known) is not None
     text, _ = repair(raw, character, known, links)
     if not ended:
         last = raw.rsplit("\n", 1)[-1]
@@ -258,6 +309,9 @@ def stream_view(
             space = max(text.rfind(" "), text.rfind("\n"))
             text = text[:space] if space > 0 else text
         text = _UNFINISHED_MARKUP.sub("", text)
+        opened = _may_open_claim(text)
+        if opened is not None:  # "I am bo" may yet become "I am bob.": the sentence is held back until it ends
+            text = text[:opened].rstrip()
     text = text.rstrip()
     if _OUT_OF_CHARACTER.search(text) or not is_safe(text):
         return "", ended

@@ -147,6 +147,55 @@ def test_stream_view_never_shows_a_members_turn_begun_inside_a_line():
     assert ended_at == SAID_INLINE[: SAID_INLINE.index("alice:") + len("alice:")]  # generation stops there
 
 
+@pytest.mark.parametrize(
+    "reply, kept",
+    [
+        (
+            "Good evening. It is a pleasure to meet you. I am Bob.\nYou are Bob.",
+            "Good evening. It is a pleasure to meet you.",
+        ),
+        ("mrrp! hi, I'm bob! welcome", "mrrp!"),
+        ("I\u2019m Tomasz the Fixer, at your service", ""),
+        ("the cabinet hums.\nmy name is alice and I like games", "the cabinet hums."),
+        ("ok. call me bob", "ok."),
+        ("hello! I am b\u043eb here to help", "hello!"),  # a Cyrillic "о": looks like bob
+    ],
+)
+def test_the_character_saying_it_is_a_member_is_cut_from_that_sentence_on(reply, kept):
+    verdict = validate(reply, "good evening @Susu", "Susu", 600, ["bob", "alice", "Tomasz the Fixer"])
+    assert verdict.text == kept and any(fix.startswith("dropped text claiming to be") for fix in verdict.fixes)
+    assert verdict.ok is bool(kept)  # nothing left: generated again
+
+
+def test_the_character_saying_it_is_itself_or_quoting_a_member_passes():
+    members = ["bob", "dex", "happy"]
+    for reply in [
+        "I am Susu, the ghost cat of the tavern.",
+        "I'm happy to help, bob.",
+        "I'm bob's biggest fan.",
+        'as dex put it: "hello I am dex and my hot take is that the virtual boy was good"',
+        'as dex put it: "he said "hi. I am dex and I mean it"',  # a quote with a quotation mark in it
+        "I am from bob's town",
+    ]:
+        verdict = validate(reply, "good evening @Susu", "Susu", 600, members)
+        assert verdict.ok and verdict.text == reply, reply
+
+
+def test_stream_view_never_shows_the_character_saying_it_is_a_member():
+    raw = "Good evening. It is a pleasure to meet you. I am Bob. You are Bob."
+    previous, ended_at = "", None
+    for prefix in prefixes(raw):
+        view, ended = stream_view(prefix, "Susu", 600, ["bob"])
+        assert "Bob" not in view and "I am" not in view  # "I am bo" is held back: it may become "I am bob"
+        assert view.startswith(previous)  # what was shown is never taken back
+        previous = view
+        ended_at = ended_at or (prefix if ended else None)
+    assert previous == "Good evening. It is a pleasure to meet you."
+    assert ended_at == raw[: raw.index("I am Bob") + len("I am Bob")]  # generation stops there
+    assert stream_view("mrrp. I'm happy to help you", "Susu", 600, ["bob"])[0] == "mrrp."  # until its sentence ends
+    assert stream_view("mrrp. I'm happy to help you. ", "Susu", 600, ["bob"])[0] == "mrrp. I'm happy to help you."
+
+
 def test_yes_and_names_of_nobody_still_pass():
     text, _ = repair("Yes: the cabinet hums.\nReminder: snacks at nine", "Susu", ["bob", "b\u00f3b"])
     assert text == "Yes: the cabinet hums.\nReminder: snacks at nine"
