@@ -57,14 +57,12 @@ _TRAILING_SYMBOLS = re.compile(r"[\W_]+$")
 # The character saying it is someone: "I am Bob.", "I'm bob!", "my name is bob and ...", "call me bob". The name
 # runs to the end of the sentence, a comma, "here", "and" or "from" ("I'm happy to help" names nobody); whether it is
 # a member's, `Members` says. What the reply quotes ("as dex put it: "I am dex and ..."") is not the character's.
+_OPENER = r"(?:^|(?<=[\s(*_]))(?:i\s+am|i['\u2019]?m|my\s+name\s+is|my\s+name['\u2019]s|call\s+me)"
 _CLAIMS_TO_BE = re.compile(
-    r"(?i)(?:^|(?<=[\s(*_]))(?:i\s+am|i['\u2019]?m|my\s+name\s+is|my\s+name['\u2019]s|call\s+me)\s+"
-    r"(?P<name>[^\s.,!?;:\n][^.,!?;:\n]{0,47}?)\s*(?=[.,!?;:\n]|$|\s+(?:here|and|from)\b)"
+    rf"(?i){_OPENER}\s+(?P<name>[^\s.,!?;:\n][^.,!?;:\n]{{0,47}}?)\s*(?=[.,!?;:\n]|$|\s+(?:here|and|from)\b)"
 )
-_OPENS_CLAIM = re.compile(
-    r"(?i)(?:^|(?<=[\s(*_]))(?:i\s+am|i['\u2019]?m|my\s+name\s+is|my\s+name['\u2019]s|call\s+me)\b[^.,!?;:\n]*$"
-)
-_OPENERS = ("i am ", "i'm ", "i\u2019m ", "im ", "my name is ", "my name's ", "my name\u2019s ", "call me ")
+_OPENS_CLAIM = re.compile(rf"(?i){_OPENER}\b[^.,!?;:\n]*$")  # said, its name not yet ended
+_OPENERS = ("i am ", "i'm ", "i\u2019m ", "im ", "my name is ", "my name's ", "my name\u2019s ", "call me ")  # as begun
 # A quote runs to the last quotation mark of its line (a member's words may hold some), else to the line's end
 _QUOTED = re.compile(r"\"[^\n]*\"|\"[^\n]*|\u201c[^\n]*\u201d|\u201c[^\n]*")
 _OUT_OF_CHARACTER = re.compile(
