@@ -129,16 +129,22 @@ _ASKS_AMOUNT = re.compile(
 )
 _TELLS_DATE = re.compile(r"(?i)\b(?:deadline|start|starts|open|opens|close|closes|end|ends)\b.*\?$")
 _TELLS_AMOUNT = re.compile(r"(?i)\b(?:cost|costs|price|percent|prize\s+pool|raised?)\b")
-# A question of an amount that names money ("how much did the drive raise?", "how big is the prize pool?") asks
-# for a sum, not for any number: a sentence with one (`_MONEY`) answers it before one with a date or a count.
-_ASKS_MONEY = re.compile(
+# A question of an amount that names money ("how much did the drive raise?", "how big is the prize pool?", "how
+# many dollars ...?") asks for a sum, not for any number: a sentence with one (`_MONEY`) answers it before one with
+# a date or a count. A count, a duration, a share or a rate ("how long does the payout take?", "what percentage of
+# the fees ...?") is no sum, whatever it names.
+_CURRENCY = r"euros?|eur|dollars?|usd[ct]?|dai|w?eth|w?btc|gbp|chf|bucks"
+_NAMES_CURRENCY = re.compile(rf"(?i)\b(?:{_CURRENCY})\b")
+_NAMES_MONEY = re.compile(
     r"(?i)\b(?:rais(?:e|ed|ing)|cost(?:s|ing)?|price[sd]?|prizes?|rewards?|pa(?:y|ys|id|yout|youts)|fees?|budget|"
-    r"fund(?:s|ed|ing)?|donat\w*|earn(?:s|ed|ing)?|spen[dt]|spending|worth|salary|bount(?:y|ies)|money|euros?|dollars?)\b"
+    r"fund(?:s|ed|ing)?|donat\w*|earn(?:s|ed|ing|ings)?|spen[dt]|spending|worth|salary|bount(?:y|ies)|money)\b"
 )
-_ASKS_COUNT = re.compile(r"(?i)\bhow\s+many\b")
-_MONEY = re.compile(
-    r"(?i)[$€£¥]\s?\d|\d(?:[\d,.]*\d)?\s?(?:k|m|million|billion|thousand)?\s*(?:euros?|eur|dollars?|usd[ct]?|dai|"
-    r"w?eth|w?btc|pounds?|gbp|bucks)\b|\b(?:eur|usd[ct]?|gbp)\s?\d"
+_NOT_A_SUM = re.compile(
+    r"(?i)\bhow\s+(?:many|long|often|far|high|fast|old)\b|\bwhat\s+(?:percentage|percent|rate|number|score|size)\b"
+)
+_MONEY = re.compile(  # a figure with its currency: linear (`*+`) on a long run of digits
+    r"(?i)[$€£¥₹]\s?\d|(?<![\w.,/-])\d[\d,.]*+(?<=\d)\s?(?:k|m|million|billion|thousand)?\s*"
+    rf"(?:[€$£¥₹](?!\w)|(?:{_CURRENCY})\b)|\b(?:eur|usd[ct]?|gbp|chf)\s?\d"
 )
 _ASKS_PERSON = re.compile(r"(?i)^(?:@\S+\s+)?(?:who|whom|whose)\b|\bwhich\s+(?:member|person|user|warden|one of us)\b")
 _ASKS_FIX = re.compile(
@@ -178,9 +184,11 @@ def answer_kind(question: str) -> str:
 
 
 def _sum_or_amount(question: str) -> str:
-    """The kind of an amount question: "money" when it names money (not a count: "how many fees are there?"),
-    else "amount"."""
-    return "money" if _ASKS_MONEY.search(question) and not _ASKS_COUNT.search(question) else "amount"
+    """The kind of an amount question: "money" when it names a currency, or money and no count, duration, share or
+    rate ("how many fees are there?", "how long does the payout take?"); else "amount"."""
+    if _NAMES_CURRENCY.search(question):
+        return "money"
+    return "money" if _NAMES_MONEY.search(question) and not _NOT_A_SUM.search(question) else "amount"
 
 
 def fits(kind: str, text: str) -> bool:
@@ -401,11 +409,12 @@ class Grounding:
             for s, item in candidates
         ]
         kind = answer_kind(question)
-        if kind == "money" and not any(fits(kind, _passage(s, item)) for s, item in candidates):
-            kind = "amount"  # no sum among them: any figure may be it ("it raised 2340")
+        passages = [_passage(s, item) for s, item in candidates]
+        fitting = [bool(kind) and fits(kind, passage) for passage in passages]
+        if kind == "money" and not any(fitting):  # no sum among them: any figure may be it ("it raised 2340")
+            fitting = [fits("amount", passage) for passage in passages]
         close = [  # how near an answer: its words, and whether it holds what the question asks for
-            score + (self.kind_bonus if kind and fits(kind, _passage(s, item)) else 0.0)
-            for score, (s, item) in zip(scores, candidates, strict=True)
+            score + (self.kind_bonus if fit else 0.0) for score, fit in zip(scores, fitting, strict=True)
         ]
         ranked = [
             near - (self.asking_penalty if id(item) in asks else 0.0)

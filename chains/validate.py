@@ -4,8 +4,8 @@ Always repaired in place: @everyone/@here neutralised (also when followed by a l
 "@everyone_"), role pings removed, a speaker label the reply opens with ("Susu: ...", "bob: ...")
 removed (the text is kept: the character says it), everything from a later line in which the model
 speaks as another member on cut (or from a sentence inside a line that opens with a member's label: "we
-raised 2,340 euros. alice: thank you"), everything from the sentence in which the character says it is a member
-on cut ("Good evening. I am Bob.": `_claim_within`), chat-template leftovers cut, length capped. Rejected (so the chain
+raised 2,340 euros. alice: thank you"), everything from where the character says it is a member on cut
+("Good evening. I am Bob.": `_claim_within`), chat-template leftovers cut, length capped. Rejected (so the chain
 retries once, then falls back to an in-character line): empty, an echo of the message, or out of
 character (talking about being an AI or a model).
 
@@ -54,17 +54,27 @@ _SAID = re.compile(
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?\u2026])\s+")  # where the next sentence of a line may open another member's turn
 _TRAILING_SYMBOLS = re.compile(r"[\W_]+$")
-# The character saying it is someone: "I am Bob.", "I'm bob!", "my name is bob and ...", "call me bob". The name
-# runs to the end of the sentence, a comma, "here", "and" or "from" ("I'm happy to help" names nobody); whether it is
-# a member's, `Members` says. What the reply quotes ("as dex put it: "I am dex and ..."") is not the character's.
-_OPENER = r"(?:^|(?<=[\s(*_]))(?:i\s+am|i['\u2019]?m|my\s+name\s+is|my\s+name['\u2019]s|call\s+me)"
+# The character saying it is someone: "I am Bob.", "I'm bob!", "my name is bob and ...". The name runs to the end of
+# the sentence, a comma, "here", "and" or "from" ("I'm happy to help" names nobody); whether it is a member's,
+# `Members` says, but never a word written in lowercase that says how one is ("I'm sure!", even with a member
+# called "sure"). What the reply quotes ("as dex put it: "I am dex and ..."", "> I am dex") is not the character's.
+_OPENERS = ("i am ", "i'm ", "i\u2019m ", "im ", "my name is ", "my name's ", "my name\u2019s ")
+_OPENER = r"(?<![\w'\u2019])(?:i\s+am|i['\u2019]?m|my\s+name\s+is|my\s+name['\u2019]s)"  # _OPENERS, any spacing
 _CLAIMS_TO_BE = re.compile(
-    rf"(?i){_OPENER}\s+(?P<name>[^\s.,!?;:\n][^.,!?;:\n]{{0,47}}?)\s*(?=[.,!?;:\n]|$|\s+(?:here|and|from)\b)"
+    rf"(?i){_OPENER}\s+(?P<name>[^\s.,!?;:\n][^.,!?;:\n]{{0,47}}?)\s*(?P<end>[.,!?;:\n]|$|\s+(?:here|and|from)\b)"
 )
 _OPENS_CLAIM = re.compile(rf"(?i){_OPENER}\b[^.,!?;:\n]*$")  # said, its name not yet ended
-_OPENERS = ("i am ", "i'm ", "i\u2019m ", "im ", "my name is ", "my name's ", "my name\u2019s ", "call me ")  # as begun
-# A quote runs to the last quotation mark of its line (a member's words may hold some), else to the line's end
-_QUOTED = re.compile(r"\"[^\n]*\"|\"[^\n]*|\u201c[^\n]*\u201d|\u201c[^\n]*")
+_STATES = frozenset(
+    "sure fine happy sorry glad back here ready good ok okay done tired bored busy new late home in out not so very "
+    "just also still a an the all on up down off afraid excited curious hungry sleepy lost alive awake free open "
+    "listening purring".split()
+)
+# A quote runs to its closing mark, the last of its line (a member's words may hold some), else to the line's end;
+# a blockquote line is quoted whole.
+_QUOTED = re.compile(
+    r"\"[^\n]*\"|\"[^\n]*|\u201c[^\n]*\u201d|\u201c[^\n]*|\u201e[^\n]*[\u201c\u201d]|\u201e[^\n]*|\u00ab[^\n]*\u00bb|"
+    r"\u00ab[^\n]*|(?<![\w])\u2018[^\n]*\u2019(?![\w])|(?m:^[ \t]*>[^\n]*)"
+)
 _OUT_OF_CHARACTER = re.compile(
     r"\b(as an ai|an ai (language )?model|language model|i am an ai|i'm an ai|ai assistant|"
     r"smollm|hugging ?face|openai|chatgpt|i am a bot|i'm a bot|my programming)\b",
@@ -139,35 +149,34 @@ def _turn_within(line: str, members: Members) -> tuple[int, str] | None:
     return None
 
 
-def _claim_within(text: str, members: Members) -> tuple[int, str] | None:
-    """Where the sentence in which the character says it is a known member ("I am Bob.", "my name is bob and ...")
-    starts, and whose name it takes; None when it never does, outside what it quotes."""
-    masked = _QUOTED.sub(lambda quote: " " * len(quote.group()), text)
-    for match in _CLAIMS_TO_BE.finditer(masked):
+def _unquoted(text: str) -> str:
+    """`text` with what it quotes blanked out, each character kept in its place."""
+    return _QUOTED.sub(lambda quote: " " * len(quote.group()), text)
+
+
+def _claim_within(text: str, members: Members, finished: bool = True) -> tuple[int, str] | None:
+    """Where the character starts saying it is a known member ("I am Bob.", "my name is bob and ..."), and whose
+    name it takes; None when it never does, outside what it quotes. Unless `finished`, a name the text ends in may
+    still go on ("I'm bob" of "I'm bob's fan") and does not count."""
+    for match in _CLAIMS_TO_BE.finditer(_unquoted(text)):
         name = match["name"].strip()
-        if name in members:
-            return _sentence_start(text, match.start()), name
+        if not finished and not match["end"].strip():
+            continue
+        if name in members and not (name.islower() and name in _STATES):
+            return match.start(), name
     return None
 
 
-def _sentence_start(text: str, at: int) -> int:
-    """Where the sentence holding position `at` of `text` starts (after a sentence end or a line break)."""
-    before = text[:at]
-    ends = [end.end() for end in _SENTENCE_END.finditer(before)]
-    return max(before.rfind("\n") + 1, ends[-1] if ends else 0)
-
-
 def _may_open_claim(text: str) -> int | None:
-    """Where the sentence starts whose end may still make it the character saying it is someone ("I am", "I a",
-    "my name is bo"), or None. Not in a quote."""
-    masked = _QUOTED.sub(lambda quote: " " * len(quote.group()), text)
+    """Where the character may be starting to say it is someone ("I am", "I a", "my name is bo"): its words are
+    held back until what follows shows (a streamed reply never takes back what it showed). None if nowhere."""
+    masked = _unquoted(text)
     opened = _OPENS_CLAIM.search(masked)
     if opened:
-        return _sentence_start(text, opened.start())
-    for word in list(re.finditer(r"(?:^|(?<=[\s(*_]))\S", masked))[-3:]:  # the last words may begin an opener
-        tail = masked[word.start() :].lower()
-        if any(opener.startswith(tail) for opener in _OPENERS):
-            return _sentence_start(text, word.start())
+        return opened.start()
+    for word in list(re.finditer(r"(?<![\w'\u2019])\w", masked))[-3:]:  # the last words may begin an opener
+        if any(opener.startswith(masked[word.start() :].lower()) for opener in _OPENERS):
+            return word.start()
     return None
 
 
@@ -206,9 +215,14 @@ def _members(members: Iterable[str] | Members, character: str) -> Members:
 
 
 def repair(
-    raw: str, character: str, members: Iterable[str] | Members = (), links: LinkPolicy | None = None
+    raw: str,
+    character: str,
+    members: Iterable[str] | Members = (),
+    links: LinkPolicy | None = None,
+    finished: bool = True,
 ) -> tuple[str, list[str]]:
-    """Clean a raw generation; returns the text and the fixes applied."""
+    """Clean a raw generation; returns the text and the fixes applied. Unless `finished` (a reply still being
+    generated), a member's name the text ends in may still go on and is not cut yet (`_claim_within`)."""
     known = _members(members, character)
     fixes: list[str] = []
     text = LINE_BREAKS.sub("\n", raw)
@@ -224,8 +238,8 @@ def repair(
     text, other = _cut_speaker_lines(text, known)
     if other:
         fixes.append(f"dropped text written as {other!r}")
-    claim = _claim_within(text, known)
-    if claim:  # the model has taken a member's place: from that sentence on, nothing is the character's
+    claim = _claim_within(text, known, finished)
+    if claim:  # the model has taken a member's place: from there on, nothing is the character's
         text = text[: claim[0]]
         fixes.append(f"dropped text claiming to be {claim[1]!r}")
     text = text.strip()
@@ -293,8 +307,8 @@ def stream_view(
     if not ended:
         lines = raw.lstrip().split("\n")
         ended = any(speaker(line, known) for line in lines[1:]) or any(_turn_within(line, known) for line in lines)
-        ended = ended or _claim_within(raw, known) is not None
-    text, _ = repair(raw, character, known, links)
+        ended = ended or _claim_within(raw, known, finished=False) is not None
+    text, _ = repair(raw, character, known, links, finished=False)
     if not ended:
         last = raw.rsplit("\n", 1)[-1]
         sentences = _SENTENCE_END.split(last)
@@ -308,7 +322,7 @@ def stream_view(
             text = text[:space] if space > 0 else text
         text = _UNFINISHED_MARKUP.sub("", text)
         opened = _may_open_claim(text)
-        if opened is not None:  # "I am bo" may yet become "I am bob.": the sentence is held back until it ends
+        if opened is not None:  # "I am bo" may yet become "I am bob.": held back until its name ends
             text = text[:opened].rstrip()
     text = text.rstrip()
     if _OUT_OF_CHARACTER.search(text) or not is_safe(text):

@@ -392,7 +392,10 @@ def test_questions_are_told_apart_by_what_they_ask_for():
     assert answer_kind("how many fees are there?") == answer_kind("how much should I return?") == "amount"
     assert fits("money", "we raised 2,340 euros") and fits("money", "$88,500 in USDC") and fits("money", "USDC 100000")
     assert fits("money", "2.5k USDC") and not fits("money", "on 27-28 April, 24 hours")
-    assert not fits("money", "30 Game Boys")
+    assert not fits("money", "30 Game Boys") and not fits("money", "web3 eth") and not fits("money", "2024-05-01 eth")
+    assert fits("money", "40 \u20ac") and fits("money", "500 CHF") and fits("money", "\u20b9500")
+    assert answer_kind("how many dollars did we raise?") == "money"  # a currency named: a sum, counted or not
+    assert answer_kind("how long does the payout take?") == answer_kind("what percentage of the fees go?") == "amount"
     assert answer_kind('installing fails with "The engine node is incompatible", what fixed it?') == "fix"
     assert answer_kind("forge test stops with an error, how do I get past it?") == "fix"
     assert fits("fix", "`npm install --force` worked for me") and fits("fix", "I ran foundryup, that was it")

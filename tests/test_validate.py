@@ -154,10 +154,10 @@ def test_stream_view_never_shows_a_members_turn_begun_inside_a_line():
             "Good evening. It is a pleasure to meet you. I am Bob.\nYou are Bob.",
             "Good evening. It is a pleasure to meet you.",
         ),
-        ("mrrp! hi, I'm bob! welcome", "mrrp!"),
+        ("mrrp! hi, I'm bob! welcome", "mrrp! hi,"),
         ("I\u2019m Tomasz the Fixer, at your service", ""),
         ("the cabinet hums.\nmy name is alice and I like games", "the cabinet hums."),
-        ("ok. call me bob", "ok."),
+        ("mrrp\u2026I am bob.", "mrrp\u2026"),
         ("hello! I am b\u043eb here to help", "hello!"),  # a Cyrillic "о": looks like bob
     ],
 )
@@ -168,17 +168,42 @@ def test_the_character_saying_it_is_a_member_is_cut_from_that_sentence_on(reply,
 
 
 def test_the_character_saying_it_is_itself_or_quoting_a_member_passes():
-    members = ["bob", "dex", "happy"]
+    members = ["bob", "dex", "happy", "sure", "alice"]
     for reply in [
         "I am Susu, the ghost cat of the tavern.",
         "I'm happy to help, bob.",
         "I'm bob's biggest fan.",
+        "I'm sure! I'm happy here.",  # how the character is, even with members called so
+        "Don't call me alice, please.",
+        "\u00abI am alice, the host\u00bb, she said.\n> I am dex\n\u201eI am bob\u201c",
         'as dex put it: "hello I am dex and my hot take is that the virtual boy was good"',
         'as dex put it: "he said "hi. I am dex and I mean it"',  # a quote with a quotation mark in it
         "I am from bob's town",
     ]:
         verdict = validate(reply, "good evening @Susu", "Susu", 600, members)
         assert verdict.ok and verdict.text == reply, reply
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Mrrp. Well, I think the cabinet hums.",
+        "Yes, I remember the night it saved itself.",
+        "*purrs* my paws are cold. I'm happy to help, bob.",
+        "I'm bob's biggest fan, mrrp.",
+        "I am alicent's cat.",
+    ],
+)
+def test_stream_view_of_a_reply_that_claims_nobody_only_grows_and_never_ends_early(reply):
+    members = ["bob", "alice", "happy"]
+    previous = ""
+    for prefix in prefixes(reply):
+        view, ended = stream_view(prefix, "Susu", 600, members)
+        assert view.startswith(previous) and not ended, prefix
+        previous = view
+    assert (
+        stream_view(reply + " ", "Susu", 600, members)[0] == reply == validate(reply, "hi", "Susu", 600, members).text
+    )
 
 
 def test_stream_view_never_shows_the_character_saying_it_is_a_member():
@@ -191,7 +216,7 @@ def test_stream_view_never_shows_the_character_saying_it_is_a_member():
         previous = view
         ended_at = ended_at or (prefix if ended else None)
     assert previous == "Good evening. It is a pleasure to meet you."
-    assert ended_at == raw[: raw.index("I am Bob") + len("I am Bob")]  # generation stops there
+    assert ended_at == raw[: raw.index("I am Bob.") + len("I am Bob.")]  # generation stops once the name has ended
     assert stream_view("mrrp. I'm happy to help you", "Susu", 600, ["bob"])[0] == "mrrp."  # until its sentence ends
     assert stream_view("mrrp. I'm happy to help you. ", "Susu", 600, ["bob"])[0] == "mrrp. I'm happy to help you."
 
