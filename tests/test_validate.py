@@ -161,7 +161,7 @@ def test_stream_view_never_shows_a_members_turn_begun_inside_a_line():
         ("hello! I am b\u043eb here to help", "hello!"),  # a Cyrillic "о": looks like bob
     ],
 )
-def test_the_character_saying_it_is_a_member_is_cut_from_that_sentence_on(reply, kept):
+def test_the_character_saying_it_is_a_member_is_cut_from_where_it_says_so(reply, kept):
     verdict = validate(reply, "good evening @Susu", "Susu", 600, ["bob", "alice", "Tomasz the Fixer"])
     assert verdict.text == kept and any(fix.startswith("dropped text claiming to be") for fix in verdict.fixes)
     assert verdict.ok is bool(kept)  # nothing left: generated again
