@@ -290,7 +290,7 @@ class Runtime:
         """A reply made: remembered with every message its prompt held (`held`: memory when it was asked, then
         the lore and the question), any of which the model may have quoted; returned with them (`sources`).
         A reply made from words deleted, edited or forgotten while it was being made is not remembered."""
-        sources = held | self.memory.prompt_sources(channel_id) | {i for item in result.lore for i in item.message_ids}
+        sources = held | self.memory.prompt_sources(channel_id) | {i for item in result.lore for i in item.held_ids}
         if asked.message_id:
             sources.add(asked.message_id)
         with self._gone_lock:

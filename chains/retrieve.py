@@ -45,6 +45,7 @@ def llama_index_search(retriever) -> LoreSearch:
                     reasons=str(meta.get("lore_reasons", "")),
                     thread=str(meta.get("replying_to", "")),
                     message_ids=_ids(meta),
+                    more_ids=tuple(int(i) for i in meta.get("more_ids", ())),
                     asks=bool(meta.get("asks")),
                 )
             )

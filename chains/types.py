@@ -35,8 +35,14 @@ class LoreItem:
     scores: dict = field(default_factory=dict)
     reasons: str = ""
     thread: str = ""  # what a reply answers (the start of its thread), when it is one
-    message_ids: tuple[int, ...] = ()  # the messages whose words this holds (the message, then its thread)
+    message_ids: tuple[int, ...] = ()  # the message and the thread it answers, whose words this holds
     asks: bool = False  # a message that asks rather than answers (indexes.answers.only_asks)
+    more_ids: tuple[int, ...] = ()  # its author's next messages, that its words go on in (indexes.answers.goes_on)
+
+    @property
+    def held_ids(self) -> tuple[int, ...]:
+        """Every stored message whose words this holds: a reply made from it is made from all of them."""
+        return (*self.message_ids, *self.more_ids)
 
 
 @dataclass(frozen=True)

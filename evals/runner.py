@@ -91,6 +91,17 @@ class Run:
     samples: list[SampleResult]
 
 
+def messages_of(item, store) -> list[str]:
+    """The words of each stored message a lore item holds, one context each as the metrics count them: the message
+    found, then the ones its answer goes on in (`LoreItem.more_ids`: the retriever shows them within it)."""
+    said = store.get(item.more_ids) if item.more_ids else {}
+    more = [said[i].content for i in item.more_ids if i in said]
+    tail = "".join(f"\n{text}" for text in more)
+    if not more or len(more) != len(item.more_ids) or not item.content.endswith(tail):
+        return [item.content]
+    return [item.content[: -len(tail)], *more]
+
+
 def settings_for(settings, eval_set: EvalSet):
     """The settings an eval set runs with: its own channel's store, index and character, if it has them."""
     if eval_set.source is None:
@@ -154,7 +165,8 @@ def run_eval(
         runtime.observe(EVAL_CHANNEL_ID, message)
         result = runtime.reply(EVAL_CHANNEL_ID, message)
         seconds = time.perf_counter() - started
-        retrieved = [item.content for item in result.lore if item.source == "index"]
+        found = [item for item in result.lore if item.source == "index"]
+        retrieved = [text for item in found for text in messages_of(item, runtime.store)]
         scores = scorer.score(
             Scored(sample.question, result.text, sample.reference, retrieved, list(sample.reference_contexts))
         )

@@ -9,8 +9,9 @@ most likely of the next messages by other members (see `likely_answer`), else on
 sent by another member within the day (`found_answer`). A member who tells of a
 problem asks without a question ("fails to initialize DFU the first time"): the reply someone sent
 to it is its fix (`reports_problem`, `explicit_answer`). What the asker later says fixed it ("`npm install
---force` worked for me") is the answer before anyone else's reply (`own_fix`). Nothing is stored: what is
-deleted or edited in the store is gone from the pairing at once.
+--force` worked for me") is the answer before anyone else's reply (`own_fix`). An answer goes on in its
+author's next messages, sent right after it (`goes_on`: "it's on the readme", then the file to change). Nothing
+is stored: what is deleted or edited in the store is gone from the pairing at once.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from indexes.records import StoredMessage
 ANSWER_WINDOW = timedelta(minutes=30)  # how long after a question its answer may come
 ANSWER_LOOKAHEAD = 8  # how many of the following messages are considered
 FOUND_WINDOW = timedelta(hours=24)  # how long after a question an answer the search found too may come
+GOES_ON_WINDOW = timedelta(minutes=3)  # how long after each of its messages an answer may go on in the next
+GOES_ON_MESSAGES = 3  # the most messages an answer goes on in
 _ASKS = re.compile(r"\?\W*$")
 _OPENS_A_QUESTION = re.compile(
-    r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:are|is|do|does|did|can|could|should|shall|will|would|what|which|who|when|"
+    r"^(?:@\S+\s+|(?:ok|okay|hey|hi|gm|btw|pls|please)\b[,.]?\s+)*(?:are|is|do|does|did|can|could|should|shall|will|would|what|which|who|when|"
     r"where|why|how|any|anyone|anybody)\b",
     re.IGNORECASE,
 )
@@ -101,6 +104,28 @@ def reports_problem(text: str) -> bool:
     replied with one, is its answer (`explicit_answer`). Not one saying it is fixed or that there are no errors."""
     text = _URL.sub("", text)
     return bool(_REPORTS.search(text)) and not _NO_PROBLEM.search(text) and not only_asks(text)
+
+
+def goes_on(answer: StoredMessage, following: Sequence[StoredMessage]) -> list[StoredMessage]:
+    """The messages an answer goes on in: its author's next ones (`following`: the messages after it, oldest
+    first), each sent within GOES_ON_WINDOW of the one before, before anyone else speaks, at most GOES_ON_MESSAGES.
+    Members split an answer over several messages ("it's on the readme" - "bytes32 internal constant
+    POOL_INIT_CODE_HASH = 0xe34f..." - "`lib/v3-periphery/contracts/libraries/PoolAddress.sol` change it here"):
+    the reply to the question may be only its first words. Not a question of its own, not a reply to another
+    message."""
+    more: list[StoredMessage] = []
+    last = answer
+    for m in following[:GOES_ON_MESSAGES]:
+        if (
+            m.author_id != answer.author_id
+            or m.timestamp - last.timestamp > GOES_ON_WINDOW
+            or m.reply_to not in (None, answer.reply_to)
+            or only_asks(m.content)
+        ):
+            break
+        more.append(m)
+        last = m
+    return more
 
 
 def explicit_answer(message: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:

@@ -38,8 +38,10 @@ from errors import UserError
 from indexes import lexical
 from indexes.answers import (
     ANSWER_LOOKAHEAD,
+    GOES_ON_MESSAGES,
     explicit_answer,
     found_answer,
+    goes_on,
     likely_answer,
     only_asks,
     own_fix,
@@ -715,6 +717,18 @@ class _Candidate:
     lexical: float = 0.0
 
 
+def _merged(ranked: list[NodeWithScore]) -> list[NodeWithScore]:
+    """The hits without the messages that an answer ranked above them goes on in: shown within it (`goes_on`
+    in the metadata: WeightedRetriever._goes_on), they are one answer, not two hits."""
+    inside: set[int] = set()
+    kept = []
+    for hit in ranked:
+        if int(hit.node.metadata["message_id"]) not in inside:
+            kept.append(hit)
+            inside.update(hit.node.metadata.get("goes_on", ()))
+    return kept
+
+
 def _entry(key: str) -> dict:
     """The ids an index entry's key holds (`part_key`): its message's, and its part's after the first."""
     message_id, _, number = key.partition("#")
@@ -821,7 +835,7 @@ class WeightedRetriever(BaseRetriever):
             return scored[0] if scored else None
 
         if w.question_penalty:
-            ranked = self._answered(ranked, messages, read)
+            ranked = _merged(self._answered(ranked, messages, read))
         return self._read_back(ranked[: self.top_k], messages)
 
     def _scored(
@@ -912,7 +926,8 @@ class WeightedRetriever(BaseRetriever):
         (`reports_problem`) stays, and the reply sent to it comes right after it (REPORT_BELOW): the telling
         holds what went wrong, the reply the fix. What the asker said fixed it (`own_fix`: "`npm install
         --force` worked for me") answers before anyone's reply. A question with no answer among the messages
-        after it has one among the hits, when another member sent it within the day (`found_answer`).
+        after it has one among the hits, when another member sent it within the day (`found_answer`). An answer
+        carries the messages it goes on in (`_goes_on`), which `_merged` takes out of the hits below it.
         """
         by_id = {int(hit.node.metadata["message_id"]): hit for hit in ranked}
         replaced: set[int] = set()  # questions whose answer stands for them
@@ -943,6 +958,7 @@ class WeightedRetriever(BaseRetriever):
                 ranked.append(paired)
             if "answers" not in paired.node.metadata or score > (paired.score or 0.0):
                 paired.node.metadata["answers"] = question.id
+                paired.node.metadata["goes_on"] = self._goes_on(answer, paired, messages)
             paired.score = max(paired.score or 0.0, score)
             paired.node.metadata["scores"] = {**paired.node.metadata["scores"], "final": round(paired.score, 3)}
             if asks:
@@ -950,6 +966,17 @@ class WeightedRetriever(BaseRetriever):
         ranked = [hit for hit in ranked if int(hit.node.metadata["message_id"]) not in replaced]
         ranked.sort(key=lambda n: n.score, reverse=True)
         return ranked
+
+    def _goes_on(self, answer: StoredMessage, paired: NodeWithScore, messages: dict[int, StoredMessage]) -> list[int]:
+        """The ids of the messages an answer goes on in (indexes.answers.goes_on), read into `messages`: its
+        author's next ones, when what was found of it are its last words (not a part in the middle of a long post),
+        never another thread's."""
+        if int(paired.node.metadata.get("part", 0)) != len(_split(answer.content)) - 1:
+            return []
+        following = self.index.store.following(answer, GOES_ON_MESSAGES)
+        more = [m for m in goes_on(answer, following) if not m.private or m.channel_id == self.channel_id]
+        messages.update((m.id, m) for m in more)
+        return [m.id for m in more]
 
     def _worded(self, query: str) -> tuple[lexical.Query, list[tuple[int, float]]]:
         """The question's words, counted, and the `candidates` best BM25 matches for them (indexes.lexical).
@@ -1021,21 +1048,26 @@ class WeightedRetriever(BaseRetriever):
         return candidates
 
     def _read_back(self, hits: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:
-        """The hits with their words (their closest part), names and the thread they answer, from the store."""
+        """The hits with their words (their closest part, then those of the messages an answer goes on in, unless
+        shown on their own), names and the thread they answer, from the store."""
         chosen = [messages[int(hit.node.metadata["message_id"])] for hit in hits]
         threads = self.index.store.threads(chosen, REPLY_THREAD_DEPTH)
+        shown = {message.id for message in chosen}  # a message the answer goes on in, shown on its own: not twice
         found = []
         for hit, message in zip(hits, chosen):
             text = part_of(message, int(hit.node.metadata.get("part", 0)))
             if not text:
                 continue
-            hit.node.set_content(text)
             hit.node.metadata.update(
                 author=message.speaker,
                 date=message.timestamp.date().isoformat(),
                 lore_reasons="; ".join(message.lore_reasons),
                 asks=only_asks(message.content),
             )
+            more = [messages[i] for i in hit.node.metadata.pop("goes_on", ()) if i not in shown]
+            text = "\n".join([text, *(m.content for m in more)])
+            hit.node.metadata["more_ids"] = [m.id for m in more]
+            hit.node.set_content(text)
             question = messages.get(hit.node.metadata.pop("answers", 0))
             above = [(question.id, question.content)] if question else threads.get(message.id, [])
             thread = thread_of(message, [text for _, text in above])

@@ -332,3 +332,20 @@ def test_a_run_left_broken_is_named_by_the_gate_and_skipped_as_a_baseline(tmp_pa
     thresholds.write_text("sample_server: {answered: plenty}\n")
     assert main(["gate", "--run", str(broken), "--thresholds", str(thresholds)]) == 2
     assert "cannot read the thresholds" in capsys.readouterr().err
+
+
+def test_each_message_a_lore_item_holds_is_one_retrieved_context(store):
+    from datetime import datetime, timezone
+
+    from chains.types import LoreItem
+    from evals.runner import messages_of
+    from indexes.records import StoredMessage
+
+    when = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    rest = StoredMessage(id=3, channel_id=1, author_id=6, author_name="six", timestamp=when, content="PoolAddress.sol")
+    store.upsert([rest])
+    item = LoreItem(content="it's on the readme\nPoolAddress.sol", message_ids=(2, 1), more_ids=(3,))
+    assert messages_of(item, store) == ["it's on the readme", "PoolAddress.sol"]  # as two messages were retrieved
+    assert messages_of(LoreItem(content="arbitrum l2 first", message_ids=(2, 1)), store) == ["arbitrum l2 first"]
+    store.delete([3])
+    assert messages_of(item, store) == [item.content]  # its words no longer stored: the item as it was shown

@@ -13,8 +13,10 @@ from llama_index.core.schema import NodeWithScore, TextNode
 
 from indexes import lexical
 from indexes.answers import (
+    GOES_ON_MESSAGES,
     explicit_answer,
     found_answer,
+    goes_on,
     likely_answer,
     only_asks,
     own_fix,
@@ -233,6 +235,7 @@ def test_similarity_decides_and_recency_and_reactions_only_break_ties(store, tmp
 def test_only_asks():
     assert only_asks("which chain will it launch on first?") and only_asks("Are the owner and manager trusted roles")
     assert only_asks("@sponsor is the oracle trusted")
+    assert only_asks("ok where do i get the POOL_INIT_CODE_HASH") and only_asks("btw, is the vault deployed yet")
     assert not only_asks("arbitrum l2 first") and not only_asks("It launches on arbitrum first.")
     # Wondering asks too, with no question mark and no question word first.
     assert only_asks("Hey @0xAndy, I believe you missed this question. If owner is trusted, I wonder if manager is.")
@@ -462,6 +465,56 @@ def test_a_question_found_without_an_answer_after_it_gives_its_place_to_one_the_
     ids = [h.node.metadata["message_id"] for h in hits]
     assert ids[0] == "2" and "1" not in ids  # the question gives way to the answer given six hours later
     assert "operator accounts" in hits[0].node.metadata["replying_to"]
+
+
+def test_an_answer_goes_on_in_its_authors_next_messages():
+    answer = message(2, "it's on the readme", minutes_ago=30, author=6, reply_to=1)
+    constant = message(3, "bytes32 internal constant POOL_INIT_CODE_HASH = 0xe34f", minutes_ago=30, author=6)
+    path = message(4, "`lib/v3-periphery/contracts/libraries/PoolAddress.sol` change it here", minutes_ago=28, author=6)
+    thanks = message(5, "thanks, that was it", minutes_ago=27, author=5)
+    assert goes_on(answer, [constant, path, thanks]) == [constant, path]
+    assert goes_on(answer, [thanks, constant]) == []  # someone else spoke first: the talk went on
+    late = message(6, "also update foundry", minutes_ago=26, author=6)
+    assert goes_on(answer, [constant, late]) == [constant]  # four minutes after the one before: something else
+    asking = message(7, "did that work for you?", minutes_ago=29, author=6)
+    assert goes_on(answer, [asking, path]) == []  # a question of its own
+    elsewhere = message(8, "and the vault test is fine", minutes_ago=29, author=6, reply_to=99)
+    assert goes_on(answer, [elsewhere]) == []  # a reply to another message
+    same_thread = message(9, "see the v3-periphery lib", minutes_ago=29, author=6, reply_to=1)
+    assert goes_on(answer, [same_thread]) == [same_thread]  # a second reply to the same question
+    lines = [message(10 + i, f"line {i} of the fix", minutes_ago=30, author=6) for i in range(GOES_ON_MESSAGES + 2)]
+    assert goes_on(answer, lines) == lines[:GOES_ON_MESSAGES]
+
+
+def test_an_answer_said_in_several_messages_is_found_whole_and_once(store, tmp_path, embed_model):
+    path = "`lib/v3-periphery/contracts/libraries/PoolAddress.sol` change it here"
+    store.upsert(
+        [
+            message(1, "ok where do i get the POOL_INIT_CODE_HASH", minutes_ago=60, author=5),
+            message(2, "it's on the readme", minutes_ago=58, author=6, reply_to=1),
+            message(3, path, minutes_ago=57, author=6),
+            message(4, "thanks, the forked tests pass now", minutes_ago=50, author=5),
+            *(message(10 + i, f"the vault liquidation logic looks solid, test {i} passes") for i in range(10)),
+        ]
+    )
+    hits = retrieve(store, tmp_path, embed_model, "in which file do I set POOL_INIT_CODE_HASH?", top_k=5)
+    ids = [h.node.metadata["message_id"] for h in hits]
+    assert ids[0] == "2" and "1" not in ids and "3" not in ids  # the answer, whole: its second message not twice
+    assert hits[0].node.get_content() == f"it's on the readme\n{path}"
+    assert hits[0].node.metadata["more_ids"] == [3]
+    (item,) = [item for item in llama_index_search_of(store, tmp_path, embed_model)("where is the hash set?")[:1]]
+    assert item.held_ids == (2, 1, 3)  # a reply made from it is made from all three: deleting one takes it
+    store.delete([3])
+    hits = retrieve(store, tmp_path, embed_model, "in which file do I set POOL_INIT_CODE_HASH?", top_k=5)
+    assert all("PoolAddress" not in h.node.get_content() for h in hits)  # read from the store at each search
+
+
+def llama_index_search_of(store, tmp_path, embed_model):
+    from chains.retrieve import llama_index_search
+
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    return llama_index_search(WeightedRetriever(index, RetrievalWeights(), top_k=5, now=NOW))
 
 
 def test_a_deleted_answer_is_never_paired(store, tmp_path, embed_model):

@@ -115,6 +115,29 @@ async def test_a_deleted_message_leaves_every_place_the_bot_keeps_words(start_bo
     assert files_holding(data, "purge me") == []
 
 
+async def test_a_reply_made_from_an_answer_said_in_two_messages_goes_when_its_second_is_deleted(start_bot):
+    h = await start_bot(llm=Parrot(), index=True, GROUNDING="off", SHORT_TERM_WINDOW=4)  # the answer: lore only
+    runtime = h.bot.runtime
+    asked = await h.say("where does alice live now that she moved?", author=BOB)
+    await h.say("she told me last week, hold on", author=ADMIN, reply_to=asked)  # the reply Discord links
+    rest = await h.say("42 Quillmoor Lane, ring twice", author=ADMIN)  # where the answer goes on
+    for i in range(8):
+        await h.say(f"alice moved her pinball machine to the back room, round {i} tonight", author=BOB)
+    await settled(h)
+    question = await h.say("where does alice live now?", author=BOB, mention_bot=True)
+    (quoting,) = await h.answered(question)
+    assert "Quillmoor" in h.llm.prompts[-1] and "Quillmoor" in h.fake.shown(quoting)  # found with the reply to it
+    remembered = runtime.memory.snapshot(h.fake.channel_id)
+    assert any("Quillmoor" in m.content for m in remembered.messages if m.from_character)
+
+    await asyncio.to_thread(h.fake.delete_message, rest)
+    await settled(h)
+    remembered = runtime.memory.snapshot(h.fake.channel_id)
+    assert not any("Quillmoor" in m.content for m in remembered.messages)  # the reply made from it went too
+    await until(lambda: "Quillmoor" not in h.fake.shown(quoting), what="the public post quoting it edited")
+    assert "Quillmoor" not in await asked_prompt(h, "where does alice live now?")
+
+
 class Echo(ScriptedLLM):
     """Says the meeting point back, on a line of its own, whenever its prompt holds it (a model quoting its context)."""
 
