@@ -28,12 +28,16 @@ FOUND_WINDOW = timedelta(hours=24)  # how long after a question an answer the se
 GOES_ON_WINDOW = timedelta(minutes=3)  # how long after each of its messages an answer may go on in the next
 GOES_ON_MESSAGES = 3  # the most messages an answer goes on in
 _ASKS = re.compile(r"\?\W*$")
+# After "ok" or "btw" only a question word opens a question: "ok where do i get the hash" asks, "ok will do",
+# "ok did foundryup and it worked" and "please do a full erase first" answer.
 _OPENS_A_QUESTION = re.compile(
-    r"^(?:@\S+\s+|(?:ok|okay|hey|hi|gm|btw|pls|please)\b[,.]?\s+)*(?:are|is|do|does|did|can|could|should|shall|will|would|what|which|who|when|"
-    r"where|why|how|any|anyone|anybody)\b",
+    r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:are|is|do|does|did|can|could|should|shall|will|would|what|which|who|when|"
+    r"where|why|how|any|anyone|anybody)\b|"
+    r"^(?:@\S+\s+|(?:ok|okay|btw|hey|hi|gm)\b[,.]?\s+)+(?:what|which|who|when|where|why|how)\b",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+")
+_QUESTION_MARK = re.compile(r"\?(?!\w)")  # a question asked anywhere in a message ("?" after a link is read apart)
 # A statement, then a confirming tag ("it's set in the constructor, right?", "Its called LeverageTransformer.sol,
 # which readme?"): it answers. Read as chains.grounding.said_before_asking reads a sentence (the two layers do not
 # import each other; tests/test_grounding.py checks that they agree).
@@ -111,8 +115,8 @@ def goes_on(answer: StoredMessage, following: Sequence[StoredMessage]) -> list[S
     first), each sent within GOES_ON_WINDOW of the one before, before anyone else speaks, at most GOES_ON_MESSAGES.
     Members split an answer over several messages ("it's on the readme" - "bytes32 internal constant
     POOL_INIT_CODE_HASH = 0xe34f..." - "`lib/v3-periphery/contracts/libraries/PoolAddress.sol` change it here"):
-    the reply to the question may be only its first words. Not a question of its own, not a reply to another
-    message."""
+    the reply to the question may be only its first words. Not one that asks anything or tells of a problem
+    ("that fails on the T-Deck though"), not a reply to another message, not one without words (an attachment)."""
     more: list[StoredMessage] = []
     last = answer
     for m in following[:GOES_ON_MESSAGES]:
@@ -120,7 +124,10 @@ def goes_on(answer: StoredMessage, following: Sequence[StoredMessage]) -> list[S
             m.author_id != answer.author_id
             or m.timestamp - last.timestamp > GOES_ON_WINDOW
             or m.reply_to not in (None, answer.reply_to)
+            or not m.content.strip()
+            or _QUESTION_MARK.search(_URL.sub("", m.content))
             or only_asks(m.content)
+            or reports_problem(m.content)
         ):
             break
         more.append(m)

@@ -835,7 +835,12 @@ class WeightedRetriever(BaseRetriever):
             return scored[0] if scored else None
 
         if w.question_penalty:
-            ranked = _merged(self._answered(ranked, messages, read))
+            answered = self._answered(ranked, messages, read)
+            ranked = _merged(answered)
+            if len(ranked) < len(answered) and unread:  # hits merged into an answer: `_within_reach`'s bound is off
+                answered += self._scored(self._parts(list(unread.values()), vector), messages, held, now)
+                unread.clear()
+                ranked = _merged(self._answered(answered, messages, read))
         return self._read_back(ranked[: self.top_k], messages)
 
     def _scored(
@@ -895,7 +900,8 @@ class WeightedRetriever(BaseRetriever):
         retrieval: a part of the lexical hits' reading saved). Chroma's search is approximate (HNSW), so
         "none closer" holds up to that approximation, as `_nearest`'s "a message's best part is among them".
         The pairing removes the questions it replaces, several maybe by one answer; the candidates that do
-        not only ask stay, their scores never lowered, so the `top_k`-th of them bounds the final `top_k`.
+        not only ask stay, their scores never lowered, so the `top_k`-th of them bounds the final `top_k` (unless
+        an answer takes some of them in as messages it goes on in, `_merged`: then `_retrieve` reads the rest).
         When Chroma returned fewer entries than asked for, it holds no more in scope: no bound, all are read.
         """
         w = self.weights
@@ -1065,6 +1071,7 @@ class WeightedRetriever(BaseRetriever):
                 asks=only_asks(message.content),
             )
             more = [messages[i] for i in hit.node.metadata.pop("goes_on", ()) if i not in shown]
+            shown.update(m.id for m in more)  # two answers of one member may go on in the same message: once
             text = "\n".join([text, *(m.content for m in more)])
             hit.node.metadata["more_ids"] = [m.id for m in more]
             hit.node.set_content(text)

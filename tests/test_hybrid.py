@@ -235,7 +235,9 @@ def test_similarity_decides_and_recency_and_reactions_only_break_ties(store, tmp
 def test_only_asks():
     assert only_asks("which chain will it launch on first?") and only_asks("Are the owner and manager trusted roles")
     assert only_asks("@sponsor is the oracle trusted")
-    assert only_asks("ok where do i get the POOL_INIT_CODE_HASH") and only_asks("btw, is the vault deployed yet")
+    assert only_asks("ok where do i get the POOL_INIT_CODE_HASH") and only_asks("btw, where is the vault deployed")
+    assert not only_asks("ok will do") and not only_asks("please do a full flash erase first, then reflash")
+    assert tells_of_a_fix("ok did foundryup and it worked")
     assert not only_asks("arbitrum l2 first") and not only_asks("It launches on arbitrum first.")
     # Wondering asks too, with no question mark and no question word first.
     assert only_asks("Hey @0xAndy, I believe you missed this question. If owner is trusted, I wonder if manager is.")
@@ -482,6 +484,8 @@ def test_an_answer_goes_on_in_its_authors_next_messages():
     assert goes_on(answer, [elsewhere]) == []  # a reply to another message
     same_thread = message(9, "see the v3-periphery lib", minutes_ago=29, author=6, reply_to=1)
     assert goes_on(answer, [same_thread]) == [same_thread]  # a second reply to the same question
+    for other in ("that fails on the T-Deck though, error 5", "flash it again. did that help? if not, erase", ""):
+        assert goes_on(answer, [message(20, other, minutes_ago=29, author=6)]) == []  # a problem, a question, no words
     lines = [message(10 + i, f"line {i} of the fix", minutes_ago=30, author=6) for i in range(GOES_ON_MESSAGES + 2)]
     assert goes_on(answer, lines) == lines[:GOES_ON_MESSAGES]
 
@@ -507,6 +511,51 @@ def test_an_answer_said_in_several_messages_is_found_whole_and_once(store, tmp_p
     store.delete([3])
     hits = retrieve(store, tmp_path, embed_model, "in which file do I set POOL_INIT_CODE_HASH?", top_k=5)
     assert all("PoolAddress" not in h.node.get_content() for h in hits)  # read from the store at each search
+
+
+def test_lexical_hits_left_unread_are_read_once_hits_are_taken_into_an_answer(
+    store, tmp_path, embed_model, monkeypatch
+):
+    store.upsert(
+        [
+            message(1, "ok where do i get the POOL_INIT_CODE_HASH", minutes_ago=60, author=5),
+            message(2, "it's on the readme", minutes_ago=58, author=6, reply_to=1),
+            message(3, "the pool init code hash is in the readme of the periphery lib", minutes_ago=57, author=6),
+            message(4, "POOL_INIT_CODE_HASH differs on arbitrum, zzz", minutes_ago=3000, author=7),
+            *(message(10 + i, f"i get the test tokens for the vault from the faucet, number {i}") for i in range(12)),
+        ]
+    )
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    retriever = WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=3, now=NOW)
+
+    def shown(hits):
+        return [(hit.node.metadata["message_id"], hit.score, hit.node.get_content()) for hit in hits]
+
+    # The bound that leaves lexical hits unread counts the hits below an answer: once some are taken into it, the
+    # rest must be read. Here the bound reads none up front; the merge of 3 into 2 then reads them all.
+    monkeypatch.setattr(WeightedRetriever, "_within_reach", lambda self, unseen, *args: [])
+    bounded = shown(retriever.retrieve("where do i get the POOL_INIT_CODE_HASH?"))
+    monkeypatch.setattr(WeightedRetriever, "_within_reach", lambda self, unseen, *args: unseen)
+    every_part = shown(retriever.retrieve("where do i get the POOL_INIT_CODE_HASH?"))
+    assert bounded == every_part and [i for i, _, _ in bounded][:2] == ["2", "4"]
+    assert bounded[0][2].startswith("it's on the readme\nthe pool init code hash")
+
+
+def test_a_message_two_answers_go_on_in_is_shown_once():
+    class Index:  # the store's threads: none of these messages replies to another
+        store = type("Store", (), {"threads": lambda self, chosen, depth: {}})()
+
+    retriever = WeightedRetriever(Index(), RetrievalWeights(), top_k=3)
+    said = {i: message(i, text, author=6) for i, text in ((2, "first answer"), (3, "second answer"), (4, "the file"))}
+
+    def hit(i, goes_on):
+        return NodeWithScore(node=TextNode(id_=str(i), text="", metadata={"message_id": str(i), "goes_on": goes_on}))
+
+    # A member answered two questions in a row, then named the file: both answers go on in it, shown once.
+    hits = retriever._read_back([hit(3, [4]), hit(2, [3, 4])], said)
+    assert [h.node.get_content() for h in hits] == ["second answer\nthe file", "first answer"]
+    assert [h.node.metadata["more_ids"] for h in hits] == [[4], []]
 
 
 def llama_index_search_of(store, tmp_path, embed_model):
