@@ -116,7 +116,9 @@ def goes_on(answer: StoredMessage, following: Sequence[StoredMessage]) -> list[S
     Members split an answer over several messages ("it's on the readme" - "bytes32 internal constant
     POOL_INIT_CODE_HASH = 0xe34f..." - "`lib/v3-periphery/contracts/libraries/PoolAddress.sol` change it here"):
     the reply to the question may be only its first words. Not one that asks anything or tells of a problem
-    ("that fails on the T-Deck though"), not a reply to another message, not one without words (an attachment)."""
+    ("that fails on the T-Deck though"), not a reply to another message, not one without words (an attachment), not
+    one that speaks to someone the answer did not (an @mention: "@Susu no, that's wrong" is said to the character,
+    whose own posts are not stored)."""
     more: list[StoredMessage] = []
     last = answer
     for m in following[:GOES_ON_MESSAGES]:
@@ -128,6 +130,7 @@ def goes_on(answer: StoredMessage, following: Sequence[StoredMessage]) -> list[S
             or _QUESTION_MARK.search(_URL.sub("", m.content))
             or only_asks(m.content)
             or reports_problem(m.content)
+            or not _addressees(m) <= _addressees(answer)
         ):
             break
         more.append(m)
@@ -250,6 +253,14 @@ def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -
 
 
 _AT = re.compile(r"(?<![\w@])@\w")
+
+
+_AT_NAME = re.compile(r"(?<![\w@])@([\w.]*\w)")
+
+
+def _addressees(message: StoredMessage) -> set[int | str]:
+    """Whom a message @mentions: by id (JSON exports, the live channel) and by "@name" in its words."""
+    return set(message.mentions) | {name.lower() for name in _AT_NAME.findall(message.content)}
 
 
 def _mentions_someone(message: StoredMessage) -> bool:

@@ -486,6 +486,11 @@ def test_an_answer_goes_on_in_its_authors_next_messages():
     assert goes_on(answer, [same_thread]) == [same_thread]  # a second reply to the same question
     for other in ("that fails on the T-Deck though, error 5", "flash it again. did that help? if not, erase", ""):
         assert goes_on(answer, [message(20, other, minutes_ago=29, author=6)]) == []  # a problem, a question, no words
+    retort = StoredMessage(**{**message(21, "nope, that's wrong", minutes_ago=29, author=6).__dict__, "mentions": [1]})
+    assert goes_on(answer, [retort]) == [] and goes_on(answer, [message(22, "@Susu that's wrong", 29, author=6)]) == []
+    to_the_asker = message(23, "@user5 the readme of the periphery lib", minutes_ago=29, author=6)
+    named = message(24, "@user5 see the readme", minutes_ago=30, author=6, reply_to=1)
+    assert goes_on(named, [to_the_asker]) == [to_the_asker]  # the one the answer spoke to already
     lines = [message(10 + i, f"line {i} of the fix", minutes_ago=30, author=6) for i in range(GOES_ON_MESSAGES + 2)]
     assert goes_on(answer, lines) == lines[:GOES_ON_MESSAGES]
 

@@ -430,7 +430,7 @@ def test_the_index_holds_no_words_and_never_returns_a_message_the_store_no_longe
 
     question = message(1, "who keeps the spare key of the arcade?", author=9)
     answer = replace(message(2, "the spare key hangs behind the pinball machine, ask kiwi"), reply_to=1)
-    store.upsert([question, answer, message(3, "the weather is lovely today, let us go outside")])
+    store.upsert([question, answer, message(3, "the weather is lovely today, let us go outside", author=8)])
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
     index.rebuild()
     kept = index.client.get_collection(index.active_name).get(include=["documents", "metadatas"])
