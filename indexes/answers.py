@@ -252,10 +252,7 @@ def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -
     return first if first.reply_to is None and not _mentions_someone(first) else None
 
 
-_AT = re.compile(r"(?<![\w@])@\w")
-
-
-_AT_NAME = re.compile(r"(?<![\w@])@([\w.]*\w)")
+_AT_NAME = re.compile(r"(?<![\w@])@([\w.]*\w)")  # "@name" in a message's words; not an e-mail address
 
 
 def _addressees(message: StoredMessage) -> set[int | str]:
@@ -265,4 +262,4 @@ def _addressees(message: StoredMessage) -> set[int | str]:
 
 def _mentions_someone(message: StoredMessage) -> bool:
     """An @mention in `message`: by id (JSON exports) or as "@name" in its words (TXT, HTML; not an e-mail address)."""
-    return bool(message.mentions or _AT.search(message.content))
+    return bool(_addressees(message))
