@@ -690,6 +690,11 @@ class RetrievalWeights:
     answer, and a problem a member told of brings the reply that fixes it (indexes.answers). 0 turns
     the penalty and the pairing off.
 
+    The message that holds most of the question's words (its `lexical` coverage at least `lexical_slot`, more
+    than any hit shown) takes the last place when the weighted sum left it out: a table of figures ("High risk
+    findings: 6 unique (42 total)") is far from any question by meaning and right by its words, as the best of
+    each search is kept by reciprocal rank fusion. 0 turns it off.
+
     Relevance decides: similarity (cosine, dense) and lexical (BM25 over the messages' words, relative
     to the query's best lexical hit). Recency, engagement and the lore boost only break near-ties: each
     is bounded and on an absolute scale, the same in every query (a reaction adds as much whatever the
@@ -705,6 +710,7 @@ class RetrievalWeights:
     w_lex: float = 0.2
     engagement_scale: int = 20
     question_penalty: float = 0.1
+    lexical_slot: float = 0.2
 
 
 @dataclass
@@ -841,7 +847,7 @@ class WeightedRetriever(BaseRetriever):
                 answered += self._scored(self._parts(list(unread.values()), vector), messages, held, now)
                 unread.clear()
                 ranked = _merged(self._answered(answered, messages, read))
-        return self._read_back(ranked[: self.top_k], messages)
+        return self._read_back(self._with_best_worded(ranked, messages)[: self.top_k], messages)
 
     def _scored(
         self, candidates: dict[str, _Candidate], messages: dict[int, StoredMessage], held: dict[int, float], now: float
@@ -877,6 +883,31 @@ class WeightedRetriever(BaseRetriever):
             scored.append(NodeWithScore(node=candidate.node, score=final))
         return scored
 
+    def _with_best_worded(self, ranked: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:
+        """`ranked` with the hit holding most of the question's words in the last of the `top_k` places, when the
+        weighted sum left it below them (`RetrievalWeights.lexical_slot`); never a message that only asks, which
+        holds the question's words by repeating them (nor does one shown keep it out), nor in the place of the reply
+        to a problem shown above it."""
+        w = self.weights
+        if not w.w_lex or not w.lexical_slot or len(ranked) <= self.top_k:
+            return ranked
+        shown, rest = ranked[: self.top_k], ranked[self.top_k :]
+
+        def tells(hit: NodeWithScore) -> bool:
+            return not only_asks(messages[int(hit.node.metadata["message_id"])].content)
+
+        def worded(hit: NodeWithScore) -> float:
+            return hit.node.metadata["scores"]["lexical"]
+
+        best = next((hit for hit in sorted(rest, key=worded, reverse=True) if tells(hit)), None)
+        if best is None or worded(best) < w.lexical_slot:
+            return ranked
+        if any(worded(hit) >= worded(best) and tells(hit) for hit in shown):
+            return ranked
+        if shown[-1].node.metadata.get("answers") in {int(hit.node.metadata["message_id"]) for hit in shown}:
+            return ranked  # the reply to a problem shown above it (`_answered`): the telling and its fix go together
+        return [*shown[:-1], best, shown[-1], *(hit for hit in rest if hit is not best)]
+
     def _recency(self, message: StoredMessage, now: float) -> float:
         age_days = max(0.0, (now - message.timestamp.timestamp()) / 86400)
         return 0.5 ** (age_days / self.weights.half_life_days)
@@ -903,6 +934,8 @@ class WeightedRetriever(BaseRetriever):
         not only ask stay, their scores never lowered, so the `top_k`-th of them bounds the final `top_k` (unless
         an answer takes some of them in as messages it goes on in, `_merged`: then `_retrieve` reads the rest).
         When Chroma returned fewer entries than asked for, it holds no more in scope: no bound, all are read.
+        The one holding most of the question's words is read whatever its bound: it may take the last place
+        (`_with_best_worded`).
         """
         w = self.weights
         reach = self.top_k * 2
@@ -917,7 +950,11 @@ class WeightedRetriever(BaseRetriever):
             boost = w.lore_boost if message.lore_score >= LORE_THRESHOLD else 0.0
             return closest + w.w_lex * held.get(message.id, 0.0) + w.w_rec * self._recency(message, now) + boost
 
-        return [message for message in unseen if best(message) >= bar]
+        telling = [message for message in unseen if not only_asks(message.content)]
+        worded = max(telling, key=lambda message: held.get(message.id, 0.0), default=None)  # may take the last place
+        if not w.lexical_slot or worded is None or held.get(worded.id, 0.0) < w.lexical_slot:
+            worded = None
+        return [message for message in unseen if best(message) >= bar or message is worded]
 
     def _answered(
         self,

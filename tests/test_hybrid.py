@@ -209,6 +209,73 @@ def test_the_exact_term_a_member_types_is_found_by_the_lexical_search(store, tmp
     assert "1" not in [h.node.metadata["message_id"] for h in dense_only]
 
 
+def test_the_message_holding_most_of_the_questions_words_takes_the_last_place(store, tmp_path, embed_model):
+    summary = (
+        "$3.35 USDC » alice\n$3.35 USDC » bob\n$3.35 USDC » carol\n\nFindings summary\n"
+        "High risk findings: 6 unique (42 total)\nMed risk findings: 25 unique (131 total)"
+    )
+    nearer = [  # closer to the question by meaning, fewer of its words
+        "the audit had so many interesting issues in the vault",
+        "I found a few issues in this audit, hope they are valid",
+        "the audit results will be out once judging ends",
+        "my findings from this audit are all lows I think",
+        "so many duplicates in this audit",
+        *(f"this audit was a lot of fun, number {i}" for i in range(8)),
+    ]
+    store.upsert([message(1, summary), *(message(10 + i, text) for i, text in enumerate(nearer))])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+
+    def shown(lexical_slot):  # few candidates by meaning: the summary is found by its words only, past the bound
+        weights = RetrievalWeights(question_penalty=0.0, lexical_slot=lexical_slot)
+        hits = WeightedRetriever(index, weights, top_k=3, candidates=3, now=NOW).retrieve(
+            "how many unique high and medium findings did the audit have in the end?"
+        )
+        return [hit.node.metadata["message_id"] for hit in hits]
+
+    found = shown(0.2)
+    assert len(found) == 3 and found[-1] == "1"
+    assert "1" not in shown(0.0)
+
+
+def test_a_message_that_only_asks_neither_takes_the_last_place_nor_keeps_it_out():
+    def hit(message_id, lexical, score):
+        node = TextNode(id_=str(message_id), text="", metadata={"message_id": str(message_id)})
+        node.metadata["scores"] = {"lexical": lexical, "question": 0.0}
+        return NodeWithScore(node=node, score=score)
+
+    texts = {
+        1: "the vault is audited",
+        2: "judging ends soon",
+        3: "how many unique high findings were there?",  # shown: holds the most words by repeating the question
+        4: "any unique high findings in the end?",  # not shown: the most words, by asking
+        5: "High risk findings: 6 unique (42 total)",
+        6: "findings are in",
+    }
+    messages = {i: message(i, text) for i, text in texts.items()}
+    ranked = [
+        hit(1, 0.1, 0.9),
+        hit(2, 0.1, 0.8),
+        hit(3, 0.9, 0.7),
+        hit(4, 0.95, 0.6),
+        hit(5, 0.5, 0.5),
+        hit(6, 0.3, 0.4),
+    ]
+    retriever = WeightedRetriever(None, RetrievalWeights(), top_k=3)
+    order = [h.node.metadata["message_id"] for h in retriever._with_best_worded(ranked, messages)]
+    assert order[:3] == ["1", "2", "5"] and order[3] == "3"
+    weak = [hit(1, 0.1, 0.9), hit(2, 0.1, 0.8), hit(3, 0.1, 0.7), hit(6, 0.15, 0.4)]  # under a fifth of the words
+    assert retriever._with_best_worded(weak, messages) == weak
+    held = [hit(1, 0.6, 0.9), hit(2, 0.1, 0.8), hit(3, 0.1, 0.7), hit(5, 0.5, 0.5)]  # one shown holds more already
+    assert retriever._with_best_worded(held, messages) == held
+    paired = [hit(1, 0.1, 0.9), hit(2, 0.1, 0.8), hit(6, 0.1, 0.7), hit(5, 0.5, 0.5)]
+    paired[2].node.metadata["answers"] = 2  # the reply to the problem shown above it keeps its place
+    assert retriever._with_best_worded(paired, messages) == paired
+    paired[2].node.metadata["answers"] = 7  # the answer to a question it replaced (not shown): the last place is taken
+    order = [h.node.metadata["message_id"] for h in retriever._with_best_worded(paired, messages)]
+    assert order == ["1", "2", "5", "6"]
+
+
 def test_one_reaction_adds_the_same_whatever_the_other_candidates_have(store, tmp_path, embed_model):
     store.upsert([message(1, "the pizza oven at the meetup was great", reactions=1)])
     alone = retrieve(store, tmp_path / "a", embed_model, "pizza oven")[0].node.metadata["scores"]["engagement"]
@@ -616,7 +683,7 @@ def test_a_long_post_found_by_its_words_alone_is_shown_by_its_closest_part(store
 CASTLE_QUESTION = "which key opens the north vault of the castle, the old one?"
 
 
-def castle(store, tmp_path, embed_model, monkeypatch, *more):
+def castle(store, tmp_path, embed_model, monkeypatch, *more, weights=None):
     """A channel where recipes match CASTLE_QUESTION by "one" alone; a retriever, and the ids of the messages
     whose parts each of its `_parts` calls reads."""
     wardens = [message(100 + i, f"warden {i} keeps the key that opens the north vault of the castle") for i in range(8)]
@@ -633,7 +700,8 @@ def castle(store, tmp_path, embed_model, monkeypatch, *more):
         return real_parts(self, messages, vector)
 
     monkeypatch.setattr(WeightedRetriever, "_parts", spy)
-    return WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=20, now=NOW), read, bread
+    retriever = WeightedRetriever(index, weights or RetrievalWeights(), top_k=3, candidates=20, now=NOW)
+    return retriever, read, bread
 
 
 def test_only_the_lexical_hits_that_could_rank_have_their_parts_read(store, tmp_path, embed_model, monkeypatch):
@@ -653,7 +721,9 @@ def test_an_answer_left_unread_is_read_when_its_question_is_paired_with_it(store
     asked = message(300, "which key opens the north vault of the castle?", minutes_ago=3 * 24 * 60, author=1)
     steps = " ".join(f"Step {i}: knead the dough for one more minute, then let it rest." for i in range(20))
     answer = message(301, f"one key, the bronze one. {steps}", minutes_ago=3 * 24 * 60 - 1, author=2)
-    retriever, read, _ = castle(store, tmp_path, embed_model, monkeypatch, asked, answer)
+    # the answer holds the most of the question's words: without the last place they give it, it is not read first
+    weights = RetrievalWeights(lexical_slot=0.0)
+    retriever, read, _ = castle(store, tmp_path, embed_model, monkeypatch, asked, answer, weights=weights)
     query = CASTLE_QUESTION
 
     def shown(hits):
@@ -684,7 +754,13 @@ def test_a_lexical_hit_is_read_when_the_pairing_could_leave_room_for_it():
     assert kept == [near]  # at best 0.1 + 0.08 (engagement) + 0.2 (words) + 0.03 (new): above 0.25; "far" not
     for i in range(3):
         ranked[i].node.metadata["scores"]["question"] = 0.0  # answers: none leaves; below the fourth, 0.85, none counts
+    assert retriever._within_reach([far, near], nearest, ranked, held, NOW.timestamp()) == [near]  # its words
+    retriever.weights = RetrievalWeights(lexical_slot=0.0)
     assert retriever._within_reach([far, near], nearest, ranked, held, NOW.timestamp()) == []
+    retriever.weights = RetrievalWeights()  # the one with the most words, read past the bound: never one that asks
+    asking = message(402, "any bread in the vault?")
+    assert retriever._within_reach([far, asking, near], nearest, ranked, held | {402: 1.0}, NOW.timestamp()) == [near]
+    assert retriever._within_reach([far], nearest, ranked, held | {400: 0.1}, NOW.timestamp()) == []  # too few
 
 
 def test_the_parts_of_lexical_hits_carry_the_indexs_metadata_made_from_the_store(store, tmp_path, embed_model):
