@@ -211,20 +211,35 @@ def coverage(asked: Query, texts: Mapping[int, str]) -> dict[int, float]:
     """
     if not asked.terms or not texts:
         return {}
-    total = asked.documents
     held = dict.fromkeys(texts, 0.0)
-    weight = 0.0
+    weights = idfs(asked)
     with _scratch(texts) as scratch:
-        for term, count in asked.counts.items():
-            if not count:
-                continue  # a word no message has says nothing about which message is meant
-            count = min(count, total)  # a kept count may be a percent high, after another process's deletions (Counts)
-            idf = math.log(1 + (total - count + 0.5) / (count + 0.5))
-            weight += idf
+        for term, idf in weights.items():
             holding = scratch.execute("SELECT rowid FROM scratch WHERE scratch MATCH ?", (fts_query([term]),))
             for (message_id,) in holding:
                 held[message_id] += idf
+    weight = sum(weights.values())
     return {message_id: value / weight for message_id, value in held.items()} if weight else {}
+
+
+def idfs(asked: Query) -> dict[str, float]:
+    """The weight of each of the question's terms in `coverage` (BM25's idf); none for a word no message has, which
+    says nothing about which message is meant."""
+    total = asked.documents
+    weights = {}
+    for term, count in asked.counts.items():
+        if count:
+            count = min(count, total)  # a kept count may be a percent high, after another process's deletions (Counts)
+            weights[term] = math.log(1 + (total - count + 0.5) / (count + 0.5))
+    return weights
+
+
+def one_word(asked: Query) -> float:
+    """The most `coverage` a message holding one of the question's words can have: its rarest word's share (1.0 for a
+    question of one word)."""
+    weights = idfs(asked)
+    total = sum(weights.values())
+    return max(weights.values()) / total if total else 1.0
 
 
 @contextmanager

@@ -690,10 +690,11 @@ class RetrievalWeights:
     answer, and a problem a member told of brings the reply that fixes it (indexes.answers). 0 turns
     the penalty and the pairing off.
 
-    The message that holds most of the question's words (its `lexical` coverage at least `lexical_slot`, more
-    than any hit shown) takes the last place when the weighted sum left it out: a table of figures ("High risk
-    findings: 6 unique (42 total)") is far from any question by meaning and right by its words, as the best of
-    each search is kept by reciprocal rank fusion. 0 turns it off.
+    The message that holds most of the question's words (its `lexical` coverage at least `lexical_slot` and more
+    than any one word gives, more than any hit shown that does not only ask; never one that only asks) takes the
+    last of two or more places when the weighted sum left it out: a table of figures ("High risk findings: 6 unique
+    (42 total)") is far from any question by meaning and right by its words, as the best of each search is kept by
+    reciprocal rank fusion. 0 turns it off (in code: no setting).
 
     Relevance decides: similarity (cosine, dense) and lexical (BM25 over the messages' words, relative
     to the query's best lexical hit). Recency, engagement and the lore boost only break near-ties: each
@@ -828,7 +829,8 @@ class WeightedRetriever(BaseRetriever):
             held = lexical.coverage(asked, texts | {message.id: message.content for message in unseen})
         now = (self._now or datetime.now(timezone.utc)).timestamp()
         ranked = self._scored(candidates, messages, held, now)
-        within = self._within_reach(unseen, candidates, ranked, held, now)
+        least = self._least_worded(asked)
+        within = self._within_reach(unseen, candidates, ranked, held, now, least)
         ranked += self._scored(self._parts(within, vector), messages, held, now)
         ranked.sort(key=lambda n: n.score, reverse=True)
         read_first = {message.id for message in within}
@@ -847,7 +849,7 @@ class WeightedRetriever(BaseRetriever):
                 answered += self._scored(self._parts(list(unread.values()), vector), messages, held, now)
                 unread.clear()
                 ranked = _merged(self._answered(answered, messages, read))
-        return self._read_back(self._with_best_worded(ranked, messages)[: self.top_k], messages)
+        return self._read_back(self._with_best_worded(ranked, messages, least)[: self.top_k], messages)
 
     def _scored(
         self, candidates: dict[str, _Candidate], messages: dict[int, StoredMessage], held: dict[int, float], now: float
@@ -883,14 +885,27 @@ class WeightedRetriever(BaseRetriever):
             scored.append(NodeWithScore(node=candidate.node, score=final))
         return scored
 
-    def _with_best_worded(self, ranked: list[NodeWithScore], messages: dict[int, StoredMessage]) -> list[NodeWithScore]:
+    def _least_worded(self, asked: lexical.Query | None) -> float:
+        """How much of the question's words a message must hold to take the last place (`_with_best_worded`):
+        `lexical_slot`, and more than any one of them gives ("this server has more lore than most games" holds only
+        "lore", the rarest word of "what's the lore about the cursed cartridge?"); 0 when it is off."""
+        w = self.weights
+        if not asked or not w.w_lex or not w.lexical_slot:
+            return 0.0
+        return max(w.lexical_slot, round(lexical.one_word(asked), 3) + 0.001)  # as `_scored` rounds the coverage
+
+    def _with_best_worded(
+        self, ranked: list[NodeWithScore], messages: dict[int, StoredMessage], least: float | None = None
+    ) -> list[NodeWithScore]:
         """`ranked` with the hit holding most of the question's words in the last of the `top_k` places, when the
         weighted sum left it below them (`RetrievalWeights.lexical_slot`); never a message that only asks, which
         holds the question's words by repeating them (nor does one shown keep it out), nor in the place of the reply
-        to a problem shown above it."""
+        to a problem shown above it. `least`: the coverage it needs (`_least_worded`; `lexical_slot` when not given).
+        """
         w = self.weights
-        if not w.w_lex or not w.lexical_slot or len(ranked) <= self.top_k:
-            return ranked
+        least = w.lexical_slot if least is None else least
+        if not w.w_lex or not w.lexical_slot or not least or self.top_k < 2 or len(ranked) <= self.top_k:
+            return ranked  # one place (or none): the best by the sum keeps it
         shown, rest = ranked[: self.top_k], ranked[self.top_k :]
 
         def tells(hit: NodeWithScore) -> bool:
@@ -900,7 +915,7 @@ class WeightedRetriever(BaseRetriever):
             return hit.node.metadata["scores"]["lexical"]
 
         best = next((hit for hit in sorted(rest, key=worded, reverse=True) if tells(hit)), None)
-        if best is None or worded(best) < w.lexical_slot:
+        if best is None or worded(best) < least:
             return ranked
         if any(worded(hit) >= worded(best) and tells(hit) for hit in shown):
             return ranked
@@ -919,6 +934,7 @@ class WeightedRetriever(BaseRetriever):
         ranked: list[NodeWithScore],
         held: dict[int, float],
         now: float,
+        least: float | None = None,
     ) -> list[StoredMessage]:
         """The messages found by their words alone that could rank, at their best, among the best `2 * top_k`
         (all the pairing of questions reads, `_answered`) or among the best `top_k` once it has replaced
@@ -934,8 +950,8 @@ class WeightedRetriever(BaseRetriever):
         not only ask stay, their scores never lowered, so the `top_k`-th of them bounds the final `top_k` (unless
         an answer takes some of them in as messages it goes on in, `_merged`: then `_retrieve` reads the rest).
         When Chroma returned fewer entries than asked for, it holds no more in scope: no bound, all are read.
-        The one holding most of the question's words is read whatever its bound: it may take the last place
-        (`_with_best_worded`).
+        The one holding most of the question's words (at least `least`, `_least_worded`; `lexical_slot` when not
+        given) is read whatever its bound: it may take the last place (`_with_best_worded`).
         """
         w = self.weights
         reach = self.top_k * 2
@@ -952,7 +968,8 @@ class WeightedRetriever(BaseRetriever):
 
         telling = [message for message in unseen if not only_asks(message.content)]
         worded = max(telling, key=lambda message: held.get(message.id, 0.0), default=None)  # may take the last place
-        if not w.lexical_slot or worded is None or held.get(worded.id, 0.0) < w.lexical_slot:
+        least = w.lexical_slot if least is None else least
+        if not w.lexical_slot or not least or worded is None or held.get(worded.id, 0.0) < least:
             worded = None
         return [message for message in unseen if best(message) >= bar or message is worded]
 
@@ -995,7 +1012,8 @@ class WeightedRetriever(BaseRetriever):
                 ranked.append(paired)
             if paired is None:  # found through its question only: the question's scores
                 node = TextNode(id_=str(answer.id), text="", metadata={"message_id": str(answer.id)})
-                node.metadata["scores"] = {**hit.node.metadata["scores"], "question": 0.0}
+                # its own words were never read: none counted (`_with_best_worded`), not the question's that it repeats
+                node.metadata["scores"] = {**hit.node.metadata["scores"], "question": 0.0, "lexical": 0.0}
                 paired = by_id[answer.id] = NodeWithScore(node=node, score=score)
                 messages[answer.id] = answer
                 ranked.append(paired)

@@ -226,7 +226,7 @@ def test_the_message_holding_most_of_the_questions_words_takes_the_last_place(st
     index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
     index.rebuild()
 
-    def shown(lexical_slot):  # few candidates by meaning: the summary is found by its words only, past the bound
+    def shown(lexical_slot):  # few candidates by meaning: the summary is found by its words only
         weights = RetrievalWeights(question_penalty=0.0, lexical_slot=lexical_slot)
         hits = WeightedRetriever(index, weights, top_k=3, candidates=3, now=NOW).retrieve(
             "how many unique high and medium findings did the audit have in the end?"
@@ -268,6 +268,18 @@ def test_a_message_that_only_asks_neither_takes_the_last_place_nor_keeps_it_out(
     assert retriever._with_best_worded(weak, messages) == weak
     held = [hit(1, 0.6, 0.9), hit(2, 0.1, 0.8), hit(3, 0.1, 0.7), hit(5, 0.5, 0.5)]  # one shown holds more already
     assert retriever._with_best_worded(held, messages) == held
+    one_word = [hit(1, 0.1, 0.9), hit(2, 0.1, 0.8), hit(3, 0.1, 0.7), hit(5, 0.512, 0.5)]
+    asked = lexical.Query(("lore", "cursed", "cartridge"), {"lore": 1, "cursed": 16, "cartridge": 26}, 231)
+    assert lexical.one_word(asked) == pytest.approx(0.512, abs=0.001)  # "lore" alone: the rarest word's share
+    least = retriever._least_worded(asked)
+    assert least > lexical.one_word(asked)
+    assert retriever._with_best_worded(one_word, messages, least) == one_word  # holds one word: no match by words
+    assert retriever._with_best_worded(one_word, messages)[2].node.metadata["message_id"] == "5"
+    assert lexical.one_word(lexical.Query(("hash",), {"hash": 3}, 100)) == 1.0
+    assert WeightedRetriever(None, RetrievalWeights(lexical_slot=0.0), top_k=3)._least_worded(asked) == 0.0
+    for top_k in (0, 1):  # no place but the first: the best by the sum keeps it
+        few = WeightedRetriever(None, RetrievalWeights(), top_k=top_k)
+        assert few._with_best_worded(one_word, messages) == one_word
     paired = [hit(1, 0.1, 0.9), hit(2, 0.1, 0.8), hit(6, 0.1, 0.7), hit(5, 0.5, 0.5)]
     paired[2].node.metadata["answers"] = 2  # the reply to the problem shown above it keeps its place
     assert retriever._with_best_worded(paired, messages) == paired
@@ -717,6 +729,16 @@ def test_only_the_lexical_hits_that_could_rank_have_their_parts_read(store, tmp_
     assert read[0] == [] and found == every_part
 
 
+def test_an_answer_found_through_its_question_only_holds_none_of_its_words(store, tmp_path, embed_model, monkeypatch):
+    asked = message(300, "which key opens the north vault of the castle, the old one?", minutes_ago=3000, author=1)
+    answer = message(301, "the bronze, go ask Ilse for it", minutes_ago=2999, author=2)
+    retriever, read, _ = castle(store, tmp_path, embed_model, monkeypatch, asked, answer)
+    hits = {hit.node.metadata["message_id"]: hit for hit in retriever.retrieve(CASTLE_QUESTION)}
+    assert 301 not in {i for ids in read for i in ids}  # never read: found through its question only
+    assert hits["301"].node.metadata["scores"]["lexical"] == 0.0  # not the question's, which repeats the asking
+    assert hits["301"].node.metadata["scores"]["similarity"] > 0.5  # the question's: it stands in its place
+
+
 def test_an_answer_left_unread_is_read_when_its_question_is_paired_with_it(store, tmp_path, embed_model, monkeypatch):
     asked = message(300, "which key opens the north vault of the castle?", minutes_ago=3 * 24 * 60, author=1)
     steps = " ".join(f"Step {i}: knead the dough for one more minute, then let it rest." for i in range(20))
@@ -761,6 +783,7 @@ def test_a_lexical_hit_is_read_when_the_pairing_could_leave_room_for_it():
     asking = message(402, "any bread in the vault?")
     assert retriever._within_reach([far, asking, near], nearest, ranked, held | {402: 1.0}, NOW.timestamp()) == [near]
     assert retriever._within_reach([far], nearest, ranked, held | {400: 0.1}, NOW.timestamp()) == []  # too few
+    assert retriever._within_reach([far, near], nearest, ranked, held, NOW.timestamp(), least=1.01) == []
 
 
 def test_the_parts_of_lexical_hits_carry_the_indexs_metadata_made_from_the_store(store, tmp_path, embed_model):
