@@ -5,9 +5,9 @@ Always repaired in place: @everyone/@here neutralised (also when followed by a l
 removed (the text is kept: the character says it), everything from a later line in which the model
 speaks as another member on cut (or from a sentence inside a line that opens with a member's label: "we
 raised 2,340 euros. alice: thank you"), everything from where the character says it is a member on cut
-("Good evening. I am Bob.": `_claim_within`), chat-template leftovers cut, length capped. Rejected (so the chain
-retries once, then falls back to an in-character line): empty, an echo of the message, or out of
-character (talking about being an AI or a model).
+("Good evening. I am Bob.", "Bob here, ...": `_claim_within`), chat-template leftovers cut, length capped.
+Rejected (so the chain retries once, then falls back to an in-character line): empty, an echo of the message, or
+out of character (talking about being an AI or a model).
 
 Who counts as another member is decided by the names the bot knows (`Members`: the recent window,
 the lore it showed, the store), compared by what they look like (`names.skeleton`: look-alike
@@ -62,6 +62,11 @@ _OPENERS = ("i am ", "i'm ", "i\u2019m ", "im ", "my name is ", "my name's ", "m
 _OPENER = r"(?<![\w'\u2019])(?:i\s+am|i['\u2019]?m|my\s+name\s+is|my\s+name['\u2019]s)"  # _OPENERS, any spacing
 _CLAIMS_TO_BE = re.compile(
     rf"(?i){_OPENER}\s+(?P<name>[^\s.,!?;:\n][^.,!?;:\n]{{0,47}}?)\s*(?P<end>[.,!?;:\n]|$|\s+(?:here|and|from)\b)"
+)
+# The character introducing itself as someone, the name first: "bob here, ..." or "Bob here!" opening a line or a
+# sentence, "here" ending its clause ("bob here is my friend" introduces nobody).
+_HERE_CLAIM = re.compile(
+    r"[\s*_~`>-]*(?P<name>[^\n.,!?;:]{1,48}?)\s+here(?P<end>[ \t]*(?:[,.!?;:\u2013\u2014-]|\n|$))", re.I
 )
 _OPENS_CLAIM = re.compile(rf"(?i){_OPENER}\b[^.,!?;:\n]*$")  # said, its name not yet ended
 _STATES = frozenset(
@@ -155,16 +160,29 @@ def _unquoted(text: str) -> str:
 
 
 def _claim_within(text: str, members: Members, finished: bool = True) -> tuple[int, str] | None:
-    """Where the character starts saying it is a known member ("I am Bob.", "my name is bob and ..."), and whose
-    name it takes; None when it never does, outside what it quotes. Unless `finished`, a name the text ends in may
-    still go on ("I'm bob" of "I'm bob's fan") and does not count."""
-    for match in _CLAIMS_TO_BE.finditer(_unquoted(text)):
+    """Where the character starts saying it is a known member ("I am Bob.", "my name is bob and ...", "bob here,
+    ..."), and whose name it takes; None when it never does, outside what it quotes. Unless `finished`, a name the
+    text ends in may still go on ("I'm bob" of "I'm bob's fan", "bob here" of "bob here is my friend") and does not
+    count."""
+    masked = _unquoted(text)
+    found = []
+    for match in _CLAIMS_TO_BE.finditer(masked):
         name = match["name"].strip()
         if not finished and not match["end"].strip():
             continue
         if name in members and not (name.islower() and name in _STATES):
-            return match.start(), name
-    return None
+            found.append((match.start(), name))
+            break
+    starts = {0, *(m.end() for m in re.finditer(r"\n", masked)), *(m.end() for m in _SENTENCE_END.finditer(masked))}
+    for start in sorted(starts):
+        match = _HERE_CLAIM.match(masked, start)
+        if match is None or (not finished and not match["end"].strip()):
+            continue
+        name = match["name"].strip()
+        if name in members:
+            found.append((match.start("name"), name))
+            break
+    return min(found) if found else None
 
 
 def _may_open_claim(text: str) -> int | None:

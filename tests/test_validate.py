@@ -159,6 +159,9 @@ def test_stream_view_never_shows_a_members_turn_begun_inside_a_line():
         ("the cabinet hums.\nmy name is alice and I like games", "the cabinet hums."),
         ("mrrp\u2026I am bob.", "mrrp\u2026"),
         ("hello! I am b\u043eb here to help", "hello!"),  # a Cyrillic "о": looks like bob
+        ("mrrp! Bob here, just checking in on the cabinet", "mrrp!"),  # the name first
+        ("the cabinet hums.\nalice here. I like games", "the cabinet hums."),
+        ("Tomasz the Fixer here \u2014 at your service", ""),
     ],
 )
 def test_the_character_saying_it_is_a_member_is_cut_from_where_it_says_so(reply, kept):
@@ -179,6 +182,10 @@ def test_the_character_saying_it_is_itself_or_quoting_a_member_passes():
         'as dex put it: "hello I am dex and my hot take is that the virtual boy was good"',
         'as dex put it: "he said "hi. I am dex and I mean it"',  # a quote with a quotation mark in it
         "I am from bob's town",
+        "bob here is my friend.",  # "here" does not end the clause: nobody introduced
+        "I saw bob here.",
+        "Is bob here?",
+        "> bob here, hi",
     ]:
         verdict = validate(reply, "good evening @Susu", "Susu", 600, members)
         assert verdict.ok and verdict.text == reply, reply
@@ -192,6 +199,7 @@ def test_the_character_saying_it_is_itself_or_quoting_a_member_passes():
         "*purrs* my paws are cold. I'm happy to help, bob.",
         "I'm bob's biggest fan, mrrp.",
         "I am alicent's cat.",
+        "mrrp. bob here is my friend.",
     ],
 )
 def test_stream_view_of_a_reply_that_claims_nobody_only_grows_and_never_ends_early(reply):
@@ -218,6 +226,14 @@ def test_stream_view_never_shows_the_character_saying_it_is_a_member():
     assert previous == "Good evening. It is a pleasure to meet you."
     assert ended_at == raw[: raw.index("I am Bob.") + len("I am Bob.")]  # generation stops once the name has ended
     assert stream_view("mrrp. I'm happy to help you", "Susu", 600, ["bob"])[0] == "mrrp."  # until its sentence ends
+    raw = "mrrp. bob here, hi all. the cabinet hums."
+    previous, ended_at = "", None
+    for prefix in prefixes(raw):
+        view, ended = stream_view(prefix, "Susu", 600, ["bob"])
+        assert "bob" not in view and view.startswith(previous)  # "bob here" held back until its clause ends
+        previous = view
+        ended_at = ended_at or (prefix if ended else None)
+    assert previous == "mrrp." and ended_at == "mrrp. bob here,"
     assert stream_view("mrrp. I'm happy to help you. ", "Susu", 600, ["bob"])[0] == "mrrp. I'm happy to help you."
 
 
