@@ -157,6 +157,14 @@ _DATE = re.compile(
     r"\b(?:19|20)\d{2}\b"
 )
 _AMOUNT = re.compile(r"\d")
+# A count asked for by what it counts ("how many unique high and medium findings did ...?"): the words after "how
+# many" up to the verb or preposition that ends them.
+_COUNTED = re.compile(r"(?i)\bhow\s+(?:many|much)\s+(?P<what>[^?.!,;:]*)")
+_ENDS_COUNTED = frozenset(
+    """am are be been can could did do does had has have in is may might of on should to was were will with would
+    for from at by per""".split()
+)
+COUNT_REACH = 3  # a figure this many words or fewer from a word the question counts is a count of it
 _PERSON = re.compile(r"@\S|»")
 # A sentence telling of a fix that worked: read as indexes.answers.tells_of_a_fix reads a message
 # (tests/test_grounding.py checks that they agree).
@@ -189,6 +197,37 @@ def _sum_or_amount(question: str) -> str:
     if _NAMES_CURRENCY.search(question):
         return "money"
     return "money" if _NAMES_MONEY.search(question) and not _NOT_A_SUM.search(question) else "amount"
+
+
+def counted(question: str) -> set[str]:
+    """What a "how many" or "how much" question counts, as `content_words`: "how many unique high and medium findings
+    did Curves end up with?" -> {"unique", "high", "medium", "findings"}; none for "how much should I return?"."""
+    match = _COUNTED.search(question)
+    if not match:
+        return set()
+    words = []
+    for word in match.group("what").split():
+        if word.lower() in _ENDS_COUNTED:
+            break
+        words.append(word)
+    return content_words(" ".join(words))
+
+
+def counts(what: set[str], text: str) -> bool:
+    """Does `text` hold a figure within COUNT_REACH words of one of the words counted (`counted`), not a date or a
+    time? "High risk findings: 6 unique (42 total)" counts findings; "the $88,500 audit opens 03/04/2024" does not."""
+    if not what:
+        return False
+    tokens = [(w.lower().strip(".,'-"), bool(_NUMBER.search(w))) for w in _WORD.findall(_DATE.sub(" ", text))]
+    near = [i for i, (word, _) in enumerate(tokens) if any(_same_word(word, w) for w in what)]
+    return any(number and any(abs(i - j) <= COUNT_REACH for j in near) for i, (_, number) in enumerate(tokens))
+
+
+def _same_word(said: str, asked: str) -> bool:
+    """One word, give or take its ending: "findings" and "finding", "highs" and "high"."""
+    if len(said) >= 5 and len(asked) >= 5:
+        return said[:5] == asked[:5]
+    return said in (asked, asked + "s", asked + "es") or asked in (said + "s", said + "es")
 
 
 def fits(kind: str, text: str) -> bool:
@@ -249,17 +288,29 @@ def proper_names(text: str) -> set[str]:
     The first word of a sentence, of a quote or after a colon is not a name, nor is a common word
     capitalised for emphasis ("The"), a mention, a link or a word in capitals.
     """
-    found = set()
+    return {name for run in name_runs(text) for name in run}
+
+
+def name_runs(text: str) -> list[set[str]]:
+    """The proper names of a text (`proper_names`), those standing next to each other as one: "did Revert Lend have
+    any?" -> [{"revert", "lend"}]."""
+    runs: list[set[str]] = []
     for part in _SENTENCE.split(text):
         tokens = part.split()
-        for before, token in zip(tokens, tokens[1:]):
+        last = -2
+        for at, (before, token) in enumerate(zip(tokens, tokens[1:])):
             word = token.strip(".,;:!?)(*_~")
             starts = before.endswith(":") or word[:1] in "\"'“‘«"
             if starts or not (len(word) >= 3 and word.isalpha() and word[0].isupper() and word[1:].islower()):
                 continue
-            if word.lower() not in _STOPWORDS:
-                found.add(word.lower())
-    return found
+            if word.lower() in _STOPWORDS:
+                continue
+            if at == last + 1 and before == before.rstrip(".,;:!?)"):  # "Revert Lend", not "Bob, Alice"
+                runs[-1].add(word.lower())
+            else:
+                runs.append({word.lower()})
+            last = at
+    return runs
 
 
 def known_claims(supports: Sequence[str], names: Sequence[str] = ()) -> set[str]:
@@ -371,9 +422,11 @@ class Grounding:
         Joystick 2025") comes before near ones without them, which embeddings barely tell apart (but
         not a sentence of a message that asks, when its answer is in the lore too: that answer holds
         the asking's names, `_as_answer`; and not for a name the whole channel speaks of, `common`: "I got
-        my Curves awards" holds "Curves" as most of the channel does); among those, the closest by
+        my Curves awards" holds "Curves" as most of the channel does, nor for a name said as one with it,
+        "Lend" of "Revert Lend"); among those, the closest by
         embedding, a sentence holding what the question asks for (`answer_kind`: a date, an amount, a sum
-        of money, or any figure when none of the sentences holds a sum, a member, what fixed a problem)
+        of money, or any figure when none of the sentences holds a sum, a count of what "how many" counts
+        (`counts`), or any figure when none holds one, a member, what fixed a problem)
         ranking KIND_BONUS higher, and needing as much less similarity to
         count as close enough (`min_score`): "returned 90% of the excess to 0xd9d3..." at 0.49 answers
         "how much should I return?". Another message's best sentence that ranks within `second_within` of it,
@@ -400,7 +453,8 @@ class Grounding:
         asked = claims(question)
         named = proper_names(question)
         if named and self.common:  # not a figure: "2025" picks the year asked for, however often it is said
-            asked -= self.common(named)
+            topic = self.common(named)  # and a name said as one with it: "Lend" of "Revert Lend" in Revert's channel
+            asked -= topic | {name for run in name_runs(question) if run & topic for name in run}
         asks = {id(item) for item in lore if seeks(item)}  # each message read once, not once per sentence
         answered = {i for item in lore if id(item) not in asks for i in item.message_ids[1:]}  # what answers answer
         asking = {item.message_ids[0] for item in lore if item.message_ids and id(item) in asks}
@@ -413,6 +467,9 @@ class Grounding:
         fitting = [bool(kind) and fits(kind, passage) for passage in passages]
         if kind == "money" and not any(fitting):  # no sum among them: any figure may be it ("it raised 2340")
             fitting = [fits("amount", passage) for passage in passages]
+        what = counted(question) if kind == "amount" else set()
+        if what and any(counting := [counts(what, passage) for passage in passages]):
+            fitting = counting  # a count of what is asked, when one holds it, before any figure
         close = [  # how near an answer: its words, and whether it holds what the question asks for
             score + (self.kind_bonus if fit else 0.0) for score, fit in zip(scores, fitting, strict=True)
         ]

@@ -579,6 +579,86 @@ def test_a_question_of_a_sum_is_answered_by_the_message_with_a_sum_not_one_with_
     assert evidence is not None and evidence.item is counted
 
 
+SUMMARY = LoreItem(
+    content="🏁 Findings summary\n--------------------\nHigh risk findings: 6 unique (42 total)\n"
+    "Med risk findings: 25 unique (131 total)\nGas reports: 7 (Best: 0x11singh99)\nQA reports: 43 (Best: Bauchibred)",
+    author="thebrittfactor",
+)
+TOPIC_WELCOME = LoreItem(
+    content="👋 Hello and welcome to the audit channel for the $88,500 in USDC **Revert Lend** audit!\n\n"
+    "📆 Audit opens 03/04/2024 20:00 (20:00 UTC) and runs through 03/15/2024 19:00 (20:00 UTC) (10 days).",
+    author="kartoonjoy",
+)
+
+
+def test_a_question_of_a_count_is_answered_by_the_figure_next_to_what_it_counts(embed_model):
+    # Both hold figures: the welcome post a sum, dates and days, the summary the counts of findings asked for. The
+    # channel's topic is "Revert" (the lambda below), so "Lend", said as one name with it, is the topic too.
+    question = "@Rhea how many unique high and medium findings did Revert Lend have in the end?"
+    lore = [TOPIC_WELCOME, SUMMARY]
+    grounding = Grounding(embedder(embed_model), min_score=0.0, common=lambda names: names & {"revert"})
+    evidence = grounding.evidence(question, "lore", lore)
+    assert evidence is not None and evidence.item is SUMMARY
+    assert "6 unique" in evidence.passage and "25 unique" in evidence.passage
+    # "Lend" alone, not the topic: the welcome post holds the name asked about, and comes first
+    named = Grounding(embedder(embed_model), min_score=0.0, common=lambda names: set())
+    assert named.evidence(question, "lore", lore).item is TOPIC_WELCOME
+    # Without a figure next to what is counted anywhere, any figure may be the count, as before (similarity alone:
+    # the thanks 0.69, the figure 0.61)
+    thanks = LoreItem(content="The meetup had a great turnout, so many people came, thank you all!", author="kiwi")
+    showed = LoreItem(content="Meetup done: 40 showed up at the bar.", author="tomasz")
+    asked = "how many people came to the meetup?"
+    assert Grounding(embedder(embed_model), second_within=None).evidence(asked, "lore", [thanks, showed]).item is showed
+    plain = Grounding(embedder(embed_model), kind_bonus=0.0, second_within=None)
+    assert plain.evidence(asked, "lore", [thanks, showed]).item is thanks
+
+
+@pytest.mark.parametrize(
+    ("question", "what"),
+    [
+        ("how many unique high and medium findings did Curves end up with?", {"unique", "high", "medium", "findings"}),
+        ("@Susu how many bob-ombs does bob have?", {"bob-ombs"}),
+        ("How many people came to the meetup", {"people", "came"}),  # "40 came" counts them too
+        ("how much should I return and where?", set()),
+        ("when does it open?", set()),
+    ],
+)
+def test_a_count_question_says_what_it_counts(question, what):
+    from chains.grounding import counted
+
+    assert counted(question) == what
+
+
+@pytest.mark.parametrize(
+    ("text", "counts"),
+    [
+        ("High risk findings: 6 unique (42 total)", True),
+        ("we found 4 highs and a medium", True),
+        ("the 3 finding reports", True),
+        ("findings are out on 03/04/2024 at 20:00", False),  # a date or a time is no count
+        ("$88,500 for the audit; findings go to the judge", False),  # too far from what is counted
+        ("the highest score was 12", False),
+    ],
+)
+def test_a_figure_counts_what_it_stands_next_to(text, counts):
+    from chains.grounding import counted
+    from chains.grounding import counts as counting
+
+    assert counting(counted("how many high findings were there?"), text) is counts
+
+
+def test_names_said_as_one_are_one_run():
+    from chains.grounding import name_runs
+
+    assert name_runs("how many findings did Revert Lend have?") == [{"revert", "lend"}]
+    assert name_runs("I met Bob, Alice and Carol Smith in Akron today") == [
+        {"bob"},
+        {"alice"},
+        {"carol", "smith"},
+        {"akron"},
+    ]
+
+
 def test_a_sentence_holding_what_the_question_asks_for_is_close_enough_by_less(embed_model):
     question = "how much did the charity drive raise?"
     raised = LoreItem(content="The Charity Drive raised 1,240 euros for the children's hospital.", author="tomasz")
