@@ -9,6 +9,21 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}ms" if seconds >= 0.001 else f"{seconds * 1000:.2f}ms"
 
 
+def _score_parts(s: dict[str, float]) -> str:
+    """What a lore item's score is made of (indexes.vector.RetrievalWeights: each part before its weight): its
+    similarity, the share of the question's words it holds, its recency and engagement, the lore boost, the
+    penalty of a message that only asks, and whether it took the last place by its words (`lexical_slot`)."""
+    parts = [
+        f"sim {s.get('similarity', 0):.2f} lex {s.get('lexical', 0):.2f} rec {s.get('recency', 0):.2f} "
+        f"eng {s.get('engagement', 0):.2f} lore +{s.get('lore_boost', 0):.2f}"
+    ]
+    if s.get("question"):
+        parts.append(f"asks {s['question']:+.2f}")
+    if s.get("by_words"):
+        parts.append("last place by its words")
+    return ", ".join(parts)
+
+
 def explain(result: ReplyResult) -> str:
     lines = ["--- explain ---"]
     a = result.analysis
@@ -20,13 +35,7 @@ def explain(result: ReplyResult) -> str:
         )
     lines.append(f"lore ({len(result.lore)}):" + (f" [{result.lore_warning}]" if result.lore_warning else ""))
     for item in result.lore:
-        s = item.scores
-        parts = (
-            f"sim {s.get('similarity', 0):.2f} rec {s.get('recency', 0):.2f} eng {s.get('engagement', 0):.2f} "
-            f"lore +{s.get('lore_boost', 0):.2f}"
-            if s
-            else item.source
-        )
+        parts = _score_parts(item.scores) if item.scores else item.source
         reasons = f" (lore: {item.reasons})" if item.reasons else ""
         text = item.content.replace("\n", " ")
         lines.append(

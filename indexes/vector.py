@@ -921,6 +921,7 @@ class WeightedRetriever(BaseRetriever):
             return ranked
         if shown[-1].node.metadata.get("answers") in {int(hit.node.metadata["message_id"]) for hit in shown}:
             return ranked  # the reply to a problem shown above it (`_answered`): the telling and its fix go together
+        best.node.metadata["scores"] = {**best.node.metadata["scores"], "by_words": 1.0}  # said by --explain
         return [*shown[:-1], best, shown[-1], *(hit for hit in rest if hit is not best)]
 
     def _recency(self, message: StoredMessage, now: float) -> float:

@@ -231,11 +231,13 @@ def test_the_message_holding_most_of_the_questions_words_takes_the_last_place(st
         hits = WeightedRetriever(index, weights, top_k=3, candidates=3, now=NOW).retrieve(
             "how many unique high and medium findings did the audit have in the end?"
         )
-        return [hit.node.metadata["message_id"] for hit in hits]
+        return {hit.node.metadata["message_id"]: hit.node.metadata["scores"] for hit in hits}
 
     found = shown(0.2)
-    assert len(found) == 3 and found[-1] == "1"
+    assert len(found) == 3 and list(found)[-1] == "1"
     assert "1" not in shown(0.0)
+    # and it says so (--explain), the hits placed by their score do not
+    assert [key for key, scores in found.items() if scores.get("by_words")] == ["1"]
 
 
 def test_a_message_that_only_asks_neither_takes_the_last_place_nor_keeps_it_out():
