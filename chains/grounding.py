@@ -451,10 +451,11 @@ class Grounding:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-9)
         scores = vectors[1:] @ vectors[0]
         asked = claims(question)
-        named = proper_names(question)
+        runs = name_runs(question)
+        named = {name for run in runs for name in run}
         if named and self.common:  # not a figure: "2025" picks the year asked for, however often it is said
             topic = self.common(named)  # and a name said as one with it: "Lend" of "Revert Lend" in Revert's channel
-            asked -= topic | {name for run in name_runs(question) if run & topic for name in run}
+            asked -= topic | {name for run in runs if run & topic for name in run}
         asks = {id(item) for item in lore if seeks(item)}  # each message read once, not once per sentence
         answered = {i for item in lore if id(item) not in asks for i in item.message_ids[1:]}  # what answers answer
         asking = {item.message_ids[0] for item in lore if item.message_ids and id(item) in asks}
