@@ -214,10 +214,19 @@ def found_answer(question: StoredMessage, found: Sequence[StoredMessage]) -> Sto
     return None
 
 
+# A figure alone ("867", "$5k", "0.5%"): it answers a question of how many or how much, unlike a word alone ("thx").
+_FIGURE_ALONE = re.compile(r"(?i)^[~≈$€£]?\d[\d,.]*\s*(?:%|k|m|x|usd[ct]?|eth)?[.!]?$")
+
+
+def _says_something(text: str) -> bool:
+    """Two words or more, or a figure alone ("How many submissions on this one?" - "867")."""
+    return len(_WORD.findall(text)) >= 2 or bool(_FIGURE_ALONE.match(text.strip()))
+
+
 def _answers(text: str) -> bool:
-    """Could this reply answer: two words or more, no question, no short "same here"."""
+    """Could this reply answer: two words or more or a figure alone, no question, no short "same here"."""
     words = len(_WORD.findall(text))
-    return words >= 2 and not only_asks(text) and not (_ME_TOO.match(text) and words < ME_TOO_WORDS)
+    return _says_something(text) and not only_asks(text) and not (_ME_TOO.match(text) and words < ME_TOO_WORDS)
 
 
 def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
@@ -239,7 +248,7 @@ def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -
         if m.author_id != question.author_id
         and not m.author_is_bot
         and not only_asks(m.content)
-        and len(_WORD.findall(m.content)) >= 2
+        and _says_something(m.content)
         and m.timestamp - question.timestamp <= ANSWER_WINDOW
     ]
     if not candidates:

@@ -205,14 +205,15 @@ def _split_long(text: str) -> tuple[str, ...]:
 _WORD = re.compile(r"\w+")
 
 
-def thread_of(message: StoredMessage, replying_to: Sequence[str]) -> str:
+def thread_of(message: StoredMessage, replying_to: Sequence[str], short: bool = False) -> str:
     """What of the thread a reply answers goes with it (REPLYING_TO_CHARS, the earliest message first).
 
-    A reply shorter than THREAD_MIN_WORDS ("yes it is", "a rich wallet") goes alone: it would take
-    the thread's meaning instead of adding to it.
+    A reply shorter than THREAD_MIN_WORDS ("yes it is", "a rich wallet") goes alone, unless `short`: embedded,
+    it would take the thread's meaning instead of adding to it. Read back as the answer to a question (`short`),
+    it says nothing without it: "867" answers "How many submissions on this one?".
     """
     thread = [" ".join(text.split()) for text in replying_to if text.strip()]
-    if not thread or len(_WORD.findall(message.content)) < THREAD_MIN_WORDS:
+    if not thread or (len(_WORD.findall(message.content)) < THREAD_MIN_WORDS and not short):
         return ""
     share = REPLYING_TO_CHARS // len(thread)
     return " / ".join(text[:share] for text in thread)
@@ -1133,7 +1134,7 @@ class WeightedRetriever(BaseRetriever):
             hit.node.set_content(text)
             question = messages.get(hit.node.metadata.pop("answers", 0))
             above = [(question.id, question.content)] if question else threads.get(message.id, [])
-            thread = thread_of(message, [text for _, text in above])
+            thread = thread_of(message, [text for _, text in above], short=True)
             if thread:
                 hit.node.metadata["replying_to"] = thread
             hit.node.metadata["thread_ids"] = [i for i, _ in above]  # whose words came along: see LoreItem

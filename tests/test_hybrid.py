@@ -34,6 +34,7 @@ from indexes.vector import (
     _splitter,
     chroma_client,
     part_keys,
+    thread_of,
     to_nodes,
 )
 
@@ -403,6 +404,36 @@ def test_a_reply_to_the_question_or_to_the_askers_follow_up_answers_at_any_time(
         9, "same here, it turned out arbitrum goes first and mainnet after", minutes_ago=90, author=8, reply_to=1
     )
     assert explicit_answer(question, [follow_up, me_too, fix]) == fix
+
+
+def test_a_figure_alone_answers_a_question_and_a_word_alone_does_not():
+    question = message(1, "How many submissions on this one ?", minutes_ago=300, author=5)
+    count = message(2, "867", minutes_ago=200, author=6, reply_to=1)
+    assert explicit_answer(question, [count]) == count  # "how many?" - "867"
+    assert likely_answer(question, [message(3, "$5k", minutes_ago=299, author=6)]).content == "$5k"
+    for said in ("thx", "+1", "v2", "867 ?"):  # a word, a vote, a name, a question back
+        assert explicit_answer(question, [message(4, said, minutes_ago=200, author=6, reply_to=1)]) is None, said
+        assert likely_answer(question, [message(4, said, minutes_ago=299, author=6)]) is None, said
+
+
+def test_a_short_answer_is_read_back_with_the_question_it_answers(store, tmp_path, embed_model):
+    store.upsert(
+        [
+            message(1, "How many submissions did the contest get in the end?", minutes_ago=300, author=5),
+            message(2, "867", minutes_ago=290, author=6, reply_to=1),
+            message(3, "What does the h in hTokens stand for?", minutes_ago=280, author=7),
+            message(4, "Hermes Tokens", minutes_ago=270, author=6, reply_to=3),
+            *(message(10 + i, f"the vault liquidation logic looks solid, test {i} passes") for i in range(10)),
+        ]
+    )
+    hits = retrieve(store, tmp_path, embed_model, "how many submissions did the contest get?", top_k=5)
+    found = {hit.node.get_content(): hit.node.metadata for hit in hits}
+    assert found["867"]["replying_to"] == "How many submissions did the contest get in the end?"  # paired
+    hits = retrieve(store, tmp_path, embed_model, "what does the h in hTokens stand for?", top_k=5)
+    found = {hit.node.get_content(): hit.node.metadata for hit in hits}
+    assert found["Hermes Tokens"]["replying_to"] == "What does the h in hTokens stand for?"  # a reply, found itself
+    assert thread_of(message(5, "yes it is"), ["is it on arbitrum?"]) == ""  # embedded: too short to add to it
+    assert thread_of(message(5, "yes it is"), ["is it on arbitrum?"], short=True) == "is it on arbitrum?"
 
 
 def test_tells_of_a_fix():
