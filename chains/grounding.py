@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from chains.links import as_read
+from chains.links import as_read, without_links
 from chains.types import LoreItem
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,8 @@ _DATE = re.compile(
     r"dec)[a-z]*\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|tomorrow|yesterday|tonight)\b|"
     r"\b(?:19|20)\d{2}\b"
 )
-_AMOUNT = re.compile(r"\d")
+# A figure, not a part of a name or an id ("T114", ":10_10:", "0x3f", "v2"); "5k", "3x" and "42%" are figures.
+_AMOUNT = re.compile(r"(?i)(?<![\w.#])\d[\d,.]*(?:k|m|bn?|x)?(?![\w/])")
 # A count asked for by what it counts ("how many unique high and medium findings did ...?"): the words after "how
 # many" up to the verb or preposition that ends them.
 _COUNTED = re.compile(r"(?i)\bhow\s+(?:many|much)\s+(?P<what>[^?.!,;:]*)")
@@ -234,8 +235,8 @@ def fits(kind: str, text: str) -> bool:
     """Does `text` hold what a question of this kind asks for (a date, a figure, a sum of money, a member)?"""
     if kind == "date":
         return bool(_DATE.search(text))
-    if kind == "amount":
-        return bool(_AMOUNT.search(text))
+    if kind == "amount":  # not the numbers of a link: a message id, a release tag
+        return bool(_AMOUNT.search(without_links(text)))
     if kind == "money":
         return bool(_MONEY.search(text))
     if kind == "person":
@@ -341,6 +342,16 @@ def sentences(text: str) -> list[str]:
     return [p for p, words in bare if len(words) >= MIN_SENTENCE_CHARS or _short_answer(words)]
 
 
+def statements(item: LoreItem) -> list[str]:
+    """The `sentences` of a lore item; and a figure alone that replies to a thread, which it answers there ("How many
+    submissions on this one?" - "867": read with its thread, `_in_thread`)."""
+    found = sentences(item.content)
+    alone = " ".join(item.content.split())
+    if not found and item.thread and len(content_words(alone)) == 1 and _NUMBER.fullmatch(alone.strip("$€£~%.!")):
+        return [alone]
+    return found
+
+
 def _short_answer(sentence: str) -> bool:
     """A short statement with a figure or code-like name in it ("3e16 is 3%"): an answer, unlike "ok thanks"."""
     return bool(figures(sentence)) and len(content_words(sentence)) >= 2
@@ -418,8 +429,11 @@ class Grounding:
         """The lore sentence that answers a question best, if close enough; None for other intents or weak lore.
 
         A sentence must say something beyond the question's own words ("the cursed cartridge." says
-        nothing about it); one holding the figures and names the question asks about ("the Golden
-        Joystick 2025") comes before near ones without them, which embeddings barely tell apart (but
+        nothing about it); a figure alone that replies to a thread is one (`statements`: "867" to "How many
+        submissions on this one?"). One close enough (`min_score`) comes before one that is not, then one whose
+        passage (what the answer line quotes) holds the figures and names the question asks about ("the Golden
+        Joystick 2025"; "Hermes Tokens" with "hTokens" on its next line) before near ones without them, which
+        embeddings barely tell apart (but
         not a sentence of a message that asks, when its answer is in the lore too: that answer holds
         the asking's names, `_as_answer`; and not for a name the whole channel speaks of, `common`: "I got
         my Curves awards" holds "Curves" as most of the channel does, nor for a name said as one with it,
@@ -440,7 +454,7 @@ class Grounding:
         if intent not in QUESTION_INTENTS or not question.strip() or not lore:
             return None
         asked_words = content_words(question)
-        said = [(s, item) for item in lore for s in sentences(item.content) if content_words(s) - asked_words]
+        said = [(s, item) for item in lore for s in statements(item) if content_words(s) - asked_words]
         candidates = said[:MAX_SENTENCES]
         if not candidates:
             return None
@@ -459,12 +473,12 @@ class Grounding:
         asks = {id(item) for item in lore if seeks(item)}  # each message read once, not once per sentence
         answered = {i for item in lore if id(item) not in asks for i in item.message_ids[1:]}  # what answers answer
         asking = {item.message_ids[0] for item in lore if item.message_ids and id(item) in asks}
+        passages = [_passage(s, item) for s, item in candidates]
         holds = [
-            0 if _asks_and_answered(item, answered, asks) else len(asked & claims(_as_answer(s, item, asking)))
-            for s, item in candidates
+            0 if _asks_and_answered(item, answered, asks) else len(asked & claims(_as_answer(passage, item, asking)))
+            for passage, (s, item) in zip(passages, candidates, strict=True)
         ]
         kind = answer_kind(question)
-        passages = [_passage(s, item) for s, item in candidates]
         fitting = [bool(kind) and fits(kind, passage) for passage in passages]
         if kind == "money" and not any(fitting):  # no sum among them: any figure may be it ("it raised 2340")
             fitting = [fits("amount", passage) for passage in passages]
@@ -478,7 +492,10 @@ class Grounding:
             near - (self.asking_penalty if id(item) in asks else 0.0)
             for near, (_, item) in zip(close, candidates, strict=True)
         ]
-        order = sorted(range(len(candidates)), key=lambda i: (holds[i], ranked[i]), reverse=True)
+        # close enough first: a sentence holding the names asked about but too far to answer keeps no close one out
+        order = sorted(
+            range(len(candidates)), key=lambda i: (close[i] >= self.min_score, holds[i], ranked[i]), reverse=True
+        )
         best = order[0]
         quoted = _passage(*candidates[best])
         second = next(  # another message, never one that asks (a question is no second answer), never a repost

@@ -73,6 +73,11 @@ def as_read(text: str) -> str:
     return " ".join(_PLAIN.sub(_name_read, text).split())
 
 
+def without_links(text: str) -> str:
+    """A text without its links (a masked link keeps its label): what its words say, not where they point."""
+    return _PLAIN.sub(" ", _MASKED.sub(lambda masked: masked["label"], text))
+
+
 def _name_read(link: re.Match[str]) -> str:
     found = link.group(0)
     url = found.rstrip(".,;:!?'\"")  # sentence punctuation after a link is not part of it

@@ -325,6 +325,37 @@ def test_a_short_statement_with_a_figure_is_evidence_a_short_reply_without_one_i
     assert evidence is not None and "3e16 is 3%" in [quoted.passage for quoted in evidence.quoted]
 
 
+def test_a_figure_alone_is_evidence_in_the_thread_it_answers(embed_model):
+    question = "how many findings were sent in for this contest in total?"
+    count = LoreItem(content="867", author="Tendency", thread="How many submissions on this one ?")
+    link = LoreItem(
+        content="Check this out: https://discord.com/channels/810916927919620096/1153743259965857873/1154405312195989554",
+        author="0xbuzzlightyear",
+        thread="What's the relationship between the previous contest and this contest",
+    )
+    hardest = LoreItem(content="This was the hardest contest that I participated in, learned a lot", author="kiwi")
+    grounding = Grounding(embedder(embed_model))
+    evidence = grounding.evidence(question, "lore", [link, hardest, count])
+    assert evidence is not None and evidence.passage == "867"
+    alone = LoreItem(content="867", author="Tendency")  # in no thread, a figure alone says nothing
+    evidence = grounding.evidence(question, "lore", [link, hardest, alone])
+    assert evidence is None or all(quoted.passage != "867" for quoted in evidence.quoted)
+
+
+def test_the_numbers_of_a_link_or_a_name_are_no_amount():
+    for amount in ("867", "$5k", "it is 3x faster", "42% of it", "High risk findings: 6 unique (42 total)", "1.5 eth"):
+        assert fits("amount", amount), amount
+    for other in (
+        "Check this out: https://discord.com/channels/81/1153743259965857873",  # a message's id
+        "[the release](https://github.com/o/r/releases/tag/v2.1) is out",  # a masked link's
+        "the T114 works",
+        "learned a lot :10_10:",
+        "0x3f is the selector",
+        "v2 is out",
+    ):
+        assert not fits("amount", other), other
+
+
 def test_a_long_post_is_quoted_from_the_relevant_sentence(embed_model):
     post = LoreItem(
         content="Tavern rules: be kind. " * 12 + "The tavern was founded on 4 March 2023. Pull up a stool.",
@@ -672,6 +703,37 @@ def test_a_sentence_holding_what_the_question_asks_for_is_close_enough_by_less(e
             Grounding(embedder(embed_model), min_score=strict, kind_bonus=0.0).evidence(question, "lore", [item])
             is None
         )
+
+
+def test_a_name_of_the_question_is_held_by_the_passage_quoted(embed_model):
+    # "Hermes Tokens" holds "hTokens" on its next line: the passage quoted whole, not the one sentence
+    question = "what is the h in hTokens short for?"
+    asking = "What does hTokens stands for? (any token, or some specific)"
+    confused = LoreItem(
+        content="I kind of still don't fully get hTokens. Are they virtual tokens holding the same value as their "
+        "underlying token?",
+        author="Ali",
+    )
+    answer = LoreItem(content="Hermes Tokens\nhTokens", author="0xbuzzlightyear", thread=asking)
+    evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [confused, answer])
+    assert evidence is not None and evidence.item is answer
+
+
+def test_a_sentence_too_far_to_answer_does_not_keep_a_close_one_out_for_a_name(embed_model):
+    # The question names "Ulysses"; the answer's thread spells it "Ulysees". The one sentence holding the name is far
+    # (under min_score): the close answer is the evidence, rather than none.
+    question = "are the chain ids Ulysses works with the normal EVM chain ids?"
+    far = LoreItem(content="Exactly, anyone can deploy their bridge agents on the chains Ulysses supports", author="a")
+    close = LoreItem(
+        content="Note: chainId values are not related to EVM ids. LayerZero chain ids are proprietary to its Endpoints",
+        author="0xBugsy",
+        thread="All chain ids used in Ulysees are layerzero chain ids, not block chain ids, right?",
+    )
+    grounding = Grounding(embedder(embed_model))
+    scores = {id(item): grounding.evidence(question, "lore", [item]) for item in (far, close)}
+    assert scores[id(far)] is None and scores[id(close)] is not None  # the one naming Ulysses is too far alone
+    evidence = grounding.evidence(question, "lore", [far, close])
+    assert evidence is not None and evidence.item is close
 
 
 def test_a_message_that_asks_holds_no_name_for_the_evidence_when_its_answer_is_in_the_lore(embed_model):
