@@ -22,7 +22,7 @@ from errors import UserError
 # - test: real channels nobody tuning has read: reported (`--dataset`), never tuned on, not in the default run.
 # `python -m evals run` (and `make test`) runs, and the gate guards, the tuned and dev sets.
 TUNED_SETS = (Path("evals/datasets/sample_server.yaml"), Path("evals/datasets/real_nextgen.yaml"))
-DEV_SETS = tuple(Path(f"evals/datasets/dev_{name}.yaml") for name in ("curves", "revert", "meshcore"))
+DEV_SETS = tuple(Path(f"evals/datasets/dev_{name}.yaml") for name in ("curves", "revert", "meshcore", "maia"))
 TEST_SETS = tuple(Path(f"evals/datasets/test_{name}.yaml") for name in ("aiarena", "golom", "pyscript"))
 DEFAULT_SETS = TUNED_SETS + DEV_SETS
 EVAL_SEED = 1234  # runs compare prompts and models, not sampling luck (used when SEED is unset)
