@@ -156,8 +156,14 @@ _DATE = re.compile(
     r"dec)[a-z]*\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|tomorrow|yesterday|tonight)\b|"
     r"\b(?:19|20)\d{2}\b"
 )
-# A figure, not a part of a name or an id ("T114", ":10_10:", "0x3f", "v2"); "5k", "3x" and "42%" are figures.
-_AMOUNT = re.compile(r"(?i)(?<![\w.#])\d[\d,.]*(?:k|m|bn?|x)?(?![\w/])")
+# A figure, with its unit if any ("5k", "3x", "42%", "3weeks", "24h"), not a part of a name or an id ("T114",
+# ":10_10:", "0x3f", "@0xBugsy", "v2", "H-01", "1e18"); a raw mention or emoji (`<@123...>`, `<:pepe:123...>`) is
+# removed first.
+_AMOUNT = re.compile(r"(?i)(?<![\w.#@])(?<![a-z]-)(?!0x[0-9a-f])\d(?:[\d,.]*\d)?[a-z%]{0,6}(?!\w)")
+_RAW_TOKEN = re.compile(r"<[@#:&!\w]*\d+>")
+# A figure alone ("867", "$5k"): evidence in the thread it answers (`statements`). As indexes.answers reads one.
+_FIGURE_ALONE = re.compile(r"(?i)^[~≈$€£]?\d[\d,.]*\s*(?:%|k|m|x|usd[ct]?|eth)?[.!]?$")
+SHORT_REPLY_WORDS = 4  # a shorter reply holding no figure or name is read alone, not in its thread (`_in_thread`)
 # A count asked for by what it counts ("how many unique high and medium findings did ...?"): the words after "how
 # many" up to the verb or preposition that ends them.
 _COUNTED = re.compile(r"(?i)\bhow\s+(?:many|much)\s+(?P<what>[^?.!,;:]*)")
@@ -236,7 +242,7 @@ def fits(kind: str, text: str) -> bool:
     if kind == "date":
         return bool(_DATE.search(text))
     if kind == "amount":  # not the numbers of a link: a message id, a release tag
-        return bool(_AMOUNT.search(without_links(text)))
+        return bool(_AMOUNT.search(_RAW_TOKEN.sub(" ", without_links(text))))
     if kind == "money":
         return bool(_MONEY.search(text))
     if kind == "person":
@@ -347,7 +353,7 @@ def statements(item: LoreItem) -> list[str]:
     submissions on this one?" - "867": read with its thread, `_in_thread`)."""
     found = sentences(item.content)
     alone = " ".join(item.content.split())
-    if not found and item.thread and len(content_words(alone)) == 1 and _NUMBER.fullmatch(alone.strip("$€£~%.!")):
+    if not found and item.thread and _FIGURE_ALONE.match(alone):
         return [alone]
     return found
 
@@ -374,7 +380,9 @@ def _in_thread(sentence: str, item: LoreItem) -> str:
     sentence itself (measured on the eval sets: facts in the evidence 9 -> 11 with the whole
     thread, 12 with its start).
     """
-    return f"{item.thread[:THREAD_CHARS]} / {sentence}" if item.thread else sentence
+    if not item.thread or (len(_WORD.findall(item.content)) < SHORT_REPLY_WORDS and not claims(sentence)):
+        return sentence  # "a rich wallet" would take the thread's meaning; "867", "Hermes Tokens" answer in it
+    return f"{item.thread[:THREAD_CHARS]} / {sentence}"
 
 
 def _misses_figure(question: str, sentence: str, evidence: str) -> bool:
@@ -430,9 +438,10 @@ class Grounding:
 
         A sentence must say something beyond the question's own words ("the cursed cartridge." says
         nothing about it); a figure alone that replies to a thread is one (`statements`: "867" to "How many
-        submissions on this one?"). One close enough (`min_score`) comes before one that is not, then one whose
-        passage (what the answer line quotes) holds the figures and names the question asks about ("the Golden
-        Joystick 2025"; "Hermes Tokens" with "hTokens" on its next line) before near ones without them, which
+        submissions on this one?"). One whose passage (what the answer line quotes; its statements, not a question in
+        it) holds the figures and names the question asks about ("the Golden Joystick 2025"; "Hermes Tokens" with
+        "hTokens" on its next line), if close enough to answer (`min_score`), comes before near ones without them,
+        which
         embeddings barely tell apart (but
         not a sentence of a message that asks, when its answer is in the lore too: that answer holds
         the asking's names, `_as_answer`; and not for a name the whole channel speaks of, `common`: "I got
@@ -474,9 +483,10 @@ class Grounding:
         answered = {i for item in lore if id(item) not in asks for i in item.message_ids[1:]}  # what answers answer
         asking = {item.message_ids[0] for item in lore if item.message_ids and id(item) in asks}
         passages = [_passage(s, item) for s, item in candidates]
-        holds = [
-            0 if _asks_and_answered(item, answered, asks) else len(asked & claims(_as_answer(passage, item, asking)))
-            for passage, (s, item) in zip(passages, candidates, strict=True)
+        told = [" ".join(sentences(passage)) or s for passage, (s, _) in zip(passages, candidates, strict=True)]
+        holds = [  # what the passage says, not what it asks: "What does hTokens stand for? ..." holds no "hTokens"
+            0 if _asks_and_answered(item, answered, asks) else len(asked & claims(_as_answer(said, item, asking)))
+            for said, (_, item) in zip(told, candidates, strict=True)
         ]
         kind = answer_kind(question)
         fitting = [bool(kind) and fits(kind, passage) for passage in passages]
@@ -492,9 +502,11 @@ class Grounding:
             near - (self.asking_penalty if id(item) in asks else 0.0)
             for near, (_, item) in zip(close, candidates, strict=True)
         ]
-        # close enough first: a sentence holding the names asked about but too far to answer keeps no close one out
+        # names count for a sentence close enough to answer: one too far keeps no close one out for them
         order = sorted(
-            range(len(candidates)), key=lambda i: (close[i] >= self.min_score, holds[i], ranked[i]), reverse=True
+            range(len(candidates)),
+            key=lambda i: (holds[i] if close[i] >= self.min_score else 0, ranked[i]),
+            reverse=True,
         )
         best = order[0]
         quoted = _passage(*candidates[best])
@@ -549,9 +561,29 @@ class Grounding:
         Its figures and code-like names, when it has any: one of them, and at least two (an eighth) of
         its words, must be in the reply (a figure alone can be chance: "3D" is not "all 3 randomizer
         options"); else its words (at least two, and a quarter of them).
+
+        A reply to a question of when that tells a date none of the quoted passages (nor the question) holds does not
+        use them, whatever it shares: "open 14 days ... a new audit on 09/23/23", when the evidence says "runs
+        through 10/06/2023 (14 days)" (a date the claim check lets through when a lore message was posted that day).
         """
         checked = evidence.quoted if evidence.also_checks else (evidence,)
+        if answer_kind(question) == "date" and _tells_another_date(
+            text, [question, *(q.passage for q in evidence.quoted)]
+        ):
+            return False
         return any(_uses(text, quoted.passage, question) for quoted in checked)
+
+
+def _dates(text: str) -> list[set[int]]:
+    """The numbers of each date or time a text tells with digits ("10/06/2023" -> {10, 6, 2023}, "20:00" -> {20, 0})."""
+    return [{int(n) for n in re.findall(r"\d+", told)} for told in _DATE.findall(text) if re.search(r"\d", told)]
+
+
+def _tells_another_date(text: str, sources: Sequence[str]) -> bool:
+    """Does `text` tell a date none of `sources` tells, when they tell any? One whose numbers all stand in one of
+    theirs is theirs ("10/06" and "Oct 6" of "10/06/2023")."""
+    told = [date for source in sources for date in _dates(source)]
+    return bool(told) and any(not any(date <= known for known in told) for date in _dates(text))
 
 
 def _uses(text: str, passage: str, question: str) -> bool:

@@ -43,6 +43,8 @@ NEUTRAL_LINES = (
     "I apologize for any confusion. Could you please clarify what you mean?",
 )
 
+SHORT_CONTEXT_CHARS = 12  # a retrieved text shorter than this counts only when it is the reference whole
+
 
 def _normal(text: str) -> str:
     return " ".join(text.lower().split())
@@ -62,9 +64,15 @@ def source_found(retrieved: Sequence[str], references: Sequence[str]) -> float |
         return None
     got = [_normal(r).rstrip("…") for r in retrieved]
     for reference in map(_normal, references):
-        if any(g and (g == reference or reference.startswith(g) or g in reference or reference in g) for g in got):
+        if any(g and (g == reference or reference in g or (_telling(g) and g in reference)) for g in got):
             return 1.0
     return 0.0
+
+
+def _telling(text: str) -> bool:
+    """Long enough to stand for the message it is part of (a shortened one's start, one of its parts): a short
+    retrieved text ("867", "2") would be found in any reference that holds it, so it must be the reference."""
+    return len(text) >= SHORT_CONTEXT_CHARS and any(c.isalpha() for c in text)
 
 
 def grounded(reply: str, supports: Sequence[str], names: Sequence[str] = ()) -> float | None:

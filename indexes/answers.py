@@ -146,7 +146,7 @@ def explicit_answer(message: StoredMessage, following: Sequence[StoredMessage]) 
     for m in following:
         if m.author_id == message.author_id:
             asked.add(m.id)
-        elif m.reply_to in asked and not m.author_is_bot and _answers(m.content):
+        elif m.reply_to in asked and not m.author_is_bot and _answers(m.content, message.content):
             return m
     return None
 
@@ -207,26 +207,38 @@ def found_answer(question: StoredMessage, found: Sequence[StoredMessage]) -> Sto
             m.author_id != question.author_id
             and not m.author_is_bot
             and timedelta(0) < m.timestamp - question.timestamp <= FOUND_WINDOW
-            and _answers(m.content)
+            and _answers(m.content, question.content)
             and not reports_problem(m.content)
         ):
             return m
     return None
 
 
-# A figure alone ("867", "$5k", "0.5%"): it answers a question of how many or how much, unlike a word alone ("thx").
-_FIGURE_ALONE = re.compile(r"(?i)^[~≈$€£]?\d[\d,.]*\s*(?:%|k|m|x|usd[ct]?|eth)?[.!]?$")
+# A figure alone ("867", "$5k", "0.5%"), which answers a question asking for a figure, unlike a word alone ("thx").
+# Read as chains.grounding reads one (the two layers do not import each other; tests/test_grounding.py checks that
+# they agree), as is a question asking for a figure (`chains.grounding.asks_for_figure`).
+FIGURE_ALONE = re.compile(r"(?i)^[~≈$€£]?\d[\d,.]*\s*(?:%|k|m|x|usd[ct]?|eth)?[.!]?$")
+_ASKS_FIGURE = re.compile(
+    r"(?i)\b(?:how\s+(?:much|many|long|old|big|far|often|fast|high)|when|what\s+(?:year|date|day|time|score|price|"
+    r"amount|number|percentage|rate|size)|which\s+(?:year|date|day)|cost|costs|price|score|percent|record)\b"
+)
 
 
-def _says_something(text: str) -> bool:
-    """Two words or more, or a figure alone ("How many submissions on this one?" - "867")."""
-    return len(_WORD.findall(text)) >= 2 or bool(_FIGURE_ALONE.match(text.strip()))
+def _says_something(text: str, question: str) -> bool:
+    """Two words or more, or a figure alone to a question asking for one ("How many submissions on this one?" -
+    "867"; to "is the audit still open?", a stray "2" says nothing)."""
+    if len(_WORD.findall(text)) >= 2:
+        return True
+    return bool(FIGURE_ALONE.match(text.strip())) and bool(_ASKS_FIGURE.search(question))
 
 
-def _answers(text: str) -> bool:
-    """Could this reply answer: two words or more or a figure alone, no question, no short "same here"."""
+def _answers(text: str, question: str) -> bool:
+    """Could this reply to `question` answer it: two words or more or a figure alone to a question asking for one,
+    no question, no short "same here"."""
     words = len(_WORD.findall(text))
-    return _says_something(text) and not only_asks(text) and not (_ME_TOO.match(text) and words < ME_TOO_WORDS)
+    return (
+        _says_something(text, question) and not only_asks(text) and not (_ME_TOO.match(text) and words < ME_TOO_WORDS)
+    )
 
 
 def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
@@ -248,7 +260,7 @@ def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -
         if m.author_id != question.author_id
         and not m.author_is_bot
         and not only_asks(m.content)
-        and _says_something(m.content)
+        and _says_something(m.content, question.content)
         and m.timestamp - question.timestamp <= ANSWER_WINDOW
     ]
     if not candidates:

@@ -209,8 +209,9 @@ def thread_of(message: StoredMessage, replying_to: Sequence[str], short: bool = 
     """What of the thread a reply answers goes with it (REPLYING_TO_CHARS, the earliest message first).
 
     A reply shorter than THREAD_MIN_WORDS ("yes it is", "a rich wallet") goes alone, unless `short`: embedded,
-    it would take the thread's meaning instead of adding to it. Read back as the answer to a question (`short`),
-    it says nothing without it: "867" answers "How many submissions on this one?".
+    it would take the thread's meaning instead of adding to it. Read back (`short`, `_read_back`), every reply
+    carries its thread, which the ground step reads a short one in when it holds a figure or a name
+    (chains.grounding._in_thread): "867" answers "How many submissions on this one?".
     """
     thread = [" ".join(text.split()) for text in replying_to if text.strip()]
     if not thread or (len(_WORD.findall(message.content)) < THREAD_MIN_WORDS and not short):

@@ -121,6 +121,8 @@ def test_answer_metrics_check_facts_sources_and_invented_figures():
         == 1.0
     )
     assert source_found(["something else"], ["Gm no it has not been audited previously."]) == 0.0
+    assert source_found(["867"], ["867"]) == 1.0 and source_found(["2"], ["we sent 2 highs and a medium"]) == 0.0
+    assert source_found(["Gm no it has not"], ["Gm no it has not been audited previously."]) == 1.0  # a start
     assert grounded("the pool has 1.8 million boxes, or $60,500", ["the $60,500 NextGen audit"]) == 0.5
     assert grounded("mrrp, hello!", ["lore"]) is None  # nothing checkable
     quote = 'as 0xandy_2014_07_22 put it: "Both are trustable"'  # who said it is no invented figure

@@ -3,7 +3,17 @@
 import pytest
 
 from chains.assemble import ContextAssembler
-from chains.grounding import KIND_BONUS, Grounding, answer_kind, asks_for_taste, embedder, fits, seeks, sentences
+from chains.grounding import (
+    KIND_BONUS,
+    Grounding,
+    answer_kind,
+    asks_for_figure,
+    asks_for_taste,
+    embedder,
+    fits,
+    seeks,
+    sentences,
+)
 from chains.links import LinkPolicy
 from chains.memory import ShortTermMemory
 from chains.reply import build_reply_chain, run_reply, stream_reply, template_stops
@@ -88,6 +98,19 @@ def test_a_reply_sharing_only_an_incidental_figure_with_the_lore_gets_the_answer
     question = "@Susu what is the NXT randomizer for?"
     result = run_reply(make_chain(llm, lore=(nxt,)), 1, ChatMessage("tadev0", question, message_id=1))
     assert result.ok and result.text.startswith('as piravlos put it: "') and "no external fees" in result.text
+
+
+def test_a_reply_to_when_that_tells_another_date_than_the_lore_gets_the_answer_line(make_chain):
+    question = "@Susu when does the NextGen audit end?"
+    other_day = "mrrp, NextGen runs 14 days and ends on 11/20!"  # every figure is in the lore: 14, 11, 20 (of 20:00)
+    result = run_reply(make_chain(ScriptedLLM(responses=[other_day])), 1, ChatMessage("tadev0", question, message_id=1))
+    assert result.ok and result.text.startswith('as kartoonjoy put it: "') and "11/13/2023" in result.text
+    same_day = "mrrp, NextGen ends on 11/13 at 20:00 UTC, 14 days in!"
+    result = run_reply(make_chain(ScriptedLLM(responses=[same_day])), 1, ChatMessage("tadev0", question, message_id=1))
+    assert result.ok and result.text == same_day  # its own words, the lore's date
+    pool = "mrrp, the NextGen pot is $60,500, and it ran 14 days from 11/20!"  # no question of when: no date checked
+    result = run_reply(make_chain(ScriptedLLM(responses=[pool])), 1, ChatMessage("tadev0", QUESTION, message_id=1))
+    assert result.ok and result.text == pool
 
 
 def test_a_reply_that_ignores_the_lore_gets_the_answer_line(make_chain):
@@ -343,7 +366,16 @@ def test_a_figure_alone_is_evidence_in_the_thread_it_answers(embed_model):
 
 
 def test_the_numbers_of_a_link_or_a_name_are_no_amount():
-    for amount in ("867", "$5k", "it is 3x faster", "42% of it", "High risk findings: 6 unique (42 total)", "1.5 eth"):
+    for amount in (
+        "867",
+        "$5k",
+        "it is 3x faster",
+        "42% of it",
+        "High risk findings: 6 unique (42 total)",
+        "1.5 eth",
+        "it takes 3weeks on average",
+        "judged within 24h",
+    ):
         assert fits("amount", amount), amount
     for other in (
         "Check this out: https://discord.com/channels/81/1153743259965857873",  # a message's id
@@ -352,8 +384,40 @@ def test_the_numbers_of_a_link_or_a_name_are_no_amount():
         "learned a lot :10_10:",
         "0x3f is the selector",
         "v2 is out",
+        "H-01 is a duplicate of EIP-712 issues",
+        "thanks <@123456789012345678> <:pepe:987654321098765432>",  # a raw mention and emoji
+        "use 1e18 there",
+        "thanks to @0xBugsy for answering",  # a member's name
     ):
         assert not fits("amount", other), other
+
+
+@pytest.mark.parametrize("text", ["867", "$5k", "0.5%", "3x", "10k", "+1", "thx", "v2", "867 ?", "1.", "12 days"])
+def test_the_retriever_and_the_evidence_agree_on_a_figure_alone(text):
+    from chains import grounding
+    from indexes import answers
+
+    assert bool(grounding._FIGURE_ALONE.match(text)) == bool(answers.FIGURE_ALONE.match(text))
+
+
+@pytest.mark.parametrize(
+    "question", ["how many submissions?", "when does it end?", "is the audit still open?", "what is the rate?", "who?"]
+)
+def test_the_retriever_and_the_evidence_agree_on_a_question_asking_for_a_figure(question):
+    from indexes import answers
+
+    assert asks_for_figure(question) == bool(answers._ASKS_FIGURE.search(question))
+
+
+def test_a_short_reply_is_read_in_its_thread_only_when_it_holds_a_figure_or_a_name():
+    from chains.grounding import _in_thread
+
+    thread = "What does hTokens stand for?"
+    for short in ("867", "Hermes Tokens"):
+        assert _in_thread(short, LoreItem(content=short, thread=thread)) == f"{thread} / {short}"
+    assert _in_thread("a rich wallet", LoreItem(content="a rich wallet", thread=thread)) == "a rich wallet"
+    longer = "a rich wallet holds them all"
+    assert _in_thread(longer, LoreItem(content=longer, thread=thread)) == f"{thread} / {longer}"
 
 
 def test_a_long_post_is_quoted_from_the_relevant_sentence(embed_model):
@@ -717,6 +781,14 @@ def test_a_name_of_the_question_is_held_by_the_passage_quoted(embed_model):
     answer = LoreItem(content="Hermes Tokens\nhTokens", author="0xbuzzlightyear", thread=asking)
     evidence = Grounding(embedder(embed_model)).evidence(question, "lore", [confused, answer])
     assert evidence is not None and evidence.item is answer
+    asking = LoreItem(  # its question names hTokens; what it says does not
+        content="What is the h in hTokens short for? I read the docs all day and still have no clue about the h.",
+        author="Ali",
+    )
+    unthreaded = LoreItem(content=answer.content, author=answer.author)  # far by meaning without its thread
+    unpenalised = Grounding(embedder(embed_model), asking_penalty=0.0, min_score=0.0)  # the names alone decide
+    evidence = unpenalised.evidence(question, "lore", [asking, unthreaded])
+    assert evidence is not None and evidence.item is unthreaded
 
 
 def test_a_sentence_too_far_to_answer_does_not_keep_a_close_one_out_for_a_name(embed_model):

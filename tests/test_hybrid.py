@@ -414,6 +414,10 @@ def test_a_figure_alone_answers_a_question_and_a_word_alone_does_not():
     for said in ("thx", "+1", "v2", "867 ?"):  # a word, a vote, a name, a question back
         assert explicit_answer(question, [message(4, said, minutes_ago=200, author=6, reply_to=1)]) is None, said
         assert likely_answer(question, [message(4, said, minutes_ago=299, author=6)]) is None, said
+    still_open = message(5, "Is the audit still open?", minutes_ago=300, author=5)  # asks for no figure
+    stray, told = message(6, "2", minutes_ago=299, author=6), message(7, "yes until friday", minutes_ago=298, author=7)
+    assert likely_answer(still_open, [stray, told]) == told
+    assert explicit_answer(still_open, [message(8, "2", minutes_ago=200, author=6, reply_to=5)]) is None
 
 
 def test_a_short_answer_is_read_back_with_the_question_it_answers(store, tmp_path, embed_model):
