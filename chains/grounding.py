@@ -441,8 +441,7 @@ class Grounding:
         submissions on this one?"). One whose passage (what the answer line quotes; its statements, not a question in
         it) holds the figures and names the question asks about ("the Golden Joystick 2025"; "Hermes Tokens" with
         "hTokens" on its next line), if close enough to answer (`min_score`), comes before near ones without them,
-        which
-        embeddings barely tell apart (but
+        which embeddings barely tell apart (but
         not a sentence of a message that asks, when its answer is in the lore too: that answer holds
         the asking's names, `_as_answer`; and not for a name the whole channel speaks of, `common`: "I got
         my Curves awards" holds "Curves" as most of the channel does, nor for a name said as one with it,

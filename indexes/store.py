@@ -170,7 +170,7 @@ def _row(m: StoredMessage, stored_at: float) -> tuple:
 
 def _json(text: str):
     """A JSON column's value. Most messages' reactions, mentions, attachments and lore reasons are empty, which need
-    no parsing: reading a message back costs a quarter less (5,000 messages read by id, 9-14 against 13-16 µs each)."""
+    no parsing on every message read back."""
     return {} if text == "{}" else [] if text == "[]" else json.loads(text)
 
 
