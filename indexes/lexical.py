@@ -17,7 +17,7 @@ import math
 import re
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -45,6 +45,7 @@ COMMON_SCAN = 1000  # a question of common words only: its rarest word, in this 
 KEPT_FLOOR = 100  # a word held by at least this many messages has its count kept between questions (Counts)...
 KEPT_DRIFT = 0.01  # ... used while the store changed by at most this share of the count since it was made
 KEPT_WORDS = 1024
+RARE_HOLDERS = 50  # a word held by at most this many messages is rare: `rare_holders` reads all its holders
 # A figure with its separators ("60,500", "1.5") or a word, with dots inside it ("NextGenCore.sol"):
 # quoted, each is a phrase of FTS5 tokens, so "60,500" matches "$60,500" and not every "500".
 _TERM = re.compile(r"\d+(?:[.,]\d+)+|[^\W_]+(?:\.[^\W_]+)*")
@@ -183,6 +184,35 @@ def search(db: sqlite3.Connection, asked: Query, limit: int, channel_id: int | N
     args: tuple = (fts_query(terms), *((channel_id,) if channel_id else ()), limit)
     rows = db.execute(f"{matching} ORDER BY score DESC LIMIT ?", args)
     return [(int(message_id), float(score)) for message_id, score in rows]
+
+
+def rare_holders(
+    db: sqlite3.Connection, asked: Query, limit: int, channel_id: int | None = None, leaving: Collection[int] = ()
+) -> list[int]:
+    """The `limit` messages holding most of the question's rare words (each held by at most RARE_HOLDERS messages;
+    weighted by idf, as `coverage` weighs them), at least two of them, but those in `leaving`, best first.
+
+    BM25 weighs a long message down for its length: a post holding the question's rarest words far apart, an
+    awards list ending in "High risk findings: 4 unique (376 total)" to "how many unique high and medium
+    findings", ranks below every short message holding one of them (`search`). Read whole, it is found as the
+    short ones are; `coverage` on its parts then says whether it holds them together.
+    """
+    weights = {term: idf for term, idf in idfs(asked).items() if asked.counts[term] <= RARE_HOLDERS}
+    if len(weights) < 2 or limit <= 0:
+        return []
+    scope = "m.private = 0" + (" OR m.channel_id = ?" if channel_id else "")
+    holding = (
+        f"SELECT m.id FROM {FTS_TABLE} JOIN messages m ON m.id = {FTS_TABLE}.rowid "
+        f"WHERE {FTS_TABLE} MATCH ? AND ({scope})"
+    )
+    held: dict[int, float] = {}
+    words: dict[int, int] = {}
+    for term, idf in weights.items():
+        for (message_id,) in db.execute(holding, (fts_query([term]), *((channel_id,) if channel_id else ()))):
+            if message_id not in leaving:
+                held[message_id] = held.get(message_id, 0.0) + idf
+                words[message_id] = words.get(message_id, 0) + 1
+    return sorted((m for m in held if words[m] >= 2), key=lambda m: (held[m], m), reverse=True)[:limit]
 
 
 def documents(db: sqlite3.Connection) -> int:

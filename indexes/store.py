@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -607,6 +607,13 @@ class MessageStore:
         with self._lock:
             asked = self.lexical_query(text) if isinstance(text, str) else text
             return lexical.search(self._db, asked, limit, channel_id)
+
+    def rare_holders(
+        self, asked: lexical.Query, limit: int, channel_id: int | None = None, leaving: Collection[int] = ()
+    ) -> list[int]:
+        """The messages holding most of the question's rare words, whatever their length (indexes.lexical)."""
+        with self._lock:
+            return lexical.rare_holders(self._db, asked, limit, channel_id, leaving)
 
     def ids_before(self, moment: datetime) -> list[int]:
         """The ids of the messages posted before `moment`."""

@@ -77,6 +77,7 @@ REPLY_THREAD_DEPTH = 3  # messages of that thread, the nearest ones
 THREAD_MIN_WORDS = 4  # a shorter reply ("yes it is", "a rich wallet") would take the thread's meaning, not add to it
 PART_TOKENS = 128  # a longer message is indexed in parts of about this many tokens
 PART_OVERLAP = 16
+RARE_HOLDERS_READ = 3  # the messages holding most of a question's rare words, whatever their length (`_worded`)
 SYNC_BATCH = 1024  # index log entries applied per round
 FINAL_CATCH_UP = 64  # a rebuild applies the last changes, at most about this many, while writers wait
 CATCH_UP_ROUNDS = 4  # ... or, when writers outpace it, whatever is left after this many rounds without them waiting
@@ -738,6 +739,19 @@ def _merged(ranked: list[NodeWithScore]) -> list[NodeWithScore]:
     return kept
 
 
+def _covered(asked: lexical.Query, texts: Mapping[int, str]) -> tuple[dict[int, float], dict[int, int]]:
+    """How much of the question's words each message (id -> its text) holds in one of its parts (lexical.coverage),
+    and which part that is."""
+    parts = [(message_id, number) for message_id, text in texts.items() for number in range(len(_split(text)))]
+    each = lexical.coverage(asked, {row: _split(texts[m])[n] for row, (m, n) in enumerate(parts)})
+    held: dict[int, float] = {}
+    best: dict[int, int] = {}
+    for row, (message_id, number) in enumerate(parts):
+        if each.get(row, 0.0) > held.get(message_id, -1.0):
+            held[message_id], best[message_id] = each.get(row, 0.0), number
+    return held, best
+
+
 def _entry(key: str) -> dict:
     """The ids an index entry's key holds (`part_key`): its message's, and its part's after the first."""
     message_id, _, number = key.partition("#")
@@ -821,18 +835,22 @@ class WeightedRetriever(BaseRetriever):
             if lexical_hits:
                 lexical_hits.cancel()
             raise
-        asked, worded = lexical_hits.result() if lexical_hits else (None, [])
-        messages = store.get([*map(int, candidates), *(message_id for message_id, _ in worded)])
+        asked, worded, rare = lexical_hits.result() if lexical_hits else (None, [], [])
+        messages = store.get([*map(int, candidates), *(message_id for message_id, _ in worded), *rare])
         self._described(candidates, messages)
         unseen = [messages[m] for m, _ in worded if str(m) not in candidates and m in messages]
+        rare_unseen = [messages[m] for m in rare if str(m) not in candidates and m in messages]
         held: dict[int, float] = {}
+        worded_part: dict[int, int] = {}
         if asked:
             texts = {int(key): messages[int(key)].content for key in candidates if int(key) in messages}
-            held = lexical.coverage(asked, texts | {message.id: message.content for message in unseen})
+            found = [*unseen, *rare_unseen]
+            held, worded_part = _covered(asked, texts | {message.id: message.content for message in found})
         now = (self._now or datetime.now(timezone.utc)).timestamp()
         ranked = self._scored(candidates, messages, held, now)
         least = self._least_worded(asked)
         within = self._within_reach(unseen, candidates, ranked, held, now, least)
+        within += self._best_worded_rare(rare_unseen, [*candidates, *(m for m, _ in worded)], messages, held, least)
         ranked += self._scored(self._parts(within, vector), messages, held, now)
         ranked.sort(key=lambda n: n.score, reverse=True)
         read_first = {message.id for message in within}
@@ -851,7 +869,7 @@ class WeightedRetriever(BaseRetriever):
                 answered += self._scored(self._parts(list(unread.values()), vector), messages, held, now)
                 unread.clear()
                 ranked = _merged(self._answered(answered, messages, read))
-        return self._read_back(self._with_best_worded(ranked, messages, least)[: self.top_k], messages)
+        return self._read_back(self._with_best_worded(ranked, messages, least, worded_part)[: self.top_k], messages)
 
     def _scored(
         self, candidates: dict[str, _Candidate], messages: dict[int, StoredMessage], held: dict[int, float], now: float
@@ -866,7 +884,7 @@ class WeightedRetriever(BaseRetriever):
             candidate.lexical = held.get(message.id, 0.0)
             similarity = max(candidate.parts.values())
             relevance = w.w_sim * max(similarity, 0.0) + w.w_lex * candidate.lexical
-            if similarity < w.min_similarity and relevance < w.min_similarity:
+            if similarity < w.min_similarity and relevance < w.min_similarity and not self._slot_worthy(candidate):
                 continue
             meta = candidate.node.metadata
             recency = self._recency(message, now)
@@ -887,6 +905,9 @@ class WeightedRetriever(BaseRetriever):
             scored.append(NodeWithScore(node=candidate.node, score=final))
         return scored
 
+    def _slot_worthy(self, candidate: _Candidate) -> bool:
+        return bool(self.weights.w_lex and self.weights.lexical_slot) and candidate.lexical >= self.weights.lexical_slot
+
     def _least_worded(self, asked: lexical.Query | None) -> float:
         """How much of the question's words a message must hold to take the last place (`_with_best_worded`):
         `lexical_slot`, and more than any one of them gives ("this server has more lore than most games" holds only
@@ -897,7 +918,11 @@ class WeightedRetriever(BaseRetriever):
         return max(w.lexical_slot, round(lexical.one_word(asked), 3) + 0.001)  # as `_scored` rounds the coverage
 
     def _with_best_worded(
-        self, ranked: list[NodeWithScore], messages: dict[int, StoredMessage], least: float | None = None
+        self,
+        ranked: list[NodeWithScore],
+        messages: dict[int, StoredMessage],
+        least: float | None = None,
+        worded_part: Mapping[int, int] | None = None,
     ) -> list[NodeWithScore]:
         """`ranked` with the hit holding most of the question's words in the last of the `top_k` places, when the
         weighted sum left it below them (`RetrievalWeights.lexical_slot`); never a message that only asks, which
@@ -924,7 +949,31 @@ class WeightedRetriever(BaseRetriever):
         if shown[-1].node.metadata.get("answers") in {int(hit.node.metadata["message_id"]) for hit in shown}:
             return ranked  # the reply to a problem shown above it (`_answered`): the telling and its fix go together
         best.node.metadata["scores"] = {**best.node.metadata["scores"], "by_words": 1.0}  # said by --explain
+        part = (worded_part or {}).get(int(best.node.metadata["message_id"]))
+        if part is not None:
+            best.node.metadata["part"] = part
         return [*shown[:-1], best, shown[-1], *(hit for hit in rest if hit is not best)]
+
+    def _best_worded_rare(
+        self,
+        rare: list[StoredMessage],
+        others: list,
+        messages: Mapping[int, StoredMessage],
+        held: Mapping[int, float],
+        least: float,
+    ) -> list[StoredMessage]:
+        """The message BM25 left out for its length (`rare`: found by its rare words) holding more of the question's
+        words in one part than any other found, at least `least`, read to take the last place by its words
+        (`_with_best_worded`): none, when another holds as many. A message that only asks never takes it."""
+        if not rare or not least:
+            return []
+        telling = [message for message in rare if not only_asks(message.content)]
+        best = max(telling, key=lambda message: held.get(message.id, 0.0), default=None)
+        if best is None or held.get(best.id, 0.0) < least:
+            return []
+        found = (messages.get(int(other)) for other in others)
+        rival = max((held.get(m.id, 0.0) for m in found if m is not None and not only_asks(m.content)), default=0.0)
+        return [best] if held.get(best.id, 0.0) > rival else []
 
     def _recency(self, message: StoredMessage, now: float) -> float:
         age_days = max(0.0, (now - message.timestamp.timestamp()) / 86400)
@@ -1042,8 +1091,9 @@ class WeightedRetriever(BaseRetriever):
         messages.update((m.id, m) for m in more)
         return [m.id for m in more]
 
-    def _worded(self, query: str) -> tuple[lexical.Query, list[tuple[int, float]]]:
-        """The question's words, counted, and the `candidates` best BM25 matches for them (indexes.lexical).
+    def _worded(self, query: str) -> tuple[lexical.Query, list[tuple[int, float]], list[int]]:
+        """The question's words, counted, the `candidates` best BM25 matches for them and the RARE_HOLDERS_READ
+        other messages holding most of their rare words, whatever their length (indexes.lexical).
 
         Run on the `_LEXICAL` thread while Chroma's nearest-neighbour search runs on the caller's: each
         releases the GIL, so on two cores the two searches overlap (profiled at 100,000 messages, the query's
@@ -1051,7 +1101,9 @@ class WeightedRetriever(BaseRetriever):
         """
         store = self.index.store
         asked = store.lexical_query(query)
-        return asked, store.lexical_search(asked, self.candidates, self.channel_id)
+        found = store.lexical_search(asked, self.candidates, self.channel_id)
+        leaving = {message_id for message_id, _ in found}
+        return asked, found, store.rare_holders(asked, RARE_HOLDERS_READ, self.channel_id, leaving)
 
     def _nearest(self, collection, vector: list[float], where: dict | None) -> dict[str, _Candidate]:
         """The `candidates` entries of the Chroma `collection` nearest the query (seen through `where`, see

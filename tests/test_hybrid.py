@@ -30,6 +30,7 @@ from indexes.vector import (
     RetrievalWeights,
     WeightedRetriever,
     _Candidate,
+    _covered,
     _split,
     _splitter,
     chroma_client,
@@ -289,6 +290,96 @@ def test_a_message_that_only_asks_neither_takes_the_last_place_nor_keeps_it_out(
     paired[2].node.metadata["answers"] = 7  # the answer to a question it replaced (not shown): the last place is taken
     order = [h.node.metadata["message_id"] for h in retriever._with_best_worded(paired, messages)]
     assert order == ["1", "2", "5", "6"]
+
+
+def test_the_messages_holding_most_of_a_questions_rare_words_are_found_whatever_their_length(store):
+    store.upsert(
+        [
+            message(1, "unique high findings"),  # both rare words
+            message(2, "a unique one"),  # one rare word only
+            message(3, " ".join(["filler"] * 300) + " unique findings"),  # long, both rare words
+            message(4, "unique findings in a private thread", private=True, channel=7),
+            *(message(100 + i, f"the findings of day {i}") for i in range(lexical.RARE_HOLDERS + 1)),  # not rare
+        ]
+    )
+    asked = store.lexical_query("how many unique high findings?")
+    assert asked.counts["findings"] > lexical.RARE_HOLDERS >= asked.counts["unique"]
+    assert store.rare_holders(asked, 5) == [1]  # "findings" is held too widely to count: 3 holds one rare word
+    wider = store.lexical_query("how many unique high filler?")
+    assert store.rare_holders(wider, 5) == [3, 1]  # the long message is read whole, as the short one
+    assert store.rare_holders(wider, 1) == [3] and store.rare_holders(wider, 5, leaving={3}) == [1]
+    private = store.lexical_query("unique private thread")
+    assert store.rare_holders(private, 5) == [] and store.rare_holders(private, 5, channel_id=7) == [4]
+    assert store.rare_holders(store.lexical_query("unique"), 5) == []  # one word: BM25's ranking is as good
+
+
+def test_a_long_post_left_out_by_bm25_for_its_length_takes_the_last_place_by_its_rare_words(
+    store, tmp_path, embed_model, monkeypatch
+):
+    awards = "\n".join(f"${i}.35 USDC » member{i}" for i in range(60))
+    summary = f"{awards}\n\nFindings summary\nHigh risk findings: 6 unique (42 total)\nMed risk: 25 (131 total)"
+    shorter = [  # each holds a word of the question: BM25 ranks them above the long post
+        *(f"a unique high note, number {i}" for i in range(3)),
+        *(f"high risk play, number {i}" for i in range(3)),
+        *(f"my findings, number {i}" for i in range(3)),
+        "the audit had so many interesting issues in the vault",  # nearer by meaning
+        "I found a few issues in this audit, hope they are valid",
+        "the audit results will be out once judging ends",
+        "so many duplicates in this audit",
+        *(f"this audit was a lot of fun, number {i}" for i in range(8)),
+    ]
+    store.upsert([message(1, summary), *(message(10 + i, text) for i, text in enumerate(shorter))])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    query = "how many unique high risk findings did the audit have?"
+    retriever = WeightedRetriever(index, RetrievalWeights(), top_k=3, candidates=5, now=NOW)
+    assert 1 not in [m for m, _ in store.lexical_search(query, 8)]
+    vector = embed_model.get_query_embedding(query)
+    assert "1" not in retriever._nearest(index.current().vector_store.client, vector, None)
+
+    hits = {hit.node.metadata["message_id"]: hit for hit in retriever.retrieve(query)}
+    assert "1" in hits and hits["1"].node.metadata["scores"].get("by_words")
+    assert "6 unique (42 total)" in hits["1"].node.get_content()  # shown by the part holding the words
+    monkeypatch.setattr("indexes.vector.RARE_HOLDERS_READ", 0)
+    assert "1" not in [hit.node.metadata["message_id"] for hit in retriever.retrieve(query)]
+
+
+def test_the_coverage_of_a_long_message_is_that_of_its_part_holding_most_of_the_words(store):
+    rules = " ".join(f"Rule {i}: be kind to other wardens and read the docs before asking." for i in range(12))
+    post = f"The glimmerstone key is kept safe. {rules} Ask the quartermaster for the north vault."
+    assert len(_split(post)) == 2 and "quartermaster" not in _split(post)[0]
+    store.upsert([message(1, post), message(2, "the glimmerstone quartermaster"), message(3, "a pie")])
+    asked = store.lexical_query("glimmerstone quartermaster")
+    held, part = _covered(asked, {1: post, 2: "the glimmerstone quartermaster", 3: "a pie"})
+    # its two words are far apart: each part holds one, as the short message holds both
+    assert held[2] == pytest.approx(1.0) and 0.3 < held[1] < 0.7 and held[3] == 0.0
+    assert part[1] == 0 and "glimmerstone" in _split(post)[0]
+
+
+def test_a_message_far_by_meaning_that_holds_most_of_the_words_stays_a_candidate_for_the_last_place():
+    nodes = {str(i): TextNode(id_=str(i), text="", metadata={"message_id": str(i)}) for i in (1, 2)}
+    candidates = {key: _Candidate(node=node) for key, node in nodes.items()}
+    for candidate in candidates.values():
+        candidate.parts = {0: 0.1}  # under min_similarity
+    messages = {1: message(1, "High risk findings: 6 unique (42 total)"), 2: message(2, "the findings")}
+    held = {1: 0.45, 2: 0.1}  # 0.1 + w_lex * 0.45: under min_similarity too
+    kept = WeightedRetriever(None, RetrievalWeights(), top_k=3)._scored(candidates, messages, held, NOW.timestamp())
+    assert [hit.node.metadata["message_id"] for hit in kept] == ["1"]
+    off = WeightedRetriever(None, RetrievalWeights(lexical_slot=0.0), top_k=3)
+    assert off._scored(candidates, messages, held, NOW.timestamp()) == []
+
+
+def test_the_message_taking_the_last_place_by_its_words_is_shown_by_the_part_holding_them():
+    def hit(message_id, lexical, score, part=0):
+        node = TextNode(id_=str(message_id), text="", metadata={"message_id": str(message_id), "part": part})
+        node.metadata["scores"] = {"lexical": lexical, "question": 0.0}
+        return NodeWithScore(node=node, score=score)
+
+    messages = {i: message(i, f"a message {i}") for i in range(1, 5)}
+    ranked = [hit(1, 0.1, 0.9), hit(2, 0.1, 0.8), hit(3, 0.1, 0.7), hit(4, 0.6, 0.3, part=2)]
+    retriever = WeightedRetriever(None, RetrievalWeights(), top_k=3)
+    shown = retriever._with_best_worded(ranked, messages, worded_part={4: 5})
+    assert shown[2].node.metadata["message_id"] == "4" and shown[2].node.metadata["part"] == 5
 
 
 def test_one_reaction_adds_the_same_whatever_the_other_candidates_have(store, tmp_path, embed_model):
