@@ -28,11 +28,15 @@ FOUND_WINDOW = timedelta(hours=24)  # how long after a question an answer the se
 GOES_ON_WINDOW = timedelta(minutes=3)  # how long after each of its messages an answer may go on in the next
 GOES_ON_MESSAGES = 3  # the most messages an answer goes on in
 _ASKS = re.compile(r"\?\W*$")
+# "have", "was" and their kin open a question before the one asked of ("Have you disabled via_ir", "was it fixed"),
+# not before what they say ("Have a look at the readme", "had the same problem").
 # After "ok" or "btw" only a question word opens a question: "ok where do i get the hash" asks, "ok will do",
 # "ok did foundryup and it worked" and "please do a full erase first" answer.
 _OPENS_A_QUESTION = re.compile(
     r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:are|is|do|does|did|can|could|should|shall|will|would|what|which|who|when|"
     r"where|why|how|any|anyone|anybody)\b|"
+    r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:have|has|had|was|were|am)\s+(?:you|u|i|we|they|he|she|it|anyone|anybody|"
+    r"someone|somebody|this|that|there)\b|"
     r"^(?:@\S+\s+|(?:ok|okay|btw|hey|hi|gm)\b[,.]?\s+)+(?:what|which|who|when|where|why|how)\b",
     re.IGNORECASE,
 )
@@ -100,6 +104,12 @@ _NO_PROBLEM = re.compile(
 # A reply that has the problem too, and no fix: "same here", "me too, same error", "+1".
 _ME_TOO = re.compile(r"(?i)^\W*(?:same|me\s+too|\+1|also\s+(?:having|getting|seeing))\b")
 ME_TOO_WORDS = 8  # a longer "same here, ..." goes on to say something
+# A reply saying its author does not know: "sorry, I’m not sure about that", "no idea", "idk tbh". No answer.
+_NOT_KNOWN = re.compile(
+    r"(?i)^\W*(?:sorry\W*)?(?:(?:i\s*['’]?\s*a?m\s+|i\s+am\s+)?not\s+(?:sure|certain)|no\s+(?:idea|clue)|idk|dunno|"
+    r"i\s+(?:don['’]?t|do\s+not)\s+know|i\s+have\s+no\s+(?:idea|clue))\b"
+)
+NOT_KNOWN_WORDS = 8  # a longer "not sure, but ..." goes on to say something
 
 
 def reports_problem(text: str) -> bool:
@@ -234,11 +244,20 @@ def _says_something(text: str, question: str) -> bool:
 
 def _answers(text: str, question: str) -> bool:
     """Could this reply to `question` answer it: two words or more or a figure alone to a question asking for one,
-    no question, no short "same here"."""
+    no question, no short "same here" nor "not sure"."""
     words = len(_WORD.findall(text))
     return (
-        _says_something(text, question) and not only_asks(text) and not (_ME_TOO.match(text) and words < ME_TOO_WORDS)
+        _says_something(text, question)
+        and not only_asks(text)
+        and not (_ME_TOO.match(text) and words < ME_TOO_WORDS)
+        and not not_known(text)
     )
+
+
+def not_known(text: str) -> bool:
+    """A short reply saying its author does not know ("sorry, I’m not sure about that", "no idea"): it answers
+    nothing. A longer one goes on to say something ("not sure, but I think the root is on Arbitrum")."""
+    return bool(_NOT_KNOWN.match(text)) and len(_WORD.findall(text)) <= NOT_KNOWN_WORDS
 
 
 def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:
@@ -261,6 +280,7 @@ def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -
         and not m.author_is_bot
         and not only_asks(m.content)
         and _says_something(m.content, question.content)
+        and not not_known(m.content)
         and m.timestamp - question.timestamp <= ANSWER_WINDOW
     ]
     if not candidates:

@@ -187,10 +187,16 @@ def search(db: sqlite3.Connection, asked: Query, limit: int, channel_id: int | N
 
 
 def rare_holders(
-    db: sqlite3.Connection, asked: Query, limit: int, channel_id: int | None = None, leaving: Collection[int] = ()
+    db: sqlite3.Connection,
+    asked: Query,
+    limit: int,
+    channel_id: int | None = None,
+    leaving: Collection[int] = (),
+    longer_than: int = 0,
 ) -> list[int]:
-    """The `limit` messages holding most of the question's rare words (each held by at most RARE_HOLDERS messages;
-    weighted by idf, as `coverage` weighs them), at least two of them, but those in `leaving`, best first.
+    """The `limit` messages longer than `longer_than` bytes holding most of the question's rare words (each held by
+    at most RARE_HOLDERS messages; weighted by idf, as `coverage` weighs them), at least two of them, but those in
+    `leaving`, best first.
 
     BM25 weighs a long message down for its length: a post holding the question's rarest words far apart, an
     awards list ending in "High risk findings: 4 unique (376 total)" to "how many unique high and medium
@@ -203,7 +209,7 @@ def rare_holders(
     scope = "m.private = 0" + (" OR m.channel_id = ?" if channel_id else "")
     holding = (
         f"SELECT m.id FROM {FTS_TABLE} JOIN messages m ON m.id = {FTS_TABLE}.rowid "
-        f"WHERE {FTS_TABLE} MATCH ? AND ({scope})"
+        f"WHERE {FTS_TABLE} MATCH ? AND ({scope}) AND length(CAST(m.content AS BLOB)) > {int(longer_than)}"
     )
     held: dict[int, float] = {}
     words: dict[int, int] = {}

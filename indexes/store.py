@@ -609,11 +609,17 @@ class MessageStore:
             return lexical.search(self._db, asked, limit, channel_id)
 
     def rare_holders(
-        self, asked: lexical.Query, limit: int, channel_id: int | None = None, leaving: Collection[int] = ()
+        self,
+        asked: lexical.Query,
+        limit: int,
+        channel_id: int | None = None,
+        leaving: Collection[int] = (),
+        longer_than: int = 0,
     ) -> list[int]:
-        """The messages holding most of the question's rare words, whatever their length (indexes.lexical)."""
+        """The messages longer than `longer_than` bytes holding most of the question's rare words, whatever their
+        length (indexes.lexical)."""
         with self._lock:
-            return lexical.rare_holders(self._db, asked, limit, channel_id, leaving)
+            return lexical.rare_holders(self._db, asked, limit, channel_id, leaving, longer_than)
 
     def ids_before(self, moment: datetime) -> list[int]:
         """The ids of the messages posted before `moment`."""

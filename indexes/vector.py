@@ -850,8 +850,9 @@ class WeightedRetriever(BaseRetriever):
         ranked = self._scored(candidates, messages, held, now)
         least = self._least_worded(asked)
         within = self._within_reach(unseen, candidates, ranked, held, now, least)
-        within += self._best_worded_rare(rare_unseen, [*candidates, *(m for m, _ in worded)], messages, held, least)
         ranked += self._scored(self._parts(within, vector), messages, held, now)
+        rare = self._best_worded_rare(rare_unseen, [*candidates, *(m for m, _ in worded)], messages, held, least)
+        ranked += self._scored(self._parts(rare, vector), messages, held, now, by_words=True)
         ranked.sort(key=lambda n: n.score, reverse=True)
         read_first = {message.id for message in within}
         unread = {message.id: message for message in unseen if message.id not in read_first}
@@ -872,9 +873,16 @@ class WeightedRetriever(BaseRetriever):
         return self._read_back(self._with_best_worded(ranked, messages, least, worded_part)[: self.top_k], messages)
 
     def _scored(
-        self, candidates: dict[str, _Candidate], messages: dict[int, StoredMessage], held: dict[int, float], now: float
+        self,
+        candidates: dict[str, _Candidate],
+        messages: dict[int, StoredMessage],
+        held: dict[int, float],
+        now: float,
+        by_words: bool = False,
     ) -> list[NodeWithScore]:
-        """The candidates that may be shown here, each scored with RetrievalWeights (`held`: their coverage)."""
+        """The candidates that may be shown here, each scored with RetrievalWeights (`held`: their coverage); those
+        under `min_similarity` are left out, unless found for the question's words they hold (`by_words`:
+        `_best_worded_rare`), which a long message's part holds far from the question by meaning."""
         w = self.weights
         scored = []
         for message_id, candidate in candidates.items():
@@ -884,7 +892,7 @@ class WeightedRetriever(BaseRetriever):
             candidate.lexical = held.get(message.id, 0.0)
             similarity = max(candidate.parts.values())
             relevance = w.w_sim * max(similarity, 0.0) + w.w_lex * candidate.lexical
-            if similarity < w.min_similarity and relevance < w.min_similarity and not self._slot_worthy(candidate):
+            if similarity < w.min_similarity and relevance < w.min_similarity and not by_words:
                 continue
             meta = candidate.node.metadata
             recency = self._recency(message, now)
@@ -904,9 +912,6 @@ class WeightedRetriever(BaseRetriever):
             meta["part"] = max(candidate.parts, key=candidate.parts.get)
             scored.append(NodeWithScore(node=candidate.node, score=final))
         return scored
-
-    def _slot_worthy(self, candidate: _Candidate) -> bool:
-        return bool(self.weights.w_lex and self.weights.lexical_slot) and candidate.lexical >= self.weights.lexical_slot
 
     def _least_worded(self, asked: lexical.Query | None) -> float:
         """How much of the question's words a message must hold to take the last place (`_with_best_worded`):
@@ -962,12 +967,13 @@ class WeightedRetriever(BaseRetriever):
         held: Mapping[int, float],
         least: float,
     ) -> list[StoredMessage]:
-        """The message BM25 left out for its length (`rare`: found by its rare words) holding more of the question's
-        words in one part than any other found, at least `least`, read to take the last place by its words
-        (`_with_best_worded`): none, when another holds as many. A message that only asks never takes it."""
+        """The message BM25 left out for its length (`rare`: found by its rare words; one of several parts) holding
+        more of the question's words in one part than any other found, at least `least`, read to take the last place
+        by its words (`_with_best_worded`): none, when another holds as many. A message that only asks never takes
+        it, nor one of a single part, whose length BM25 weighs little: it left it out for holding fewer words."""
         if not rare or not least:
             return []
-        telling = [message for message in rare if not only_asks(message.content)]
+        telling = [message for message in rare if len(_split(message.content)) > 1 and not only_asks(message.content)]
         best = max(telling, key=lambda message: held.get(message.id, 0.0), default=None)
         if best is None or held.get(best.id, 0.0) < least:
             return []
@@ -1103,7 +1109,7 @@ class WeightedRetriever(BaseRetriever):
         asked = store.lexical_query(query)
         found = store.lexical_search(asked, self.candidates, self.channel_id)
         leaving = {message_id for message_id, _ in found}
-        return asked, found, store.rare_holders(asked, RARE_HOLDERS_READ, self.channel_id, leaving)
+        return asked, found, store.rare_holders(asked, RARE_HOLDERS_READ, self.channel_id, leaving, PART_TOKENS)
 
     def _nearest(self, collection, vector: list[float], where: dict | None) -> dict[str, _Candidate]:
         """The `candidates` entries of the Chroma `collection` nearest the query (seen through `where`, see

@@ -308,6 +308,7 @@ def test_the_messages_holding_most_of_a_questions_rare_words_are_found_whatever_
     wider = store.lexical_query("how many unique high filler?")
     assert store.rare_holders(wider, 5) == [3, 1]  # the long message is read whole, as the short one
     assert store.rare_holders(wider, 1) == [3] and store.rare_holders(wider, 5, leaving={3}) == [1]
+    assert store.rare_holders(wider, 5, longer_than=PART_TOKENS) == [3]
     private = store.lexical_query("unique private thread")
     assert store.rare_holders(private, 5) == [] and store.rare_holders(private, 5, channel_id=7) == [4]
     assert store.rare_holders(store.lexical_query("unique"), 5) == []  # one word: BM25's ranking is as good
@@ -344,6 +345,20 @@ def test_a_long_post_left_out_by_bm25_for_its_length_takes_the_last_place_by_its
     assert "1" not in [hit.node.metadata["message_id"] for hit in retriever.retrieve(query)]
 
 
+def test_only_a_long_message_found_by_its_rare_words_holding_more_of_them_than_any_other_is_read():
+    awards = "\n".join(f"${i}.35 USDC » member{i}" for i in range(60))
+    long = message(1, f"{awards}\n\nHigh risk findings: 6 unique (42 total)")
+    short = message(2, "unique high findings were few, a long and thorough audit of this vault in the end")
+    other = message(3, "high findings")
+    messages = {m.id: m for m in (long, short, other)}
+    retriever = WeightedRetriever(None, RetrievalWeights(), top_k=3)
+    held = {1: 0.5, 2: 0.6, 3: 0.3}
+    # one part: BM25 left it out for holding fewer words, not for its length
+    assert retriever._best_worded_rare([long, short], ["3"], messages, held, 0.2) == [long]
+    assert retriever._best_worded_rare([long], ["3"], messages, {**held, 3: 0.5}, 0.2) == []  # another holds as many
+    assert retriever._best_worded_rare([long], ["3"], messages, held, 0.55) == []  # fewer than the slot needs
+
+
 def test_the_coverage_of_a_long_message_is_that_of_its_part_holding_most_of_the_words(store):
     rules = " ".join(f"Rule {i}: be kind to other wardens and read the docs before asking." for i in range(12))
     post = f"The glimmerstone key is kept safe. {rules} Ask the quartermaster for the north vault."
@@ -356,17 +371,17 @@ def test_the_coverage_of_a_long_message_is_that_of_its_part_holding_most_of_the_
     assert part[1] == 0 and "glimmerstone" in _split(post)[0]
 
 
-def test_a_message_far_by_meaning_that_holds_most_of_the_words_stays_a_candidate_for_the_last_place():
+def test_a_message_far_by_meaning_found_for_the_words_it_holds_stays_a_candidate_for_the_last_place():
     nodes = {str(i): TextNode(id_=str(i), text="", metadata={"message_id": str(i)}) for i in (1, 2)}
     candidates = {key: _Candidate(node=node) for key, node in nodes.items()}
     for candidate in candidates.values():
         candidate.parts = {0: 0.1}  # under min_similarity
     messages = {1: message(1, "High risk findings: 6 unique (42 total)"), 2: message(2, "the findings")}
     held = {1: 0.45, 2: 0.1}  # 0.1 + w_lex * 0.45: under min_similarity too
-    kept = WeightedRetriever(None, RetrievalWeights(), top_k=3)._scored(candidates, messages, held, NOW.timestamp())
-    assert [hit.node.metadata["message_id"] for hit in kept] == ["1"]
-    off = WeightedRetriever(None, RetrievalWeights(lexical_slot=0.0), top_k=3)
-    assert off._scored(candidates, messages, held, NOW.timestamp()) == []
+    retriever = WeightedRetriever(None, RetrievalWeights(), top_k=3)
+    kept = retriever._scored(candidates, messages, held, NOW.timestamp(), by_words=True)
+    assert [hit.node.metadata["message_id"] for hit in kept] == ["1", "2"]
+    assert retriever._scored(candidates, messages, held, NOW.timestamp()) == []
 
 
 def test_the_message_taking_the_last_place_by_its_words_is_shown_by_the_part_holding_them():
@@ -434,6 +449,21 @@ def test_only_asks():
     assert only_asks("If I call it twice in one block, is it ok?") and only_asks("hmm, why?")
     assert only_asks("The claim button is greyed out, why?") and only_asks("Need the contract address, which chain?")
     assert only_asks("Hey guys, where is the staking contract? I looked on etherscan, which address?")
+    # "have", "was" and their kin open a question before the one asked of, not before what they say
+    assert only_asks("Have you disabled via_ir") and only_asks("was it fixed") and only_asks("has anyone tried forge")
+    assert not only_asks("Have a look at the readme") and not only_asks("had the same problem, reflashing fixed it")
+    assert not only_asks("was able to fix it by reflashing the bootloader")
+
+
+def test_a_reply_saying_its_author_does_not_know_answers_nothing():
+    question = message(1, "What is the difference between global and local tokens?", minutes_ago=30, author=5)
+    for unsure in ("sorry, I’m not sure about that", "no idea", "idk tbh", "I don't know, sorry"):
+        replied = StoredMessage(**{**message(2, unsure, minutes_ago=29).__dict__, "reply_to": 1})
+        assert explicit_answer(question, [replied]) is None, unsure
+        assert likely_answer(question, [message(2, unsure, minutes_ago=29)]) is None, unsure
+        assert found_answer(question, [message(2, unsure, minutes_ago=29)]) is None, unsure
+    hedged = message(3, "not sure, but I think global tokens are the ones kept on the root chain", minutes_ago=28)
+    assert likely_answer(question, [message(2, "no idea", minutes_ago=29), hedged]) == hedged
 
 
 def test_a_message_that_wonders_gives_its_place_to_the_answer_that_follows(store, tmp_path, embed_model):
