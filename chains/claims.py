@@ -4,10 +4,11 @@ Grounding on (`GROUNDING=check`), a reply to a question may not hold a claim (a 
 name, a proper name) that nothing the bot was given holds: the lore found, the message, the
 conversation and its summary, the persona, the names of who speaks. With evidence (chains/grounding.py),
 a reply that invents one, or does not use the evidence, is replaced by the answer line, the evidence
-said as who said it (a line for each message quoted). Without evidence, the figures and code-like names of a reply
-are checked unless the question asks for the character's own taste ("what's the best mario game?": "super mario 64"
-is its pick, not a fact to make up; "why does my XIAO ignore the UF2?" gets no "released in 2024"): the sentences
-with a made-up one are dropped, and with none left the persona's line for a question it cannot answer is said.
+said as who said it (a line for each message quoted). Without evidence, its claims are checked as well unless the
+question asks for the character's own taste ("what's the best mario game?": "super mario 64" is its pick, not a fact
+to make up; "why does my XIAO ignore the UF2?" gets no "released in 2024", "which networks will it run on?" no
+"the Nexus One"): the sentences with a made-up one are dropped, and with none left the persona's line for a question
+it cannot answer is said.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from chains.grounding import Evidence, Grounding, asks_for_figure, asks_for_taste, figures, known_claims
+from chains.grounding import Evidence, Grounding, asks_for_figure, asks_for_taste, known_claims
 from chains.types import ChatMessage, LoreItem, Verdict
 from prompts import Persona, PromptFile
 
@@ -64,12 +65,12 @@ class ClaimCheck:
         )
 
     def invented(self, text: str) -> set[str]:
-        """The claims of `text` nothing given holds: with evidence, figures and names; without, figures and code-like
-        names, unless the character is asked for its taste ("how much did it raise?" may not get a made-up amount;
-        "what's the best mario game?" may get "super mario 64")."""
+        """The claims of `text` nothing given holds (figures, code-like and proper names); without evidence, none
+        when the character is asked for its taste ("how much did it raise?" may not get a made-up amount, "which
+        networks will it run on?" a made-up "Nexus One"; "what's the best mario game?" may get "super mario 64")."""
         if self.evidence is not None:
             return Grounding.unsupported(text, self.known)
-        return Grounding.unsupported(text, self.known) & figures(text) if self.figures_checked else set()
+        return Grounding.unsupported(text, self.known) if self.figures_checked else set()
 
     def answer_from_lore(self, verdict: Verdict, invented: set[str], check: Callable[[str], Verdict]) -> Verdict | None:
         """The answer line, when the reply invents a claim or does not use the evidence; else None.

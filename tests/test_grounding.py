@@ -269,10 +269,10 @@ def test_banter_and_unrelated_lore_are_left_alone(make_chain):
     banter = ScriptedLLM(responses=["mrrp, you are the best, 100 head scratches for you!"])
     result = run_reply(make_chain(banter), 1, ChatMessage("tadev0", "@Susu you are so fluffy lol", message_id=1))
     assert result.text == "mrrp, you are the best, 100 head scratches for you!"
-    unrelated = ScriptedLLM(responses=["no idea, but it is big. I bet the Tetris champions know!"])
+    unrelated = ScriptedLLM(responses=["no idea, but it is big. I bet the Zorblax champions know!"])
     lore = (LoreItem(content="rip gyarados, you were a good fish.", author="kiwi", score=0.3),)
     result = run_reply(make_chain(unrelated, lore=lore), 1, ChatMessage("tadev0", QUESTION, message_id=1))
-    assert result.text == "no idea, but it is big. I bet the Tetris champions know!"  # no lore close: a name is free
+    assert result.text == "no idea, but it is big."  # no lore close: a made-up name goes, as a made-up figure does
 
 
 def test_without_close_lore_a_question_is_never_answered_with_a_made_up_figure(make_chain, persona):
@@ -305,6 +305,10 @@ def test_without_close_lore_a_question_is_never_answered_with_a_made_up_figure(m
     )
     result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1))
     assert result.text == persona.unknown()  # stopped at "2024": no unfinished "It" after the sentence dropped
+    llm = ScriptedLLM(responses=["It runs on all the major networks. They plan the Nexus One and Ethereum Nexus next."])
+    question = "@Susu on which networks is the protocol going to run?"
+    result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1))
+    assert result.text == "It runs on all the major networks."  # a made-up name is no answer either
 
 
 def test_evidence_is_a_statement_never_a_question_or_a_bare_link():
