@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from chains.grounding import Evidence, Grounding, asks_for_figure, asks_for_taste, known_claims
+from chains.grounding import Evidence, Grounding, asks_for_figure, asks_for_taste, figures, known_claims
 from chains.types import ChatMessage, LoreItem, Verdict
 from prompts import Persona, PromptFile
 
@@ -42,7 +42,8 @@ class ClaimCheck:
         answer: PromptFile | None,
     ) -> None:
         self.persona, self.question, self.evidence, self.answer = persona, message.content, evidence, answer
-        self.figures_checked = asks_for_figure(message.content) or not asks_for_taste(message.content)
+        self.taste = asks_for_taste(message.content)  # without evidence: nothing checked, or only figures asked for
+        self.figures_asked = asks_for_figure(message.content)
         names = [*names, persona.name]
         self.known = known_claims(
             [
@@ -65,12 +66,14 @@ class ClaimCheck:
         )
 
     def invented(self, text: str) -> set[str]:
-        """The claims of `text` nothing given holds (figures, code-like and proper names); without evidence, none
-        when the character is asked for its taste ("how much did it raise?" may not get a made-up amount, "which
-        networks will it run on?" a made-up "Nexus One"; "what's the best mario game?" may get "super mario 64")."""
-        if self.evidence is not None:
-            return Grounding.unsupported(text, self.known)
-        return Grounding.unsupported(text, self.known) if self.figures_checked else set()
+        """The claims of `text` nothing given holds (figures, code-like and proper names); without evidence, when the
+        character is asked for its taste, only the figures it is asked for ("how much did it raise?" may not get a
+        made-up amount, "which networks will it run on?" a made-up "Nexus One"; "what's the best mario game?" may get
+        "super mario 64", "how many mario games would you recommend?" "Nintendo" but no made-up count)."""
+        invented = Grounding.unsupported(text, self.known)
+        if self.evidence is None and self.taste:
+            return invented & figures(text) if self.figures_asked else set()
+        return invented
 
     def answer_from_lore(self, verdict: Verdict, invented: set[str], check: Callable[[str], Verdict]) -> Verdict | None:
         """The answer line, when the reply invents a claim or does not use the evidence; else None.

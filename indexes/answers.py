@@ -29,14 +29,14 @@ GOES_ON_WINDOW = timedelta(minutes=3)  # how long after each of its messages an 
 GOES_ON_MESSAGES = 3  # the most messages an answer goes on in
 _ASKS = re.compile(r"\?\W*$")
 # "have", "was" and their kin open a question before the one asked of ("Have you disabled via_ir", "was it fixed"),
-# not before what they say ("Have a look at the readme", "had the same problem").
+# not before what they say ("Have a look at the readme", "had the same problem", "Had this error too, ... fixed it").
 # After "ok" or "btw" only a question word opens a question: "ok where do i get the hash" asks, "ok will do",
 # "ok did foundryup and it worked" and "please do a full erase first" answer.
 _OPENS_A_QUESTION = re.compile(
     r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:are|is|do|does|did|can|could|should|shall|will|would|what|which|who|when|"
     r"where|why|how|any|anyone|anybody)\b|"
-    r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:have|has|had|was|were|am)\s+(?:you|u|i|we|they|he|she|it|anyone|anybody|"
-    r"someone|somebody|this|that|there)\b|"
+    r"^(?:@\S+\s+|hey\s+|hi\s+|gm\s+)*(?:(?:have|has|had)\s+(?:you|u|anyone|anybody|someone|somebody)|"
+    r"(?:was|were)\s+(?:you|u|it|this|that|anyone|anybody|someone|somebody)|am\s+i)\b|"
     r"^(?:@\S+\s+|(?:ok|okay|btw|hey|hi|gm)\b[,.]?\s+)+(?:what|which|who|when|where|why|how)\b",
     re.IGNORECASE,
 )
@@ -104,12 +104,14 @@ _NO_PROBLEM = re.compile(
 # A reply that has the problem too, and no fix: "same here", "me too, same error", "+1".
 _ME_TOO = re.compile(r"(?i)^\W*(?:same|me\s+too|\+1|also\s+(?:having|getting|seeing))\b")
 ME_TOO_WORDS = 8  # a longer "same here, ..." goes on to say something
-# A reply saying its author does not know: "sorry, I’m not sure about that", "no idea", "idk tbh". No answer.
+# A reply saying its author does not know: "sorry, I’m not sure about that", "no idea", "idk tbh". No answer,
+# unless it goes on to say something: a figure, a guess or a try ("not sure, 0.8.20 I think", "idk, try foundryup").
 _NOT_KNOWN = re.compile(
-    r"(?i)^\W*(?:sorry\W*)?(?:(?:i\s*['’]?\s*a?m\s+|i\s+am\s+)?not\s+(?:sure|certain)|no\s+(?:idea|clue)|idk|dunno|"
-    r"i\s+(?:don['’]?t|do\s+not)\s+know|i\s+have\s+no\s+(?:idea|clue))\b"
+    r"(?i)^\W*(?:@\S+\s+)*(?:sorry\W*)?(?:(?:i\s*['’]?\s*a?m\s+)?not\s+(?:sure|certain)|no\s+(?:idea|clue)|idk|"
+    r"dunno|i\s+(?:don['’]?t|do\s+not)\s+know|i\s+have\s+no\s+(?:idea|clue))\b"
 )
-NOT_KNOWN_WORDS = 8  # a longer "not sure, but ..." goes on to say something
+_GOES_ON_TO_SAY = re.compile(r"(?i)\d|\b(?:but|try|think|maybe|probably|guess|because|perhaps)\b")
+NOT_KNOWN_WORDS = 8  # a longer "not sure, ..." goes on to say something
 
 
 def reports_problem(text: str) -> bool:
@@ -256,8 +258,14 @@ def _answers(text: str, question: str) -> bool:
 
 def not_known(text: str) -> bool:
     """A short reply saying its author does not know ("sorry, I’m not sure about that", "no idea"): it answers
-    nothing. A longer one goes on to say something ("not sure, but I think the root is on Arbitrum")."""
-    return bool(_NOT_KNOWN.match(text)) and len(_WORD.findall(text)) <= NOT_KNOWN_WORDS
+    nothing. A longer one, or one with a figure, a guess, a try or a fix, goes on to say something ("not sure, but I
+    think the root is on Arbitrum", "idk, try 0.8.20", "no idea why, restarting fixed it")."""
+    return (
+        bool(_NOT_KNOWN.match(text))
+        and len(_WORD.findall(text)) <= NOT_KNOWN_WORDS
+        and not _GOES_ON_TO_SAY.search(text)
+        and not tells_of_a_fix(text)
+    )
 
 
 def likely_answer(question: StoredMessage, following: Sequence[StoredMessage]) -> StoredMessage | None:

@@ -616,8 +616,8 @@ class MessageStore:
         leaving: Collection[int] = (),
         longer_than: int = 0,
     ) -> list[int]:
-        """The messages longer than `longer_than` bytes holding most of the question's rare words, whatever their
-        length (indexes.lexical)."""
+        """The messages longer than `longer_than` bytes holding most of the question's rare words, however BM25
+        weighs their length (indexes.lexical)."""
         with self._lock:
             return lexical.rare_holders(self._db, asked, limit, channel_id, leaving, longer_than)
 

@@ -77,7 +77,7 @@ REPLY_THREAD_DEPTH = 3  # messages of that thread, the nearest ones
 THREAD_MIN_WORDS = 4  # a shorter reply ("yes it is", "a rich wallet") would take the thread's meaning, not add to it
 PART_TOKENS = 128  # a longer message is indexed in parts of about this many tokens
 PART_OVERLAP = 16
-RARE_HOLDERS_READ = 3  # the messages holding most of a question's rare words, whatever their length (`_worded`)
+RARE_HOLDERS_READ = 3  # the long messages holding most of a question's rare words, read beyond BM25's (`_retrieve`)
 SYNC_BATCH = 1024  # index log entries applied per round
 FINAL_CATCH_UP = 64  # a rebuild applies the last changes, at most about this many, while writers wait
 CATCH_UP_ROUNDS = 4  # ... or, when writers outpace it, whatever is left after this many rounds without them waiting
@@ -699,10 +699,10 @@ class RetrievalWeights:
     (42 total)") is far from any question by meaning and right by its words, as the best of each search is kept by
     reciprocal rank fusion. 0 turns it off (in code: no setting).
 
-    Relevance decides: similarity (cosine, dense) and lexical (BM25 over the messages' words, relative
-    to the query's best lexical hit). Recency, engagement and the lore boost only break near-ties: each
-    is bounded and on an absolute scale, the same in every query (a reaction adds as much whatever the
-    other candidates have; `engagement_scale` reactions and replies give the full w_eng).
+    Relevance decides: similarity (cosine, dense) and lexical (the share of the question's words, weighted by
+    rarity, that the message holds in one of its parts: lexical.coverage, `_covered`). Recency, engagement and the
+    lore boost only break near-ties: each is bounded and on an absolute scale, the same in every query (a reaction
+    adds as much whatever the other candidates have; `engagement_scale` reactions and replies give the full w_eng).
     """
 
     w_sim: float = 1.0
@@ -840,6 +840,7 @@ class WeightedRetriever(BaseRetriever):
         self._described(candidates, messages)
         unseen = [messages[m] for m, _ in worded if str(m) not in candidates and m in messages]
         rare_unseen = [messages[m] for m in rare if str(m) not in candidates and m in messages]
+        rare_unseen = [message for message in rare_unseen if len(_split(message.content)) > 1][:RARE_HOLDERS_READ]
         held: dict[int, float] = {}
         worded_part: dict[int, int] = {}
         if asked:
@@ -852,7 +853,9 @@ class WeightedRetriever(BaseRetriever):
         within = self._within_reach(unseen, candidates, ranked, held, now, least)
         ranked += self._scored(self._parts(within, vector), messages, held, now)
         rare = self._best_worded_rare(rare_unseen, [*candidates, *(m for m, _ in worded)], messages, held, least)
-        ranked += self._scored(self._parts(rare, vector), messages, held, now, by_words=True)
+        for hit in self._scored(self._parts(rare, vector), messages, held, now, by_words=True) if rare else []:
+            hit.node.metadata["part"] = worded_part.get(int(hit.node.metadata["message_id"]), hit.node.metadata["part"])
+            ranked.append(hit)  # shown by the part holding the words it was found for, wherever it ranks
         ranked.sort(key=lambda n: n.score, reverse=True)
         read_first = {message.id for message in within}
         unread = {message.id: message for message in unseen if message.id not in read_first}
@@ -955,8 +958,9 @@ class WeightedRetriever(BaseRetriever):
             return ranked  # the reply to a problem shown above it (`_answered`): the telling and its fix go together
         best.node.metadata["scores"] = {**best.node.metadata["scores"], "by_words": 1.0}  # said by --explain
         part = (worded_part or {}).get(int(best.node.metadata["message_id"]))
-        if part is not None:
+        if part is not None and part != best.node.metadata.get("part"):
             best.node.metadata["part"] = part
+            best.node.metadata["goes_on"] = []  # an answer goes on after its last words (`_goes_on`), not a middle part
         return [*shown[:-1], best, shown[-1], *(hit for hit in rest if hit is not best)]
 
     def _best_worded_rare(
@@ -1098,8 +1102,8 @@ class WeightedRetriever(BaseRetriever):
         return [m.id for m in more]
 
     def _worded(self, query: str) -> tuple[lexical.Query, list[tuple[int, float]], list[int]]:
-        """The question's words, counted, the `candidates` best BM25 matches for them and the RARE_HOLDERS_READ
-        other messages holding most of their rare words, whatever their length (indexes.lexical).
+        """The question's words, counted, the `candidates` best BM25 matches for them and the other messages longer
+        than a part holding most of their rare words, best first (indexes.lexical.rare_holders).
 
         Run on the `_LEXICAL` thread while Chroma's nearest-neighbour search runs on the caller's: each
         releases the GIL, so on two cores the two searches overlap (profiled at 100,000 messages, the query's
@@ -1109,7 +1113,9 @@ class WeightedRetriever(BaseRetriever):
         asked = store.lexical_query(query)
         found = store.lexical_search(asked, self.candidates, self.channel_id)
         leaving = {message_id for message_id, _ in found}
-        return asked, found, store.rare_holders(asked, RARE_HOLDERS_READ, self.channel_id, leaving, PART_TOKENS)
+        # over the bytes of one part, some are still one part: the first RARE_HOLDERS_READ of several are kept
+        rare = store.rare_holders(asked, RARE_HOLDERS_READ * 3, self.channel_id, leaving, PART_TOKENS)
+        return asked, found, rare
 
     def _nearest(self, collection, vector: list[float], where: dict | None) -> dict[str, _Candidate]:
         """The `candidates` entries of the Chroma `collection` nearest the query (seen through `where`, see

@@ -309,6 +309,10 @@ def test_without_close_lore_a_question_is_never_answered_with_a_made_up_figure(m
     question = "@Susu on which networks is the protocol going to run?"
     result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1))
     assert result.text == "It runs on all the major networks."  # a made-up name is no answer either
+    llm = ScriptedLLM(responses=["Zorblax made the best ones. I'd say 17 of them."])
+    question = "@Susu how many mario games would you recommend?"  # its taste, and a figure asked for
+    result = run_reply(make_chain(llm, lore=lore), 1, ChatMessage("tadev0", question, message_id=1))
+    assert result.text == "Zorblax made the best ones."  # its pick is free, a made-up count is not
 
 
 def test_evidence_is_a_statement_never_a_question_or_a_bare_link():

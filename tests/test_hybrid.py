@@ -18,6 +18,7 @@ from indexes.answers import (
     found_answer,
     goes_on,
     likely_answer,
+    not_known,
     only_asks,
     own_fix,
     reports_problem,
@@ -299,6 +300,8 @@ def test_the_messages_holding_most_of_a_questions_rare_words_are_found_whatever_
             message(2, "a unique one"),  # one rare word only
             message(3, " ".join(["filler"] * 300) + " unique findings"),  # long, both rare words
             message(4, "unique findings in a private thread", private=True, channel=7),
+            message(5, "high tide"),
+            message(6, "high noon"),
             *(message(100 + i, f"the findings of day {i}") for i in range(lexical.RARE_HOLDERS + 1)),  # not rare
         ]
     )
@@ -306,7 +309,8 @@ def test_the_messages_holding_most_of_a_questions_rare_words_are_found_whatever_
     assert asked.counts["findings"] > lexical.RARE_HOLDERS >= asked.counts["unique"]
     assert store.rare_holders(asked, 5) == [1]  # "findings" is held too widely to count: 3 holds one rare word
     wider = store.lexical_query("how many unique high filler?")
-    assert store.rare_holders(wider, 5) == [3, 1]  # the long message is read whole, as the short one
+    assert wider.counts["filler"] < wider.counts["high"]
+    assert store.rare_holders(wider, 5) == [3, 1]  # read whole, the long message holds the rarer words
     assert store.rare_holders(wider, 1) == [3] and store.rare_holders(wider, 5, leaving={3}) == [1]
     assert store.rare_holders(wider, 5, longer_than=PART_TOKENS) == [3]
     private = store.lexical_query("unique private thread")
@@ -390,11 +394,15 @@ def test_the_message_taking_the_last_place_by_its_words_is_shown_by_the_part_hol
         node.metadata["scores"] = {"lexical": lexical, "question": 0.0}
         return NodeWithScore(node=node, score=score)
 
-    messages = {i: message(i, f"a message {i}") for i in range(1, 5)}
-    ranked = [hit(1, 0.1, 0.9), hit(2, 0.1, 0.8), hit(3, 0.1, 0.7), hit(4, 0.6, 0.3, part=2)]
+    rules = " ".join(f"Rule {i}: be kind to other wardens and read the docs before asking." for i in range(12))
+    messages = {i: message(i, f"a message {i}") for i in range(1, 4)} | {4: message(4, f"{rules} Findings: 6 high")}
+    assert len(_split(messages[4].content)) == 2
+    ranked = [hit(1, 0.1, 0.9), hit(2, 0.1, 0.8), hit(3, 0.1, 0.7), hit(4, 0.6, 0.3, part=0)]
+    ranked[3].node.metadata["goes_on"] = [9]  # as if paired with its last words
     retriever = WeightedRetriever(None, RetrievalWeights(), top_k=3)
-    shown = retriever._with_best_worded(ranked, messages, worded_part={4: 5})
-    assert shown[2].node.metadata["message_id"] == "4" and shown[2].node.metadata["part"] == 5
+    shown = retriever._with_best_worded(ranked, messages, worded_part={4: 1})
+    assert shown[2].node.metadata["message_id"] == "4" and shown[2].node.metadata["part"] == 1
+    assert shown[2].node.metadata["goes_on"] == []  # found by another part: nothing goes on after it
 
 
 def test_one_reaction_adds_the_same_whatever_the_other_candidates_have(store, tmp_path, embed_model):
@@ -453,6 +461,8 @@ def test_only_asks():
     assert only_asks("Have you disabled via_ir") and only_asks("was it fixed") and only_asks("has anyone tried forge")
     assert not only_asks("Have a look at the readme") and not only_asks("had the same problem, reflashing fixed it")
     assert not only_asks("was able to fix it by reflashing the bootloader")
+    assert not only_asks("Had this exact error yesterday, npm install --force fixed it")
+    assert not only_asks("Have it working now with 0.8.20") and not only_asks("Was there yesterday, it ends Friday")
 
 
 def test_a_reply_saying_its_author_does_not_know_answers_nothing():
@@ -464,6 +474,9 @@ def test_a_reply_saying_its_author_does_not_know_answers_nothing():
         assert found_answer(question, [message(2, unsure, minutes_ago=29)]) is None, unsure
     hedged = message(3, "not sure, but I think global tokens are the ones kept on the root chain", minutes_ago=28)
     assert likely_answer(question, [message(2, "no idea", minutes_ago=29), hedged]) == hedged
+    assert not_known("@bob no idea")
+    for said in ("Not sure, 0.8.20 I think", "idk, try foundryup", "no idea why, restarting fixed it", "idk maybe v2"):
+        assert not not_known(said), said  # a figure, a try, a fix, a guess: it goes on to say something
 
 
 def test_a_message_that_wonders_gives_its_place_to_the_answer_that_follows(store, tmp_path, embed_model):
