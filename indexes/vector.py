@@ -197,7 +197,7 @@ def _split(text: str) -> tuple[str, ...]:
     return _split_long(text)
 
 
-@lru_cache(maxsize=1024)  # a message found again and again is tokenized once
+@lru_cache(maxsize=1024)  # a message found again and again is tokenized once; let go at each change (`_rewrite`)
 def _split_long(text: str) -> tuple[str, ...]:
     parts = tuple(part for part in _splitter().split_text(text) if part.strip())
     return parts if len(parts) > 1 else (text,)
@@ -413,7 +413,10 @@ class LoreIndex:
         return count
 
     def _rewrite(self, collection, ids: list[int]) -> None:
-        """Bring these messages in the collection to what the store holds now (gone, changed or new)."""
+        """Bring these messages in the collection to what the store holds now (gone, changed or new); the long ones
+        split and kept for the next searches (`_split_long`) are let go, so that a deleted or edited message's words
+        leave this process's memory with its vectors."""
+        _split_long.cache_clear()
         for chunk in batched((str(i) for i in ids), INDEX_BATCH):
             collection.delete(where={"message_id": {"$in": chunk}})  # every part of every earlier version
         self._embed(collection, self.store.get(ids).values())

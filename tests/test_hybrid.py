@@ -33,6 +33,7 @@ from indexes.vector import (
     _Candidate,
     _covered,
     _split,
+    _split_long,
     _splitter,
     chroma_client,
     part_keys,
@@ -844,6 +845,18 @@ def test_a_long_post_is_found_and_shown_by_its_closest_part(store, tmp_path, emb
     hits = retrieve(store, tmp_path, embed_model, "how big is the prize pool of the audit?", top_k=1)
     assert "$88,500" in hits[0].node.get_content()
     assert len(hits[0].node.get_content()) < len(post) and hits[0].node.metadata["scores"]["similarity"] > 0.5
+
+
+def test_a_deleted_long_posts_parts_leave_memory_when_the_index_applies_the_deletion(store, tmp_path, embed_model):
+    rules = " ".join(f"Rule {i}: be kind to other wardens and read the docs before asking." for i in range(12))
+    store.upsert([message(1, f"{rules} The vault code is 4417."), message(2, "gm")])
+    index = LoreIndex(store, chroma_client(tmp_path / "chroma"), embed_model)
+    index.rebuild()
+    _split(f"{rules} The vault code is 4417.")  # as a search reads it
+    assert _split_long.cache_info().currsize > 0  # kept for the next searches
+    store.delete([1])
+    index.sync()
+    assert _split_long.cache_info().currsize == 0
 
 
 def test_a_long_post_found_by_its_words_alone_is_shown_by_its_closest_part(store, tmp_path, embed_model):
