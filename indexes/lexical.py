@@ -174,16 +174,22 @@ def search(db: sqlite3.Connection, asked: Query, limit: int, channel_id: int | N
     terms = terms or sorted(found, key=counts.get)[:1]
     if not terms or limit <= 0:
         return []
-    scope = "m.private = 0" + (" OR m.channel_id = ?" if channel_id else "")
+    scope, scoped = _seen_from(channel_id)
     matching = (
         f"SELECT m.id AS id, -bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} JOIN messages m ON m.id = {FTS_TABLE}.rowid "
         f"WHERE {FTS_TABLE} MATCH ? AND ({scope})"
     )
     if newest:  # ids are in time order (Discord's snowflakes; indexes.exports.common.synthetic_message_id)
         matching = f"SELECT * FROM ({matching} ORDER BY {FTS_TABLE}.rowid DESC LIMIT {COMMON_SCAN})"
-    args: tuple = (fts_query(terms), *((channel_id,) if channel_id else ()), limit)
+    args: tuple = (fts_query(terms), *scoped, limit)
     rows = db.execute(f"{matching} ORDER BY score DESC LIMIT ?", args)
     return [(int(message_id), float(score)) for message_id, score in rows]
+
+
+def _seen_from(channel_id: int | None) -> tuple[str, tuple]:
+    """The SQL condition (on `messages m`) and its arguments for what a search may see: public messages, and a private
+    thread's own when made in it."""
+    return ("m.private = 0 OR m.channel_id = ?", (channel_id,)) if channel_id else ("m.private = 0", ())
 
 
 def rare_holders(
@@ -206,7 +212,7 @@ def rare_holders(
     weights = {term: idf for term, idf in idfs(asked).items() if asked.counts[term] <= RARE_HOLDERS}
     if len(weights) < 2 or limit <= 0:
         return []
-    scope = "m.private = 0" + (" OR m.channel_id = ?" if channel_id else "")
+    scope, scoped = _seen_from(channel_id)
     holding = (
         f"SELECT m.id FROM {FTS_TABLE} JOIN messages m ON m.id = {FTS_TABLE}.rowid "
         f"WHERE {FTS_TABLE} MATCH ? AND ({scope}) AND length(CAST(m.content AS BLOB)) > {int(longer_than)}"
@@ -214,7 +220,7 @@ def rare_holders(
     held: dict[int, float] = {}
     words: dict[int, int] = {}
     for term, idf in weights.items():
-        for (message_id,) in db.execute(holding, (fts_query([term]), *((channel_id,) if channel_id else ()))):
+        for (message_id,) in db.execute(holding, (fts_query([term]), *scoped)):
             if message_id not in leaving:
                 held[message_id] = held.get(message_id, 0.0) + idf
                 words[message_id] = words.get(message_id, 0) + 1

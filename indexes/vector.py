@@ -745,11 +745,11 @@ def _merged(ranked: list[NodeWithScore]) -> list[NodeWithScore]:
 def _covered(asked: lexical.Query, texts: Mapping[int, str]) -> tuple[dict[int, float], dict[int, int]]:
     """How much of the question's words each message (id -> its text) holds in one of its parts (lexical.coverage),
     and which part that is."""
-    parts = [(message_id, number) for message_id, text in texts.items() for number in range(len(_split(text)))]
-    each = lexical.coverage(asked, {row: _split(texts[m])[n] for row, (m, n) in enumerate(parts)})
+    parts = [(message_id, n, part) for message_id, text in texts.items() for n, part in enumerate(_split(text))]
+    each = lexical.coverage(asked, {row: part for row, (_, _, part) in enumerate(parts)})
     held: dict[int, float] = {}
     best: dict[int, int] = {}
-    for row, (message_id, number) in enumerate(parts):
+    for row, (message_id, number, _) in enumerate(parts):
         if each.get(row, 0.0) > held.get(message_id, -1.0):
             held[message_id], best[message_id] = each.get(row, 0.0), number
     return held, best
